@@ -1,0 +1,27 @@
+"""The public surface is exactly what __all__ says, sorted, and the demo's flow runs."""
+
+import thodare_jupyter
+
+
+def test_all_is_sorted_and_importable() -> None:
+    names = thodare_jupyter.__all__
+    assert names == sorted(names)
+    for n in names:
+        assert getattr(thodare_jupyter, n) is not None
+
+
+def test_slack_builtin_posts_to_the_fake(slack_server, slack_env) -> None:
+    from thodare_jupyter import apply_operations, run_in_memory
+
+    ops = [
+        {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
+        {"operation_type": "add", "block_id": "say", "type": "slack",
+         "params": {"operation": "send", "channel": "#x", "text": "hi {{trigger.who}}"}},
+        {"operation_type": "connect", "block_id": "trg", "target_block_id": "say"},
+    ]
+    res = apply_operations({"blocks": [], "connections": []}, ops)
+    assert res.ok, res.summary
+    run = run_in_memory(res.workflow, {"who": "ada"}, env=slack_env)
+    assert run.status == "completed", run.error
+    assert run.outputs["say"]["ok"] is True
+    assert slack_server.requests[0]["body"] == {"channel": "#x", "text": "hi ada"}

@@ -1,0 +1,244 @@
+"""``define_workflow``: the fluent builder that compiles to the wire format.
+
+A step's params function receives ``r``; ``r.input.x`` becomes
+``{{trigger.x}}`` and ``r.<step>.<field>`` becomes ``{{<step>.<field>}}``,
+in plain values and inside f-strings alike. Each access is checked against
+the input model and the step's outputs model; ``build()`` raises
+:class:`BuildError` listing every typo with its line. Edges are inferred
+from the refs (a step with none hangs off the trigger), plus ``needs=``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..connectors import Connector
+from ..errors import BuildError
+from ..templates import iter_refs, ref_head
+from ..validation import block_id_problem, listing
+from ..wire import SerializedBlock, SerializedConnection, SerializedWorkflow, WorkflowMetadata
+
+TRIGGER_ID = "__trigger__"
+
+
+def _where(depth: int) -> str:
+    frame = sys._getframe(depth + 1)
+    return f"line {frame.f_lineno} of {frame.f_code.co_filename}"
+
+
+class Ref:
+    """A typed reference to a value that exists only at run time.
+
+    ``str(ref)`` and f-strings give its ``{{path}}`` template.
+    """
+
+    __slots__ = ("_model", "_path", "_problems")
+
+    def __init__(self, path: str, model: type[BaseModel] | None, problems: list[str]) -> None:
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_model", model)
+        object.__setattr__(self, "_problems", problems)
+
+    def _child(self, name: str, depth: int) -> Ref:
+        model = self._model
+        sub: type[BaseModel] | None = None
+        if model is not None:
+            fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+            if name not in fields:
+                what = "The run input" if self._path == "trigger" else f"'{self._path}'"
+                self._problems.append(
+                    f"{what} has no field '{name}' ({_where(depth + 1)}). "
+                    f"Valid: {listing(fields)}."
+                )
+            else:
+                ann = fields[name].annotation
+                if isinstance(ann, type) and issubclass(ann, BaseModel):
+                    sub = ann
+        return Ref(f"{self._path}.{name}", sub, self._problems)
+
+    def __getattr__(self, name: str) -> Ref:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._child(name, 1)
+
+    def __getitem__(self, key: str | int) -> Ref:
+        return self._child(str(key), 1)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("References are read-only.")
+
+    def __str__(self) -> str:
+        return "{{" + self._path + "}}"
+
+    __repr__ = __str__
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def __add__(self, other: object) -> str:
+        return str(self) + str(other)
+
+    def __radd__(self, other: object) -> str:
+        return str(other) + str(self)
+
+
+class StepRefs:
+    """The ``r`` a params function receives: ``r.input`` and one attribute per earlier step."""
+
+    def __init__(self, input_model: type[BaseModel] | None, steps: Mapping[str, Connector],
+                 problems: list[str]) -> None:
+        self._input_model = input_model
+        self._steps = steps
+        self._problems = problems
+
+    def _get(self, name: str, depth: int) -> Ref:
+        if name in ("input", "trigger", TRIGGER_ID):
+            return Ref("trigger", self._input_model, self._problems)
+        conn = self._steps.get(name)
+        if conn is None:
+            self._problems.append(
+                f"No earlier step '{name}' ({_where(depth + 1)}). "
+                f"Available: {listing(['input', *self._steps])}."
+            )
+            return Ref(name, None, self._problems)
+        return Ref(name, conn.outputs, self._problems)
+
+    def __getattr__(self, name: str) -> Ref:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._get(name, 1)
+
+    def __getitem__(self, name: str) -> Ref:
+        return self._get(name, 1)
+
+
+def materialize(value: Any) -> Any:
+    """Turn refs (at any depth) into template strings; tuples into lists."""
+    if isinstance(value, Ref):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return materialize(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): materialize(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [materialize(v) for v in value]
+    return value
+
+
+ParamsArg = Mapping[str, Any] | Callable[[StepRefs], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class _State:
+    name: str
+    description: str | None = None
+    input_model: type[BaseModel] | None = None
+    variables: Mapping[str, Any] | None = None
+    steps: tuple[tuple[SerializedBlock, Connector, tuple[str, ...]], ...] = ()
+    problems: tuple[str, ...] = field(default=())
+
+
+class WorkflowBuilder:
+    """Chain ``.input()``, ``.step()``… then ``.build()``. Each call returns a new builder."""
+
+    def __init__(self, state: _State) -> None:
+        self._s = state
+
+    def input(self, model: type[BaseModel]) -> WorkflowBuilder:
+        """Declare the run input model; ``r.input.<field>`` is checked against it."""
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"input() takes a pydantic model class, got {model!r}.")
+        return WorkflowBuilder(replace(self._s, input_model=model))
+
+    def describe(self, description: str) -> WorkflowBuilder:
+        """Set the workflow's description."""
+        return WorkflowBuilder(replace(self._s, description=description))
+
+    def variables(self, **values: Any) -> WorkflowBuilder:
+        """Declare workflow variables, readable as ``{{vars.name}}``."""
+        return WorkflowBuilder(replace(self._s, variables={**(self._s.variables or {}), **values}))
+
+    def step(
+        self,
+        id: str,
+        connector: Connector,
+        params: ParamsArg | None = None,
+        *,
+        needs: Sequence[str] = (),
+        name: str | None = None,
+    ) -> WorkflowBuilder:
+        """Add a step running ``connector`` with ``params`` (a dict, or a function of ``r``).
+
+        Args:
+            id: The step id (``{{id.field}}`` refers to its output).
+            connector: A connector from ``define_connector`` / ``@connector``.
+            params: ``{"email": "x"}`` or ``lambda r: {"email": r.input.email}``.
+            needs: Steps that must finish first even without a ref between them.
+            name: A display name.
+        """
+        where = _where(1)
+        problems = list(self._s.problems)
+        known = {b.id: c for b, c, _ in self._s.steps}
+        if not isinstance(connector, Connector):
+            raise TypeError(f"step({id!r}): expected a connector, got {connector!r} ({where}).")
+        why = block_id_problem(id)
+        if why or id in known or id == "input":
+            problems.append(f"Step id {id!r} ({where}): "
+                            f"{why or 'already used by an earlier step; ids must be unique'}.")
+        raw = params(StepRefs(self._s.input_model, known, problems)) if callable(params) \
+            else (params or {})
+        values = materialize(raw)
+        if not isinstance(values, dict):
+            raise TypeError(f"step({id!r}): params must be a dict, got {type(raw).__name__} ({where}).")
+        for key in values:
+            if key not in connector.param_specs:
+                problems.append(f"Step '{id}' ({where}): {connector.type} has no param '{key}'. "
+                                f"Params: {listing(connector.param_specs)}.")
+        for pname, spec in connector.param_specs.items():
+            if spec.required and pname not in values:
+                problems.append(f"Step '{id}' ({where}): required param '{pname}' is missing.")
+        for n in needs:
+            if n not in known:
+                problems.append(f"Step '{id}' ({where}): needs unknown step '{n}'. "
+                                f"Earlier steps: {listing(known)}.")
+        deps = [h for h in (ref_head(r)[0] for r in iter_refs(values)) if h in known]
+        upstream = tuple(dict.fromkeys([*needs, *deps]))
+        block = SerializedBlock(id=id, type=connector.type, name=name, params=values)
+        return WorkflowBuilder(replace(self._s, steps=(*self._s.steps, (block, connector, upstream)),
+                                       problems=tuple(problems)))
+
+    def build(self) -> SerializedWorkflow:
+        """Compile to a :class:`SerializedWorkflow`; raises :class:`BuildError` listing every problem."""
+        s = self._s
+        if s.problems:
+            raise BuildError(s.name, s.problems)
+        blocks = [SerializedBlock(id=TRIGGER_ID, type="trigger_webhook")]
+        connections = []
+        for block, _, upstream in s.steps:
+            blocks.append(block.model_copy(deep=True))
+            for src in upstream or (TRIGGER_ID,):
+                connections.append(SerializedConnection(source=src, target=block.id))
+        wf = SerializedWorkflow(
+            metadata=WorkflowMetadata(
+                name=s.name,
+                description=s.description,
+                input_schema=s.input_model.model_json_schema() if s.input_model else None,
+            ),
+            blocks=blocks,
+            connections=connections,
+            variables=dict(s.variables) if s.variables else None,
+        )
+        wf._input_model = s.input_model
+        return wf
+
+
+def define_workflow(name: str, *, description: str | None = None) -> WorkflowBuilder:
+    """Start a workflow: ``define_workflow("x").input(M).step(...).build()``."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError("define_workflow needs a non-empty name.")
+    return WorkflowBuilder(_State(name=name, description=description))

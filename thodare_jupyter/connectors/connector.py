@@ -1,0 +1,310 @@
+"""``define_connector`` and ``@connector``: a typed step from pydantic models.
+
+A connector is one declaration: its params model (with ``Hidden``/``UserOnly``
+markers), its outputs model, and a ``run(params, ctx)`` function, sync or
+``async``. Params are validated when the step runs; outputs are validated and
+stored as JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cached_property
+from types import NoneType
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
+from ..wire import PauseInfo
+from .context import StepContext
+from .visibility import Visibility, visibility_of
+
+Kind = Literal["compute", "wait", "trigger"]
+RunFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One param as the catalog (and the LLM, unless hidden) sees it."""
+
+    name: str
+    json_type: str
+    required: bool
+    visibility: Visibility
+    description: str | None
+    schema: dict[str, Any]
+
+
+def _json_type(schema: dict[str, Any]) -> str:
+    if "type" in schema:
+        return str(schema["type"])
+    if "enum" in schema or "const" in schema:
+        return "string"
+    kinds = [s.get("type") for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    return str(kinds[0]) if len(kinds) == 1 and kinds[0] else "any"
+
+
+class Connector:
+    """A typed step type. Build one with :func:`define_connector` or :func:`connector`.
+
+    Replay caveat: in the durable runtime a step in flight at a crash runs
+    again (at-least-once); use ``ctx.idempotency_key`` for outside effects.
+    """
+
+    def __init__(
+        self,
+        *,
+        type: str,
+        params: type[BaseModel],
+        outputs: type[BaseModel] | None,
+        run: RunFn,
+        name: str | None = None,
+        description: str = "",
+        kind: Kind = "compute",
+    ) -> None:
+        if not isinstance(type, str) or not type.strip():
+            raise ConnectorDefinitionError("A connector needs a non-empty type name.")
+        if not (inspect.isclass(params) and issubclass(params, BaseModel)):
+            raise ConnectorDefinitionError(
+                f"Connector {type!r}: params must be a pydantic BaseModel class, got {params!r}."
+            )
+        if outputs is not None and not (inspect.isclass(outputs) and issubclass(outputs, BaseModel)):
+            raise ConnectorDefinitionError(
+                f"Connector {type!r}: outputs must be a pydantic BaseModel class or None."
+            )
+        if not callable(run):
+            raise ConnectorDefinitionError(f"Connector {type!r}: run must be callable.")
+        self.type = type
+        self.name = name or type
+        self.description = description
+        self.kind: Kind = kind
+        self.params = params
+        self.outputs = outputs
+        self.run = run
+        self.is_async = inspect.iscoroutinefunction(run)
+        self._takes_ctx = len(inspect.signature(run).parameters) >= 2
+
+    def __repr__(self) -> str:
+        return f"<Connector {self.type!r} kind={self.kind}>"
+
+    # ── schema views ──────────────────────────────────────────────────────
+
+    @cached_property
+    def param_specs(self) -> dict[str, ParamSpec]:
+        """Every param by name, hidden ones included."""
+        schema = self.params.model_json_schema()
+        props: dict[str, Any] = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        specs = {}
+        for fname, finfo in self.params.model_fields.items():
+            key = finfo.alias or fname
+            prop = props.get(key, {})
+            specs[key] = ParamSpec(
+                name=key,
+                json_type=_json_type(prop),
+                required=key in required,
+                visibility=visibility_of(finfo),
+                description=finfo.description,
+                schema=prop,
+            )
+        return specs
+
+    @cached_property
+    def llm_settable(self) -> tuple[str, ...]:
+        """Params the LLM may set (neither hidden nor user-only)."""
+        return tuple(n for n, s in self.param_specs.items() if s.visibility == "user-or-llm")
+
+    @cached_property
+    def hidden_params(self) -> frozenset[str]:
+        """Names of hidden params."""
+        return frozenset(n for n, s in self.param_specs.items() if s.visibility == "hidden")
+
+    @cached_property
+    def output_fields(self) -> tuple[str, ...] | None:
+        """Declared output fields; ``None`` when outputs are not typed (anything goes)."""
+        if self.outputs is None:
+            return None
+        return tuple(f.alias or n for n, f in self.outputs.model_fields.items())
+
+    @cached_property
+    def _adapters(self) -> dict[str, TypeAdapter[Any]]:
+        return {
+            (f.alias or n): TypeAdapter(f.annotation) for n, f in self.params.model_fields.items()
+        }
+
+    def check_param(self, name: str, value: Any) -> str | None:
+        """Why ``value`` cannot be param ``name`` (None when it can). Hidden values stay out."""
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            return f"{self.type} has no param {name!r}"
+        try:
+            adapter.validate_python(value)
+        except ValidationError as e:
+            spec = self.param_specs[name]
+            shown = "" if spec.visibility == "hidden" else f", got {_short(value)}"
+            return f"{name!r} expects {spec.json_type}{shown}: {e.errors()[0]['msg']}"
+        return None
+
+    def describe_for_llm(self) -> dict[str, Any]:
+        """The connector as the LLM may see it: hidden params removed."""
+        params = {
+            n: {
+                "type": s.json_type,
+                "required": s.required,
+                **({"user_only": True} if s.visibility == "user-only" else {}),
+                **({"description": s.description} if s.description else {}),
+                **({"enum": s.schema["enum"]} if "enum" in s.schema else {}),
+            }
+            for n, s in self.param_specs.items()
+            if s.visibility != "hidden"
+        }
+        return {
+            "type": self.type,
+            "kind": self.kind,
+            "description": self.description,
+            "params": params,
+            "outputs": list(self.output_fields) if self.output_fields is not None else "any",
+        }
+
+    # ── running ───────────────────────────────────────────────────────────
+
+    def validate_params(self, raw: dict[str, Any], block_id: str) -> BaseModel:
+        """Validate resolved params, or raise :class:`ParamsInvalid` naming each field."""
+        try:
+            return self.params.model_validate(raw)
+        except ValidationError as e:
+            raise ParamsInvalid(block_id, self.type, self._describe(e)) from None
+
+    def _describe(self, e: ValidationError) -> list[str]:
+        out = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(params)"
+            top = str(err["loc"][0]) if err["loc"] else ""
+            spec = self.param_specs.get(top)
+            expected = f" (expected {spec.json_type})" if spec else ""
+            if spec is not None and spec.visibility == "hidden":
+                got = " [hidden value not shown]"
+            elif err["type"] == "missing":
+                got = ""
+            else:
+                got = f", got {_short(err.get('input'))}"
+            out.append(f"{loc}{expected}: {err['msg']}{got}")
+        return out
+
+    async def execute(self, raw_params: dict[str, Any], ctx: StepContext) -> Any:
+        """Validate params, run, validate outputs. Sync ``run`` goes to a thread.
+
+        Returns the output as a JSON-ready value, or a :class:`PauseInfo`.
+        """
+        params = self.validate_params(raw_params, ctx.block_id)
+        args: tuple[Any, ...] = (params, ctx) if self._takes_ctx else (params,)
+        if self.is_async:
+            result = await self.run(*args)
+        else:
+            result = await asyncio.to_thread(self.run, *args)
+            if inspect.isawaitable(result):
+                result = await result
+        if isinstance(result, PauseInfo):
+            return result
+        return self.dump_output(result, ctx.block_id)
+
+    def dump_output(self, result: Any, block_id: str) -> Any:
+        """Validate a run's return value against the outputs model; JSON-ready."""
+        if self.outputs is None:
+            if isinstance(result, BaseModel):
+                return result.model_dump(mode="json")
+            return result
+        try:
+            model = (
+                result
+                if isinstance(result, self.outputs)
+                else self.outputs.model_validate(
+                    result.model_dump() if isinstance(result, BaseModel) else result
+                )
+            )
+        except ValidationError as e:
+            probs = [
+                f"{'.'.join(str(p) for p in err['loc']) or '(output)'}: {err['msg']}"
+                for err in e.errors()
+            ]
+            raise OutputInvalid(block_id, self.type, probs) from None
+        return model.model_dump(mode="json", by_alias=True)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = f"{type(value).__name__} {value!r}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def define_connector(
+    *,
+    type: str,
+    params: type[BaseModel],
+    outputs: type[BaseModel] | None = None,
+    run: Callable[..., Any] | Callable[..., Awaitable[Any]],
+    name: str | None = None,
+    description: str = "",
+    kind: Kind = "compute",
+) -> Connector:
+    """Declare a connector from a params model, an outputs model and a run function.
+
+    Args:
+        type: The name blocks use (``"slack"``, ``"enrich-lead"``).
+        params: Pydantic model of the params; mark secrets ``Hidden[...]``.
+        outputs: Pydantic model of the output; its fields are what ``{{step.field}}``
+            may reference. ``None`` leaves the output untyped.
+        run: ``run(params, ctx)`` or ``run(params)``, sync or async.
+        name: A human name (defaults to ``type``).
+        description: One line shown to the LLM and in the catalog.
+        kind: ``"compute"`` (default), ``"wait"`` or ``"trigger"``.
+    """
+    return Connector(
+        type=type,
+        params=params,
+        outputs=outputs,
+        run=run,
+        name=name,
+        description=description,
+        kind=kind,
+    )
+
+
+def connector(
+    type: str, *, description: str | None = None, name: str | None = None
+) -> Callable[[RunFn], Connector]:
+    """Decorator form: the params and outputs models come from the annotations.
+
+    Example::
+
+        @connector("enrich-lead")
+        async def enrich(params: EnrichParams, ctx) -> EnrichOut: ...
+    """
+
+    def wrap(fn: RunFn) -> Connector:
+        hints = get_type_hints(fn)
+        sig = list(inspect.signature(fn).parameters)
+        where = f"{fn.__module__}.{fn.__qualname__}"
+        if not sig or sig[0] not in hints:
+            raise ConnectorDefinitionError(
+                f"@connector on {where}: annotate the first argument with a pydantic "
+                "params model, e.g. `def run(params: MyParams, ctx) -> MyOut`."
+            )
+        out = hints.get("return")
+        if out is NoneType:
+            out = None
+        return define_connector(
+            type=type,
+            params=hints[sig[0]],
+            outputs=out,
+            run=fn,
+            name=name,
+            description=description or (inspect.getdoc(fn) or "").split("\n", 1)[0],
+        )
+
+    if not isinstance(type, str) or not type:
+        raise ConnectorDefinitionError('@connector needs a type name: @connector("my-step").')
+    return wrap

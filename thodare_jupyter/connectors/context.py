@@ -1,0 +1,37 @@
+"""The ``ctx`` a connector's ``run`` receives."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_log = logging.getLogger("thodare.step")
+
+
+@dataclass
+class StepContext:
+    """Facts about the step being run.
+
+    Attributes:
+        run_id: The run's id.
+        block_id: The block being executed.
+        attempt: 1 on the first try; higher on retries and after a crash.
+        env: Values for ``{{env.X}}`` (never persisted).
+        idempotency_key: Stable per run and block, across retries and replays:
+            pass it to outside services so an at-least-once step acts once.
+        log: A logger scoped to this run and block.
+    """
+
+    run_id: str
+    block_id: str
+    attempt: int = 1
+    env: Mapping[str, str] = field(default_factory=dict)
+    idempotency_key: str = ""
+    log: logging.LoggerAdapter[Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            self.idempotency_key = f"{self.run_id}:{self.block_id}"
+        self.log = logging.LoggerAdapter(_log, {"run_id": self.run_id, "block_id": self.block_id})

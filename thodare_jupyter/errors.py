@@ -1,0 +1,148 @@
+"""The exception family: one root, narrow subclasses that carry their facts.
+
+Mistakes by the developer are exceptions. Feedback to an LLM (skipped ops,
+validation issues) is data in :class:`~thodare_jupyter.wire.ApplyResult`, never
+an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class ThodareError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class WorkflowInvalid(ThodareError):
+    """A workflow cannot run as written; ``problems`` lists every reason."""
+
+    def __init__(self, name: str | None, problems: Sequence[str]) -> None:
+        self.workflow_name = name
+        self.problems = list(problems)
+        head = f"Workflow {name!r} is invalid" if name else "Workflow is invalid"
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{head} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class InputInvalid(ThodareError):
+    """A run input does not match the workflow's input model."""
+
+    def __init__(self, workflow: str | None, problems: Sequence[str]) -> None:
+        self.workflow_name = workflow
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(
+            f"Input for workflow {workflow!r} is invalid; no run was started:\n{lines}"
+        )
+
+
+class UnknownConnector(ThodareError):
+    """A block names a connector type that is not in the catalog."""
+
+    def __init__(self, type_: str, available: Sequence[str]) -> None:
+        self.type = type_
+        self.available = sorted(available)
+        super().__init__(
+            f"Connector type {type_!r} is not registered. "
+            f"Register it (kit.register / Catalog.register) or use one of: "
+            f"{', '.join(self.available)}."
+        )
+
+
+class ConnectorConflict(ThodareError):
+    """Two different connectors were registered under one type name."""
+
+    def __init__(self, type_: str) -> None:
+        self.type = type_
+        super().__init__(
+            f"A different connector is already registered as {type_!r}. "
+            "Give the new one another type name, or pass replace=True."
+        )
+
+
+class ConnectorDefinitionError(ThodareError):
+    """A connector was declared wrongly (missing annotations, bad models)."""
+
+
+class ParamsInvalid(ThodareError):
+    """A block's resolved params failed its connector's params model at run time.
+
+    The message names the block, the field and the expected type; a hidden
+    param's value is never part of it.
+    """
+
+    def __init__(self, block_id: str, connector_type: str, problems: Sequence[str]) -> None:
+        self.block_id = block_id
+        self.connector_type = connector_type
+        self.problems = list(problems)
+        super().__init__(
+            f"Block {block_id!r} ({connector_type}): params invalid: " + "; ".join(self.problems)
+        )
+
+
+class OutputInvalid(ThodareError):
+    """A connector returned something its outputs model rejects."""
+
+    def __init__(self, block_id: str, connector_type: str, problems: Sequence[str]) -> None:
+        self.block_id = block_id
+        self.connector_type = connector_type
+        self.problems = list(problems)
+        super().__init__(
+            f"Block {block_id!r} ({connector_type}) returned invalid output: "
+            + "; ".join(self.problems)
+        )
+
+
+class BuildError(WorkflowInvalid):
+    """The fluent builder found problems (bad refs, duplicate ids) at ``build()``."""
+
+
+class RunFailed(ThodareError):
+    """A run ended in failure; ``block_id`` and ``error`` say where and why."""
+
+    def __init__(self, run_id: str, block_id: str | None, error: str) -> None:
+        self.run_id = run_id
+        self.block_id = block_id
+        self.error = error
+        where = f" at block {block_id!r}" if block_id else ""
+        super().__init__(f"Run {run_id} failed{where}: {error}")
+
+
+class RunCanceled(ThodareError):
+    """The run was canceled before it completed."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"Run {run_id} was canceled.")
+
+
+class RunTimeout(ThodareError):
+    """Waiting for a result took longer than the caller allowed (the run goes on)."""
+
+    def __init__(self, run_id: str, timeout: float, status: str) -> None:
+        self.run_id = run_id
+        self.timeout = timeout
+        self.status = status
+        super().__init__(
+            f"Run {run_id} is still {status} after {timeout:g}s; it keeps going. "
+            "Call result() again with a longer timeout, or timeout=None to wait for good."
+        )
+
+
+class NotPaused(ThodareError):
+    """``resume_in_memory`` was given a run that is not paused."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"Only a paused run can be resumed; this run is {status}.")
+
+
+class BackendUnavailable(ThodareError):
+    """The database behind a kit cannot be reached or opened."""
+
+    def __init__(self, url: str, reason: Any) -> None:
+        self.url = url
+        self.reason = str(reason)
+        super().__init__(f"Cannot use the database at {url}: {reason}")

@@ -1,0 +1,189 @@
+"""The in-memory executor: no database, for tests and dry runs.
+
+A wait block stops the run and returns it ``paused`` (a snapshot you can
+serialize); :func:`resume_in_memory` continues it without running completed
+steps again. Each resume returns a new run; the old one is untouched, so
+resuming the same snapshot twice runs the rest twice (no idempotency here:
+that is what the durable runtime is for).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, PrivateAttr
+
+from .._aio import run_sync
+from ..connectors import Catalog, StepContext, wait_output
+from ..errors import NotPaused
+from ..validation import validate_input
+from ..wire import PauseInfo, SerializedWorkflow
+from .walker import Plan, StepRecord, WalkState, walk
+
+WorkflowLike = SerializedWorkflow | dict[str, Any] | str
+
+
+class InMemoryRun(BaseModel):
+    """The result (or paused snapshot) of an in-memory run.
+
+    Attributes:
+        status: ``completed``, ``paused`` or ``failed``.
+        outputs: Output by block id of the steps that ran.
+        steps: A record per step, in the order they settled.
+        pause: Why it stopped, when ``paused``.
+        error / failed_block: What failed, when ``failed``.
+    """
+
+    run_id: str
+    workflow: SerializedWorkflow
+    status: Literal["completed", "paused", "failed"]
+    trigger: Any = None
+    state: WalkState
+    steps: list[StepRecord]
+    pause: PauseInfo | None = None
+    error: str | None = None
+    failed_block: str | None = None
+
+    _catalog: Catalog | None = PrivateAttr(default=None)
+    _env: Mapping[str, str] | None = PrivateAttr(default=None)
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs by block id of the steps that completed."""
+        return self.state.outputs
+
+    @property
+    def completed_block_ids(self) -> list[str]:
+        """Blocks that completed, in order."""
+        return self.state.completed
+
+    def __repr__(self) -> str:
+        where = f" at {self.pause.block_id}" if self.pause else ""
+        return f"<InMemoryRun {self.status}{where}: {len(self.state.completed)} step(s) done>"
+
+
+def _as_workflow(workflow: WorkflowLike) -> SerializedWorkflow:
+    if isinstance(workflow, SerializedWorkflow):
+        return workflow
+    if isinstance(workflow, str | bytes):
+        return SerializedWorkflow.from_json(workflow)
+    return SerializedWorkflow.model_validate(workflow)
+
+
+async def _execute(
+    plan: Plan,
+    run: InMemoryRun,
+    catalog: Catalog,
+    env: Mapping[str, str],
+) -> InMemoryRun:
+    async def dispatch(block_id: str, params: dict[str, Any]) -> Any:
+        ctx = StepContext(run_id=run.run_id, block_id=block_id, env=env)
+        return await plan.connectors[block_id].execute(params, ctx)
+
+    outcome = await walk(plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch,
+                         records=run.steps)
+    run.status, run.pause = outcome.status, outcome.pause
+    run.error, run.failed_block = outcome.error, outcome.failed_block
+    run._catalog, run._env = catalog, env
+    return run
+
+
+async def arun_in_memory(
+    workflow: WorkflowLike,
+    input: Any = None,
+    *,
+    catalog: Catalog | None = None,
+    env: Mapping[str, str] | None = None,
+    validate: bool = True,
+    run_id: str | None = None,
+) -> InMemoryRun:
+    """Async form of :func:`run_in_memory`."""
+    wf = _as_workflow(workflow)
+    cat = catalog if catalog is not None else Catalog()
+    plan = Plan(wf, cat, validate=validate)
+    trigger = validate_input(wf.input_model, input, wf.name)
+    run = InMemoryRun(run_id=run_id or uuid.uuid4().hex, workflow=wf, status="completed",
+                      trigger=trigger, state=WalkState(), steps=[])
+    return await _execute(plan, run, cat, dict(os.environ) if env is None else env)
+
+
+def run_in_memory(
+    workflow: WorkflowLike,
+    input: Any = None,
+    *,
+    catalog: Catalog | None = None,
+    env: Mapping[str, str] | None = None,
+    validate: bool = True,
+    run_id: str | None = None,
+) -> InMemoryRun:
+    """Run a workflow in this process, with no database, until it ends or pauses.
+
+    Args:
+        workflow: A built workflow, or seed-style JSON (string or dict).
+        input: The run input (``{{trigger.x}}``); checked against the workflow's
+            input model first, so a bad input starts nothing.
+        catalog: Connectors to use (builtins by default).
+        env: Values for ``{{env.X}}`` (default: the process environment).
+        validate: Check refs and params first (:class:`WorkflowInvalid` lists
+            every problem). ``False`` runs anything structurally sound.
+        run_id: Use this id instead of a new one.
+
+    Returns:
+        An :class:`InMemoryRun`; a failing step makes it ``failed``, not an exception.
+    """
+    return run_sync(arun_in_memory(workflow, input, catalog=catalog, env=env,
+                                   validate=validate, run_id=run_id))
+
+
+async def aresume_in_memory(
+    run: InMemoryRun,
+    payload: Any = None,
+    *,
+    timed_out: bool = False,
+    catalog: Catalog | None = None,
+    env: Mapping[str, str] | None = None,
+) -> InMemoryRun:
+    """Async form of :func:`resume_in_memory`."""
+    if run.status != "paused" or run.pause is None:
+        raise NotPaused(run.status)
+    cat = catalog or run._catalog or Catalog()
+    plan = Plan(run.workflow, cat, validate=False)
+    state = run.state.model_copy(deep=True)
+    node = run.pause.block_id
+    output = (wait_output(run.pause.kind, payload, timed_out=timed_out)
+              if plan.connectors[node].kind == "wait" else payload)
+    state.outputs[node] = output
+    state.completed.append(node)
+    resumed = InMemoryRun(run_id=run.run_id, workflow=run.workflow, status="completed",
+                          trigger=run.trigger, state=state,
+                          steps=[*run.steps, StepRecord(block_id=node, type=plan.blocks[node].type,
+                                                        status="completed", output=output)])
+    plan_env = env if env is not None else (run._env if run._env is not None else dict(os.environ))
+    return await _execute(plan, resumed, cat, plan_env)
+
+
+def resume_in_memory(
+    run: InMemoryRun,
+    payload: Any = None,
+    *,
+    timed_out: bool = False,
+    catalog: Catalog | None = None,
+    env: Mapping[str, str] | None = None,
+) -> InMemoryRun:
+    """Continue a paused run; completed steps are not run again.
+
+    Args:
+        run: A ``paused`` run (or one loaded back from its JSON).
+        payload: What the wait produced: the event's data, or the approval
+            answer (``{"approved": True, "by": "ada"}``). Never expanded as a
+            template.
+        timed_out: Wake the wait as if its timeout passed.
+        catalog / env: Needed when ``run`` was loaded from JSON.
+
+    Returns:
+        A new run; ``run`` itself is unchanged.
+    """
+    return run_sync(aresume_in_memory(run, payload, timed_out=timed_out, catalog=catalog, env=env))

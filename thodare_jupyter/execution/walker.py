@@ -1,0 +1,257 @@
+"""The DAG walker both executors share; only the step dispatch differs.
+
+The walker resolves each block's params, hands them to ``dispatch`` and
+records what comes back. Independent branches run concurrently: a block
+starts as soon as every block before it has settled (completed, skipped, or
+failed onto an ``error`` branch). Branching follows the seed: edges are
+grouped by ``sourceHandle``; ``success`` is always taken, ``branch`` in the
+output picks a handle, a boolean ``result`` picks ``true``/``false``, else the
+default; untaken branches are skipped transitively.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import networkx as nx
+from pydantic import BaseModel, Field
+
+from ..connectors import Catalog, Connector
+from ..errors import ThodareError, WorkflowInvalid
+from ..graph import build_graph, handle_of
+from ..templates import Scope, resolve
+from ..validation import check_structure, check_workflow, ids_by_name
+from ..wire import PauseInfo, SerializedBlock, SerializedWorkflow
+
+StepStatus = Literal["completed", "failed", "paused", "skipped"]
+Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class StepRecord(BaseModel):
+    """What happened to one block in a run."""
+
+    block_id: str
+    type: str
+    status: StepStatus
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_ms: float = 0.0
+    output: Any = None
+    error: str | None = None
+
+
+class WalkState(BaseModel):
+    """Where a run stands: enough to pick it up again (a snapshot)."""
+
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    completed: list[str] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+    failed: list[str] = Field(default_factory=list)
+
+
+@dataclass
+class WalkOutcome:
+    """How a walk ended."""
+
+    status: Literal["completed", "paused", "failed"]
+    pause: PauseInfo | None = None
+    error: str | None = None
+    failed_block: str | None = None
+
+
+def now_iso() -> str:
+    """The current UTC time as ISO 8601 with a ``Z``."""
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def error_text(exc: BaseException) -> str:
+    """A readable one-line message for any exception, even odd ones."""
+    if isinstance(exc, ThodareError):
+        return str(exc)
+    try:
+        msg = str(exc)
+    except Exception:
+        msg = ""
+    name = type(exc).__name__
+    return f"{name}: {msg}" if msg else f"{name} (raised with no message)"
+
+
+class Plan:
+    """A workflow checked against a catalog and ready to walk.
+
+    Raises :class:`WorkflowInvalid` listing every problem; with
+    ``validate=False`` only problems no executor can run past (duplicate ids,
+    unknown types, cycles, ghost edges) are fatal.
+    """
+
+    def __init__(self, workflow: SerializedWorkflow, catalog: Catalog, *, validate: bool = True):
+        problems = (check_workflow if validate else check_structure)(workflow, catalog)
+        if problems:
+            raise WorkflowInvalid(workflow.name, problems)
+        self.workflow = workflow
+        self.graph: nx.DiGraph = build_graph(workflow)
+        self.blocks: dict[str, SerializedBlock] = {b.id: b for b in workflow.blocks if b.enabled}
+        self.connectors: dict[str, Connector] = {
+            bid: catalog.get(b.type) for bid, b in self.blocks.items()
+        }
+        self.names = ids_by_name(workflow)
+        self.order = list(nx.topological_sort(self.graph))
+        self.rank = {n: i for i, n in enumerate(self.order)}
+        self.preds = {n: list(self.graph.predecessors(n)) for n in self.order}
+        self.succs = {
+            n: [(t, handle_of(d["conn"])) for _, t, d in self.graph.out_edges(n, data=True)]
+            for n in self.order
+        }
+
+
+class _Walk:
+    def __init__(
+        self,
+        plan: Plan,
+        state: WalkState,
+        *,
+        trigger: Any,
+        env: Mapping[str, str],
+        dispatch: Dispatch,
+        records: list[StepRecord],
+    ) -> None:
+        self.plan, self.state, self.dispatch, self.records = plan, state, dispatch, records
+        self.trigger = trigger
+        self.scope = Scope(
+            outputs=state.outputs,
+            trigger=trigger,
+            env=env,
+            variables=plan.workflow.variables or {},
+            ids_by_name=plan.names,
+        )
+        self.settled = set(state.completed) | set(state.skipped) | set(state.failed)
+        self.remaining = {
+            n: sum(1 for p in plan.preds[n] if p not in self.settled)
+            for n in plan.order
+            if n not in self.settled
+        }
+        self.ready = deque(n for n in plan.order if self.remaining.get(n) == 0)
+
+    def settle(self, node: str) -> None:
+        self.settled.add(node)
+        for succ, _ in self.plan.succs[node]:
+            if succ in self.settled:
+                continue
+            self.remaining[succ] -= 1
+            if self.remaining[succ] == 0:
+                self.ready.append(succ)
+
+    def skip_from(self, roots: list[str]) -> None:
+        stack = list(roots)
+        while stack:
+            n = stack.pop()
+            if n in self.settled:
+                continue
+            self.state.skipped.append(n)
+            self.records.append(
+                StepRecord(block_id=n, type=self.plan.blocks[n].type, status="skipped")
+            )
+            self.settle(n)
+            stack.extend(t for t, _ in self.plan.succs[n])
+
+    def complete(self, node: str, output: Any) -> None:
+        self.state.outputs[node] = output
+        self.state.completed.append(node)
+        self.settle(node)
+        self.select_branches(node, output)
+
+    def select_branches(self, node: str, output: Any) -> None:
+        groups: dict[str, list[str]] = {}
+        for target, handle in self.plan.succs[node]:
+            groups.setdefault(handle, []).append(target)
+        if len(groups) <= 1:
+            return
+        taken = {"success"} & groups.keys()
+        if isinstance(output, dict):
+            branch, result = output.get("branch"), output.get("result")
+            if isinstance(branch, str) and branch in groups:
+                taken.add(branch)
+            if isinstance(result, bool):
+                taken.add("true" if result else "false")
+        if not taken and "__default__" in groups:
+            taken.add("__default__")
+        self.skip_from([t for h, ts in groups.items() if h not in taken for t in ts])
+
+    def fail(self, node: str, error: str) -> bool:
+        """Record a failed step; True when an ``error`` branch lets the run go on."""
+        error_targets = [t for t, h in self.plan.succs[node] if h == "error"]
+        if not error_targets:
+            return False
+        self.state.failed.append(node)
+        self.settle(node)
+        self.skip_from([t for t, h in self.plan.succs[node] if h != "error"])
+        return True
+
+    async def run(self) -> WalkOutcome:
+        running: dict[asyncio.Task[Any], tuple[str, float, str]] = {}
+        outcome: WalkOutcome | None = None
+        while True:
+            while self.ready and outcome is None:
+                node = self.ready.popleft()
+                if node in self.settled:
+                    continue
+                block = self.plan.blocks[node]
+                if self.plan.connectors[node].kind == "trigger":
+                    stamp = now_iso()
+                    self.records.append(StepRecord(block_id=node, type=block.type,
+                                                   status="completed", started_at=stamp,
+                                                   ended_at=stamp, output=self.trigger))
+                    self.complete(node, self.trigger)
+                    continue
+                params = resolve(block.params, self.scope)
+                task = asyncio.ensure_future(self.dispatch(node, params))
+                running[task] = (node, time.perf_counter(), now_iso())
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in sorted(done, key=lambda t: self.plan.rank[running[t][0]]):
+                node, t0, started = running.pop(task)
+                rec = StepRecord(block_id=node, type=self.plan.blocks[node].type,
+                                 status="completed", started_at=started, ended_at=now_iso(),
+                                 duration_ms=(time.perf_counter() - t0) * 1000)
+                self.records.append(rec)
+                exc = task.exception()
+                if exc is not None:
+                    rec.status, rec.error = "failed", error_text(exc)
+                    if not self.fail(node, rec.error) and outcome is None:
+                        outcome = WalkOutcome("failed", error=rec.error, failed_block=node)
+                    continue
+                result = task.result()
+                if isinstance(result, PauseInfo):
+                    rec.status, rec.output = "paused", result.model_dump(mode="json")
+                    if outcome is None:
+                        outcome = WalkOutcome("paused", pause=result)
+                    continue
+                rec.output = result
+                self.complete(node, result)
+        return outcome or WalkOutcome("completed")
+
+
+async def walk(
+    plan: Plan,
+    state: WalkState,
+    *,
+    trigger: Any,
+    env: Mapping[str, str],
+    dispatch: Dispatch,
+    records: list[StepRecord],
+) -> WalkOutcome:
+    """Walk ``plan`` from ``state`` (mutated in place), appending to ``records``.
+
+    Stops scheduling at the first pause or unhandled failure and lets steps
+    already running finish, so their outputs are kept.
+    """
+    return await _Walk(
+        plan, state, trigger=trigger, env=env, dispatch=dispatch, records=records
+    ).run()

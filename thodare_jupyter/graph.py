@@ -1,0 +1,89 @@
+"""The workflow DAG on networkx: build it, check cycles, ask what is upstream, lay it out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+
+from .wire import SerializedConnection, SerializedWorkflow
+
+
+def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False) -> nx.DiGraph:
+    """A DiGraph of the (enabled) blocks; edges to missing/disabled blocks are left out.
+
+    Each edge carries its :class:`SerializedConnection` as ``conn``.
+    """
+    g: nx.DiGraph = nx.DiGraph()
+    for b in workflow.blocks:
+        if b.enabled or include_disabled:
+            g.add_node(b.id)
+    for c in workflow.connections:
+        if c.source in g and c.target in g:
+            g.add_edge(c.source, c.target, conn=c)
+    return g
+
+
+def find_cycle(g: nx.DiGraph) -> list[str] | None:
+    """The block ids of one cycle, or ``None`` when the graph is acyclic."""
+    try:
+        edges = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return None
+    return [u for u, _v, *_ in edges]
+
+
+def would_cycle(g: nx.DiGraph, source: str, target: str) -> bool:
+    """True when adding ``source → target`` to ``g`` would close a cycle."""
+    if source == target:
+        return True
+    if source not in g or target not in g:
+        return False
+    return bool(nx.has_path(g, target, source))
+
+
+class Upstream:
+    """Answers "is A upstream of B" for a whole graph in one topological pass.
+
+    Ancestor sets are kept as integer bitsets, so a 1,000-block chain costs a
+    few milliseconds instead of a quadratic walk.
+    """
+
+    def __init__(self, g: nx.DiGraph) -> None:
+        self._bit = {n: 1 << i for i, n in enumerate(g.nodes)}
+        self._anc: dict[str, int] = {}
+        for n in nx.topological_sort(g):
+            mask = 0
+            for p in g.predecessors(n):
+                mask |= self._anc[p] | self._bit[p]
+            self._anc[n] = mask
+
+    def is_upstream(self, candidate: str, of: str) -> bool:
+        """True when ``candidate`` is a strict ancestor of ``of``."""
+        bit = self._bit.get(candidate)
+        return bit is not None and bool(self._anc.get(of, 0) & bit)
+
+    def ancestors(self, of: str) -> set[str]:
+        """Every strict ancestor of ``of``."""
+        mask = self._anc.get(of, 0)
+        return {n for n, b in self._bit.items() if mask & b}
+
+
+def descendants(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
+    """``roots`` and everything reachable from them."""
+    out: set[str] = set()
+    for r in roots:
+        if r in g and r not in out:
+            out.add(r)
+            out |= nx.descendants(g, r)
+    return out
+
+
+def layers(g: nx.DiGraph) -> list[list[str]]:
+    """Blocks grouped by depth (longest path from a root), for left-to-right drawing."""
+    return [sorted(layer) for layer in nx.topological_generations(g)]
+
+
+def handle_of(conn: SerializedConnection) -> str:
+    """The branch handle of an edge (``"__default__"`` when it has none)."""
+    return conn.source_handle or "__default__"

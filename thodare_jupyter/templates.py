@@ -1,0 +1,134 @@
+"""``{{...}}`` references: extract them, classify them, resolve them.
+
+The resolver follows the seed: one pass (a value that came from the trigger,
+env or a resume payload is never expanded again); a param that is exactly one
+template keeps the value's type; embedded values are written as JSON would
+write them (``true``, ``2``, compact objects; missing or null → ``""``); a
+block reference matches the block id first, then its name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+TEMPLATE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+NAMESPACES = ("trigger", "env", "vars")
+MISSING: Any = None
+
+
+def iter_refs(value: Any) -> Iterator[str]:
+    """Yield every reference path inside ``value`` (strings, lists, dicts), in order."""
+    if isinstance(value, str):
+        if "{{" in value:
+            for m in TEMPLATE.finditer(value):
+                yield m.group(1).strip()
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from iter_refs(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from iter_refs(v)
+
+
+def extract_refs(value: Any) -> list[str]:
+    """Every reference path inside ``value``, e.g. ``["enrich.name", "env.TOKEN"]``."""
+    return list(iter_refs(value))
+
+
+def has_template(value: Any) -> bool:
+    """True when ``value`` contains at least one ``{{...}}`` reference."""
+    return next(iter_refs(value), None) is not None
+
+
+def ref_head(ref: str) -> tuple[str, list[str]]:
+    """Split ``a.b.c`` into ``("a", ["b", "c"])``."""
+    head, *rest = ref.split(".")
+    return head, rest
+
+
+def is_block_ref(ref: str) -> bool:
+    """True for ``<block>.field`` refs, false for trigger/env/vars refs."""
+    head = ref.split(".", 1)[0]
+    return head not in NAMESPACES
+
+
+def navigate(obj: Any, path: list[str]) -> Any:
+    """Walk dict keys and list indices; anything missing gives ``None``.
+
+    Only mapping keys and sequence indices are followed, never attributes,
+    so hostile paths (``__class__``, ``__proto__``) find nothing.
+    """
+    cur = obj
+    for part in path:
+        if cur is None:
+            return None
+        if isinstance(cur, Mapping):
+            cur = cur.get(part)
+        elif isinstance(cur, list | tuple) and part.isdigit():
+            idx = int(part)
+            cur = cur[idx] if idx < len(cur) else None
+        else:
+            return None
+    return cur
+
+
+@dataclass
+class Scope:
+    """What references resolve against while a block's params are prepared."""
+
+    outputs: Mapping[str, Any]
+    trigger: Any = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    ids_by_name: Mapping[str, str] = field(default_factory=dict)
+
+    def lookup(self, ref: str) -> Any:
+        """Resolve one reference path to its value (``None`` when missing)."""
+        head, rest = ref_head(ref)
+        if head == "trigger":
+            return navigate(self.trigger, rest)
+        if head == "env":
+            return self.env.get(".".join(rest)) if rest else None
+        if head == "vars":
+            return navigate(self.variables, rest)
+        block_id = head if head in self.outputs else self.ids_by_name.get(head)
+        if block_id is None or block_id not in self.outputs:
+            return None
+        return navigate(self.outputs[block_id], rest)
+
+
+def stringify(value: Any) -> str:
+    """Write a value into a string the way JSON (and the seed) would."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def resolve(value: Any, scope: Scope) -> Any:
+    """Resolve every template in ``value`` in one pass; returns a new value."""
+    if isinstance(value, str):
+        if "{{" not in value:
+            return value
+        matches = list(TEMPLATE.finditer(value))
+        if not matches:
+            return value
+        if len(matches) == 1 and matches[0].group(0) == value.strip():
+            return scope.lookup(matches[0].group(1).strip())
+        return TEMPLATE.sub(lambda m: stringify(scope.lookup(m.group(1).strip())), value)
+    if isinstance(value, list | tuple):
+        return [resolve(v, scope) for v in value]
+    if isinstance(value, dict):
+        return {k: resolve(v, scope) for k, v in value.items()}
+    return value

@@ -1,0 +1,227 @@
+"""Checks a workflow against a catalog: structure, params, ``{{refs}}``, run input.
+
+One set of rules serves ``apply_operations`` (as data for the LLM),
+``compile_workflow`` (as :class:`WorkflowInvalid` for a person) and both
+executors.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, ValidationError
+
+from .connectors import Catalog, Connector
+from .errors import InputInvalid, WorkflowInvalid
+from .graph import Upstream, build_graph, find_cycle
+from .templates import NAMESPACES, has_template, iter_refs, ref_head
+from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
+
+RESERVED_IDS = frozenset(NAMESPACES)
+_BAD_ID_CHARS = frozenset(".{} \t\r\n")
+
+
+def listing(names: Iterable[str], limit: int = 30) -> str:
+    """A short, sorted, comma-separated list for messages."""
+    items = sorted(names)
+    more = f", … ({len(items) - limit} more)" if len(items) > limit else ""
+    return (", ".join(items[:limit]) or "(none)") + more
+
+
+def block_id_problem(block_id: Any) -> str | None:
+    """Why ``block_id`` cannot name a block (None when it can)."""
+    if not isinstance(block_id, str) or not block_id:
+        return "A block id must be a non-empty string."
+    if block_id in RESERVED_IDS:
+        return f"'{block_id}' is reserved for {{{{{block_id}.…}}}} references; pick another id."
+    if any(c in _BAD_ID_CHARS for c in block_id):
+        return "A block id cannot contain '.', '{', '}' or white space (it must work in {{id.field}})."
+    return None
+
+
+def ids_by_name(workflow: SerializedWorkflow) -> dict[str, str]:
+    """Block names → ids for enabled blocks (the first block with a name wins)."""
+    out: dict[str, str] = {}
+    for b in workflow.blocks:
+        if b.enabled and b.name and b.name not in out:
+            out[b.name] = b.id
+    return out
+
+
+def check_params(
+    block: SerializedBlock, conn: Connector, *, names: Iterable[str] | None = None
+) -> list[ValidationIssue]:
+    """Unknown names, literal values of the wrong type, missing required params.
+
+    ``names`` limits the type check to those params (all when None). Hidden
+    params are not required here: a person or the env supplies them.
+    """
+    issues = []
+    specs = conn.param_specs
+    for key in block.params if names is None else names:
+        value = block.params.get(key)
+        if key not in specs:
+            issues.append(_issue(block, key, f"{conn.type} has no param '{key}'. "
+                                 f"Params: {listing(n for n in specs if n not in conn.hidden_params)}."))
+        elif not has_template(value):
+            why = conn.check_param(key, value)
+            if why:
+                shown = None if key in conn.hidden_params else value
+                issues.append(_issue(block, key, why, shown))
+    for name, spec in specs.items():
+        if spec.required and spec.visibility != "hidden" and block.params.get(name) in (None, ""):
+            issues.append(_issue(block, name, f"Required field '{name}' is missing."))
+    return issues
+
+
+def check_refs(
+    workflow: SerializedWorkflow,
+    catalog: Catalog,
+    graph: nx.DiGraph | None = None,
+    only: Iterable[str] | None = None,
+) -> list[ValidationIssue]:
+    """Every ``{{ref}}`` must exist, be upstream and name a declared output.
+
+    ``only`` limits the check to those block ids.
+    """
+    g = graph if graph is not None else build_graph(workflow)
+    up = Upstream(g)
+    blocks = {b.id: b for b in workflow.blocks}
+    names = ids_by_name(workflow)
+    input_fields = _input_fields(workflow)
+    variables = workflow.variables or {}
+    wanted = set(only) if only is not None else None
+    issues: list[ValidationIssue] = []
+    for block in workflow.blocks:
+        if not block.enabled or (wanted is not None and block.id not in wanted):
+            continue
+        for key, value in block.params.items():
+            for ref in iter_refs(value):
+                why = _ref_problem(ref, block, blocks, names, up, catalog, input_fields, variables)
+                if why:
+                    issues.append(_issue(block, key, why, f"{{{{{ref}}}}}"))
+    return issues
+
+
+def _ref_problem(
+    ref: str,
+    block: SerializedBlock,
+    blocks: Mapping[str, SerializedBlock],
+    names: Mapping[str, str],
+    up: Upstream,
+    catalog: Catalog,
+    input_fields: set[str] | None,
+    variables: Mapping[str, Any],
+) -> str | None:
+    head, rest = ref_head(ref)
+    if head == "trigger":
+        if rest and input_fields is not None and rest[0] not in input_fields:
+            return f"The run input has no field '{rest[0]}'. Input fields: {listing(input_fields)}."
+        return None
+    if head == "env":
+        return None if rest else "Use {{env.NAME}} to read an env value."
+    if head == "vars":
+        if not rest or rest[0] not in variables:
+            return f"Workflow variable '{'.'.join(rest)}' is not declared. Variables: {listing(variables)}."
+        return None
+    target = blocks.get(head)
+    if target is None or not target.enabled:
+        if head in names:
+            target = blocks[names[head]]
+        elif target is not None:
+            return f"Block '{head}' is disabled, so it produces no output; enable it or use another block."
+        else:
+            known = [b.id for b in blocks.values() if b.enabled]
+            return f"Reference '{head}' does not match any block id or name. Blocks: {listing(known)}."
+    if not up.is_upstream(target.id, block.id):
+        return (f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
+                f"— connect them ({target.id} → … → {block.id}).")
+    conn = catalog.find(target.type)
+    fields = conn.output_fields if conn is not None else None
+    if rest and fields is not None and rest[0] not in fields:
+        return (f"Block '{target.id}' ({target.type}) does not declare output '{rest[0]}'. "
+                f"Available: {listing(fields)}.")
+    return None
+
+
+def _input_fields(workflow: SerializedWorkflow) -> set[str] | None:
+    schema = workflow.metadata.input_schema if workflow.metadata else None
+    if not schema or "properties" not in schema:
+        return None
+    return set(schema["properties"])
+
+
+def _issue(block: SerializedBlock, field: str | None, error: str, value: Any = None) -> ValidationIssue:
+    return ValidationIssue(block_id=block.id, block_type=block.type, field=field, value=value,
+                           error=error)
+
+
+def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
+    """Problems no executor can run past: duplicate ids, ghost edges, unknown types, cycles."""
+    problems = []
+    ids = Counter(b.id for b in workflow.blocks)
+    problems += [f"Block id '{i}' is used by {n} blocks; ids must be unique." for i, n in ids.items() if n > 1]
+    for b in workflow.blocks:
+        why = block_id_problem(b.id)
+        if why:
+            problems.append(f"Block '{b.id}': {why}")
+        if b.type not in catalog:
+            problems.append(f"Block '{b.id}' uses connector type '{b.type}', which is not registered. "
+                            f"Known: {listing(catalog.types())}.")
+    for c in workflow.connections:
+        for end in (c.source, c.target):
+            if end not in ids:
+                problems.append(f"Connection {c.source} → {c.target} names block '{end}', which does not exist.")
+    cycle = find_cycle(build_graph(workflow))
+    if cycle:
+        problems.append(f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}.")
+    return problems
+
+
+def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
+    """Every problem with ``workflow``, as lines a person can act on."""
+    problems = check_structure(workflow, catalog)
+    if problems:
+        return problems
+    issues = []
+    for b in workflow.blocks:
+        conn = catalog.find(b.type)
+        if b.enabled and conn is not None and conn.kind != "trigger":
+            issues += check_params(b, conn)
+    issues += check_refs(workflow, catalog)
+    return [format_issue(i) for i in issues]
+
+
+def format_issue(issue: ValidationIssue) -> str:
+    """One line: ``block (type) field: error``."""
+    field = f" param '{issue.field}'" if issue.field else ""
+    return f"Block '{issue.block_id}' ({issue.block_type}){field}: {issue.error}"
+
+
+def compile_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> SerializedWorkflow:
+    """Return ``workflow`` when it can run; raise :class:`WorkflowInvalid` listing every problem."""
+    problems = check_workflow(workflow, catalog)
+    if problems:
+        raise WorkflowInvalid(workflow.name, problems)
+    return workflow
+
+
+def validate_input(model: type[BaseModel] | None, data: Any, workflow: str | None) -> Any:
+    """Validate a run input against ``model``; the JSON-ready result, or :class:`InputInvalid`."""
+    if data is None:
+        data = {}
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    if model is None:
+        return data
+    try:
+        return model.model_validate(data).model_dump(mode="json")
+    except ValidationError as e:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
+            for err in e.errors()
+        ]
+        raise InputInvalid(workflow, problems) from None
