@@ -1,4 +1,4 @@
-"""The lead-notifier of DESIGN §3, run in memory: `make demo` (or `python examples/lead_notifier.py`)."""
+"""The lead-notifier of DESIGN §3, run in memory: `make demo`."""
 
 from __future__ import annotations
 
@@ -55,18 +55,27 @@ def post_message(params: SlackParams, ctx: StepContext) -> SlackOut:
     return SlackOut(ok=True, ts="1700000000.000100")
 
 
-slack = define_connector(type="slack-post", params=SlackParams, outputs=SlackOut,
-                         run=post_message, description="Post to Slack")
+slack = define_connector(
+    type="slack-post",
+    params=SlackParams,
+    outputs=SlackOut,
+    run=post_message,
+    description="Post to Slack",
+)
 
 wf = (
     define_workflow("lead-notifier")
     .input(LeadIn)
     .step("enrich", enrich, lambda r: {"email": r.input.email})
-    .step("notify", slack, lambda r: {
-        "channel": "#sales",
-        "text": f"Lead {r.enrich.name} at {r.enrich.company} (score {r.enrich.score})",
-        "access_token": "{{env.SLACK_TOKEN}}",
-    })
+    .step(
+        "notify",
+        slack,
+        lambda r: {
+            "channel": "#sales",
+            "text": f"Lead {r.enrich.name} at {r.enrich.company} (score {r.enrich.score})",
+            "access_token": "{{env.SLACK_TOKEN}}",
+        },
+    )
     .build()
 )
 
@@ -74,12 +83,18 @@ wf = (
 def main() -> None:
     print("Workflow JSON (what the LLM patches):")
     print(wf.to_json(indent=2))
-    run = run_in_memory(wf, {"email": "ada@example.com"}, catalog=Catalog(enrich, slack),
-                        env={"SLACK_TOKEN": "xoxb-demo"})
+    run = run_in_memory(
+        wf,
+        {"email": "ada@example.com"},
+        catalog=Catalog(enrich, slack),
+        env={"SLACK_TOKEN": "xoxb-demo"},
+    )
     print(f"\nRun {run.run_id}: {run.status}")
     for step in run.steps:
-        print(f"  {step.block_id:<12} {step.status:<10} {step.duration_ms:7.1f} ms  "
-              f"{json.dumps(step.output)}")
+        print(
+            f"  {step.block_id:<12} {step.status:<10} {step.duration_ms:7.1f} ms  "
+            f"{json.dumps(step.output)}"
+        )
 
 
 if __name__ == "__main__":

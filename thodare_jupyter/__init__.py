@@ -10,7 +10,15 @@ from .authoring import (
     define_workflow_spec,
     workflow_from_spec,
 )
-from .connectors import Catalog, Connector, Hidden, StepContext, UserOnly, connector, define_connector
+from .connectors import (
+    Catalog,
+    Connector,
+    Hidden,
+    StepContext,
+    UserOnly,
+    connector,
+    define_connector,
+)
 from .errors import (
     BackendUnavailable,
     BuildError,

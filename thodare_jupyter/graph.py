@@ -9,12 +9,12 @@ import networkx as nx
 from .wire import SerializedConnection, SerializedWorkflow
 
 
-def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False) -> nx.DiGraph:
+def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False) -> nx.DiGraph[str]:
     """A DiGraph of the (enabled) blocks; edges to missing/disabled blocks are left out.
 
     Each edge carries its :class:`SerializedConnection` as ``conn``.
     """
-    g: nx.DiGraph = nx.DiGraph()
+    g: nx.DiGraph[str] = nx.DiGraph()
     for b in workflow.blocks:
         if b.enabled or include_disabled:
             g.add_node(b.id)
@@ -24,7 +24,7 @@ def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False)
     return g
 
 
-def find_cycle(g: nx.DiGraph) -> list[str] | None:
+def find_cycle(g: nx.DiGraph[str]) -> list[str] | None:
     """The block ids of one cycle, or ``None`` when the graph is acyclic."""
     try:
         edges = nx.find_cycle(g)
@@ -33,7 +33,7 @@ def find_cycle(g: nx.DiGraph) -> list[str] | None:
     return [u for u, _v, *_ in edges]
 
 
-def would_cycle(g: nx.DiGraph, source: str, target: str) -> bool:
+def would_cycle(g: nx.DiGraph[str], source: str, target: str) -> bool:
     """True when adding ``source → target`` to ``g`` would close a cycle."""
     if source == target:
         return True
@@ -49,7 +49,7 @@ class Upstream:
     few milliseconds instead of a quadratic walk.
     """
 
-    def __init__(self, g: nx.DiGraph) -> None:
+    def __init__(self, g: nx.DiGraph[str]) -> None:
         self._bit = {n: 1 << i for i, n in enumerate(g.nodes)}
         self._anc: dict[str, int] = {}
         for n in nx.topological_sort(g):
@@ -69,7 +69,7 @@ class Upstream:
         return {n for n, b in self._bit.items() if mask & b}
 
 
-def descendants(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
+def descendants(g: nx.DiGraph[str], roots: Iterable[str]) -> set[str]:
     """``roots`` and everything reachable from them."""
     out: set[str] = set()
     for r in roots:
@@ -79,7 +79,7 @@ def descendants(g: nx.DiGraph, roots: Iterable[str]) -> set[str]:
     return out
 
 
-def layers(g: nx.DiGraph) -> list[list[str]]:
+def layers(g: nx.DiGraph[str]) -> list[list[str]]:
     """Blocks grouped by depth (longest path from a root), for left-to-right drawing."""
     return [sorted(layer) for layer in nx.topological_generations(g)]
 

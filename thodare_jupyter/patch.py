@@ -48,7 +48,7 @@ class _Patcher:
         self.wf = workflow
         self.catalog = catalog
         self.blocks = {b.id: b for b in workflow.blocks}
-        self.graph: nx.DiGraph = build_graph(workflow, include_disabled=True)
+        self.graph: nx.DiGraph[str] = build_graph(workflow, include_disabled=True)
         self.pairs = Counter((c.source, c.target) for c in workflow.connections)
         self.skipped: list[SkippedItem] = []
         self.issues: list[ValidationIssue] = []
@@ -57,14 +57,24 @@ class _Patcher:
 
     # ── bookkeeping ──
     def skip(self, code: SkipReason, op: str, block_id: Any, reason: str, **details: Any) -> None:
-        self.skipped.append(SkippedItem(
-            reason_code=code, operation_type=op, block_id=str(block_id)[:200], reason=reason,
-            details=details or None,
-        ))
+        self.skipped.append(
+            SkippedItem(
+                reason_code=code,
+                operation_type=op,
+                block_id=str(block_id)[:200],
+                reason=reason,
+                details=details or None,
+            )
+        )
 
-    def issue(self, block: SerializedBlock, field: str | None, error: str, value: Any = None) -> None:
-        self.issues.append(ValidationIssue(block_id=block.id, block_type=block.type, field=field,
-                                           value=value, error=error))
+    def issue(
+        self, block: SerializedBlock, field: str | None, error: str, value: Any = None
+    ) -> None:
+        self.issues.append(
+            ValidationIssue(
+                block_id=block.id, block_type=block.type, field=field, value=value, error=error
+            )
+        )
 
     def known(self) -> str:
         return listing(self.blocks)
@@ -76,12 +86,21 @@ class _Patcher:
         for key, value in raw.items():
             spec = conn.param_specs.get(key)
             if spec is None or spec.visibility == "hidden":
-                self.issue(block, key, f"Field '{key}' is not exposed by block '{conn.type}'. "
-                           f"Allowed: {listing(allowed)}.", None if spec else value)
+                self.issue(
+                    block,
+                    key,
+                    f"Field '{key}' is not exposed by block '{conn.type}'. "
+                    f"Allowed: {listing(allowed)}.",
+                    None if spec else value,
+                )
                 continue
             if spec.visibility == "user-only":
-                self.issue(block, key, f"Field '{key}' of '{conn.type}' is set by the user only; "
-                           "ask the user to set it.")
+                self.issue(
+                    block,
+                    key,
+                    f"Field '{key}' of '{conn.type}' is set by the user only; "
+                    "ask the user to set it.",
+                )
                 continue
             if not has_template(value):
                 why = conn.check_param(key, value)
@@ -94,8 +113,12 @@ class _Patcher:
     # ── ops ──
     def add(self, op: AddOp) -> None:
         if op.block_id in self.blocks:
-            self.skip("block_already_exists", "add", op.block_id,
-                      f"Block {op.block_id} already exists. Use 'edit' instead.")
+            self.skip(
+                "block_already_exists",
+                "add",
+                op.block_id,
+                f"Block {op.block_id} already exists. Use 'edit' instead.",
+            )
             return
         why = block_id_problem(op.block_id)
         if why:
@@ -103,9 +126,13 @@ class _Patcher:
             return
         conn = self.catalog.find(op.type)
         if conn is None:
-            self.skip("block_type_not_registered", "add", op.block_id,
-                      f"Block type '{op.type}' is not registered. Available: "
-                      f"{listing(self.catalog.types())}.")
+            self.skip(
+                "block_type_not_registered",
+                "add",
+                op.block_id,
+                f"Block type '{op.type}' is not registered. Available: "
+                f"{listing(self.catalog.types())}.",
+            )
             return
         block = SerializedBlock(id=op.block_id, type=op.type, name=op.name)
         self.blocks[block.id] = block
@@ -116,14 +143,22 @@ class _Patcher:
     def edit(self, op: EditBlockOp) -> None:
         block = self.blocks.get(op.block_id)
         if block is None:
-            self.skip("block_not_found", "edit", op.block_id,
-                      f"Block {op.block_id} does not exist. Use 'add' to create it first. "
-                      f"Blocks: {self.known()}.")
+            self.skip(
+                "block_not_found",
+                "edit",
+                op.block_id,
+                f"Block {op.block_id} does not exist. Use 'add' to create it first. "
+                f"Blocks: {self.known()}.",
+            )
             return
         conn = self.catalog.find(block.type)
         if conn is None:
-            self.skip("block_type_not_registered", "edit", op.block_id,
-                      f"Block type {block.type} is not registered.")
+            self.skip(
+                "block_type_not_registered",
+                "edit",
+                op.block_id,
+                f"Block type {block.type} is not registered.",
+            )
             return
         if op.name is not None:
             block.name = op.name
@@ -132,13 +167,18 @@ class _Patcher:
 
     def delete(self, op: DeleteOp) -> None:
         if op.block_id not in self.blocks:
-            self.skip("block_not_found", "delete", op.block_id,
-                      f"Block {op.block_id} does not exist. Blocks: {self.known()}.")
+            self.skip(
+                "block_not_found",
+                "delete",
+                op.block_id,
+                f"Block {op.block_id} does not exist. Blocks: {self.known()}.",
+            )
             return
         block = self.blocks.pop(op.block_id)
         self.wf.blocks = [b for b in self.wf.blocks if b is not block]
-        self.wf.connections = [c for c in self.wf.connections
-                               if op.block_id not in (c.source, c.target)]
+        self.wf.connections = [
+            c for c in self.wf.connections if op.block_id not in (c.source, c.target)
+        ]
         for pair in [p for p in self.pairs if op.block_id in p]:
             del self.pairs[pair]
         self.graph.remove_node(op.block_id)
@@ -146,36 +186,68 @@ class _Patcher:
     def connect(self, op: ConnectOp) -> None:
         src, dst = op.block_id, op.target_block_id
         if src not in self.blocks:
-            self.skip("invalid_edge_source", "connect", src,
-                      f"Source block {src} does not exist. Blocks: {self.known()}.")
+            self.skip(
+                "invalid_edge_source",
+                "connect",
+                src,
+                f"Source block {src} does not exist. Blocks: {self.known()}.",
+            )
             return
         if dst not in self.blocks:
-            self.skip("invalid_edge_target", "connect", src,
-                      f"Target block {dst} does not exist. Blocks: {self.known()}.",
-                      target_block_id=dst)
+            self.skip(
+                "invalid_edge_target",
+                "connect",
+                src,
+                f"Target block {dst} does not exist. Blocks: {self.known()}.",
+                target_block_id=dst,
+            )
             return
-        if any(c.source == src and c.target == dst and c.source_handle == (op.source_handle or None)
-               for c in self.wf.connections):
-            self.skip("duplicate_connection", "connect", src, "That connection already exists.",
-                      target_block_id=dst)
+        if any(
+            c.source == src and c.target == dst and c.source_handle == (op.source_handle or None)
+            for c in self.wf.connections
+        ):
+            self.skip(
+                "duplicate_connection",
+                "connect",
+                src,
+                "That connection already exists.",
+                target_block_id=dst,
+            )
             return
         if would_cycle(self.graph, src, dst):
-            self.skip("cycle_introduced", "connect", src,
-                      f"Adding edge {src} → {dst} would create a cycle.", target_block_id=dst)
+            self.skip(
+                "cycle_introduced",
+                "connect",
+                src,
+                f"Adding edge {src} → {dst} would create a cycle.",
+                target_block_id=dst,
+            )
             return
-        self.wf.connections.append(SerializedConnection(
-            source=src, target=dst, source_handle=op.source_handle or None,
-            condition=op.condition or None))
+        self.wf.connections.append(
+            SerializedConnection(
+                source=src,
+                target=dst,
+                source_handle=op.source_handle or None,
+                condition=op.condition or None,
+            )
+        )
         self.pairs[(src, dst)] += 1
         self.graph.add_edge(src, dst)
 
     def disconnect(self, op: DisconnectOp) -> None:
         src, dst = op.block_id, op.target_block_id
-        idx = next((i for i, c in enumerate(self.wf.connections)
-                    if c.source == src and c.target == dst), None)
+        idx = next(
+            (i for i, c in enumerate(self.wf.connections) if c.source == src and c.target == dst),
+            None,
+        )
         if idx is None:
-            self.skip("edge_not_found", "disconnect", src, f"No edge from {src} to {dst}.",
-                      target_block_id=dst)
+            self.skip(
+                "edge_not_found",
+                "disconnect",
+                src,
+                f"No edge from {src} to {dst}.",
+                target_block_id=dst,
+            )
             return
         del self.wf.connections[idx]
         self.pairs[(src, dst)] -= 1
@@ -188,8 +260,11 @@ class _Patcher:
         """Revert op-set params whose refs do not resolve; report every remaining problem."""
         changed = {bid for bid, _ in self.touched}
         enabled_graph = build_graph(self.wf)
-        bad = [i for i in check_refs(self.wf, self.catalog, enabled_graph, only=changed)
-               if (i.block_id, i.field) in self.touched]
+        bad = [
+            i
+            for i in check_refs(self.wf, self.catalog, enabled_graph, only=changed)
+            if (i.block_id, i.field) in self.touched
+        ]
         for i in bad:
             assert i.field is not None
             before = self.touched.pop((i.block_id, i.field))
@@ -202,8 +277,11 @@ class _Patcher:
         self.issues += bad
         cycle = find_cycle(enabled_graph)
         if cycle:
-            self.issues.append(ValidationIssue(block_id="*", block_type="*",
-                               error=f"Graph invalid: cycle {' → '.join(cycle)}."))
+            self.issues.append(
+                ValidationIssue(
+                    block_id="*", block_type="*", error=f"Graph invalid: cycle {' → '.join(cycle)}."
+                )
+            )
         self.issues += check_refs(self.wf, self.catalog, enabled_graph)
         for bid in sorted(changed & set(self.blocks)):
             block = self.blocks[bid]
@@ -222,10 +300,13 @@ def _parse(raw: Any) -> AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectO
         return EDIT_OP_ADAPTER.validate_python(raw)
     except ValidationError as e:
         errs = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'op'}: {err['msg']}" for err in e.errors()[:3]
+            f"{'.'.join(str(p) for p in err['loc']) or 'op'}: {err['msg']}"
+            for err in e.errors()[:3]
         )
-        return (f"Malformed operation ({errs}). Each op needs operation_type "
-                "(add|edit|delete|connect|disconnect) and its fields.")
+        return (
+            f"Malformed operation ({errs}). Each op needs operation_type "
+            "(add|edit|delete|connect|disconnect) and its fields."
+        )
 
 
 def apply_operations(
@@ -257,9 +338,13 @@ def apply_operations(
     ops = list(ops) if not isinstance(ops, list) else ops
     for i, raw in enumerate(ops):
         if i >= max_ops:
-            p.skip("too_many_operations", "*", "*",
-                   f"Only {max_ops} operations are applied per batch; {len(ops) - max_ops} "
-                   "were not. Send the rest in another batch.")
+            p.skip(
+                "too_many_operations",
+                "*",
+                "*",
+                f"Only {max_ops} operations are applied per batch; {len(ops) - max_ops} "
+                "were not. Send the rest in another batch.",
+            )
             break
         op = _parse(raw)
         if isinstance(op, str):
@@ -293,7 +378,9 @@ def summarize(n_ops: int, skipped: list[SkippedItem], issues: list[ValidationIss
     lines = [f"Applied {n_ops - len(skipped)} of {n_ops} operation(s)."]
     if skipped:
         lines.append(f"{len(skipped)} skipped:")
-        lines += [f"  • [{s.reason_code}] {s.operation_type} {s.block_id}: {s.reason}" for s in skipped]
+        lines += [
+            f"  • [{s.reason_code}] {s.operation_type} {s.block_id}: {s.reason}" for s in skipped
+        ]
     if issues:
         lines.append(f"{len(issues)} validation error(s):")
         for e in issues:
@@ -308,6 +395,7 @@ def redact_for_llm(workflow: SerializedWorkflow, catalog: Catalog) -> dict[str, 
     for block in data.get("blocks", []):
         conn = catalog.find(block.get("type", ""))
         if conn is not None and conn.hidden_params:
-            block["params"] = {k: v for k, v in block.get("params", {}).items()
-                               if k not in conn.hidden_params}
+            block["params"] = {
+                k: v for k, v in block.get("params", {}).items() if k not in conn.hidden_params
+            }
     return data

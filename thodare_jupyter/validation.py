@@ -38,7 +38,9 @@ def block_id_problem(block_id: Any) -> str | None:
     if block_id in RESERVED_IDS:
         return f"'{block_id}' is reserved for {{{{{block_id}.…}}}} references; pick another id."
     if any(c in _BAD_ID_CHARS for c in block_id):
-        return "A block id cannot contain '.', '{', '}' or white space (it must work in {{id.field}})."
+        return (
+            "A block id cannot contain '.', '{', '}' or white space (it must work in {{id.field}})."
+        )
     return None
 
 
@@ -64,8 +66,14 @@ def check_params(
     for key in block.params if names is None else names:
         value = block.params.get(key)
         if key not in specs:
-            issues.append(_issue(block, key, f"{conn.type} has no param '{key}'. "
-                                 f"Params: {listing(n for n in specs if n not in conn.hidden_params)}."))
+            issues.append(
+                _issue(
+                    block,
+                    key,
+                    f"{conn.type} has no param '{key}'. "
+                    f"Params: {listing(n for n in specs if n not in conn.hidden_params)}.",
+                )
+            )
         elif not has_template(value):
             why = conn.check_param(key, value)
             if why:
@@ -80,7 +88,7 @@ def check_params(
 def check_refs(
     workflow: SerializedWorkflow,
     catalog: Catalog,
-    graph: nx.DiGraph | None = None,
+    graph: nx.DiGraph[str] | None = None,
     only: Iterable[str] | None = None,
 ) -> list[ValidationIssue]:
     """Every ``{{ref}}`` must exist, be upstream and name a declared output.
@@ -125,25 +133,35 @@ def _ref_problem(
         return None if rest else "Use {{env.NAME}} to read an env value."
     if head == "vars":
         if not rest or rest[0] not in variables:
-            return f"Workflow variable '{'.'.join(rest)}' is not declared. Variables: {listing(variables)}."
+            name = ".".join(rest)
+            return f"Workflow variable '{name}' is not declared. Variables: {listing(variables)}."
         return None
     target = blocks.get(head)
     if target is None or not target.enabled:
         if head in names:
             target = blocks[names[head]]
         elif target is not None:
-            return f"Block '{head}' is disabled, so it produces no output; enable it or use another block."
+            return (
+                f"Block '{head}' is disabled, so it produces no output; "
+                "enable it or use another block."
+            )
         else:
             known = [b.id for b in blocks.values() if b.enabled]
-            return f"Reference '{head}' does not match any block id or name. Blocks: {listing(known)}."
+            return (
+                f"Reference '{head}' does not match any block id or name. Blocks: {listing(known)}."
+            )
     if not up.is_upstream(target.id, block.id):
-        return (f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
-                f"— connect them ({target.id} → … → {block.id}).")
+        return (
+            f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
+            f"— connect them ({target.id} → … → {block.id})."
+        )
     conn = catalog.find(target.type)
     fields = conn.output_fields if conn is not None else None
     if rest and fields is not None and rest[0] not in fields:
-        return (f"Block '{target.id}' ({target.type}) does not declare output '{rest[0]}'. "
-                f"Available: {listing(fields)}.")
+        return (
+            f"Block '{target.id}' ({target.type}) does not declare output '{rest[0]}'. "
+            f"Available: {listing(fields)}."
+        )
     return None
 
 
@@ -154,27 +172,38 @@ def _input_fields(workflow: SerializedWorkflow) -> set[str] | None:
     return set(schema["properties"])
 
 
-def _issue(block: SerializedBlock, field: str | None, error: str, value: Any = None) -> ValidationIssue:
-    return ValidationIssue(block_id=block.id, block_type=block.type, field=field, value=value,
-                           error=error)
+def _issue(
+    block: SerializedBlock, field: str | None, error: str, value: Any = None
+) -> ValidationIssue:
+    return ValidationIssue(
+        block_id=block.id, block_type=block.type, field=field, value=value, error=error
+    )
 
 
 def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
     """Problems no executor can run past: duplicate ids, ghost edges, unknown types, cycles."""
     problems = []
     ids = Counter(b.id for b in workflow.blocks)
-    problems += [f"Block id '{i}' is used by {n} blocks; ids must be unique." for i, n in ids.items() if n > 1]
+    problems += [
+        f"Block id '{i}' is used by {n} blocks; ids must be unique."
+        for i, n in ids.items()
+        if n > 1
+    ]
     for b in workflow.blocks:
         why = block_id_problem(b.id)
         if why:
             problems.append(f"Block '{b.id}': {why}")
         if b.type not in catalog:
-            problems.append(f"Block '{b.id}' uses connector type '{b.type}', which is not registered. "
-                            f"Known: {listing(catalog.types())}.")
+            problems.append(
+                f"Block '{b.id}' uses connector type '{b.type}', which is not registered. "
+                f"Known: {listing(catalog.types())}."
+            )
     for c in workflow.connections:
         for end in (c.source, c.target):
             if end not in ids:
-                problems.append(f"Connection {c.source} → {c.target} names block '{end}', which does not exist.")
+                problems.append(
+                    f"Connection {c.source} → {c.target} names block '{end}', which does not exist."
+                )
     cycle = find_cycle(build_graph(workflow))
     if cycle:
         problems.append(f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}.")

@@ -38,6 +38,9 @@ class Ref:
     """
 
     __slots__ = ("_model", "_path", "_problems")
+    _path: str
+    _model: type[BaseModel] | None
+    _problems: list[str]
 
     def __init__(self, path: str, model: type[BaseModel] | None, problems: list[str]) -> None:
         object.__setattr__(self, "_path", path)
@@ -52,8 +55,7 @@ class Ref:
             if name not in fields:
                 what = "The run input" if self._path == "trigger" else f"'{self._path}'"
                 self._problems.append(
-                    f"{what} has no field '{name}' ({_where(depth + 1)}). "
-                    f"Valid: {listing(fields)}."
+                    f"{what} has no field '{name}' ({_where(depth + 1)}). Valid: {listing(fields)}."
                 )
             else:
                 ann = fields[name].annotation
@@ -90,8 +92,12 @@ class Ref:
 class StepRefs:
     """The ``r`` a params function receives: ``r.input`` and one attribute per earlier step."""
 
-    def __init__(self, input_model: type[BaseModel] | None, steps: Mapping[str, Connector],
-                 problems: list[str]) -> None:
+    def __init__(
+        self,
+        input_model: type[BaseModel] | None,
+        steps: Mapping[str, Connector],
+        problems: list[str],
+    ) -> None:
         self._input_model = input_model
         self._steps = steps
         self._problems = problems
@@ -188,32 +194,48 @@ class WorkflowBuilder:
             raise TypeError(f"step({id!r}): expected a connector, got {connector!r} ({where}).")
         why = block_id_problem(id)
         if why or id in known or id == "input":
-            problems.append(f"Step id {id!r} ({where}): "
-                            f"{why or 'already used by an earlier step; ids must be unique'}.")
-        raw = params(StepRefs(self._s.input_model, known, problems)) if callable(params) \
+            problems.append(
+                f"Step id {id!r} ({where}): "
+                f"{why or 'already used by an earlier step; ids must be unique'}."
+            )
+        raw = (
+            params(StepRefs(self._s.input_model, known, problems))
+            if callable(params)
             else (params or {})
+        )
         values = materialize(raw)
         if not isinstance(values, dict):
-            raise TypeError(f"step({id!r}): params must be a dict, got {type(raw).__name__} ({where}).")
+            raise TypeError(
+                f"step({id!r}): params must be a dict, got {type(raw).__name__} ({where})."
+            )
         for key in values:
             if key not in connector.param_specs:
-                problems.append(f"Step '{id}' ({where}): {connector.type} has no param '{key}'. "
-                                f"Params: {listing(connector.param_specs)}.")
+                problems.append(
+                    f"Step '{id}' ({where}): {connector.type} has no param '{key}'. "
+                    f"Params: {listing(connector.param_specs)}."
+                )
         for pname, spec in connector.param_specs.items():
             if spec.required and pname not in values:
                 problems.append(f"Step '{id}' ({where}): required param '{pname}' is missing.")
         for n in needs:
             if n not in known:
-                problems.append(f"Step '{id}' ({where}): needs unknown step '{n}'. "
-                                f"Earlier steps: {listing(known)}.")
+                problems.append(
+                    f"Step '{id}' ({where}): needs unknown step '{n}'. "
+                    f"Earlier steps: {listing(known)}."
+                )
         deps = [h for h in (ref_head(r)[0] for r in iter_refs(values)) if h in known]
         upstream = tuple(dict.fromkeys([*needs, *deps]))
         block = SerializedBlock(id=id, type=connector.type, name=name, params=values)
-        return WorkflowBuilder(replace(self._s, steps=(*self._s.steps, (block, connector, upstream)),
-                                       problems=tuple(problems)))
+        return WorkflowBuilder(
+            replace(
+                self._s,
+                steps=(*self._s.steps, (block, connector, upstream)),
+                problems=tuple(problems),
+            )
+        )
 
     def build(self) -> SerializedWorkflow:
-        """Compile to a :class:`SerializedWorkflow`; raises :class:`BuildError` listing every problem."""
+        """Compile to a :class:`SerializedWorkflow`; :class:`BuildError` lists every problem."""
         s = self._s
         if s.problems:
             raise BuildError(s.name, s.problems)

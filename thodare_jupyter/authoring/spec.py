@@ -50,8 +50,9 @@ def define_workflow_spec(
         raise ValueError("define_workflow_spec: name is required.")
     if not version:
         raise ValueError("define_workflow_spec: version is required.")
-    return WorkflowSpec(name=name, version=str(version), input=input, output=output,
-                        description=description)
+    return WorkflowSpec(
+        name=name, version=str(version), input=input, output=output, description=description
+    )
 
 
 def workflow_from_spec(

@@ -6,6 +6,7 @@ the three waits. A workflow JSON written for @thodare/engine runs unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Annotated, Any, Literal
 
@@ -62,10 +63,8 @@ async def _http(p: HttpParams, ctx: StepContext) -> HttpOut:
         res = await client.request(p.method, p.url, headers=headers, **kwargs)
     body: Any = res.text
     if "application/json" in res.headers.get("content-type", ""):
-        try:
+        with contextlib.suppress(ValueError):
             body = res.json()
-        except ValueError:
-            pass
     return HttpOut(status=res.status_code, body=body, headers=dict(res.headers))
 
 
@@ -102,7 +101,9 @@ async def _slack(p: SlackParams, ctx: StepContext) -> SlackOut:
     data = res.json()
     if not data.get("ok"):
         raise RuntimeError(f"Slack refused chat.postMessage: {data.get('error', res.status_code)}")
-    return SlackOut(ok=True, ts=str(data.get("ts", "")), channel=str(data.get("channel", p.channel)))
+    return SlackOut(
+        ok=True, ts=str(data.get("ts", "")), channel=str(data.get("channel", p.channel))
+    )
 
 
 class TransformParams(BaseModel):

@@ -30,8 +30,7 @@ class Catalog:
         for c in connectors:
             if not isinstance(c, Connector):
                 raise TypeError(
-                    f"Catalog.register takes connectors (define_connector / @connector), "
-                    f"got {c!r}."
+                    f"Catalog.register takes connectors (define_connector / @connector), got {c!r}."
                 )
             known = self._by_type.get(c.type)
             if known is not None and known is not c and not replace:

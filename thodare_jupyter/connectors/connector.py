@@ -72,7 +72,9 @@ class Connector:
             raise ConnectorDefinitionError(
                 f"Connector {type!r}: params must be a pydantic BaseModel class, got {params!r}."
             )
-        if outputs is not None and not (inspect.isclass(outputs) and issubclass(outputs, BaseModel)):
+        if outputs is not None and not (
+            inspect.isclass(outputs) and issubclass(outputs, BaseModel)
+        ):
             raise ConnectorDefinitionError(
                 f"Connector {type!r}: outputs must be a pydantic BaseModel class or None."
             )
@@ -133,7 +135,8 @@ class Connector:
     @cached_property
     def _adapters(self) -> dict[str, TypeAdapter[Any]]:
         return {
-            (f.alias or n): TypeAdapter(f.annotation) for n, f in self.params.model_fields.items()
+            (f.alias or n): TypeAdapter(f.annotation if f.annotation is not None else Any)
+            for n, f in self.params.model_fields.items()
         }
 
     def check_param(self, name: str, value: Any) -> str | None:

@@ -2,8 +2,8 @@
 
 from .memory import (
     InMemoryRun,
-    arun_in_memory,
     aresume_in_memory,
+    arun_in_memory,
     resume_in_memory,
     run_in_memory,
 )

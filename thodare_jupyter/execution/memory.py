@@ -83,8 +83,9 @@ async def _execute(
         ctx = StepContext(run_id=run.run_id, block_id=block_id, env=env)
         return await plan.connectors[block_id].execute(params, ctx)
 
-    outcome = await walk(plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch,
-                         records=run.steps)
+    outcome = await walk(
+        plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch, records=run.steps
+    )
     run.status, run.pause = outcome.status, outcome.pause
     run.error, run.failed_block = outcome.error, outcome.failed_block
     run._catalog, run._env = catalog, env
@@ -105,8 +106,14 @@ async def arun_in_memory(
     cat = catalog if catalog is not None else Catalog()
     plan = Plan(wf, cat, validate=validate)
     trigger = validate_input(wf.input_model, input, wf.name)
-    run = InMemoryRun(run_id=run_id or uuid.uuid4().hex, workflow=wf, status="completed",
-                      trigger=trigger, state=WalkState(), steps=[])
+    run = InMemoryRun(
+        run_id=run_id or uuid.uuid4().hex,
+        workflow=wf,
+        status="completed",
+        trigger=trigger,
+        state=WalkState(),
+        steps=[],
+    )
     return await _execute(plan, run, cat, dict(os.environ) if env is None else env)
 
 
@@ -134,8 +141,9 @@ def run_in_memory(
     Returns:
         An :class:`InMemoryRun`; a failing step makes it ``failed``, not an exception.
     """
-    return run_sync(arun_in_memory(workflow, input, catalog=catalog, env=env,
-                                   validate=validate, run_id=run_id))
+    return run_sync(
+        arun_in_memory(workflow, input, catalog=catalog, env=env, validate=validate, run_id=run_id)
+    )
 
 
 async def aresume_in_memory(
@@ -153,14 +161,26 @@ async def aresume_in_memory(
     plan = Plan(run.workflow, cat, validate=False)
     state = run.state.model_copy(deep=True)
     node = run.pause.block_id
-    output = (wait_output(run.pause.kind, payload, timed_out=timed_out)
-              if plan.connectors[node].kind == "wait" else payload)
+    output = (
+        wait_output(run.pause.kind, payload, timed_out=timed_out)
+        if plan.connectors[node].kind == "wait"
+        else payload
+    )
     state.outputs[node] = output
     state.completed.append(node)
-    resumed = InMemoryRun(run_id=run.run_id, workflow=run.workflow, status="completed",
-                          trigger=run.trigger, state=state,
-                          steps=[*run.steps, StepRecord(block_id=node, type=plan.blocks[node].type,
-                                                        status="completed", output=output)])
+    resumed = InMemoryRun(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status="completed",
+        trigger=run.trigger,
+        state=state,
+        steps=[
+            *run.steps,
+            StepRecord(
+                block_id=node, type=plan.blocks[node].type, status="completed", output=output
+            ),
+        ],
+    )
     plan_env = env if env is not None else (run._env if run._env is not None else dict(os.environ))
     return await _execute(plan, resumed, cat, plan_env)
 

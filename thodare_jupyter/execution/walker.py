@@ -95,7 +95,7 @@ class Plan:
         if problems:
             raise WorkflowInvalid(workflow.name, problems)
         self.workflow = workflow
-        self.graph: nx.DiGraph = build_graph(workflow)
+        self.graph: nx.DiGraph[str] = build_graph(workflow)
         self.blocks: dict[str, SerializedBlock] = {b.id: b for b in workflow.blocks if b.enabled}
         self.connectors: dict[str, Connector] = {
             bid: catalog.get(b.type) for bid, b in self.blocks.items()
@@ -204,9 +204,16 @@ class _Walk:
                 block = self.plan.blocks[node]
                 if self.plan.connectors[node].kind == "trigger":
                     stamp = now_iso()
-                    self.records.append(StepRecord(block_id=node, type=block.type,
-                                                   status="completed", started_at=stamp,
-                                                   ended_at=stamp, output=self.trigger))
+                    self.records.append(
+                        StepRecord(
+                            block_id=node,
+                            type=block.type,
+                            status="completed",
+                            started_at=stamp,
+                            ended_at=stamp,
+                            output=self.trigger,
+                        )
+                    )
                     self.complete(node, self.trigger)
                     continue
                 params = resolve(block.params, self.scope)
@@ -217,9 +224,14 @@ class _Walk:
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: self.plan.rank[running[t][0]]):
                 node, t0, started = running.pop(task)
-                rec = StepRecord(block_id=node, type=self.plan.blocks[node].type,
-                                 status="completed", started_at=started, ended_at=now_iso(),
-                                 duration_ms=(time.perf_counter() - t0) * 1000)
+                rec = StepRecord(
+                    block_id=node,
+                    type=self.plan.blocks[node].type,
+                    status="completed",
+                    started_at=started,
+                    ended_at=now_iso(),
+                    duration_ms=(time.perf_counter() - t0) * 1000,
+                )
                 self.records.append(rec)
                 exc = task.exception()
                 if exc is not None:
