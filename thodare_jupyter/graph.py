@@ -52,7 +52,13 @@ class Upstream:
     def __init__(self, g: nx.DiGraph[str]) -> None:
         self._bit = {n: 1 << i for i, n in enumerate(g.nodes)}
         self._anc: dict[str, int] = {}
-        for n in nx.topological_sort(g):
+        try:
+            order = list(nx.topological_sort(g))
+        except nx.NetworkXUnfeasible:  # a cycle: fall back to one walk per node
+            for n in g.nodes:
+                self._anc[n] = sum(self._bit[a] for a in nx.ancestors(g, n) if a != n)
+            return
+        for n in order:
             mask = 0
             for p in g.predecessors(n):
                 mask |= self._anc[p] | self._bit[p]

@@ -20,7 +20,7 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
-from .graph import build_graph, find_cycle, would_cycle
+from .graph import Upstream, build_graph, find_cycle, would_cycle
 from .templates import has_template
 from .validation import block_id_problem, check_params, check_refs, listing
 from .wire import (
@@ -259,10 +259,12 @@ class _Patcher:
     def finish(self) -> None:
         """Revert op-set params whose refs do not resolve; report every remaining problem."""
         changed = {bid for bid, _ in self.touched}
-        enabled_graph = build_graph(self.wf)
+        all_enabled = all(b.enabled for b in self.wf.blocks)
+        enabled_graph = self.graph if all_enabled else build_graph(self.wf)
+        up = Upstream(enabled_graph)
         bad = [
             i
-            for i in check_refs(self.wf, self.catalog, enabled_graph, only=changed)
+            for i in check_refs(self.wf, self.catalog, only=changed, upstream=up)
             if (i.block_id, i.field) in self.touched
         ]
         for i in bad:
@@ -275,14 +277,14 @@ class _Patcher:
                 block.params[i.field] = before
             i.error += " The field was not changed."
         self.issues += bad
-        cycle = find_cycle(enabled_graph)
+        cycle = None if nx.is_directed_acyclic_graph(enabled_graph) else find_cycle(enabled_graph)
         if cycle:
             self.issues.append(
                 ValidationIssue(
                     block_id="*", block_type="*", error=f"Graph invalid: cycle {' → '.join(cycle)}."
                 )
             )
-        self.issues += check_refs(self.wf, self.catalog, enabled_graph)
+        self.issues += check_refs(self.wf, self.catalog, upstream=up)
         for bid in sorted(changed & set(self.blocks)):
             block = self.blocks[bid]
             conn = self.catalog.find(block.type)
@@ -329,7 +331,8 @@ def apply_operations(
         validation issue remains. ``summary`` is written for the LLM to read.
     """
     if isinstance(workflow, SerializedWorkflow):
-        wf = workflow.model_copy(deep=True)
+        wf = SerializedWorkflow.model_validate_json(workflow.model_dump_json(by_alias=True))
+        wf._input_model = workflow.input_model
     elif isinstance(workflow, str | bytes):
         wf = SerializedWorkflow.model_validate_json(workflow)
     else:

@@ -11,7 +11,6 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
@@ -88,15 +87,16 @@ def check_params(
 def check_refs(
     workflow: SerializedWorkflow,
     catalog: Catalog,
-    graph: nx.DiGraph[str] | None = None,
+    *,
     only: Iterable[str] | None = None,
+    upstream: Upstream | None = None,
 ) -> list[ValidationIssue]:
     """Every ``{{ref}}`` must exist, be upstream and name a declared output.
 
-    ``only`` limits the check to those block ids.
+    ``only`` limits the check to those block ids; ``upstream`` reuses a
+    computed :class:`Upstream` of the enabled graph.
     """
-    g = graph if graph is not None else build_graph(workflow)
-    up = Upstream(g)
+    up = upstream if upstream is not None else Upstream(build_graph(workflow))
     blocks = {b.id: b for b in workflow.blocks}
     names = ids_by_name(workflow)
     input_fields = _input_fields(workflow)
