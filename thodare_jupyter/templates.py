@@ -84,7 +84,8 @@ class Scope:
     trigger: Any = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     variables: Mapping[str, Any] = field(default_factory=dict)
-    ids_by_name: Mapping[str, str] = field(default_factory=dict)
+    block_refs: Mapping[str, str] = field(default_factory=dict)
+    """What a ref head names: block ids (to themselves) and block names (to ids)."""
 
     def lookup(self, ref: str) -> Any:
         """Resolve one reference path to its value (``None`` when missing)."""
@@ -95,8 +96,8 @@ class Scope:
             return self.env.get(".".join(rest)) if rest else None
         if head == "vars":
             return navigate(self.variables, rest)
-        block_id = head if head in self.outputs else self.ids_by_name.get(head)
-        if block_id is None or block_id not in self.outputs:
+        block_id = self.block_refs.get(head, head)
+        if block_id not in self.outputs:
             return None
         return navigate(self.outputs[block_id], rest)
 

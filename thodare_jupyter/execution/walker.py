@@ -100,7 +100,8 @@ class Plan:
         self.connectors: dict[str, Connector] = {
             bid: catalog.get(b.type) for bid, b in self.blocks.items()
         }
-        self.names = ids_by_name(workflow)
+        # what {{head.…}} names: a block id first, then a block name
+        self.block_refs = {**ids_by_name(workflow), **{bid: bid for bid in self.blocks}}
         self.order = list(nx.topological_sort(self.graph))
         self.rank = {n: i for i, n in enumerate(self.order)}
         self.preds = {n: list(self.graph.predecessors(n)) for n in self.order}
@@ -128,7 +129,7 @@ class _Walk:
             trigger=trigger,
             env=env,
             variables=plan.workflow.variables or {},
-            ids_by_name=plan.names,
+            block_refs=plan.block_refs,
         )
         self.settled = set(state.completed) | set(state.skipped) | set(state.failed)
         self.remaining = {
@@ -233,7 +234,7 @@ class _Walk:
                     duration_ms=(time.perf_counter() - t0) * 1000,
                 )
                 self.records.append(rec)
-                exc = task.exception()
+                exc = asyncio.CancelledError() if task.cancelled() else task.exception()
                 if exc is not None:
                     rec.status, rec.error = "failed", error_text(exc)
                     if not self.fail(node, rec.error) and outcome is None:
