@@ -54,7 +54,7 @@ def _serve(answer: Any) -> Iterator[FakeServer]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     box["srv"] = FakeServer(url=f"http://127.0.0.1:{httpd.server_port}")
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         yield box["srv"]
@@ -85,7 +85,8 @@ def slack_server() -> Iterator[FakeServer]:
         if not req["headers"].get("Authorization", "").startswith("Bearer "):
             return {"ok": False, "error": "not_authed"}
         body = req["body"] or {}
-        return {"ok": True, "ts": f"17000000.{len(srv.requests):06d}", "channel": body.get("channel")}
+        ts = f"17000000.{len(srv.requests):06d}"
+        return {"ok": True, "ts": ts, "channel": body.get("channel")}
 
     yield from _serve(answer)
 

@@ -255,6 +255,19 @@ class _Patcher:
             del self.pairs[(src, dst)]
             self.graph.remove_edge(src, dst)
 
+    def redact(self, issue: ValidationIssue) -> ValidationIssue:
+        """Keep a hidden param's name and value out of what the LLM reads."""
+        conn = self.catalog.find(issue.block_type)
+        if conn is None or issue.field not in conn.hidden_params:
+            return issue
+        return issue.model_copy(
+            update={
+                "field": None,
+                "value": None,
+                "error": "A param set by the user has an invalid reference; ask the user to fix it",
+            }
+        )
+
     # ── end of batch ──
     def finish(self) -> None:
         """Revert op-set params whose refs do not resolve; report every remaining problem."""
@@ -284,7 +297,7 @@ class _Patcher:
                     block_id="*", block_type="*", error=f"Graph invalid: cycle {' → '.join(cycle)}."
                 )
             )
-        self.issues += check_refs(self.wf, self.catalog, upstream=up)
+        self.issues += [self.redact(i) for i in check_refs(self.wf, self.catalog, upstream=up)]
         for bid in sorted(changed & set(self.blocks)):
             block = self.blocks[bid]
             conn = self.catalog.find(block.type)

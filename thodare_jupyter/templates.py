@@ -9,6 +9,7 @@ block reference matches the block id first, then its name.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -126,7 +127,9 @@ def resolve(value: Any, scope: Scope) -> Any:
         if not matches:
             return value
         if len(matches) == 1 and matches[0].group(0) == value.strip():
-            return scope.lookup(matches[0].group(1).strip())
+            found = scope.lookup(matches[0].group(1).strip())
+            # a copy, so a connector that mutates its params cannot rewrite an upstream output
+            return copy.deepcopy(found) if isinstance(found, dict | list) else found
         return TEMPLATE.sub(lambda m: stringify(scope.lookup(m.group(1).strip())), value)
     if isinstance(value, list | tuple):
         return [resolve(v, scope) for v in value]
