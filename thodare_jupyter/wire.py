@@ -20,8 +20,8 @@ class _Wire(BaseModel):
 class Position(_Wire):
     """Where a block sits on a canvas."""
 
-    x: float
-    y: float
+    x: int | float
+    y: int | float
 
 
 class SerializedBlock(_Wire):

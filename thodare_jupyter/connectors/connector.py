@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -189,10 +190,10 @@ class Connector:
             top = str(err["loc"][0]) if err["loc"] else ""
             spec = self.param_specs.get(top)
             expected = f" (expected {spec.json_type})" if spec else ""
-            if spec is not None and spec.visibility == "hidden":
-                got = " [hidden value not shown]"
-            elif err["type"] == "missing":
+            if err["type"] == "missing":
                 got = ""
+            elif spec is not None and spec.visibility == "hidden":
+                got = " [hidden value not shown]"
             else:
                 got = f", got {_short(err.get('input'))}"
             out.append(f"{loc}{expected}: {err['msg']}{got}")
@@ -288,9 +289,15 @@ def connector(
     """
 
     def wrap(fn: RunFn) -> Connector:
-        hints = get_type_hints(fn)
-        sig = list(inspect.signature(fn).parameters)
         where = f"{fn.__module__}.{fn.__qualname__}"
+        try:
+            hints = get_type_hints(fn, localns=caller_locals)
+        except (NameError, TypeError) as e:
+            raise ConnectorDefinitionError(
+                f"@connector on {where}: cannot resolve its annotations ({e}). "
+                "Define the params/outputs models before the connector."
+            ) from e
+        sig = list(inspect.signature(fn).parameters)
         if not sig or sig[0] not in hints:
             raise ConnectorDefinitionError(
                 f"@connector on {where}: annotate the first argument with a pydantic "
@@ -310,4 +317,5 @@ def connector(
 
     if not isinstance(type, str) or not type:
         raise ConnectorDefinitionError('@connector needs a type name: @connector("my-step").')
+    caller_locals = sys._getframe(1).f_locals
     return wrap
