@@ -41,6 +41,7 @@ from .wire import (
 
 MAX_OPS = 500
 _ABSENT = object()
+_REVERTED = object()
 
 
 class _Patcher:
@@ -54,6 +55,7 @@ class _Patcher:
         self.issues: list[ValidationIssue] = []
         # (block_id, param) -> value before this batch (or _ABSENT)
         self.touched: dict[tuple[str, str], Any] = {}
+        self.changed: set[str] = set()  # blocks added or edited by this batch
 
     # ── bookkeeping ──
     def skip(self, code: SkipReason, op: str, block_id: Any, reason: str, **details: Any) -> None:
@@ -138,6 +140,7 @@ class _Patcher:
         self.blocks[block.id] = block
         self.wf.blocks.append(block)
         self.graph.add_node(block.id)
+        self.changed.add(block.id)
         self.accept_params(block, conn, op.params)
 
     def edit(self, op: EditBlockOp) -> None:
@@ -160,6 +163,7 @@ class _Patcher:
                 f"Block type {block.type} is not registered.",
             )
             return
+        self.changed.add(block.id)
         if op.name is not None:
             block.name = op.name
         if op.params:
@@ -175,6 +179,8 @@ class _Patcher:
             )
             return
         block = self.blocks.pop(op.block_id)
+        self.changed.discard(op.block_id)
+        self.touched = {k: v for k, v in self.touched.items() if k[0] != op.block_id}
         self.wf.blocks = [b for b in self.wf.blocks if b is not block]
         self.wf.connections = [
             c for c in self.wf.connections if op.block_id not in (c.source, c.target)
@@ -271,24 +277,26 @@ class _Patcher:
     # ── end of batch ──
     def finish(self) -> None:
         """Revert op-set params whose refs do not resolve; report every remaining problem."""
-        changed = {bid for bid, _ in self.touched}
         all_enabled = all(b.enabled for b in self.wf.blocks)
         enabled_graph = self.graph if all_enabled else build_graph(self.wf)
         up = Upstream(enabled_graph)
         bad = [
             i
-            for i in check_refs(self.wf, self.catalog, only=changed, upstream=up)
+            for i in check_refs(self.wf, self.catalog, only=self.changed, upstream=up)
             if (i.block_id, i.field) in self.touched
         ]
         for i in bad:
-            assert i.field is not None
-            before = self.touched.pop((i.block_id, i.field))
+            i.error += " The field was not changed."
+            if i.field is None:
+                continue
+            before = self.touched.pop((i.block_id, i.field), _REVERTED)  # one revert per field
+            if before is _REVERTED:
+                continue
             block = self.blocks[i.block_id]
             if before is _ABSENT:
                 block.params.pop(i.field, None)
             else:
                 block.params[i.field] = before
-            i.error += " The field was not changed."
         self.issues += bad
         cycle = None if nx.is_directed_acyclic_graph(enabled_graph) else find_cycle(enabled_graph)
         if cycle:
@@ -298,7 +306,7 @@ class _Patcher:
                 )
             )
         self.issues += [self.redact(i) for i in check_refs(self.wf, self.catalog, upstream=up)]
-        for bid in sorted(changed & set(self.blocks)):
+        for bid in sorted(self.changed & set(self.blocks)):
             block = self.blocks[bid]
             conn = self.catalog.find(block.type)
             if conn is not None:

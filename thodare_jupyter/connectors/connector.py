@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cached_property
 from types import NoneType
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, cast, get_type_hints
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
 from ..wire import PauseInfo
@@ -136,8 +137,7 @@ class Connector:
     @cached_property
     def _adapters(self) -> dict[str, TypeAdapter[Any]]:
         return {
-            (f.alias or n): TypeAdapter(f.annotation if f.annotation is not None else Any)
-            for n, f in self.params.model_fields.items()
+            (f.alias or n): TypeAdapter(_field_type(f)) for n, f in self.params.model_fields.items()
         }
 
     def check_param(self, name: str, value: Any) -> str | None:
@@ -237,6 +237,12 @@ class Connector:
             ]
             raise OutputInvalid(block_id, self.type, probs) from None
         return model.model_dump(mode="json", by_alias=True)
+
+
+def _field_type(f: FieldInfo) -> Any:
+    """A field's type with its constraints and validators (``ge=``, ``BeforeValidator``, ...)."""
+    ann = f.annotation if f.annotation is not None else Any
+    return cast(Any, Annotated)[(ann, *f.metadata)] if f.metadata else ann
 
 
 def _short(value: Any, limit: int = 60) -> str:
