@@ -14,11 +14,13 @@ from .connectors import (
     Catalog,
     Connector,
     Hidden,
+    RetryPolicy,
     StepContext,
     UserOnly,
     connector,
     define_connector,
 )
+from .durable.handle import RunDescription, RunHandle, StepDescription
 from .errors import (
     BackendUnavailable,
     BuildError,
@@ -42,6 +44,7 @@ from .execution import (
     resume_in_memory,
     run_in_memory,
 )
+from .kit import Wfkit, create_wfkit
 from .patch import apply_operations, redact_for_llm
 from .validation import compile_workflow
 from .wire import (
@@ -71,18 +74,23 @@ __all__ = [
     "OutputInvalid",
     "ParamsInvalid",
     "PauseInfo",
+    "RetryPolicy",
     "RunCanceled",
+    "RunDescription",
     "RunFailed",
+    "RunHandle",
     "RunTimeout",
     "SerializedBlock",
     "SerializedConnection",
     "SerializedWorkflow",
     "SkippedItem",
     "StepContext",
+    "StepDescription",
     "ThodareError",
     "UnknownConnector",
     "UserOnly",
     "ValidationIssue",
+    "Wfkit",
     "WorkflowBuilder",
     "WorkflowInvalid",
     "WorkflowSpec",
@@ -91,6 +99,7 @@ __all__ = [
     "arun_in_memory",
     "compile_workflow",
     "connector",
+    "create_wfkit",
     "define_connector",
     "define_workflow",
     "define_workflow_spec",

@@ -1,7 +1,7 @@
 """Connectors: typed steps, their visibility markers, and the catalog."""
 
 from .catalog import Catalog
-from .connector import Connector, ParamSpec, connector, define_connector
+from .connector import Connector, ParamSpec, RetryPolicy, connector, define_connector
 from .context import StepContext
 from .visibility import Hidden, UserOnly, Visibility, visibility_of
 from .waits import duration_seconds, wait_output
@@ -11,6 +11,7 @@ __all__ = [
     "Connector",
     "Hidden",
     "ParamSpec",
+    "RetryPolicy",
     "StepContext",
     "UserOnly",
     "Visibility",

@@ -30,6 +30,26 @@ RunFn = Callable[..., Any]
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How often the durable runtime tries a failing step, and how long it waits between.
+
+    The n-th retry waits ``backoff_s * factor**(n-1)`` seconds, capped at ``max_backoff_s``.
+    """
+
+    max_attempts: int = 1
+    backoff_s: float = 1.0
+    factor: float = 2.0
+    max_backoff_s: float = 60.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return float(min(self.max_backoff_s, self.backoff_s * self.factor ** (attempt - 1)))
+
+
+NO_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
 class ParamSpec:
     """One param as the catalog (and the LLM, unless hidden) sees it."""
 
@@ -67,6 +87,7 @@ class Connector:
         name: str | None = None,
         description: str = "",
         kind: Kind = "compute",
+        retries: RetryPolicy | int | None = None,
     ) -> None:
         if not isinstance(type, str) or not type.strip():
             raise ConnectorDefinitionError("A connector needs a non-empty type name.")
@@ -89,6 +110,9 @@ class Connector:
         self.params = params
         self.outputs = outputs
         self.run = run
+        self.retries = (
+            RetryPolicy(max_attempts=retries) if isinstance(retries, int) else retries or NO_RETRY
+        )
         self.is_async = inspect.iscoroutinefunction(run)
         self._takes_ctx = len(inspect.signature(run).parameters) >= 2
 
@@ -259,6 +283,7 @@ def define_connector(
     name: str | None = None,
     description: str = "",
     kind: Kind = "compute",
+    retries: RetryPolicy | int | None = None,
 ) -> Connector:
     """Declare a connector from a params model, an outputs model and a run function.
 
@@ -271,6 +296,8 @@ def define_connector(
         name: A human name (defaults to ``type``).
         description: One line shown to the LLM and in the catalog.
         kind: ``"compute"`` (default), ``"wait"`` or ``"trigger"``.
+        retries: Attempts in the durable runtime: an int (max attempts) or a
+            :class:`RetryPolicy` with exponential backoff. Default: one attempt.
     """
     return Connector(
         type=type,
@@ -280,11 +307,16 @@ def define_connector(
         name=name,
         description=description,
         kind=kind,
+        retries=retries,
     )
 
 
 def connector(
-    type: str, *, description: str | None = None, name: str | None = None
+    type: str,
+    *,
+    description: str | None = None,
+    name: str | None = None,
+    retries: RetryPolicy | int | None = None,
 ) -> Callable[[RunFn], Connector]:
     """Decorator form: the params and outputs models come from the annotations.
 
@@ -319,6 +351,7 @@ def connector(
             run=fn,
             name=name,
             description=description or (inspect.getdoc(fn) or "").split("\n", 1)[0],
+            retries=retries,
         )
 
     if not isinstance(type, str) or not type:

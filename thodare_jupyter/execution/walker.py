@@ -15,7 +15,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -63,6 +63,7 @@ class WalkOutcome:
     pause: PauseInfo | None = None
     error: str | None = None
     failed_block: str | None = None
+    pauses: list[PauseInfo] = field(default_factory=list)
 
 
 def now_iso() -> str:
@@ -121,8 +122,10 @@ class _Walk:
         env: Mapping[str, str],
         dispatch: Dispatch,
         records: list[StepRecord],
+        stop_at_pause: bool,
     ) -> None:
         self.plan, self.state, self.dispatch, self.records = plan, state, dispatch, records
+        self.stop_at_pause = stop_at_pause
         self.trigger = trigger
         self.scope = Scope(
             outputs=state.outputs,
@@ -138,6 +141,12 @@ class _Walk:
             if n not in self.settled
         }
         self.ready = deque(n for n in plan.order if self.remaining.get(n) == 0)
+        # replay the branch decisions of what already ran (they are a function of the outputs)
+        for n in plan.order:
+            if n in state.outputs and n in state.completed:
+                self.select_branches(n, state.outputs[n])
+            elif n in state.failed:
+                self.skip_from([t for t, h in plan.succs[n] if h != "error"])
 
     def settle(self, node: str) -> None:
         self.settled.add(node)
@@ -197,6 +206,7 @@ class _Walk:
     async def run(self) -> WalkOutcome:
         running: dict[asyncio.Task[Any], tuple[str, float, str]] = {}
         outcome: WalkOutcome | None = None
+        pauses: list[PauseInfo] = []
         while True:
             while self.ready and outcome is None:
                 node = self.ready.popleft()
@@ -243,11 +253,16 @@ class _Walk:
                 result = task.result()
                 if isinstance(result, PauseInfo):
                     rec.status, rec.output = "paused", result.model_dump(mode="json")
-                    if outcome is None:
+                    pauses.append(result)
+                    if outcome is None and self.stop_at_pause:
                         outcome = WalkOutcome("paused", pause=result)
                     continue
                 rec.output = result
                 self.complete(node, result)
+        if outcome is None and pauses:
+            outcome = WalkOutcome("paused", pause=pauses[0])
+        if outcome is not None:
+            outcome.pauses = pauses
         return outcome or WalkOutcome("completed")
 
 
@@ -259,12 +274,21 @@ async def walk(
     env: Mapping[str, str],
     dispatch: Dispatch,
     records: list[StepRecord],
+    stop_at_pause: bool = True,
 ) -> WalkOutcome:
     """Walk ``plan`` from ``state`` (mutated in place), appending to ``records``.
 
-    Stops scheduling at the first pause or unhandled failure and lets steps
-    already running finish, so their outputs are kept.
+    Stops scheduling at the first unhandled failure, and at the first pause
+    when ``stop_at_pause`` (the in-memory snapshot); otherwise branches that
+    do not wait go on. Steps already running always finish, so their outputs
+    are kept.
     """
     return await _Walk(
-        plan, state, trigger=trigger, env=env, dispatch=dispatch, records=records
+        plan,
+        state,
+        trigger=trigger,
+        env=env,
+        dispatch=dispatch,
+        records=records,
+        stop_at_pause=stop_at_pause,
     ).run()

@@ -1,0 +1,123 @@
+"""Run handles: follow, describe, wait for and cancel one durable run, from any process."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ..errors import RunCanceled, RunFailed, RunTimeout
+from .store import TERMINAL, RunRow, StepRow, Store
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+def _iso(t: float | None) -> str | None:
+    return datetime.fromtimestamp(t).astimezone().isoformat() if t is not None else None
+
+
+class StepDescription(BaseModel):
+    """One step of a durable run as stored."""
+
+    block_id: str
+    type: str
+    status: str
+    attempt: int
+    started_at: str | None
+    ended_at: str | None
+    output: Any = None
+    error: str | None = None
+    waiting_for: str | None = None
+
+
+class RunDescription(BaseModel):
+    """A durable run's status, timestamps and steps."""
+
+    id: str
+    workflow: str | None
+    status: str
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    error: str | None
+    failed_block: str | None
+    steps: list[StepDescription]
+    outputs: dict[str, Any] | None = None
+
+
+def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
+    """A :class:`RunDescription` from stored rows."""
+    return RunDescription(
+        id=row.id, workflow=row.workflow_name, status=row.status,
+        created_at=_iso(row.created_at) or "", started_at=_iso(row.started_at),
+        ended_at=_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
+        outputs=row.outputs,
+        steps=[StepDescription(
+            block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
+            started_at=_iso(s.started_at), ended_at=_iso(s.ended_at), output=s.output,
+            error=s.error, waiting_for=s.wait_event if s.status == "waiting" else None,
+        ) for s in step_rows],
+    )  # fmt: skip
+
+
+class RunHandle:
+    """A durable run by id. Works in any process that can reach the database."""
+
+    def __init__(
+        self, store: Store, run_id: str, worker: Worker | None = None, poll_s: float = 0.05
+    ) -> None:
+        self.store, self.id, self._worker, self._poll_s = store, run_id, worker, poll_s
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id} {self.status}>"
+
+    def _row(self) -> RunRow:
+        row = self.store.get_run(self.id)
+        if row is None:
+            raise KeyError(f"No run {self.id!r} in namespace {self.store.namespace!r}.")
+        return row
+
+    @property
+    def status(self) -> str:
+        """pending, running, waiting, completed, failed or canceled."""
+        return self._row().status
+
+    def describe(self) -> RunDescription:
+        """Status, timestamps and every step's attempts, output and error."""
+        return describe_run(self._row(), self.store.get_steps(self.id))
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the run to end; its outputs by block id.
+
+        No time cap by default: durable runs may wait for days.
+
+        Raises:
+            RunFailed: The run failed (``block_id`` and ``error`` say where and why).
+            RunCanceled: The run was canceled.
+            RunTimeout: ``timeout`` seconds passed first; the run goes on.
+        """
+        end = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            row = self._row()
+            if row.status in TERMINAL:
+                break
+            if end is not None and time.monotonic() >= end:
+                raise RunTimeout(self.id, timeout or 0.0, row.status)
+            time.sleep(delay)
+            delay = min(self._poll_s, delay * 2)
+        if row.status == "failed":
+            raise RunFailed(self.id, row.failed_block, row.error or "unknown error")
+        if row.status == "canceled":
+            raise RunCanceled(self.id)
+        return row.outputs or {}
+
+    def cancel(self) -> bool:
+        """Cancel the run (also while it waits); False when it had already ended."""
+        done = self.store.cancel_run(self.id)
+        if done and self._worker is not None:
+            self._worker.abort(self.id)
+        return done

@@ -1,0 +1,94 @@
+"""The tables of the durable runtime (SQLAlchemy Core). Migrations live in ``migrations/``.
+
+Times are UNIX seconds (floats). Every table carries ``namespace``; every
+query filters on it, so tenants never see each other's runs or signals.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "thodare_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("namespace", String(128), nullable=False),
+    Column("workflow_name", String(256)),
+    Column("workflow_json", Text, nullable=False),
+    Column("input_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("idempotency_key", String(512)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("deadline_at", Float),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", Float),
+    Column("wake_at", Float),
+    Column("wake_requested", Boolean, nullable=False, default=False),
+    Column("signal_horizon", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("failed_block", String(512)),
+    Column("outputs_json", Text),
+    UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_runs_idem"),
+    Index("ix_thodare_runs_claim", "namespace", "status", "wake_at"),
+)
+
+steps = Table(
+    "thodare_steps",
+    metadata,
+    Column(
+        "run_id", String(64), ForeignKey("thodare_runs.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("block_id", String(10240), primary_key=True),
+    Column("type", String(256), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("output_json", Text),
+    Column("error", Text),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("wait_event", String(512)),
+    Column("wait_key", String(512)),
+    Column("wake_at", Float),
+    Index("ix_thodare_steps_wait", "status", "wait_event"),
+)
+
+signals = Table(
+    "thodare_signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(128), nullable=False),
+    Column("event", String(512), nullable=False),
+    Column("correlation_key", String(512)),
+    Column("payload_json", Text, nullable=False),
+    Column("idempotency_key", String(512)),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_signals_idem"),
+    Index("ix_thodare_signals_event", "namespace", "event"),
+)
+
+consumptions = Table(
+    "thodare_signal_consumptions",
+    metadata,
+    Column(
+        "signal_id", Integer, ForeignKey("thodare_signals.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("run_id", String(64), primary_key=True),
+    Column("block_id", String(10240), nullable=False),
+)

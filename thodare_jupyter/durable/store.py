@@ -1,0 +1,602 @@
+"""The SQL store: every read and write of the durable runtime, in short transactions.
+
+Writes that belong to a claimed run are fenced: they only land while the
+writer still holds the run's lease, so a worker that lost its lease (crash
+suspected, run taken over) cannot overwrite the new owner's work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from ..errors import BackendUnavailable
+from .schema import consumptions, runs, signals, steps
+
+TERMINAL = ("completed", "failed", "canceled")
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON for the database."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+@dataclass
+class RunRow:
+    """A run as stored."""
+
+    id: str
+    namespace: str
+    workflow_name: str | None
+    workflow_json: str
+    input: Any
+    status: str
+    idempotency_key: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    ended_at: float | None
+    deadline_at: float | None
+    wake_at: float | None
+    signal_horizon: int
+    error: str | None
+    failed_block: str | None
+    outputs: dict[str, Any] | None
+    lease_owner: str | None
+
+
+@dataclass
+class StepRow:
+    """A step as stored."""
+
+    block_id: str
+    type: str
+    status: str
+    attempt: int
+    output: Any
+    error: str | None
+    started_at: float | None
+    ended_at: float | None
+    wait_event: str | None
+    wait_key: str | None
+    wake_at: float | None
+
+
+def _run(row: Any) -> RunRow:
+    m = row._mapping
+    return RunRow(
+        id=m["id"], namespace=m["namespace"], workflow_name=m["workflow_name"],
+        workflow_json=m["workflow_json"], input=json.loads(m["input_json"]), status=m["status"],
+        idempotency_key=m["idempotency_key"], created_at=m["created_at"],
+        updated_at=m["updated_at"], started_at=m["started_at"], ended_at=m["ended_at"],
+        deadline_at=m["deadline_at"], wake_at=m["wake_at"], signal_horizon=m["signal_horizon"],
+        error=m["error"], failed_block=m["failed_block"],
+        outputs=json.loads(m["outputs_json"]) if m["outputs_json"] else None,
+        lease_owner=m["lease_owner"],
+    )  # fmt: skip
+
+
+def _step(row: Any) -> StepRow:
+    m = row._mapping
+    return StepRow(
+        block_id=m["block_id"], type=m["type"], status=m["status"], attempt=m["attempt"],
+        output=json.loads(m["output_json"]) if m["output_json"] is not None else None,
+        error=m["error"], started_at=m["started_at"], ended_at=m["ended_at"],
+        wait_event=m["wait_event"], wait_key=m["wait_key"], wake_at=m["wake_at"],
+    )  # fmt: skip
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run (taken over, or canceled)."""
+
+
+class Store:
+    """All SQL of the durable runtime for one database URL and namespace."""
+
+    def __init__(self, url: str, namespace: str = "default", *, sqlite_sync: str = "FULL"):
+        self.url = url
+        self.namespace = namespace
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            self.engine = self._engine(url, sqlite_sync)
+            self.migrate()
+        except (OperationalError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
+            raise BackendUnavailable(url, getattr(e, "orig", None) or e) from None
+
+    # ── connection setup ────────────────────────────────────────────────
+
+    def _engine(self, url: str, sqlite_sync: str) -> Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(url, pool_pre_ping=True)
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi: Any, _rec: Any) -> None:
+            dbapi.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_sync}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            read = conn.get_execution_options().get("thodare_read", False)
+            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+
+        return engine
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(thodare_read=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Serialize migrations between processes starting at once."""
+        if self.is_sqlite:
+            path = sa.engine.make_url(self.url).database
+            if not path or path == ":memory:":
+                yield
+                return
+            with open(f"{Path(path).expanduser()}.migrate.lock", "w") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        else:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_advisory_lock(727274)")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
+                    conn.commit()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (safe when many processes start together)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self._migration_lock(), self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    # ── runs ────────────────────────────────────────────────────────────
+
+    def create_run(
+        self,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+        run_id: str | None = None,
+    ) -> tuple[str, bool]:
+        """Insert a pending run; with a known idempotency key, return the existing id.
+
+        Returns ``(run_id, created)``.
+        """
+        now = time.time()
+        new_id = run_id or uuid.uuid4().hex
+        try:
+            with self._write() as c:
+                if idempotency_key is not None:
+                    found = c.execute(
+                        sa.select(runs.c.id).where(
+                            runs.c.namespace == self.namespace,
+                            runs.c.idempotency_key == idempotency_key,
+                        )
+                    ).scalar()
+                    if found:
+                        return found, False
+                horizon = c.execute(
+                    sa.select(sa.func.coalesce(sa.func.max(signals.c.id), 0))
+                ).scalar_one()
+                c.execute(runs.insert().values(
+                    id=new_id, namespace=self.namespace, workflow_name=workflow_name,
+                    workflow_json=workflow_json, input_json=dumps(input), status="pending",
+                    idempotency_key=idempotency_key, created_at=now, updated_at=now,
+                    deadline_at=deadline_at, wake_at=now, wake_requested=False,
+                    signal_horizon=horizon,
+                ))  # fmt: skip
+        except IntegrityError:  # a concurrent insert with the same key won
+            with self._read() as c:
+                return c.execute(
+                    sa.select(runs.c.id).where(
+                        runs.c.namespace == self.namespace,
+                        runs.c.idempotency_key == idempotency_key,
+                    )
+                ).scalar_one(), False
+        return new_id, True
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        """One run, or None."""
+        with self._read() as c:
+            row = c.execute(
+                sa.select(runs).where(runs.c.id == run_id, runs.c.namespace == self.namespace)
+            ).first()
+        return _run(row) if row else None
+
+    def list_runs(self, status: str | None = None, limit: int = 50) -> list[RunRow]:
+        """Newest runs first."""
+        q = sa.select(runs).where(runs.c.namespace == self.namespace)
+        if status:
+            q = q.where(runs.c.status == status)
+        with self._read() as c:
+            rows = c.execute(q.order_by(runs.c.created_at.desc()).limit(limit)).all()
+        return [_run(r) for r in rows]
+
+    def get_steps(self, run_id: str) -> list[StepRow]:
+        """The steps of a run, in the order they started."""
+        with self._read() as c:
+            rows = c.execute(
+                sa.select(steps)
+                .where(steps.c.run_id == run_id)
+                .order_by(sa.func.coalesce(steps.c.started_at, 0))
+            ).all()
+        return [_step(r) for r in rows]
+
+    def claim(self, owner: str, limit: int, lease_s: float) -> list[RunRow]:
+        """Take up to ``limit`` runs that are due: new, woken, or whose lease ran out."""
+        now = time.time()
+        due = sa.or_(
+            runs.c.status == "pending",
+            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= now),
+            sa.and_(runs.c.status == "running", runs.c.lease_expires_at < now),
+        )
+        q = (
+            sa.select(runs)
+            .where(runs.c.namespace == self.namespace, due)
+            .order_by(runs.c.created_at)
+            .limit(limit)
+        )
+        if not self.is_sqlite:
+            q = q.with_for_update(skip_locked=True)
+        with self._write() as c:
+            rows = c.execute(q).all()
+            if not rows:
+                return []
+            ids = [r.id for r in rows]
+            c.execute(runs.update().where(runs.c.id.in_(ids)).values(
+                status="running", lease_owner=owner, lease_expires_at=now + lease_s,
+                wake_requested=False, updated_at=now,
+                started_at=sa.func.coalesce(runs.c.started_at, now),
+            ))  # fmt: skip
+        return [_run(r) for r in rows]
+
+    def next_wake(self) -> float | None:
+        """The earliest time a waiting run or an expired lease becomes due."""
+        with self._read() as c:
+            a = c.execute(
+                sa.select(sa.func.min(runs.c.wake_at)).where(
+                    runs.c.namespace == self.namespace, runs.c.status.in_(("waiting", "pending"))
+                )
+            ).scalar()
+            b = c.execute(
+                sa.select(sa.func.min(runs.c.lease_expires_at)).where(
+                    runs.c.namespace == self.namespace, runs.c.status == "running"
+                )
+            ).scalar()
+        times = [t for t in (a, b) if t is not None]
+        return min(times) if times else None
+
+    def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
+        """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
+        if not run_ids:
+            return set()
+        now = time.time()
+        with self._write() as c:
+            c.execute(
+                runs.update()
+                .where(
+                    runs.c.id.in_(run_ids), runs.c.lease_owner == owner, runs.c.status == "running"
+                )
+                .values(lease_expires_at=now + lease_s, updated_at=now)
+            )
+            kept = (
+                c.execute(
+                    sa.select(runs.c.id).where(
+                        runs.c.id.in_(run_ids),
+                        runs.c.lease_owner == owner,
+                        runs.c.status == "running",
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return set(kept)
+
+    def _fence(self, c: Connection, run_id: str, owner: str) -> None:
+        ok = c.execute(
+            sa.select(runs.c.id).where(
+                runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == "running"
+            )
+        ).first()
+        if ok is None:
+            raise LeaseLost(run_id)
+
+    def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: str,
+        *,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        failed_block: str | None = None,
+    ) -> None:
+        """Mark a run completed or failed (fenced)."""
+        now = time.time()
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            c.execute(runs.update().where(runs.c.id == run_id).values(
+                status=status, outputs_json=dumps(outputs) if outputs is not None else None,
+                error=error, failed_block=failed_block, ended_at=now, updated_at=now,
+                lease_owner=None, lease_expires_at=None, wake_at=None,
+            ))  # fmt: skip
+
+    def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
+        """Release a run that waits; a signal that raced in wakes it at once."""
+        now = time.time()
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            flagged = c.execute(
+                sa.select(runs.c.wake_requested).where(runs.c.id == run_id)
+            ).scalar()
+            c.execute(runs.update().where(runs.c.id == run_id).values(
+                status="waiting", wake_at=now if flagged else wake_at, wake_requested=False,
+                lease_owner=None, lease_expires_at=None, updated_at=now,
+            ))  # fmt: skip
+
+    def release(self, owner: str) -> None:
+        """Hand back every run this worker holds (a clean shutdown)."""
+        with self._write() as c:
+            c.execute(
+                runs.update()
+                .where(runs.c.lease_owner == owner, runs.c.status == "running")
+                .values(
+                    status="pending", lease_owner=None, lease_expires_at=None, wake_at=time.time()
+                )
+            )
+
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run that has not ended; False when it already had."""
+        now = time.time()
+        with self._write() as c:
+            res = c.execute(
+                runs.update()
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.namespace == self.namespace,
+                    runs.c.status.not_in(TERMINAL),
+                )
+                .values(
+                    status="canceled",
+                    ended_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    wake_at=None,
+                )
+            )
+        return bool(res.rowcount)
+
+    # ── steps ───────────────────────────────────────────────────────────
+
+    def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
+        """Record an attempt of a step; returns its attempt number (1 on the first try)."""
+        now = time.time()
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            prev = c.execute(
+                sa.select(steps.c.attempt).where(
+                    steps.c.run_id == run_id, steps.c.block_id == block_id
+                )
+            ).scalar()
+            if prev is None:
+                c.execute(
+                    steps.insert().values(
+                        run_id=run_id,
+                        block_id=block_id,
+                        type=type_,
+                        status="running",
+                        attempt=1,
+                        started_at=now,
+                    )
+                )
+                return 1
+            c.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
+                .values(status="running", attempt=prev + 1, error=None)
+            )
+            return int(prev) + 1
+
+    def step_finished(
+        self,
+        run_id: str,
+        owner: str,
+        block_id: str,
+        type_: str,
+        status: str,
+        *,
+        output: Any = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a step's end (completed, failed or skipped) in one fenced write."""
+        now = time.time()
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            values = dict(
+                type=type_,
+                status=status,
+                ended_at=now,
+                error=error,
+                output_json=dumps(output) if status == "completed" else None,
+            )
+            res = c.execute(
+                steps.update()
+                .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
+                .values(**values)
+            )
+            if not res.rowcount:
+                c.execute(
+                    steps.insert().values(
+                        run_id=run_id, block_id=block_id, attempt=0, started_at=now, **values
+                    )
+                )
+
+    def step_waiting(
+        self,
+        run_id: str,
+        owner: str,
+        block_id: str,
+        type_: str,
+        *,
+        event: str | None,
+        key: str | None,
+        wake_at: float | None,
+    ) -> float | None:
+        """Park a step on a timer and/or an event; the first recorded timer is kept on replay."""
+        now = time.time()
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            row = c.execute(
+                sa.select(steps.c.status, steps.c.wake_at, steps.c.started_at).where(
+                    steps.c.run_id == run_id, steps.c.block_id == block_id
+                )
+            ).first()
+            if row is not None and row.status == "waiting":
+                return row.wake_at  # type: ignore[no-any-return]
+            values = dict(
+                type=type_, status="waiting", wait_event=event, wait_key=key, wake_at=wake_at
+            )
+            if row is None:
+                c.execute(
+                    steps.insert().values(
+                        run_id=run_id, block_id=block_id, attempt=1, started_at=now, **values
+                    )
+                )
+            else:
+                c.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
+                    .values(**values)
+                )
+            return wake_at
+
+    # ── signals ─────────────────────────────────────────────────────────
+
+    def send_signal(
+        self,
+        event: str,
+        payload: Any,
+        correlation_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, bool]:
+        """Store a signal and wake the runs waiting for it. Returns ``(id, created)``."""
+        now = time.time()
+        try:
+            with self._write() as c:
+                if idempotency_key is not None:
+                    found = c.execute(
+                        sa.select(signals.c.id).where(
+                            signals.c.namespace == self.namespace,
+                            signals.c.idempotency_key == idempotency_key,
+                        )
+                    ).scalar()
+                    if found is not None:
+                        return int(found), False
+                res = c.execute(signals.insert().values(
+                    namespace=self.namespace, event=event, correlation_key=correlation_key,
+                    payload_json=dumps(payload), idempotency_key=idempotency_key, created_at=now,
+                ))  # fmt: skip
+                sid = res.inserted_primary_key[0] if res.inserted_primary_key else 0
+                waiting = sa.select(steps.c.run_id).where(
+                    steps.c.status == "waiting",
+                    steps.c.wait_event == event,
+                    sa.or_(steps.c.wait_key.is_(None), steps.c.wait_key == correlation_key)
+                    if correlation_key is not None
+                    else steps.c.wait_key.is_(None),
+                )
+                c.execute(
+                    runs.update()
+                    .where(
+                        runs.c.namespace == self.namespace,
+                        runs.c.id.in_(waiting),
+                        runs.c.status.in_(("waiting", "running")),
+                    )
+                    .values(
+                        wake_requested=True,
+                        wake_at=sa.case((runs.c.status == "waiting", now), else_=runs.c.wake_at),
+                    )
+                )
+        except IntegrityError:
+            with self._read() as c:
+                return int(
+                    c.execute(
+                        sa.select(signals.c.id).where(
+                            signals.c.namespace == self.namespace,
+                            signals.c.idempotency_key == idempotency_key,
+                        )
+                    ).scalar_one()
+                ), False
+        return int(sid), True
+
+    def take_signal(
+        self, run_id: str, owner: str, block_id: str, event: str, key: str | None, horizon: int
+    ) -> tuple[bool, Any]:
+        """Consume the oldest matching signal sent after the run was created, if any."""
+        keyed = (signals.c.correlation_key == key) if key is not None else sa.true()
+        used = sa.select(consumptions.c.signal_id).where(consumptions.c.run_id == run_id)
+        with self._write() as c:
+            self._fence(c, run_id, owner)
+            row = c.execute(
+                sa.select(signals.c.id, signals.c.payload_json)
+                .where(
+                    signals.c.namespace == self.namespace,
+                    signals.c.event == event,
+                    keyed,
+                    signals.c.id > horizon,
+                    signals.c.id.not_in(used),
+                )
+                .order_by(signals.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return False, None
+            c.execute(
+                consumptions.insert().values(signal_id=row.id, run_id=run_id, block_id=block_id)
+            )
+        return True, json.loads(row.payload_json)

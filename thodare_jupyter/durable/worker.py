@@ -1,0 +1,323 @@
+"""The durable worker: claims runs with leases and walks them, memoising every step.
+
+Replay: a claimed run's completed steps come back from the database and are
+not run again; a step that was in flight when a worker died runs again
+(at-least-once) with the same ``ctx.idempotency_key`` and a higher
+``ctx.attempt``. Waits park the run (no worker slot is held) until a timer
+or a signal wakes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..connectors import Catalog, Connector, StepContext, wait_output
+from ..errors import ThodareError
+from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
+from ..wire import PauseInfo, SerializedWorkflow
+from .store import LeaseLost, RunRow, Store
+
+log = logging.getLogger("thodare.worker")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Tuning knobs; tests shrink them so crash recovery takes seconds, not minutes.
+
+    Attributes:
+        concurrency: Runs walked at once by this worker.
+        lease_s: How long a claim lasts without a heartbeat; a crashed worker's
+            runs are taken over this long after its last heartbeat.
+        poll_s: The longest sleep between looks at the database (wake-ups from
+            this process are immediate).
+    """
+
+    concurrency: int = 8
+    lease_s: float = 30.0
+    poll_s: float = 1.0
+
+
+def _epoch(iso: str | None) -> float | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
+
+
+class StepFailed(ThodareError):
+    """A durable step failed for good (after its retries)."""
+
+
+class _RunExecution:
+    """One claimed run, walked once by this worker."""
+
+    def __init__(self, worker: Worker, row: RunRow) -> None:
+        self.w, self.row, self.store = worker, row, worker.store
+        self.owner = worker.owner
+
+    async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
+        conn = self.plan.connectors[block_id]
+        if conn.kind == "wait":
+            return await self.wait(block_id, conn, params)
+        return await self.compute(block_id, conn, params)
+
+    async def compute(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
+        while True:
+            ctx = StepContext(
+                run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env
+            )
+            try:
+                out = await conn.execute(params, ctx)
+                if isinstance(out, PauseInfo):
+                    raise StepFailed(
+                        f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "
+                        "cannot suspend in the durable runtime; use a wait block "
+                        "(wait_duration, wait_for_event, human_approval) after it."
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if attempt < conn.retries.max_attempts and not isinstance(e, StepFailed):
+                    await asyncio.sleep(conn.retries.delay(attempt))
+                    attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
+                    continue
+                self.store.step_finished(
+                    self.row.id, self.owner, block_id, conn.type, "failed", error=error_text(e)
+                )
+                raise
+            self.store.step_finished(
+                self.row.id, self.owner, block_id, conn.type, "completed", output=out
+            )
+            return out
+
+    async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        ctx = StepContext(run_id=self.row.id, block_id=block_id, env=self.w.env)
+        pause = await conn.execute(params, ctx)
+        wake_at = self.store.step_waiting(
+            self.row.id, self.owner, block_id, conn.type, event=pause.resume_on_event,
+            key=pause.correlation_key, wake_at=_epoch(pause.resume_at),
+        )  # fmt: skip
+        output: dict[str, Any] | None = None
+        if pause.resume_on_event:
+            found, payload = self.store.take_signal(
+                self.row.id, self.owner, block_id, pause.resume_on_event, pause.correlation_key,
+                self.row.signal_horizon,
+            )  # fmt: skip
+            if found:
+                output = wait_output(pause.kind, payload)
+        if output is None and wake_at is not None and time.time() >= wake_at:
+            output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
+        if output is None:
+            return pause.model_copy(update={"resume_at": _iso(wake_at)})
+        self.store.step_finished(
+            self.row.id, self.owner, block_id, conn.type, "completed", output=output
+        )
+        return output
+
+    def state(self) -> WalkState:
+        state = WalkState()
+        for s in self.store.get_steps(self.row.id):
+            if s.status == "completed":
+                state.outputs[s.block_id] = s.output
+                state.completed.append(s.block_id)
+            elif (
+                s.status == "failed"
+                and s.block_id in self.plan.blocks
+                and any(h == "error" for _, h in self.plan.succs[s.block_id])
+            ):
+                state.failed.append(s.block_id)
+        return state
+
+    async def execute(self) -> None:
+        try:
+            wf = SerializedWorkflow.from_json(self.row.workflow_json)
+            self.plan = Plan(wf, self.w.catalog, validate=False)
+        except ThodareError as e:
+            self.store.finish_run(self.row.id, self.owner, "failed", error=str(e))
+            return
+        state = self.state()
+        records: list[StepRecord] = []
+        coro = walk(
+            self.plan,
+            state,
+            trigger=self.row.input,
+            env=self.w.env,
+            dispatch=self.dispatch,
+            records=records,
+            stop_at_pause=False,
+        )
+        deadline = self.row.deadline_at
+        try:
+            if deadline is not None:
+                outcome = await asyncio.wait_for(coro, timeout=max(0.0, deadline - time.time()))
+            else:
+                outcome = await coro
+        except TimeoutError:
+            self.store.finish_run(
+                self.row.id,
+                self.owner,
+                "failed",
+                error="The run's deadline passed before it finished.",
+            )
+            return
+        for r in records:
+            if r.status == "skipped":
+                self.store.step_finished(self.row.id, self.owner, r.block_id, r.type, "skipped")
+        if outcome.status == "completed":
+            self.store.finish_run(self.row.id, self.owner, "completed", outputs=state.outputs)
+        elif outcome.status == "failed":
+            self.store.finish_run(
+                self.row.id,
+                self.owner,
+                "failed",
+                error=outcome.error,
+                failed_block=outcome.failed_block,
+            )
+        else:
+            timers = [t for p in outcome.pauses if (t := _epoch(p.resume_at)) is not None]
+            if deadline is not None:
+                timers.append(deadline)
+            self.store.park_run(self.row.id, self.owner, min(timers) if timers else None)
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch).astimezone().isoformat()
+
+
+class Worker:
+    """Claims and walks runs in a background thread with its own event loop."""
+
+    def __init__(
+        self, store: Store, catalog: Catalog, env: Mapping[str, str], config: WorkerConfig
+    ) -> None:
+        self.store, self.catalog, self.env, self.config = store, catalog, env, config
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._ready = threading.Event()
+
+    @property
+    def running(self) -> bool:
+        """True while the worker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self.running:
+            return
+        self._stopping = False
+        self._ready.clear()
+        self._thread = threading.Thread(
+            target=self._thread_main, name="thodare-worker", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait(timeout=10)
+
+    def wake(self) -> None:
+        """Look for due work now (thread-safe)."""
+        loop, ev = self._loop, self._wake
+        if loop is not None and ev is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(ev.set)
+
+    def abort(self, run_id: str) -> None:
+        """Stop walking ``run_id`` now if this worker is (thread-safe; after a cancel)."""
+        loop = self._loop
+        task = self._active.get(run_id)
+        if loop is not None and task is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop claiming, cancel runs in flight and hand them back at once."""
+        self._stopping = True
+        self.wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _thread_main(self) -> None:
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(
+            ThreadPoolExecutor(
+                max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
+            )
+        )
+        self._loop, self._wake = loop, asyncio.Event()
+        self._ready.set()
+        beat = asyncio.create_task(self._heartbeat())
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    self._claim()
+                    nxt = self.store.next_wake()
+                except Exception as e:  # database trouble: keep running, try again soon
+                    log.warning("worker %s: database error: %s", self.owner, e)
+                    nxt = None
+                timeout = self.config.poll_s
+                if nxt is not None:
+                    timeout = min(timeout, max(0.0, nxt - time.time()) + 0.001)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            beat.cancel()
+            for task in self._active.values():
+                task.cancel()
+            await asyncio.gather(*self._active.values(), beat, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                self.store.release(self.owner)
+
+    def _claim(self) -> None:
+        free = self.config.concurrency - len(self._active)
+        if free <= 0:
+            return
+        for row in self.store.claim(self.owner, free, self.config.lease_s):
+            task = asyncio.create_task(self._execute(row))
+            self._active[row.id] = task
+
+    async def _execute(self, row: RunRow) -> None:
+        try:
+            await _RunExecution(self, row).execute()
+        except LeaseLost:
+            log.info("worker %s: lost the lease of run %s", self.owner, row.id)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("worker %s: run %s crashed the walker", self.owner, row.id)
+        finally:
+            self._active.pop(row.id, None)
+            if self._wake is not None:
+                self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.lease_s / 3)
+            ids = list(self._active)
+            try:
+                kept = self.store.heartbeat(self.owner, ids, self.config.lease_s)
+            except Exception as e:
+                log.warning("worker %s: heartbeat failed: %s", self.owner, e)
+                continue
+            for run_id in set(ids) - kept:  # canceled, or taken over after a long stall
+                task = self._active.get(run_id)
+                if task is not None:
+                    task.cancel()

@@ -1,0 +1,217 @@
+"""``create_wfkit`` / ``Wfkit``: the one object a notebook or a service holds.
+
+It owns a catalog of connectors, a store on SQLite or PostgreSQL, and
+(after :meth:`Wfkit.start`) a background worker that runs what is due.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import platformdirs
+
+from .connectors import Catalog, Connector
+from .durable.handle import RunDescription, RunHandle, describe_run
+from .durable.store import Store
+from .durable.worker import Worker, WorkerConfig
+from .validation import compile_workflow, validate_input
+from .wire import SerializedWorkflow
+
+
+def default_db_url() -> str:
+    """``THODARE_DB``, else a SQLite file in the user data dir."""
+    url = os.environ.get("THODARE_DB")
+    if url:
+        return url
+    path = Path(platformdirs.user_data_dir("thodare-jupyter")) / "runs.db"
+    return f"sqlite:///{path}"
+
+
+def _db_url(db: str) -> str:
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"  # a bare path means a SQLite file
+
+
+class Wfkit:
+    """Connectors + durable store + worker. Create it with :func:`create_wfkit`.
+
+    Use it as a context manager (or call :meth:`stop`) so the worker hands
+    its runs back on exit.
+    """
+
+    def __init__(
+        self, store: Store, catalog: Catalog, env: Mapping[str, str] | None, config: WorkerConfig
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.env: Mapping[str, str] = env if env is not None else os.environ
+        self.config = config
+        self.worker = Worker(store, catalog, self.env, config)
+
+    def __repr__(self) -> str:
+        state = "running" if self.worker.running else "stopped"
+        return f"<Wfkit {self.store.url} namespace={self.store.namespace} worker {state}>"
+
+    # ── definitions ──
+
+    def register(self, *connectors: Connector, replace: bool = False) -> Wfkit:
+        """Make connectors available to workflows run by this kit."""
+        self.catalog.register(*connectors, replace=replace)
+        return self
+
+    def compile(self, workflow: SerializedWorkflow | dict[str, Any] | str) -> SerializedWorkflow:
+        """Check ``workflow`` against this kit's connectors; raises ``WorkflowInvalid``."""
+        wf = (workflow if isinstance(workflow, SerializedWorkflow)
+              else SerializedWorkflow.from_json(workflow) if isinstance(workflow, str)
+              else SerializedWorkflow.model_validate(workflow))  # fmt: skip
+        return compile_workflow(wf, self.catalog)
+
+    # ── lifecycle ──
+
+    def start(self) -> Wfkit:
+        """Start the background worker (a thread in this process)."""
+        self.worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the worker; runs in flight are handed back and resume on the next start."""
+        self.worker.stop()
+
+    def __enter__(self) -> Wfkit:
+        return self.start()
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ── runs ──
+
+    def run(
+        self,
+        workflow: SerializedWorkflow | dict[str, Any] | str,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | timedelta | datetime | None = None,
+    ) -> RunHandle:
+        """Start a durable run; the input is validated before any row is written.
+
+        Args:
+            workflow: A workflow (checked with :meth:`compile`).
+            input: The run input (``{{trigger.x}}``).
+            idempotency_key: A second call with the same key returns the first run.
+            deadline: Seconds from now, a timedelta, or a datetime: the run fails
+                if it has not finished by then.
+
+        Returns:
+            A :class:`RunHandle` (``result()``, ``describe()``, ``cancel()``).
+        """
+        wf = self.compile(workflow)
+        data = validate_input(wf.input_model, input, wf.name)
+        deadline_at = _deadline(deadline)
+        run_id, _ = self.store.create_run(
+            wf.name, wf.to_json(), data, idempotency_key=idempotency_key, deadline_at=deadline_at
+        )
+        self.worker.wake()
+        return self.get_handle(run_id)
+
+    def get_handle(self, run_id: str) -> RunHandle:
+        """A handle on an existing run (also one started by another process)."""
+        return RunHandle(self.store, run_id, self.worker)
+
+    def runs(self, status: str | None = None, limit: int = 50) -> list[RunDescription]:
+        """Recent runs, newest first (steps included)."""
+        return [
+            describe_run(r, self.store.get_steps(r.id)) for r in self.store.list_runs(status, limit)
+        ]
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel a run (also a waiting one); False when it had already ended."""
+        return self.get_handle(run_id).cancel()
+
+    # ── signals ──
+
+    def signal(
+        self,
+        event: str,
+        payload: Any = None,
+        *,
+        correlation_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Send an event to every run waiting for it, or reaching its wait later.
+
+        The signal is stored. It wakes each ``wait_for_event`` on ``event``
+        (with a matching ``correlationKey``, when the wait has one) in every
+        run created before it, whether the run waits already or gets there
+        later; each run consumes it once. Returns the signal's id.
+        """
+        sid, _ = self.store.send_signal(event, payload, correlation_key, idempotency_key)
+        self.worker.wake()
+        return sid
+
+    def approve(
+        self,
+        run_id: str,
+        block_id: str,
+        approved: bool = True,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> int:
+        """Answer a ``human_approval`` step; its output becomes ``{approved, by, comment}``."""
+        return self.signal(
+            f"human_approval:{run_id}:{block_id}",
+            {"approved": approved, "by": by, "comment": comment},
+        )
+
+
+def _deadline(deadline: float | timedelta | datetime | None) -> float | None:
+    if deadline is None:
+        return None
+    if isinstance(deadline, datetime):
+        return deadline.timestamp()
+    seconds = deadline.total_seconds() if isinstance(deadline, timedelta) else float(deadline)
+    return datetime.now().timestamp() + seconds
+
+
+def create_wfkit(
+    db: str | None = None,
+    *,
+    namespace: str | None = None,
+    catalog: Catalog | None = None,
+    env: Mapping[str, str] | None = None,
+    concurrency: int = 8,
+    lease_s: float = 30.0,
+    poll_s: float = 1.0,
+    sqlite_sync: str = "FULL",
+) -> Wfkit:
+    """Open (and migrate) the database and return a kit; call ``start()`` to run work.
+
+    Args:
+        db: A SQLAlchemy URL (``sqlite:///runs.db``, ``postgresql+psycopg://…``) or
+            a file path. Default: ``THODARE_DB``, else a SQLite file in the user data dir.
+        namespace: Tenant name (``THODARE_NAMESPACE``, default ``"default"``).
+        catalog: Connectors (builtins by default; add with :meth:`Wfkit.register`).
+        env: Values for ``{{env.X}}`` (default: the process environment; never stored).
+        concurrency: Runs the worker walks at once.
+        lease_s: Seconds before a silent worker's runs are taken over.
+        poll_s: Longest pause between looks at the database.
+        sqlite_sync: SQLite ``synchronous`` pragma (``FULL`` survives power loss;
+            ``NORMAL`` is faster and survives process crashes).
+
+    Raises:
+        BackendUnavailable: The database cannot be opened (the message says why).
+    """
+    url = _db_url(db) if db else default_db_url()
+    ns = namespace or os.environ.get("THODARE_NAMESPACE") or "default"
+    store = Store(url, ns, sqlite_sync=sqlite_sync)
+    config = WorkerConfig(concurrency=concurrency, lease_s=lease_s, poll_s=poll_s)
+    return Wfkit(store, catalog if catalog is not None else Catalog(), env, config)
