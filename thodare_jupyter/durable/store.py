@@ -273,7 +273,11 @@ class Store:
         due = sa.or_(
             runs.c.status == "pending",
             sa.and_(runs.c.status == "waiting", runs.c.wake_at <= now),
-            sa.and_(runs.c.status == "running", runs.c.lease_expires_at < now),
+            sa.and_(
+                runs.c.status == "running",
+                runs.c.lease_expires_at < now,
+                runs.c.lease_owner != owner,  # never re-claim what this worker still walks
+            ),
         )
         q = (
             sa.select(runs)

@@ -291,6 +291,8 @@ class Worker:
         if free <= 0:
             return
         for row in self.store.claim(self.owner, free, self.config.lease_s):
+            if row.id in self._active:
+                continue
             task = asyncio.create_task(self._execute(row))
             self._active[row.id] = task
 

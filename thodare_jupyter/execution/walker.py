@@ -205,8 +205,17 @@ class _Walk:
 
     async def run(self) -> WalkOutcome:
         running: dict[asyncio.Task[Any], tuple[str, float, str]] = {}
-        outcome: WalkOutcome | None = None
         pauses: list[PauseInfo] = []
+        try:
+            return await self._loop(running, pauses)
+        finally:  # cancelled (run canceled, lease lost): stop the steps still running
+            for task in running:
+                task.cancel()
+
+    async def _loop(
+        self, running: dict[asyncio.Task[Any], tuple[str, float, str]], pauses: list[PauseInfo]
+    ) -> WalkOutcome:
+        outcome: WalkOutcome | None = None
         while True:
             while self.ready and outcome is None:
                 node = self.ready.popleft()
