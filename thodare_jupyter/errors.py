@@ -143,6 +143,15 @@ class BackendUnavailable(ThodareError):
     """The database behind a kit cannot be reached or opened."""
 
     def __init__(self, url: str, reason: Any) -> None:
-        self.url = url
+        self.url = _hide_password(url)
         self.reason = str(reason)
-        super().__init__(f"Cannot use the database at {url}: {reason}")
+        super().__init__(f"Cannot use the database at {self.url}: {reason}")
+
+
+def _hide_password(url: str) -> str:
+    """``scheme://user:***@host/db``: a URL safe to print."""
+    head, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"

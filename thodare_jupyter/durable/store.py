@@ -114,7 +114,11 @@ class Store:
         try:
             self.engine = self._engine(url, sqlite_sync)
             self.migrate()
-        except (OperationalError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
+        except ImportError as e:
+            raise BackendUnavailable(
+                url, f"{e}. For PostgreSQL: pip install 'thodare-jupyter[postgres]'"
+            ) from None
+        except (OperationalError, OSError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
             raise BackendUnavailable(url, getattr(e, "orig", None) or e) from None
 
     # ── connection setup ────────────────────────────────────────────────

@@ -1,0 +1,324 @@
+"""The ``thodare`` command: run a worker, list and inspect runs, send signals, cancel.
+
+    thodare worker --db sqlite:///runs.db --import my_connectors [--import other.py]
+    thodare runs [--status failed] [--limit 20]
+    thodare runs show RUN_ID
+    thodare signal order.paid --payload '{"id": 7}' [--key order-7] [--idempotency-key I]
+    thodare cancel RUN_ID
+
+``--db`` defaults to ``THODARE_DB``, then a SQLite file in the user data dir;
+``--namespace`` to ``THODARE_NAMESPACE``, then ``default``. Mistakes the user
+can fix (a bad database URL, a module that does not import, invalid JSON, an
+unknown run id) print one clear message and exit with code 2; ``cancel`` of a
+run that had already ended exits with 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import signal as signals
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import Annotated, Any, NoReturn
+
+import sqlalchemy as sa
+import typer
+
+from .connectors import Connector
+from .connectors.builtins import BUILTINS
+from .durable.handle import RunDescription, StepDescription
+from .errors import BackendUnavailable, ThodareError
+from .kit import Wfkit, create_wfkit
+
+app = typer.Typer(
+    help="Durable workflow runs: a worker, run listings, signals, cancel.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold secrets
+)
+runs_app = typer.Typer(help="List recent runs, or `runs show ID` for one run's steps.")
+app.add_typer(runs_app, name="runs")
+
+
+class Status(StrEnum):
+    """Run statuses accepted by ``--status``."""
+
+    pending = "pending"
+    running = "running"
+    waiting = "waiting"
+    completed = "completed"
+    failed = "failed"
+    canceled = "canceled"
+
+
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="THODARE_DB", show_envvar=True,
+        help="Database URL (sqlite:///runs.db, postgresql+psycopg://...) or a SQLite file path.",
+    ),
+]  # fmt: skip
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace", envvar="THODARE_NAMESPACE", show_envvar=True,
+        help="Tenant namespace (default: 'default').",
+    ),
+]  # fmt: skip
+
+
+# ── helpers ──
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _open(db: str | None, namespace: str | None, **tuning: Any) -> Iterator[Wfkit]:
+    """A kit on the database (its worker not started); closed on exit."""
+    try:
+        kit = create_wfkit(db, namespace=namespace, **tuning)
+    except BackendUnavailable as e:
+        _fail(str(e))
+    try:
+        yield kit
+    finally:
+        kit.stop()
+        kit.store.dispose()
+
+
+def _safe_url(url: str) -> str:
+    """The URL with any password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _describe(kit: Wfkit, run_id: str) -> RunDescription:
+    try:
+        return kit.get_handle(run_id).describe()
+    except KeyError:
+        where = f"namespace {kit.store.namespace!r} of {_safe_url(kit.store.url)}"
+        _fail(f"No run {run_id!r} in {where}.")
+
+
+def _when(iso: str | None) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def _import(target: str) -> ModuleType:
+    """Import a module by dotted name, or a ``.py`` file by path."""
+    path = Path(target)
+    is_file = target.endswith(".py") or os.sep in target
+    if is_file and not path.is_file():
+        _fail(f"Cannot import {target!r}: no such file.")
+    try:
+        if not is_file:
+            if os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())  # as `python -m` would
+            return importlib.import_module(target)
+        name = path.stem if path.stem not in sys.modules else f"_thodare_{path.stem}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError("not a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # pydantic resolves annotations through sys.modules
+        sys.path.insert(0, str(path.resolve().parent))  # so the file can import its siblings
+        spec.loader.exec_module(module)
+        return module
+    except ImportError as e:
+        _fail(f"Cannot import module {target!r}: {e}")
+    except Exception as e:  # the module itself raised while importing
+        _fail(f"Importing module {target!r} raised {type(e).__name__}: {e}")
+
+
+def _serve(kit: Wfkit) -> None:
+    """Run the kit's worker until SIGINT or SIGTERM; the caller stops it."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signals.signal(s, on_signal) for s in (signals.SIGINT, signals.SIGTERM)}
+    try:
+        kit.start()
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for s, handler in previous.items():
+            signals.signal(s, handler)
+
+
+# ── commands ──
+
+
+@app.command()
+def worker(
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Module name or .py file whose Connector globals to serve."),
+    ] = None,
+    db: Db = None,
+    namespace: Namespace = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs walked at once.")] = 8,
+    lease: Annotated[float, typer.Option(min=0.1, help="Lease seconds per claimed run.")] = 30.0,
+    poll: Annotated[float, typer.Option(min=0.001, help="Longest pause between polls.")] = 1.0,
+) -> None:
+    """Serve runs until SIGINT/SIGTERM, with the connectors found in the imported modules."""
+    found: list[Connector] = []
+    for target in imports or []:
+        for value in vars(_import(target)).values():
+            if isinstance(value, Connector) and all(value is not c for c in found):
+                found.append(value)
+    with _open(db, namespace, concurrency=concurrency, lease_s=lease, poll_s=poll) as kit:
+        try:
+            kit.register(*found)
+        except ThodareError as e:
+            _fail(str(e))
+        own = sorted(c.type for c in found if all(c is not b for b in BUILTINS))
+        typer.echo(
+            f"thodare worker: serving {_safe_url(kit.store.url)} "
+            f"(namespace {kit.store.namespace!r}) with connectors {', '.join(own) or '(none)'} "
+            f"+ {len(BUILTINS)} builtins; concurrency {concurrency}. Ctrl-C or SIGTERM to stop."
+        )
+        _serve(kit)
+    typer.echo("thodare worker: stopped; runs in flight were handed back.")
+
+
+@runs_app.callback(invoke_without_command=True)
+def runs(
+    ctx: typer.Context,
+    status: Annotated[Status | None, typer.Option(help="Only runs with this status.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """Recent runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = (db, namespace)  # `thodare runs --db X show ID` also works
+        return
+    with _open(db, namespace) as kit:
+        found = kit.runs(status.value if status else None, limit)
+    if not found:
+        typer.echo("No runs.")
+        return
+    typer.echo(_table(
+        ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"],
+        [[r.id, r.workflow or "-", r.status, _when(r.created_at), _when(r.ended_at),
+          r.failed_block or "-"] for r in found],
+    ))  # fmt: skip
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """One run: its header and every step."""
+    outer_db, outer_ns = ctx.obj or (None, None)
+    with _open(db or outer_db, namespace or outer_ns) as kit:
+        run = _describe(kit, run_id)
+    typer.echo(f"Run       {run.id}")
+    typer.echo(f"Workflow  {run.workflow or '-'}")
+    typer.echo(f"Status    {run.status}")
+    typer.echo(f"Created   {_when(run.created_at)}")
+    typer.echo(f"Started   {_when(run.started_at)}")
+    typer.echo(f"Ended     {_when(run.ended_at)}")
+    if run.failed_block:
+        typer.echo(f"Failed at {run.failed_block}")
+    if run.error:
+        typer.echo(f"Error     {run.error}")
+    if not run.steps:
+        typer.echo("\nNo steps yet.")
+        return
+
+    def detail(s: StepDescription) -> str:
+        if s.error:
+            return _short(s.error, 80)
+        if s.waiting_for:
+            return f"waiting for {s.waiting_for}"
+        return _short(s.output) if s.status == "completed" else ""
+
+    typer.echo("")
+    typer.echo(_table(
+        ["BLOCK", "TYPE", "STATUS", "ATTEMPT", "STARTED", "ENDED", "ERROR / OUTPUT"],
+        [[s.block_id, s.type, s.status, str(s.attempt), _when(s.started_at), _when(s.ended_at),
+          detail(s)] for s in run.steps],
+    ))  # fmt: skip
+
+
+@app.command("signal")
+def send_signal(
+    event: Annotated[str, typer.Argument(help="Event name the waits listen for.")],
+    payload: Annotated[
+        str | None, typer.Option(help="JSON payload (the wait's output `data`).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Correlation key.")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Sending twice with one key stores one signal.")
+    ] = None,
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """Send an event to the runs waiting for it (or reaching the wait later)."""
+    data: Any = None
+    if payload is not None:
+        try:
+            data = json.loads(payload)
+        except json.JSONDecodeError as e:
+            line = payload.splitlines()[e.lineno - 1] if payload.strip() else ""
+            _fail(
+                f"--payload is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}:\n"
+                f"  {line}\n  {' ' * (e.colno - 1)}^"
+            )
+    with _open(db, namespace) as kit:
+        sid = kit.signal(event, data, correlation_key=key, idempotency_key=idempotency_key)
+    typer.echo(f"Signal {sid} sent: event {event!r}" + (f", key {key!r}" if key else "") + ".")
+
+
+@app.command()
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """Cancel a run (also a waiting one). Exits 1 when the run had already ended."""
+    with _open(db, namespace) as kit:
+        before = _describe(kit, run_id)
+        if kit.cancel(run_id):
+            typer.echo(f"Run {run_id} canceled (was {before.status}).")
+            return
+        now = kit.get_handle(run_id).status
+    typer.echo(f"Run {run_id} had already ended ({now}); not canceled.")
+    raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
