@@ -101,14 +101,20 @@ class RunHandle:
         """
         end = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
+        local = self._worker if self._worker is not None and self._worker.running else None
         while True:
+            seen = local.ended_count if local is not None else 0
             row = self._row()
             if row.status in TERMINAL:
                 break
-            if end is not None and time.monotonic() >= end:
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
                 raise RunTimeout(self.id, timeout or 0.0, row.status)
-            time.sleep(delay)
-            delay = min(self._poll_s, delay * 2)
+            if local is not None:  # woken when a walk here ends; polls for other processes
+                local.wait_walk_end(seen, min(0.5, left) if left is not None else 0.5)
+            else:
+                time.sleep(min(delay, left) if left is not None else delay)
+                delay = min(self._poll_s, delay * 2)
         if row.status == "failed":
             raise RunFailed(self.id, row.failed_block, row.error or "unknown error")
         if row.status == "canceled":

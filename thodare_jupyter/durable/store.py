@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
@@ -211,10 +213,10 @@ class Store:
 
         Returns ``(run_id, created)``.
         """
-        now = time.time()
         new_id = run_id or uuid.uuid4().hex
         try:
             with self._write() as c:
+                now = time.time()
                 if idempotency_key is not None:
                     found = c.execute(
                         sa.select(runs.c.id).where(
@@ -271,9 +273,18 @@ class Store:
             ).all()
         return [_step(r) for r in rows]
 
-    def claim(self, owner: str, limit: int, lease_s: float) -> list[RunRow]:
-        """Take up to ``limit`` runs that are due: new, woken, or whose lease ran out."""
-        now = time.time()
+    def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
+        """Take up to ``limit`` due runs (new, woken, or whose lease ran out).
+
+        Returns the runs and the earliest time another run becomes due.
+        """
+        with self._write() as c:
+            now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
+            return self._claim(c, owner, limit, lease_s, now)
+
+    def _claim(
+        self, c: Connection, owner: str, limit: int, lease_s: float, now: float
+    ) -> tuple[list[RunRow], float | None]:
         due = sa.or_(
             runs.c.status == "pending",
             sa.and_(runs.c.status == "waiting", runs.c.wake_at <= now),
@@ -291,40 +302,35 @@ class Store:
         )
         if not self.is_sqlite:
             q = q.with_for_update(skip_locked=True)
-        with self._write() as c:
-            rows = c.execute(q).all()
-            if not rows:
-                return []
-            ids = [r.id for r in rows]
-            c.execute(runs.update().where(runs.c.id.in_(ids)).values(
+        rows = c.execute(q).all() if limit > 0 else []
+        if rows:
+            c.execute(runs.update().where(runs.c.id.in_([r.id for r in rows])).values(
                 status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                 wake_requested=False, updated_at=now,
                 started_at=sa.func.coalesce(runs.c.started_at, now),
             ))  # fmt: skip
-        return [_run(r) for r in rows]
-
-    def next_wake(self) -> float | None:
-        """The earliest time a waiting run or an expired lease becomes due."""
-        with self._read() as c:
-            a = c.execute(
-                sa.select(sa.func.min(runs.c.wake_at)).where(
-                    runs.c.namespace == self.namespace, runs.c.status.in_(("waiting", "pending"))
+        nxt = c.execute(
+            sa.select(
+                sa.func.min(
+                    sa.case(
+                        (runs.c.status == "running", runs.c.lease_expires_at),
+                        else_=runs.c.wake_at,
+                    )
                 )
-            ).scalar()
-            b = c.execute(
-                sa.select(sa.func.min(runs.c.lease_expires_at)).where(
-                    runs.c.namespace == self.namespace, runs.c.status == "running"
-                )
-            ).scalar()
-        times = [t for t in (a, b) if t is not None]
-        return min(times) if times else None
+            ).where(
+                runs.c.namespace == self.namespace,
+                runs.c.status.in_(("pending", "waiting", "running")),
+                sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != owner),
+            )
+        ).scalar()
+        return [_run(r) for r in rows], nxt
 
     def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
         """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
         if not run_ids:
             return set()
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             c.execute(
                 runs.update()
                 .where(
@@ -365,8 +371,8 @@ class Store:
         failed_block: str | None = None,
     ) -> None:
         """Mark a run completed or failed (fenced)."""
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             self._fence(c, run_id, owner)
             c.execute(runs.update().where(runs.c.id == run_id).values(
                 status=status, outputs_json=dumps(outputs) if outputs is not None else None,
@@ -376,8 +382,8 @@ class Store:
 
     def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
         """Release a run that waits; a signal that raced in wakes it at once."""
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             self._fence(c, run_id, owner)
             flagged = c.execute(
                 sa.select(runs.c.wake_requested).where(runs.c.id == run_id)
@@ -400,8 +406,8 @@ class Store:
 
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a run that has not ended; False when it already had."""
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             res = c.execute(
                 runs.update()
                 .where(
@@ -424,32 +430,18 @@ class Store:
 
     def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
         """Record an attempt of a step; returns its attempt number (1 on the first try)."""
-        now = time.time()
+        insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
+        values = insert(steps).values(
+            run_id=run_id, block_id=block_id, type=type_, status="running", attempt=1,
+            started_at=time.time(),
+        )  # fmt: skip
+        stmt = values.on_conflict_do_update(
+            index_elements=[steps.c.run_id, steps.c.block_id],
+            set_={"status": "running", "attempt": steps.c.attempt + 1, "error": None},
+        ).returning(steps.c.attempt)
         with self._write() as c:
             self._fence(c, run_id, owner)
-            prev = c.execute(
-                sa.select(steps.c.attempt).where(
-                    steps.c.run_id == run_id, steps.c.block_id == block_id
-                )
-            ).scalar()
-            if prev is None:
-                c.execute(
-                    steps.insert().values(
-                        run_id=run_id,
-                        block_id=block_id,
-                        type=type_,
-                        status="running",
-                        attempt=1,
-                        started_at=now,
-                    )
-                )
-                return 1
-            c.execute(
-                steps.update()
-                .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
-                .values(status="running", attempt=prev + 1, error=None)
-            )
-            return int(prev) + 1
+            return int(c.execute(stmt).scalar_one())
 
     def step_finished(
         self,
@@ -463,8 +455,8 @@ class Store:
         error: str | None = None,
     ) -> None:
         """Record a step's end (completed, failed or skipped) in one fenced write."""
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             self._fence(c, run_id, owner)
             values = dict(
                 type=type_,
@@ -497,8 +489,8 @@ class Store:
         wake_at: float | None,
     ) -> float | None:
         """Park a step on a timer and/or an event; the first recorded timer is kept on replay."""
-        now = time.time()
         with self._write() as c:
+            now = time.time()
             self._fence(c, run_id, owner)
             row = c.execute(
                 sa.select(steps.c.status, steps.c.wake_at, steps.c.started_at).where(
@@ -534,9 +526,9 @@ class Store:
         idempotency_key: str | None = None,
     ) -> tuple[int, bool]:
         """Store a signal and wake the runs waiting for it. Returns ``(id, created)``."""
-        now = time.time()
         try:
             with self._write() as c:
+                now = time.time()
                 if idempotency_key is not None:
                     found = c.execute(
                         sa.select(signals.c.id).where(

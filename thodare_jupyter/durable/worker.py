@@ -210,6 +210,8 @@ class Worker:
         self._stopping = False
         self._active: dict[str, asyncio.Task[None]] = {}
         self._ready = threading.Event()
+        self._ended = threading.Condition()
+        self._ended_count = 0
 
     @property
     def running(self) -> bool:
@@ -234,6 +236,16 @@ class Worker:
         if loop is not None and ev is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
+
+    @property
+    def ended_count(self) -> int:
+        """How many walks this worker has ended (parked, finished or dropped)."""
+        return self._ended_count
+
+    def wait_walk_end(self, seen: int, timeout: float) -> None:
+        """Block until a walk ends after ``ended_count`` was ``seen``, or ``timeout``."""
+        with self._ended:
+            self._ended.wait_for(lambda: self._ended_count != seen, timeout)
 
     def abort(self, run_id: str) -> None:
         """Stop walking ``run_id`` now if this worker is (thread-safe; after a cancel)."""
@@ -268,8 +280,7 @@ class Worker:
             while not self._stopping:
                 self._wake.clear()
                 try:
-                    self._claim()
-                    nxt = self.store.next_wake()
+                    nxt = self._claim()
                 except Exception as e:  # database trouble: keep running, try again soon
                     log.warning("worker %s: database error: %s", self.owner, e)
                     nxt = None
@@ -286,15 +297,16 @@ class Worker:
             with contextlib.suppress(Exception):
                 self.store.release(self.owner)
 
-    def _claim(self) -> None:
-        free = self.config.concurrency - len(self._active)
-        if free <= 0:
-            return
-        for row in self.store.claim(self.owner, free, self.config.lease_s):
-            if row.id in self._active:
-                continue
-            task = asyncio.create_task(self._execute(row))
-            self._active[row.id] = task
+    def _claim(self) -> float | None:
+        """Start walking what is due; returns when the next run becomes due."""
+        rows, nxt = self.store.claim(
+            self.owner, self.config.concurrency - len(self._active), self.config.lease_s
+        )
+        for row in rows:
+            if row.id not in self._active:
+                self._active[row.id] = asyncio.create_task(self._execute(row))
+        # all slots busy: the next look comes when a walk ends, not when something is due
+        return nxt if len(self._active) < self.config.concurrency else None
 
     async def _execute(self, row: RunRow) -> None:
         try:
@@ -307,6 +319,9 @@ class Worker:
             log.exception("worker %s: run %s crashed the walker", self.owner, row.id)
         finally:
             self._active.pop(row.id, None)
+            with self._ended:
+                self._ended_count += 1
+                self._ended.notify_all()
             if self._wake is not None:
                 self._wake.set()
 
