@@ -102,6 +102,71 @@ def _step(row: Any) -> StepRow:
     )  # fmt: skip
 
 
+_RUN_BY_KEY = sa.select(runs.c.id).where(
+    runs.c.namespace == sa.bindparam("p_ns"), runs.c.idempotency_key == sa.bindparam("p_key")
+)
+_MAX_SIGNAL = sa.select(sa.func.coalesce(sa.func.max(signals.c.id), 0))
+_GET_RUN = sa.select(runs).where(
+    runs.c.id == sa.bindparam("p_run"), runs.c.namespace == sa.bindparam("p_ns")
+)
+_GET_STEPS = (
+    sa.select(steps)
+    .where(steps.c.run_id == sa.bindparam("p_run"))
+    .order_by(sa.func.coalesce(steps.c.started_at, 0))
+)
+_DUE = (
+    sa.select(runs)
+    .where(
+        runs.c.namespace == sa.bindparam("p_ns"),
+        sa.or_(
+            runs.c.status == "pending",
+            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
+            sa.and_(
+                runs.c.status == "running",
+                runs.c.lease_expires_at < sa.bindparam("p_now"),
+                runs.c.lease_owner != sa.bindparam("p_owner"),  # never what this worker walks
+            ),
+        ),
+    )
+    .order_by(runs.c.created_at)
+    .limit(sa.bindparam("p_limit"))
+)
+_TAKE = (
+    runs.update()
+    .where(runs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
+    .values(
+        status="running", lease_owner=sa.bindparam("p_owner"),
+        lease_expires_at=sa.bindparam("p_until"), wake_requested=False,
+        updated_at=sa.bindparam("p_now"),
+        started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
+    )
+)  # fmt: skip
+_NEXT_DUE = sa.select(
+    sa.func.min(
+        sa.case((runs.c.status == "running", runs.c.lease_expires_at), else_=runs.c.wake_at)
+    )
+).where(
+    runs.c.namespace == sa.bindparam("p_ns"),
+    runs.c.status.in_(("pending", "waiting", "running")),
+    sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != sa.bindparam("p_owner")),
+)
+_FINISH = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("p_run"))
+    .values(
+        status=sa.bindparam("p_status"), outputs_json=sa.bindparam("p_outputs"),
+        error=sa.bindparam("p_error"), failed_block=sa.bindparam("p_failed"),
+        ended_at=sa.bindparam("p_now"), updated_at=sa.bindparam("p_now"),
+        lease_owner=None, lease_expires_at=None, wake_at=None,
+    )
+)  # fmt: skip
+_FENCE = sa.select(runs.c.id).where(
+    runs.c.id == sa.bindparam("p_run"),
+    runs.c.lease_owner == sa.bindparam("p_owner"),
+    runs.c.status == "running",
+)
+
+
 class LeaseLost(Exception):
     """This worker no longer owns the run (taken over, or canceled)."""
 
@@ -113,6 +178,18 @@ class Store:
         self.url = url
         self.namespace = namespace
         self.is_sqlite = url.startswith("sqlite")
+        insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
+        new_step = insert(steps)
+        key = [steps.c.run_id, steps.c.block_id]
+        self._step_start = new_step.on_conflict_do_update(
+            index_elements=key,
+            set_={"status": "running", "attempt": steps.c.attempt + 1, "error": None},
+        ).returning(steps.c.attempt)
+        self._step_end = new_step.on_conflict_do_update(
+            index_elements=key,
+            set_={c: new_step.excluded[c] for c in
+                  ("type", "status", "ended_at", "error", "output_json")},
+        )  # fmt: skip
         try:
             self.engine = self._engine(url, sqlite_sync)
             self.migrate()
@@ -145,15 +222,27 @@ class Store:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
-            read = conn.get_execution_options().get("thodare_read", False)
-            conn.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
+            opts = conn.get_execution_options()
+            if opts.get("thodare_lazy"):  # no fsync of its own; the next durable commit syncs it
+                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                conn.connection.info["lazy"] = True
+            conn.exec_driver_sql("BEGIN" if opts.get("thodare_read") else "BEGIN IMMEDIATE")
+
+        @sa.event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi: Any, rec: Any) -> None:
+            if rec.info.pop("lazy", False):
+                dbapi.execute(f"PRAGMA synchronous={sqlite_sync}")
 
         return engine
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+    def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
+        """A write transaction. ``lazy`` (SQLite): skip the fsync; for facts whose loss
+        in a power cut is harmless (claims, heartbeats, step start markers)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(thodare_lazy=lazy)
+            with conn.begin():
+                yield conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -214,44 +303,30 @@ class Store:
         Returns ``(run_id, created)``.
         """
         new_id = run_id or uuid.uuid4().hex
+        by_key = {"p_ns": self.namespace, "p_key": idempotency_key}
         try:
             with self._write() as c:
                 now = time.time()
                 if idempotency_key is not None:
-                    found = c.execute(
-                        sa.select(runs.c.id).where(
-                            runs.c.namespace == self.namespace,
-                            runs.c.idempotency_key == idempotency_key,
-                        )
-                    ).scalar()
+                    found = c.execute(_RUN_BY_KEY, by_key).scalar()
                     if found:
                         return found, False
-                horizon = c.execute(
-                    sa.select(sa.func.coalesce(sa.func.max(signals.c.id), 0))
-                ).scalar_one()
-                c.execute(runs.insert().values(
-                    id=new_id, namespace=self.namespace, workflow_name=workflow_name,
-                    workflow_json=workflow_json, input_json=dumps(input), status="pending",
-                    idempotency_key=idempotency_key, created_at=now, updated_at=now,
-                    deadline_at=deadline_at, wake_at=now, wake_requested=False,
-                    signal_horizon=horizon,
-                ))  # fmt: skip
+                c.execute(runs.insert(), {
+                    "id": new_id, "namespace": self.namespace, "workflow_name": workflow_name,
+                    "workflow_json": workflow_json, "input_json": dumps(input),
+                    "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
+                    "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
+                    "wake_requested": False, "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
+                })  # fmt: skip
         except IntegrityError:  # a concurrent insert with the same key won
             with self._read() as c:
-                return c.execute(
-                    sa.select(runs.c.id).where(
-                        runs.c.namespace == self.namespace,
-                        runs.c.idempotency_key == idempotency_key,
-                    )
-                ).scalar_one(), False
+                return c.execute(_RUN_BY_KEY, by_key).scalar_one(), False
         return new_id, True
 
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, or None."""
         with self._read() as c:
-            row = c.execute(
-                sa.select(runs).where(runs.c.id == run_id, runs.c.namespace == self.namespace)
-            ).first()
+            row = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.namespace}).first()
         return _run(row) if row else None
 
     def list_runs(self, status: str | None = None, limit: int = 50) -> list[RunRow]:
@@ -266,11 +341,7 @@ class Store:
     def get_steps(self, run_id: str) -> list[StepRow]:
         """The steps of a run, in the order they started."""
         with self._read() as c:
-            rows = c.execute(
-                sa.select(steps)
-                .where(steps.c.run_id == run_id)
-                .order_by(sa.func.coalesce(steps.c.started_at, 0))
-            ).all()
+            rows = c.execute(_GET_STEPS, {"p_run": run_id}).all()
         return [_step(r) for r in rows]
 
     def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
@@ -278,58 +349,25 @@ class Store:
 
         Returns the runs and the earliest time another run becomes due.
         """
-        with self._write() as c:
+        with self._write(lazy=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
             return self._claim(c, owner, limit, lease_s, now)
 
     def _claim(
         self, c: Connection, owner: str, limit: int, lease_s: float, now: float
     ) -> tuple[list[RunRow], float | None]:
-        due = sa.or_(
-            runs.c.status == "pending",
-            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= now),
-            sa.and_(
-                runs.c.status == "running",
-                runs.c.lease_expires_at < now,
-                runs.c.lease_owner != owner,  # never re-claim what this worker still walks
-            ),
-        )
-        q = (
-            sa.select(runs)
-            .where(runs.c.namespace == self.namespace, due)
-            .order_by(runs.c.created_at)
-            .limit(limit)
-        )
-        if not self.is_sqlite:
-            q = q.with_for_update(skip_locked=True)
-        rows = c.execute(q).all() if limit > 0 else []
+        args = {"p_ns": self.namespace, "p_now": now, "p_owner": owner, "p_limit": limit}
+        due = _DUE.with_for_update(skip_locked=True) if not self.is_sqlite else _DUE
+        rows = c.execute(due, args).all() if limit > 0 else []
         if rows:
-            c.execute(runs.update().where(runs.c.id.in_([r.id for r in rows])).values(
-                status="running", lease_owner=owner, lease_expires_at=now + lease_s,
-                wake_requested=False, updated_at=now,
-                started_at=sa.func.coalesce(runs.c.started_at, now),
-            ))  # fmt: skip
-        nxt = c.execute(
-            sa.select(
-                sa.func.min(
-                    sa.case(
-                        (runs.c.status == "running", runs.c.lease_expires_at),
-                        else_=runs.c.wake_at,
-                    )
-                )
-            ).where(
-                runs.c.namespace == self.namespace,
-                runs.c.status.in_(("pending", "waiting", "running")),
-                sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != owner),
-            )
-        ).scalar()
-        return [_run(r) for r in rows], nxt
+            c.execute(_TAKE, {**args, "p_ids": [r.id for r in rows], "p_until": now + lease_s})
+        return [_run(r) for r in rows], c.execute(_NEXT_DUE, args).scalar()
 
     def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
         """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
         if not run_ids:
             return set()
-        with self._write() as c:
+        with self._write(lazy=True) as c:
             now = time.time()
             c.execute(
                 runs.update()
@@ -352,12 +390,7 @@ class Store:
         return set(kept)
 
     def _fence(self, c: Connection, run_id: str, owner: str) -> None:
-        ok = c.execute(
-            sa.select(runs.c.id).where(
-                runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == "running"
-            )
-        ).first()
-        if ok is None:
+        if c.execute(_FENCE, {"p_run": run_id, "p_owner": owner}).first() is None:
             raise LeaseLost(run_id)
 
     def finish_run(
@@ -372,13 +405,12 @@ class Store:
     ) -> None:
         """Mark a run completed or failed (fenced)."""
         with self._write() as c:
-            now = time.time()
             self._fence(c, run_id, owner)
-            c.execute(runs.update().where(runs.c.id == run_id).values(
-                status=status, outputs_json=dumps(outputs) if outputs is not None else None,
-                error=error, failed_block=failed_block, ended_at=now, updated_at=now,
-                lease_owner=None, lease_expires_at=None, wake_at=None,
-            ))  # fmt: skip
+            c.execute(_FINISH, {
+                "p_run": run_id, "p_status": status, "p_error": error, "p_failed": failed_block,
+                "p_outputs": dumps(outputs) if outputs is not None else None,
+                "p_now": time.time(),
+            })  # fmt: skip
 
     def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
         """Release a run that waits; a signal that raced in wakes it at once."""
@@ -430,18 +462,12 @@ class Store:
 
     def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
         """Record an attempt of a step; returns its attempt number (1 on the first try)."""
-        insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
-        values = insert(steps).values(
-            run_id=run_id, block_id=block_id, type=type_, status="running", attempt=1,
-            started_at=time.time(),
-        )  # fmt: skip
-        stmt = values.on_conflict_do_update(
-            index_elements=[steps.c.run_id, steps.c.block_id],
-            set_={"status": "running", "attempt": steps.c.attempt + 1, "error": None},
-        ).returning(steps.c.attempt)
-        with self._write() as c:
+        with self._write(lazy=True) as c:
             self._fence(c, run_id, owner)
-            return int(c.execute(stmt).scalar_one())
+            row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": "running",
+                   "attempt": 1, "started_at": time.time(), "ended_at": None, "error": None,
+                   "output_json": None}  # fmt: skip
+            return int(c.execute(self._step_start, row).scalar_one())
 
     def step_finished(
         self,
@@ -458,24 +484,10 @@ class Store:
         with self._write() as c:
             now = time.time()
             self._fence(c, run_id, owner)
-            values = dict(
-                type=type_,
-                status=status,
-                ended_at=now,
-                error=error,
-                output_json=dumps(output) if status == "completed" else None,
-            )
-            res = c.execute(
-                steps.update()
-                .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
-                .values(**values)
-            )
-            if not res.rowcount:
-                c.execute(
-                    steps.insert().values(
-                        run_id=run_id, block_id=block_id, attempt=0, started_at=now, **values
-                    )
-                )
+            row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": status,
+                   "attempt": 0, "started_at": now, "ended_at": now, "error": error,
+                   "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
+            c.execute(self._step_end, row)
 
     def step_waiting(
         self,
