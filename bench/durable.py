@@ -343,7 +343,7 @@ def main() -> None:
     print(
         f"\nours: worker concurrency {args.concurrency}. Latency: median of {args.runs} runs x "
         f"{args.repeat} rounds (5 warm-ups each); throughput: median round.\n"
-        "Wall latency: run() to result() returning (woken in-process); engine = run row timestamps.\n"
+        "Wall latency: run() to result() (woken in-process); engine = run row timestamps.\n"
         "ours/DBOS: below 1 is better for latency and commits, above 1 for throughput.\n"
         "ceiling: write commits per run (counted) at the sqlite3 commit rate of that mode."
     )

@@ -44,15 +44,21 @@ def big_workflow(n: int = 1000, seed: int = 7) -> SerializedWorkflow:
         pids = [blocks[p]["id"] for p in parents]
         bid = f"b{i}"
         field = {"trigger_webhook": "x", "http": "status", "transform": "result"}
-        refs = {p: f"{{{{{p}.{field[blocks[index]['type']]}}}}}"
-                for p, index in zip(pids, parents, strict=True)}
+        refs = {
+            p: f"{{{{{p}.{field[blocks[index]['type']]}}}}}"
+            for p, index in zip(pids, parents, strict=True)
+        }
         if i % 5 == 0:
-            params = {"url": f"https://api.example.test/{i}/{refs[pids[0]]}", "method": "POST",
-                      "body": {"from": list(refs.values())}}
+            params = {
+                "url": f"https://api.example.test/{i}/{refs[pids[0]]}",
+                "method": "POST",
+                "body": {"from": list(refs.values())},
+            }
             blocks.append({"id": bid, "type": "http", "params": params})
         else:
-            blocks.append({"id": bid, "type": "transform",
-                           "params": {"template": {"i": i, **refs}}})
+            blocks.append(
+                {"id": bid, "type": "transform", "params": {"template": {"i": i, **refs}}}
+            )
         conns += [{"source": p, "target": bid} for p in pids]
     wf = SerializedWorkflow.model_validate({"blocks": blocks, "connections": conns})
     return wf
@@ -71,15 +77,29 @@ def mixed_ops(wf: SerializedWorkflow, n: int = 100, seed: int = 11) -> list[dict
     groups: list[list[dict[str, Any]]] = []
     for k in range(20):
         parent = rng.choice(transforms)
-        groups.append([
-            {"operation_type": "add", "block_id": f"new{k}", "type": "transform",
-             "params": {"template": {"k": k, "v": f"{{{{{parent}.result}}}}"}}},
-            {"operation_type": "connect", "block_id": parent, "target_block_id": f"new{k}"},
-        ])
+        groups.append(
+            [
+                {
+                    "operation_type": "add",
+                    "block_id": f"new{k}",
+                    "type": "transform",
+                    "params": {"template": {"k": k, "v": f"{{{{{parent}.result}}}}"}},
+                },
+                {"operation_type": "connect", "block_id": parent, "target_block_id": f"new{k}"},
+            ]
+        )
     for _ in range(25):
         bid = rng.choice(transforms)
-        groups.append([{"operation_type": "edit", "block_id": bid, "name": f"Step {bid}",
-                        "params": {"template": {"edited": True, "at": "{{trigger.x}}"}}}])
+        groups.append(
+            [
+                {
+                    "operation_type": "edit",
+                    "block_id": bid,
+                    "name": f"Step {bid}",
+                    "params": {"template": {"edited": True, "at": "{{trigger.x}}"}},
+                }
+            ]
+        )
     for _ in range(15):  # mostly forward edges; backward ones would close a cycle (skipped)
         a, b = rng.sample(ids, 2)
         if index[a] > index[b] and rng.random() < 0.7:
@@ -100,8 +120,9 @@ def chain(n: int = 1000) -> SerializedWorkflow:
     prev = TRIGGER
     for i in range(n):
         ref = "{{trigger.x}}" if prev == TRIGGER else f"{{{{{prev}.result.n}}}}"
-        blocks.append({"id": f"t{i}", "type": "transform",
-                       "params": {"template": {"n": i, "prev": ref}}})
+        blocks.append(
+            {"id": f"t{i}", "type": "transform", "params": {"template": {"n": i, "prev": ref}}}
+        )
         conns.append({"source": prev, "target": f"t{i}"})
         prev = f"t{i}"
     return SerializedWorkflow.model_validate({"blocks": blocks, "connections": conns})
@@ -112,12 +133,22 @@ def fan_out(width: int = 200) -> SerializedWorkflow:
     blocks: list[dict[str, Any]] = [{"id": TRIGGER, "type": "trigger_webhook"}]
     conns = []
     for i in range(width):
-        blocks.append({"id": f"f{i}", "type": "transform",
-                       "params": {"template": {"i": i, "x": "{{trigger.x}}"}}})
+        blocks.append(
+            {
+                "id": f"f{i}",
+                "type": "transform",
+                "params": {"template": {"i": i, "x": "{{trigger.x}}"}},
+            }
+        )
         conns.append({"source": TRIGGER, "target": f"f{i}"})
         conns.append({"source": f"f{i}", "target": "join"})
-    blocks.append({"id": "join", "type": "transform",
-                   "params": {"template": [f"{{{{f{i}.result.i}}}}" for i in range(width)]}})
+    blocks.append(
+        {
+            "id": "join",
+            "type": "transform",
+            "params": {"template": [f"{{{{f{i}.result.i}}}}" for i in range(width)]},
+        }
+    )
     return SerializedWorkflow.model_validate({"blocks": blocks, "connections": conns})
 
 
@@ -169,15 +200,29 @@ def main() -> int:
         return run_in_memory(wide, {"x": 1}, catalog=CATALOG, env={})
 
     cases: list[tuple[str, Callable[[], Any], float | None, Callable[[Any], str]]] = [
-        ("(a) apply 100 ops, 1,000 blocks", apply_case, 0.050,
-         lambda r: f"{len(r.skipped_items)} skipped, {len(r.validation_errors)} issues"),
-        ("(b) run 1,000-block chain", chain_case, 1.0,
-         lambda r: f"{r.status}, {len(r.outputs)} outputs"),
-        ("(c) run 200-wide fan-out + join", fan_case, None,
-         lambda r: f"{r.status}, join got {len(r.outputs['join']['result'])}"),
+        (
+            "(a) apply 100 ops, 1,000 blocks",
+            apply_case,
+            0.050,
+            lambda r: f"{len(r.skipped_items)} skipped, {len(r.validation_errors)} issues",
+        ),
+        (
+            "(b) run 1,000-block chain",
+            chain_case,
+            1.0,
+            lambda r: f"{r.status}, {len(r.outputs)} outputs",
+        ),
+        (
+            "(c) run 200-wide fan-out + join",
+            fan_case,
+            None,
+            lambda r: f"{r.status}, join got {len(r.outputs['join']['result'])}",
+        ),
     ]
-    print(f"python {platform.python_version()} on {platform.machine()}, "
-          f"{args.repeat} timed runs per case (after one warm-up)\n")
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, "
+        f"{args.repeat} timed runs per case (after one warm-up)\n"
+    )
     header = f"{'case':34} {'median':>10} {'min':>10} {'target':>9}  {'':4}  result"
     print(header)
     print("─" * len(header))
@@ -189,8 +234,10 @@ def main() -> int:
         if verdict == "MISS":
             missed.append((label, fn))
         tgt = "—" if target is None else f"< {target * 1000:g} ms"
-        print(f"{label:34} {med * 1000:8.1f}ms {best * 1000:8.1f}ms {tgt:>9}  {verdict:4}  "
-              f"{describe(last)}")
+        print(
+            f"{label:34} {med * 1000:8.1f}ms {best * 1000:8.1f}ms {tgt:>9}  {verdict:4}  "
+            f"{describe(last)}"
+        )
     to_profile = [(c[0], c[1]) for c in cases] if args.profile else missed
     for label, fn in to_profile:
         profile(label, fn)

@@ -36,8 +36,12 @@ def _serve(answer: Any) -> Iterator[FakeServer]:
             except ValueError:
                 body = raw.decode()
             srv = box["srv"]
-            req = {"method": self.command, "path": self.path, "headers": dict(self.headers),
-                   "body": body}
+            req = {
+                "method": self.command,
+                "path": self.path,
+                "headers": dict(self.headers),
+                "body": body,
+            }
             srv.requests.append(req)
             data = answer(srv, req)
             out = json.dumps(data).encode()

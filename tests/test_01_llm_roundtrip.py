@@ -75,8 +75,12 @@ def test_rejects_hallucinated_type_and_bad_ref_accepts_patch_then_executes(
     catalog, api_server, slack_server, slack_env
 ) -> None:
     empty = SerializedWorkflow.model_validate(
-        {"version": "1.0.0", "metadata": {"name": "New Lead Notifier"}, "blocks": [],
-         "connections": []}
+        {
+            "version": "1.0.0",
+            "metadata": {"name": "New Lead Notifier"},
+            "blocks": [],
+            "connections": [],
+        }
     )
     empty_json = empty.to_json()
 

@@ -43,11 +43,19 @@ def _approval_wf(before_type: str = "transform") -> SerializedWorkflow:
                 {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {"path": "/x"}},
                 {"id": "before", "type": before_type, "enabled": True, "params": before_params},
                 # resumeBaseUrl is user-only: a person wrote it into the JSON.
-                {"id": "approve", "type": "human_approval", "enabled": True,
-                 "params": {"prompt": "OK?", "resumeBaseUrl": RESUME_BASE}},
+                {
+                    "id": "approve",
+                    "type": "human_approval",
+                    "enabled": True,
+                    "params": {"prompt": "OK?", "resumeBaseUrl": RESUME_BASE},
+                },
                 # After the wait, a transform consumes the approval via {{approve.approved}}.
-                {"id": "after", "type": "transform", "enabled": True,
-                 "params": {"template": {"ok": "{{approve.approved}}", "by": "{{approve.by}}"}}},
+                {
+                    "id": "after",
+                    "type": "transform",
+                    "enabled": True,
+                    "params": {"template": {"ok": "{{approve.approved}}", "by": "{{approve.by}}"}},
+                },
             ],
             "connections": [
                 {"source": "trg", "target": "before"},
@@ -76,8 +84,9 @@ def _counting_catalog() -> tuple[Catalog, list[str]]:
             calls.append(p.tag)
             return CountOut(tag=p.tag, n=len(calls))
 
-    return Catalog(define_connector(type="count", params=CountParams, outputs=CountOut,
-                                    run=run)), calls
+    return Catalog(
+        define_connector(type="count", params=CountParams, outputs=CountOut, run=run)
+    ), calls
 
 
 def test_stops_on_wait_returns_snapshot_then_resumes_with_payload(catalog) -> None:
@@ -226,9 +235,13 @@ def test_resume_payload_is_never_expanded_as_a_template(catalog) -> None:
 
 def test_resuming_a_run_that_is_not_paused_raises_not_paused(catalog) -> None:
     wf = SerializedWorkflow.model_validate(
-        {"blocks": [{"id": "trg", "type": "trigger_webhook", "params": {}},
-                    {"id": "t", "type": "transform", "params": {"template": 1}}],
-         "connections": [{"source": "trg", "target": "t"}]}
+        {
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "params": {}},
+                {"id": "t", "type": "transform", "params": {"template": 1}},
+            ],
+            "connections": [{"source": "trg", "target": "t"}],
+        }
     )
     done = run_in_memory(wf, {}, catalog=catalog, env={})
     assert done.status == "completed"
@@ -274,8 +287,12 @@ def test_compute_connector_returning_pause_info_pauses_and_resumes_with_raw_payl
     """Dev-only: a compute step that returns PauseInfo pauses; its output is the payload as is."""
 
     def ask(p: DevParams, ctx: Any) -> PauseInfo:
-        return PauseInfo(block_id=ctx.block_id, kind="event", resume_on_event="dev.answer",
-                         metadata={"note": p.note})
+        return PauseInfo(
+            block_id=ctx.block_id,
+            kind="event",
+            resume_on_event="dev.answer",
+            metadata={"note": p.note},
+        )
 
     cat = Catalog(define_connector(type="ask", params=DevParams, outputs=None, run=ask))
     wf = SerializedWorkflow.model_validate(
@@ -285,8 +302,7 @@ def test_compute_connector_returning_pause_info_pauses_and_resumes_with_raw_payl
                 {"id": "ask", "type": "ask", "params": {"note": "{{trigger.q}}"}},
                 {"id": "use", "type": "transform", "params": {"template": "{{ask.answer}}"}},
             ],
-            "connections": [{"source": "trg", "target": "ask"},
-                            {"source": "ask", "target": "use"}],
+            "connections": [{"source": "trg", "target": "ask"}, {"source": "ask", "target": "use"}],
         }
     )
     r1 = run_in_memory(wf, {"q": "why?"}, catalog=cat, env={})

@@ -80,8 +80,9 @@ def test_wait_duration_pauses_with_resume_at_in_the_future(catalog) -> None:
     ],
 )
 def test_wait_duration_units(catalog, duration: float, unit: str, seconds: float) -> None:
-    wf = _base_wf({"id": "wait", "type": "wait_duration",
-                   "params": {"duration": duration, "unit": unit}})
+    wf = _base_wf(
+        {"id": "wait", "type": "wait_duration", "params": {"duration": duration, "unit": unit}}
+    )
     t0 = datetime.now(UTC)
     _, p = _paused(wf, catalog)
     delta = (_parse(p.resume_at) - t0).total_seconds()
@@ -119,9 +120,7 @@ def test_wait_for_event_with_timeout_and_correlation_key(catalog) -> None:
 
 
 def test_wait_for_event_without_timeout_or_key(catalog) -> None:
-    wf = _base_wf(
-        {"id": "wait", "type": "wait_for_event", "params": {"eventName": "lead.replied"}}
-    )
+    wf = _base_wf({"id": "wait", "type": "wait_for_event", "params": {"eventName": "lead.replied"}})
     _, p = _paused(wf, catalog, {"userId": "u-1"})
     assert p.kind == "event"
     assert p.resume_on_event == "lead.replied"
@@ -132,8 +131,14 @@ def test_wait_for_event_without_timeout_or_key(catalog) -> None:
 def test_wait_for_event_key_embedded_in_text(catalog) -> None:
     """A key built from several refs is resolved as a string before the pause."""
     wf = _base_wf(
-        {"id": "wait", "type": "wait_for_event",
-         "params": {"eventName": "order.paid", "correlationKey": "{{trigger.org}}:{{trigger.id}}"}}
+        {
+            "id": "wait",
+            "type": "wait_for_event",
+            "params": {
+                "eventName": "order.paid",
+                "correlationKey": "{{trigger.org}}:{{trigger.id}}",
+            },
+        }
     )
     _, p = _paused(wf, catalog, {"org": "acme", "id": 17})
     assert p.correlation_key == "acme:17"
@@ -191,15 +196,25 @@ def test_human_approval_defaults(catalog) -> None:
 
 
 def test_human_approval_prompt_resolves_refs(catalog) -> None:
-    wf = _base_wf({"id": "approve", "type": "human_approval",
-                   "params": {"prompt": "Refund {{trigger.amount}} to {{trigger.who}}?"}})
+    wf = _base_wf(
+        {
+            "id": "approve",
+            "type": "human_approval",
+            "params": {"prompt": "Refund {{trigger.amount}} to {{trigger.who}}?"},
+        }
+    )
     _, p = _paused(wf, catalog, {"amount": 120.5, "who": "ada"})
     assert p.metadata["prompt"] == "Refund 120.5 to ada?"
 
 
 def test_paused_step_record_carries_the_pause(catalog) -> None:
-    wf = _base_wf({"id": "wait", "type": "wait_for_event",
-                   "params": {"eventName": "e", "correlationKey": "k", "timeoutHours": 1}})
+    wf = _base_wf(
+        {
+            "id": "wait",
+            "type": "wait_for_event",
+            "params": {"eventName": "e", "correlationKey": "k", "timeoutHours": 1},
+        }
+    )
     run, p = _paused(wf, catalog)
     rec = [s for s in run.steps if s.block_id == "wait"]
     assert len(rec) == 1

@@ -47,9 +47,16 @@ def _user_slack_wf() -> SerializedWorkflow:
         {
             "blocks": [
                 {"id": "trg", "type": "trigger_webhook", "params": {}},
-                {"id": "n", "type": "slack", "params": {
-                    "operation": "send", "channel": "#general", "text": "hi",
-                    "accessToken": USER_TOKEN}},
+                {
+                    "id": "n",
+                    "type": "slack",
+                    "params": {
+                        "operation": "send",
+                        "channel": "#general",
+                        "text": "hi",
+                        "accessToken": USER_TOKEN,
+                    },
+                },
             ],
             "connections": [{"source": "trg", "target": "n"}],
         }
@@ -66,8 +73,12 @@ def test_hidden_params_are_stripped_before_they_land_in_the_workflow(catalog) ->
             "operation_type": "add",
             "block_id": "n",
             "type": "slack",
-            "params": {"operation": "send", "channel": "#general", "text": "hi",
-                       "accessToken": INJECTED},
+            "params": {
+                "operation": "send",
+                "channel": "#general",
+                "text": "hi",
+                "accessToken": INJECTED,
+            },
         },
     ]
     r = apply_operations(EMPTY, ops, catalog)
@@ -90,8 +101,13 @@ def test_hidden_param_survives_an_llm_edit_of_other_params(catalog) -> None:
     wf = _user_slack_wf()
     r = apply_operations(
         wf,
-        [{"operation_type": "edit", "block_id": "n",
-          "params": {"text": "new text", "channel": "#sales"}}],
+        [
+            {
+                "operation_type": "edit",
+                "block_id": "n",
+                "params": {"text": "new text", "channel": "#sales"},
+            }
+        ],
         catalog,
     )
     assert r.ok, r.summary
@@ -102,8 +118,14 @@ def test_hidden_param_survives_an_llm_edit_of_other_params(catalog) -> None:
     # `update` (alias of edit) and a rename keep it as well.
     r2 = apply_operations(
         r.workflow,
-        [{"operation_type": "update", "block_id": "n", "name": "Notify",
-          "params": {"text": "again"}}],
+        [
+            {
+                "operation_type": "update",
+                "block_id": "n",
+                "name": "Notify",
+                "params": {"text": "again"},
+            }
+        ],
         catalog,
     )
     assert r2.ok, r2.summary
@@ -116,15 +138,21 @@ def test_an_op_cannot_overwrite_or_clear_an_existing_hidden_param(catalog) -> No
     for value in (INJECTED, None, "", "{{env.ATTACKER_TOKEN}}", {"nested": INJECTED}):
         r = apply_operations(
             wf,
-            [{"operation_type": "edit", "block_id": "n",
-              "params": {"accessToken": value, "text": "changed"}}],
+            [
+                {
+                    "operation_type": "edit",
+                    "block_id": "n",
+                    "params": {"accessToken": value, "text": "changed"},
+                }
+            ],
             catalog,
         )
         params = _block(r.workflow, "n").params
         assert params["accessToken"] == USER_TOKEN, value
         assert params["text"] == "changed"  # the rest of the op applied
-        assert any(e.field == "accessToken" and "not exposed" in e.error
-                   for e in r.validation_errors)
+        assert any(
+            e.field == "accessToken" and "not exposed" in e.error for e in r.validation_errors
+        )
         assert INJECTED not in r.summary
         assert INJECTED not in json.dumps([e.model_dump() for e in r.validation_errors])
 
@@ -199,8 +227,12 @@ def test_catalog_describe_for_llm_never_shows_hidden_params(catalog) -> None:
 def test_user_only_params_cannot_be_set_by_an_op(catalog) -> None:
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "ok", "type": "human_approval",
-         "params": {"prompt": "Ship?", "resumeBaseUrl": "https://evil.example/steal"}},
+        {
+            "operation_type": "add",
+            "block_id": "ok",
+            "type": "human_approval",
+            "params": {"prompt": "Ship?", "resumeBaseUrl": "https://evil.example/steal"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "ok"},
     ]
     r = apply_operations(EMPTY, ops, catalog)
@@ -213,16 +245,27 @@ def test_user_only_params_cannot_be_set_by_an_op(catalog) -> None:
 
 def test_user_set_user_only_param_survives_llm_edits(catalog) -> None:
     wf = SerializedWorkflow.model_validate(
-        {"blocks": [
-            {"id": "trg", "type": "trigger_webhook", "params": {}},
-            {"id": "ok", "type": "human_approval",
-             "params": {"prompt": "Ship?", "resumeBaseUrl": "https://ops.example.com/r"}}],
-         "connections": [{"source": "trg", "target": "ok"}]}
+        {
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "params": {}},
+                {
+                    "id": "ok",
+                    "type": "human_approval",
+                    "params": {"prompt": "Ship?", "resumeBaseUrl": "https://ops.example.com/r"},
+                },
+            ],
+            "connections": [{"source": "trg", "target": "ok"}],
+        }
     )
     r = apply_operations(
         wf,
-        [{"operation_type": "edit", "block_id": "ok",
-          "params": {"prompt": "Ship now?", "resumeBaseUrl": "https://evil.example/steal"}}],
+        [
+            {
+                "operation_type": "edit",
+                "block_id": "ok",
+                "params": {"prompt": "Ship now?", "resumeBaseUrl": "https://evil.example/steal"},
+            }
+        ],
         catalog,
     )
     params = _block(r.workflow, "ok").params
@@ -252,8 +295,15 @@ def _crm_catalog() -> Catalog:
     def search(p: CrmParams) -> CrmOut:
         return CrmOut(hits=len(p.query), region=p.region, key_ok=p.api_key == "crm-user-key")
 
-    return Catalog(define_connector(type="crm-search", params=CrmParams, outputs=CrmOut,
-                                    run=search, description="Search the CRM"))
+    return Catalog(
+        define_connector(
+            type="crm-search",
+            params=CrmParams,
+            outputs=CrmOut,
+            run=search,
+            description="Search the CRM",
+        )
+    )
 
 
 def test_custom_connector_hidden_and_user_only_end_to_end() -> None:
@@ -266,20 +316,34 @@ def test_custom_connector_hidden_and_user_only_end_to_end() -> None:
 
     # A person wrote the key and the region.
     wf = SerializedWorkflow.model_validate(
-        {"blocks": [
-            {"id": "trg", "type": "trigger_webhook", "params": {}},
-            {"id": "crm", "type": "crm-search",
-             "params": {"query": "a", "api_key": "crm-user-key", "region": "us"}}],
-         "connections": [{"source": "trg", "target": "crm"}]}
+        {
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "params": {}},
+                {
+                    "id": "crm",
+                    "type": "crm-search",
+                    "params": {"query": "a", "api_key": "crm-user-key", "region": "us"},
+                },
+            ],
+            "connections": [{"source": "trg", "target": "crm"}],
+        }
     )
     r = apply_operations(
         wf,
-        [{"operation_type": "edit", "block_id": "crm",
-          "params": {"query": "{{trigger.q}}", "api_key": "llm-key", "region": "cn"}}],
+        [
+            {
+                "operation_type": "edit",
+                "block_id": "crm",
+                "params": {"query": "{{trigger.q}}", "api_key": "llm-key", "region": "cn"},
+            }
+        ],
         cat,
     )
     assert _block(r.workflow, "crm").params == {
-        "query": "{{trigger.q}}", "api_key": "crm-user-key", "region": "us"}
+        "query": "{{trigger.q}}",
+        "api_key": "crm-user-key",
+        "region": "us",
+    }
     fields = {e.field: e.error for e in r.validation_errors}
     assert set(fields) == {"api_key", "region"}
     assert "not exposed by block 'crm-search'" in fields["api_key"]
@@ -300,17 +364,28 @@ def test_custom_connector_hidden_and_user_only_end_to_end() -> None:
 def test_ref_to_undeclared_output_cites_available_outputs(catalog) -> None:
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "fetch", "type": "http",
-         "params": {"url": "https://example.com"}},
+        {
+            "operation_type": "add",
+            "block_id": "fetch",
+            "type": "http",
+            "params": {"url": "https://example.com"},
+        },
         # {{fetch.full_name}} does not exist: http declares status/body/headers.
-        {"operation_type": "add", "block_id": "send", "type": "slack",
-         "params": {"operation": "send", "channel": "#x", "text": "hi {{fetch.full_name}}"}},
+        {
+            "operation_type": "add",
+            "block_id": "send",
+            "type": "slack",
+            "params": {"operation": "send", "channel": "#x", "text": "hi {{fetch.full_name}}"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "fetch"},
         {"operation_type": "connect", "block_id": "fetch", "target_block_id": "send"},
     ]
     r = apply_operations(EMPTY, ops, catalog)
-    ref_errs = [e for e in r.validation_errors if e.block_id == "send" and e.field == "text"
-                and "full_name" in e.error]
+    ref_errs = [
+        e
+        for e in r.validation_errors
+        if e.block_id == "send" and e.field == "text" and "full_name" in e.error
+    ]
     assert len(ref_errs) == 1
     err = ref_errs[0]
     assert err.block_type == "slack"
@@ -324,11 +399,22 @@ def test_ref_to_undeclared_output_cites_available_outputs(catalog) -> None:
 def test_ref_to_undeclared_output_nested_in_a_dict_param(catalog) -> None:
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "t", "type": "transform",
-         "params": {"template": {"x": 1}}},
-        {"operation_type": "add", "block_id": "post", "type": "http",
-         "params": {"url": "https://example.com", "method": "POST",
-                    "body": {"deep": ["ok", {"v": "{{t.nope}}"}]}}},
+        {
+            "operation_type": "add",
+            "block_id": "t",
+            "type": "transform",
+            "params": {"template": {"x": 1}},
+        },
+        {
+            "operation_type": "add",
+            "block_id": "post",
+            "type": "http",
+            "params": {
+                "url": "https://example.com",
+                "method": "POST",
+                "body": {"deep": ["ok", {"v": "{{t.nope}}"}]},
+            },
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "t"},
         {"operation_type": "connect", "block_id": "t", "target_block_id": "post"},
     ]
@@ -342,10 +428,18 @@ def test_ref_to_undeclared_output_nested_in_a_dict_param(catalog) -> None:
 def test_refs_to_unknown_or_non_upstream_blocks_are_structured_errors(catalog) -> None:
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "a", "type": "transform",
-         "params": {"template": "{{b.result}}"}},
-        {"operation_type": "add", "block_id": "b", "type": "transform",
-         "params": {"template": "{{ghost.result}}"}},
+        {
+            "operation_type": "add",
+            "block_id": "a",
+            "type": "transform",
+            "params": {"template": "{{b.result}}"},
+        },
+        {
+            "operation_type": "add",
+            "block_id": "b",
+            "type": "transform",
+            "params": {"template": "{{ghost.result}}"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "a"},
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "b"},
     ]
@@ -364,8 +458,12 @@ def test_untyped_outputs_accept_any_field(catalog) -> None:
     """trigger_webhook's output is untyped, so {{trg.anything}} is fine."""
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "t", "type": "transform",
-         "params": {"template": "{{trg.whatever.deep}} {{trigger.x}}"}},
+        {
+            "operation_type": "add",
+            "block_id": "t",
+            "type": "transform",
+            "params": {"template": "{{trg.whatever.deep}} {{trigger.x}}"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "t"},
     ]
     r = apply_operations(EMPTY, ops, catalog)
@@ -381,8 +479,12 @@ def test_a_single_bad_op_skips_with_a_typed_reason_and_the_batch_goes_on(catalog
         # unknown block type: must skip, not raise
         {"operation_type": "add", "block_id": "x", "type": "totally_made_up", "params": {}},
         # valid follow-up still applies
-        {"operation_type": "add", "block_id": "fetch", "type": "http",
-         "params": {"url": "https://example.com"}},
+        {
+            "operation_type": "add",
+            "block_id": "fetch",
+            "type": "http",
+            "params": {"url": "https://example.com"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "fetch"},
     ]
     r = apply_operations(EMPTY, ops, catalog)
@@ -406,8 +508,7 @@ def test_malformed_ops_are_skipped_not_raised(catalog) -> None:
         {"block_id": "no-type"},
         {"operation_type": "add", "block_id": "t"},  # missing type
         {"operation_type": "connect", "block_id": "t"},  # missing target
-        {"operation_type": "add", "block_id": "t", "type": "transform",
-         "params": {"template": 1}},
+        {"operation_type": "add", "block_id": "t", "type": "transform", "params": {"template": 1}},
     ]
     r = apply_operations(EMPTY, ops, catalog)
     assert [b.id for b in r.workflow.blocks] == ["t"]
@@ -418,10 +519,8 @@ def test_malformed_ops_are_skipped_not_raised(catalog) -> None:
 
 def test_connecting_in_a_cycle_is_refused_with_a_typed_skip(catalog) -> None:
     ops = [
-        {"operation_type": "add", "block_id": "a", "type": "transform",
-         "params": {"template": {}}},
-        {"operation_type": "add", "block_id": "b", "type": "transform",
-         "params": {"template": {}}},
+        {"operation_type": "add", "block_id": "a", "type": "transform", "params": {"template": {}}},
+        {"operation_type": "add", "block_id": "b", "type": "transform", "params": {"template": {}}},
         {"operation_type": "connect", "block_id": "a", "target_block_id": "b"},
         # would cycle
         {"operation_type": "connect", "block_id": "b", "target_block_id": "a"},
@@ -436,23 +535,33 @@ def test_connecting_in_a_cycle_is_refused_with_a_typed_skip(catalog) -> None:
 
 def test_longer_cycles_self_loops_and_disabled_blocks_are_refused(catalog) -> None:
     wf = SerializedWorkflow.model_validate(
-        {"blocks": [
-            {"id": "a", "type": "transform", "params": {"template": 1}},
-            {"id": "b", "type": "transform", "params": {"template": 1}},
-            {"id": "c", "type": "transform", "params": {"template": 1}, "enabled": False},
-            {"id": "d", "type": "transform", "params": {"template": 1}}],
-         "connections": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}]}
+        {
+            "blocks": [
+                {"id": "a", "type": "transform", "params": {"template": 1}},
+                {"id": "b", "type": "transform", "params": {"template": 1}},
+                {"id": "c", "type": "transform", "params": {"template": 1}, "enabled": False},
+                {"id": "d", "type": "transform", "params": {"template": 1}},
+            ],
+            "connections": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}],
+        }
     )
     ops = [
         {"operation_type": "connect", "block_id": "c", "target_block_id": "a"},  # via disabled c
         {"operation_type": "connect", "block_id": "d", "target_block_id": "d"},  # self loop
-        {"operation_type": "connect", "block_id": "c", "target_block_id": "a",
-         "source_handle": "error"},  # a handle does not make it acyclic
+        {
+            "operation_type": "connect",
+            "block_id": "c",
+            "target_block_id": "a",
+            "source_handle": "error",
+        },  # a handle does not make it acyclic
         {"operation_type": "connect", "block_id": "c", "target_block_id": "d"},  # fine
     ]
     r = apply_operations(wf, ops, catalog)
     assert [s.reason_code for s in r.skipped_items] == ["cycle_introduced"] * 3
     assert [(c.source, c.target) for c in r.workflow.connections] == [
-        ("a", "b"), ("b", "c"), ("c", "d")]
+        ("a", "b"),
+        ("b", "c"),
+        ("c", "d"),
+    ]
     # The input is untouched.
     assert len(wf.connections) == 2

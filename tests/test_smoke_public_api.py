@@ -15,8 +15,12 @@ def test_slack_builtin_posts_to_the_fake(slack_server, slack_env) -> None:
 
     ops = [
         {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}},
-        {"operation_type": "add", "block_id": "say", "type": "slack",
-         "params": {"operation": "send", "channel": "#x", "text": "hi {{trigger.who}}"}},
+        {
+            "operation_type": "add",
+            "block_id": "say",
+            "type": "slack",
+            "params": {"operation": "send", "channel": "#x", "text": "hi {{trigger.who}}"},
+        },
         {"operation_type": "connect", "block_id": "trg", "target_block_id": "say"},
     ]
     res = apply_operations({"blocks": [], "connections": []}, ops)
