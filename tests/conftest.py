@@ -1,17 +1,21 @@
-"""Shared fixtures: fresh catalogs and real loopback HTTP fakes (Slack, any JSON API)."""
+"""Shared fixtures: fresh catalogs, loopback HTTP fakes (Slack, any JSON API), durable kits."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_helpers import KitFactory
 
-from thodare_jupyter import Catalog
+from thodare_jupyter import Catalog, Wfkit, create_wfkit
 
 
 @dataclass
@@ -99,3 +103,72 @@ def slack_server() -> Iterator[FakeServer]:
 def slack_env(slack_server: FakeServer) -> dict[str, str]:
     """Env for runs whose slack blocks talk to the loopback fake."""
     return {"SLACK_API_URL": slack_server.url, "SLACK_BOT_TOKEN": "xoxb-test"}
+
+
+# ── durable kits on SQLite ──────────────────────────────────────────────────
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """The test's SQLite file (created by the first kit that opens it)."""
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def kits(db: Path) -> Iterator[KitFactory]:
+    """Kits on the test's SQLite file; all stopped and disposed at teardown.
+
+    ``kits(**kw)`` passes ``kw`` to ``create_wfkit`` with the defaults
+    ``poll_s=0.05``, ``lease_s=2`` and ``env={}``.
+    """
+    made: list[Wfkit] = []
+
+    def make(**kw: Any) -> Wfkit:
+        kw.setdefault("poll_s", 0.05)
+        kw.setdefault("lease_s", 2)
+        kw.setdefault("env", {})
+        kit = create_wfkit(str(db), **kw)
+        made.append(kit)
+        return kit
+
+    yield make
+    for kit in made:
+        kit.stop()
+        kit.store.dispose()
+
+
+# ── PostgreSQL ────────────────────────────────────────────────────────────
+PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_admin_dsn() -> str:
+    return PG_BASE.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A SQLAlchemy URL on a fresh PostgreSQL schema, dropped on teardown.
+
+    Without a server the test skips with a one-line reason; under CI=true it fails.
+    """
+    try:
+        import psycopg
+
+        admin = psycopg.connect(_pg_admin_dsn(), autocommit=True, connect_timeout=3)
+    except Exception as e:  # no driver or no server
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but PostgreSQL is unreachable at {PG_BASE}: {e}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_BASE} ({type(e).__name__})")
+    schema = f"thodare_t_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        sep = "&" if "?" in PG_BASE else "?"
+        try:
+            yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND query LIKE %s",
+                (f"%{schema}%",),
+            )
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')

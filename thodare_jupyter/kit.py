@@ -83,13 +83,18 @@ class Wfkit:
         """Stop the worker; runs in flight are handed back and resume on the next start."""
         self.worker.stop()
 
+    def close(self) -> None:
+        """Stop the worker and close the database connections (the kit is done)."""
+        self.stop()
+        self.store.dispose()
+
     def __enter__(self) -> Wfkit:
         return self.start()
 
     def __exit__(
         self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.close()
 
     # ── runs ──
 

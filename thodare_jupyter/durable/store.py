@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import hashlib
 import json
+import logging
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
@@ -29,6 +32,7 @@ from ..errors import BackendUnavailable
 from .schema import consumptions, runs, signals, steps
 
 TERMINAL = ("completed", "failed", "canceled")
+log = logging.getLogger("thodare.store")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -167,6 +171,33 @@ _FENCE = sa.select(runs.c.id).where(
 )
 
 
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _retrying(fn: _F) -> _F:
+    """PostgreSQL: ride out a lost connection or a server restart for ``outage_s``.
+
+    Each call is one short transaction, so running it again is safe: writes are
+    upserts or fenced, and a retried run creation keeps its id.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        delay, end = 0.05, time.monotonic() + self.outage_s
+        while True:
+            try:
+                return fn(self, *args, **kwargs)
+            except _TRANSIENT as e:
+                if self.is_sqlite or time.monotonic() >= end:
+                    raise BackendUnavailable(self.url, getattr(e, "orig", None) or e) from e
+                log.warning("database unreachable (%s); retrying in %.2fs", e.orig, delay)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    return cast(_F, wrapper)
+
+
 class LeaseLost(Exception):
     """This worker no longer owns the run (taken over, or canceled)."""
 
@@ -174,9 +205,17 @@ class LeaseLost(Exception):
 class Store:
     """All SQL of the durable runtime for one database URL and namespace."""
 
-    def __init__(self, url: str, namespace: str = "default", *, sqlite_sync: str = "FULL"):
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "default",
+        *,
+        sqlite_sync: str = "FULL",
+        outage_s: float = 60.0,
+    ) -> None:
         self.url = url
         self.namespace = namespace
+        self.outage_s = outage_s
         self.is_sqlite = url.startswith("sqlite")
         insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
         new_step = insert(steps)
@@ -193,6 +232,7 @@ class Store:
         try:
             self.engine = self._engine(url, sqlite_sync)
             self.migrate()
+            self.channel = self._channel()
         except ImportError as e:
             raise BackendUnavailable(
                 url, f"{e}. For PostgreSQL: pip install 'thodare-jupyter[postgres]'"
@@ -237,11 +277,13 @@ class Store:
 
     @contextlib.contextmanager
     def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
-        """A write transaction. ``lazy`` (SQLite): skip the fsync; for facts whose loss
-        in a power cut is harmless (claims, heartbeats, step start markers)."""
+        """A write transaction. ``lazy``: commit without waiting for the disk; for facts
+        whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
         with self.engine.connect() as conn:
             conn = conn.execution_options(thodare_lazy=lazy)
             with conn.begin():
+                if lazy and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
 
     @contextlib.contextmanager
@@ -282,12 +324,26 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def _channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this schema and namespace (PostgreSQL)."""
+        if self.is_sqlite:
+            return ""
+        with self._read() as c:
+            schema = c.exec_driver_sql("SELECT current_schema()").scalar()
+        return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
+
+    def _notify(self, c: Connection) -> None:
+        """Wake the workers listening on this namespace when the transaction commits."""
+        if not self.is_sqlite:
+            c.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
 
     # ── runs ────────────────────────────────────────────────────────────
 
+    @_retrying
     def create_run(
         self,
         workflow_name: str | None,
@@ -318,17 +374,22 @@ class Store:
                     "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
                     "wake_requested": False, "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
                 })  # fmt: skip
-        except IntegrityError:  # a concurrent insert with the same key won
+                self._notify(c)
+        except IntegrityError:  # our own retried insert landed, or a concurrent same-key one won
             with self._read() as c:
+                if c.execute(_GET_RUN, {"p_run": new_id, "p_ns": self.namespace}).first():
+                    return new_id, True
                 return c.execute(_RUN_BY_KEY, by_key).scalar_one(), False
         return new_id, True
 
+    @_retrying
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, or None."""
         with self._read() as c:
             row = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.namespace}).first()
         return _run(row) if row else None
 
+    @_retrying
     def list_runs(self, status: str | None = None, limit: int = 50) -> list[RunRow]:
         """Newest runs first."""
         q = sa.select(runs).where(runs.c.namespace == self.namespace)
@@ -338,12 +399,14 @@ class Store:
             rows = c.execute(q.order_by(runs.c.created_at.desc()).limit(limit)).all()
         return [_run(r) for r in rows]
 
+    @_retrying
     def get_steps(self, run_id: str) -> list[StepRow]:
         """The steps of a run, in the order they started."""
         with self._read() as c:
             rows = c.execute(_GET_STEPS, {"p_run": run_id}).all()
         return [_step(r) for r in rows]
 
+    @_retrying
     def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
         """Take up to ``limit`` due runs (new, woken, or whose lease ran out).
 
@@ -363,6 +426,7 @@ class Store:
             c.execute(_TAKE, {**args, "p_ids": [r.id for r in rows], "p_until": now + lease_s})
         return [_run(r) for r in rows], c.execute(_NEXT_DUE, args).scalar()
 
+    @_retrying
     def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
         """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
         if not run_ids:
@@ -393,6 +457,7 @@ class Store:
         if c.execute(_FENCE, {"p_run": run_id, "p_owner": owner}).first() is None:
             raise LeaseLost(run_id)
 
+    @_retrying
     def finish_run(
         self,
         run_id: str,
@@ -412,6 +477,7 @@ class Store:
                 "p_now": time.time(),
             })  # fmt: skip
 
+    @_retrying
     def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
         """Release a run that waits; a signal that raced in wakes it at once."""
         with self._write() as c:
@@ -424,7 +490,10 @@ class Store:
                 status="waiting", wake_at=now if flagged else wake_at, wake_requested=False,
                 lease_owner=None, lease_expires_at=None, updated_at=now,
             ))  # fmt: skip
+            if flagged:
+                self._notify(c)
 
+    @_retrying
     def release(self, owner: str) -> None:
         """Hand back every run this worker holds (a clean shutdown)."""
         with self._write() as c:
@@ -435,7 +504,9 @@ class Store:
                     status="pending", lease_owner=None, lease_expires_at=None, wake_at=time.time()
                 )
             )
+            self._notify(c)
 
+    @_retrying
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a run that has not ended; False when it already had."""
         with self._write() as c:
@@ -460,6 +531,7 @@ class Store:
 
     # ── steps ───────────────────────────────────────────────────────────
 
+    @_retrying
     def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
         """Record an attempt of a step; returns its attempt number (1 on the first try)."""
         with self._write(lazy=True) as c:
@@ -469,6 +541,7 @@ class Store:
                    "output_json": None}  # fmt: skip
             return int(c.execute(self._step_start, row).scalar_one())
 
+    @_retrying
     def step_finished(
         self,
         run_id: str,
@@ -489,6 +562,7 @@ class Store:
                    "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
             c.execute(self._step_end, row)
 
+    @_retrying
     def step_waiting(
         self,
         run_id: str,
@@ -530,6 +604,7 @@ class Store:
 
     # ── signals ─────────────────────────────────────────────────────────
 
+    @_retrying
     def send_signal(
         self,
         event: str,
@@ -574,6 +649,7 @@ class Store:
                         wake_at=sa.case((runs.c.status == "waiting", now), else_=runs.c.wake_at),
                     )
                 )
+                self._notify(c)
         except IntegrityError:
             with self._read() as c:
                 return int(
@@ -586,6 +662,7 @@ class Store:
                 ), False
         return int(sid), True
 
+    @_retrying
     def take_signal(
         self, run_id: str, owner: str, block_id: str, event: str, key: str | None, horizon: int
     ) -> tuple[bool, Any]:

@@ -24,9 +24,10 @@ from datetime import datetime
 from typing import Any
 
 from ..connectors import Catalog, Connector, StepContext, wait_output
-from ..errors import ThodareError
+from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
+from .listener import PgListener
 from .store import LeaseLost, RunRow, Store
 
 log = logging.getLogger("thodare.worker")
@@ -42,11 +43,14 @@ class WorkerConfig:
             runs are taken over this long after its last heartbeat.
         poll_s: The longest sleep between looks at the database (wake-ups from
             this process are immediate).
+        listen: On PostgreSQL, wake on LISTEN/NOTIFY too (runs and signals from
+            other processes are picked up at once; polling stays as the fallback).
     """
 
     concurrency: int = 8
     lease_s: float = 30.0
     poll_s: float = 1.0
+    listen: bool = True
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -155,6 +159,7 @@ class _RunExecution:
             dispatch=self.dispatch,
             records=records,
             stop_at_pause=False,
+            abort_on=(LeaseLost, BackendUnavailable),
         )
         deadline = self.row.deadline_at
         try:
@@ -211,6 +216,7 @@ class Worker:
         self._active: dict[str, asyncio.Task[None]] = {}
         self._ready = threading.Event()
         self._ended = threading.Condition()
+        self._listener: PgListener | None = None
         self._ended_count = 0
 
     @property
@@ -229,6 +235,9 @@ class Worker:
         )
         self._thread.start()
         self._ready.wait(timeout=10)
+        if self.config.listen and not self.store.is_sqlite:
+            self._listener = PgListener(self.store.url, self.store.channel, self.wake)
+            self._listener.start()
 
     def wake(self) -> None:
         """Look for due work now (thread-safe)."""
@@ -258,6 +267,9 @@ class Worker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop claiming, cancel runs in flight and hand them back at once."""
         self._stopping = True
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         self.wake()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -313,6 +325,8 @@ class Worker:
             await _RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
+        except BackendUnavailable as e:  # the lease runs out; a worker takes the run over later
+            log.warning("worker %s: run %s paused, database unreachable: %s", self.owner, row.id, e)
         except asyncio.CancelledError:
             pass
         except Exception:

@@ -123,9 +123,10 @@ class _Walk:
         dispatch: Dispatch,
         records: list[StepRecord],
         stop_at_pause: bool,
+        abort_on: tuple[type[BaseException], ...],
     ) -> None:
         self.plan, self.state, self.dispatch, self.records = plan, state, dispatch, records
-        self.stop_at_pause = stop_at_pause
+        self.stop_at_pause, self.abort_on = stop_at_pause, abort_on
         self.trigger = trigger
         self.scope = Scope(
             outputs=state.outputs,
@@ -254,6 +255,8 @@ class _Walk:
                 )
                 self.records.append(rec)
                 exc = asyncio.CancelledError() if task.cancelled() else task.exception()
+                if isinstance(exc, self.abort_on):
+                    raise exc
                 if exc is not None:
                     rec.status, rec.error = "failed", error_text(exc)
                     if not self.fail(node, rec.error) and outcome is None:
@@ -284,13 +287,15 @@ async def walk(
     dispatch: Dispatch,
     records: list[StepRecord],
     stop_at_pause: bool = True,
+    abort_on: tuple[type[BaseException], ...] = (),
 ) -> WalkOutcome:
     """Walk ``plan`` from ``state`` (mutated in place), appending to ``records``.
 
     Stops scheduling at the first unhandled failure, and at the first pause
     when ``stop_at_pause`` (the in-memory snapshot); otherwise branches that
     do not wait go on. Steps already running always finish, so their outputs
-    are kept.
+    are kept. An exception of a type in ``abort_on`` (the database is gone,
+    the lease was lost) is no step failure: it ends the walk and propagates.
     """
     return await _Walk(
         plan,
@@ -300,4 +305,5 @@ async def walk(
         dispatch=dispatch,
         records=records,
         stop_at_pause=stop_at_pause,
+        abort_on=abort_on,
     ).run()

@@ -1,0 +1,58 @@
+"""PostgreSQL LISTEN/NOTIFY: wake a worker the moment a run or a signal lands.
+
+Polling stays as the fallback: when the listening connection is lost, the
+worker keeps polling and the listener reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+log = logging.getLogger("thodare.listener")
+
+
+class PgListener:
+    """A thread that LISTENs on ``channel`` and calls ``on_notify`` for each NOTIFY."""
+
+    def __init__(self, url: str, channel: str, on_notify: Callable[[], None]) -> None:
+        u = sa.engine.make_url(url)
+        self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._channel = channel
+        self._on_notify = on_notify
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="thodare-listen", daemon=True)
+
+    def start(self) -> None:
+        """Start listening in the background."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening (returns within about a second)."""
+        self._stop.set()
+        self._thread.join(5)
+
+    def _main(self) -> None:
+        import psycopg
+
+        delay = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._dsn, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f'LISTEN "{self._channel}"')
+                    self.connected.set()
+                    delay = 0.1
+                    self._on_notify()  # catch up on anything sent while we were away
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5):
+                            self._on_notify()
+            except psycopg.Error as e:
+                if self.connected.is_set():
+                    log.warning("LISTEN connection lost (%s); polling until it is back", e)
+                self.connected.clear()
+                self._stop.wait(delay)
+                delay = min(5.0, delay * 2)
