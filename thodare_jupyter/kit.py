@@ -196,6 +196,7 @@ def create_wfkit(
     concurrency: int = 8,
     lease_s: float = 30.0,
     poll_s: float = 1.0,
+    listen: bool = True,
     sqlite_sync: str = "FULL",
 ) -> Wfkit:
     """Open (and migrate) the database and return a kit; call ``start()`` to run work.
@@ -209,6 +210,8 @@ def create_wfkit(
         concurrency: Runs the worker walks at once.
         lease_s: Seconds before a silent worker's runs are taken over.
         poll_s: Longest pause between looks at the database.
+        listen: PostgreSQL: also wake on LISTEN/NOTIFY (instant pick-up of runs and
+            signals from other processes); polling stays as the fallback.
         sqlite_sync: SQLite ``synchronous`` pragma (``FULL`` survives power loss;
             ``NORMAL`` is faster and survives process crashes).
 
@@ -218,5 +221,5 @@ def create_wfkit(
     url = _db_url(db) if db else default_db_url()
     ns = namespace or os.environ.get("THODARE_NAMESPACE") or "default"
     store = Store(url, ns, sqlite_sync=sqlite_sync)
-    config = WorkerConfig(concurrency=concurrency, lease_s=lease_s, poll_s=poll_s)
+    config = WorkerConfig(concurrency=concurrency, lease_s=lease_s, poll_s=poll_s, listen=listen)
     return Wfkit(store, catalog if catalog is not None else Catalog(), env, config)
