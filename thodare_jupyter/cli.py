@@ -93,8 +93,7 @@ def _open(db: str | None, namespace: str | None, **tuning: Any) -> Iterator[Wfki
     try:
         yield kit
     finally:
-        kit.stop()
-        kit.store.dispose()
+        kit.close()
 
 
 def _safe_url(url: str) -> str:
@@ -188,6 +187,9 @@ def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Runs walked at once.")] = 8,
     lease: Annotated[float, typer.Option(min=0.1, help="Lease seconds per claimed run.")] = 30.0,
     poll: Annotated[float, typer.Option(min=0.001, help="Longest pause between polls.")] = 1.0,
+    listen: Annotated[
+        bool, typer.Option(help="PostgreSQL: wake on LISTEN/NOTIFY as well as polling.")
+    ] = True,
 ) -> None:
     """Serve runs until SIGINT/SIGTERM, with the connectors found in the imported modules."""
     found: list[Connector] = []
@@ -195,7 +197,9 @@ def worker(
         for value in vars(_import(target)).values():
             if isinstance(value, Connector) and all(value is not c for c in found):
                 found.append(value)
-    with _open(db, namespace, concurrency=concurrency, lease_s=lease, poll_s=poll) as kit:
+    with _open(
+        db, namespace, concurrency=concurrency, lease_s=lease, poll_s=poll, listen=listen
+    ) as kit:
         try:
             kit.register(*found)
         except ThodareError as e:
