@@ -30,13 +30,12 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Annotated, Any, NoReturn
 
-import sqlalchemy as sa
 import typer
 
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
 from .durable.handle import RunDescription, StepDescription
-from .errors import BackendUnavailable, ThodareError
+from .errors import BackendUnavailable, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
 
 app = typer.Typer(
@@ -96,19 +95,11 @@ def _open(db: str | None, namespace: str | None, **tuning: Any) -> Iterator[Wfki
         kit.close()
 
 
-def _safe_url(url: str) -> str:
-    """The URL with any password masked."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
-
-
 def _describe(kit: Wfkit, run_id: str) -> RunDescription:
     try:
         return kit.get_handle(run_id).describe()
     except KeyError:
-        where = f"namespace {kit.store.namespace!r} of {_safe_url(kit.store.url)}"
+        where = f"namespace {kit.store.namespace!r} of {safe_url(kit.store.url)}"
         _fail(f"No run {run_id!r} in {where}.")
 
 
@@ -206,7 +197,7 @@ def worker(
             _fail(str(e))
         own = sorted(c.type for c in found if all(c is not b for b in BUILTINS))
         typer.echo(
-            f"thodare worker: serving {_safe_url(kit.store.url)} "
+            f"thodare worker: serving {safe_url(kit.store.url)} "
             f"(namespace {kit.store.namespace!r}) with connectors {', '.join(own) or '(none)'} "
             f"+ {len(BUILTINS)} builtins; concurrency {concurrency}. Ctrl-C or SIGTERM to stop."
         )

@@ -143,12 +143,12 @@ class BackendUnavailable(ThodareError):
     """The database behind a kit cannot be reached or opened."""
 
     def __init__(self, url: str, reason: Any) -> None:
-        self.url = _hide_password(url)
+        self.url = safe_url(url)
         self.reason = str(reason)
         super().__init__(f"Cannot use the database at {self.url}: {reason}")
 
 
-def _hide_password(url: str) -> str:
+def safe_url(url: str) -> str:
     """``scheme://user:***@host/db``: a URL safe to print."""
     head, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
