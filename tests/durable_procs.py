@@ -8,7 +8,8 @@ It holds:
   file's path comes from ``ctx.env["DP_EFFECTS"]`` (env is never stored);
 * workflow factories built with the fluent builder;
 * :class:`WorkerPool`, which starts REAL worker processes (this file run as a
-  script) and kills them with SIGKILL;
+  script) and kills them with SIGKILL, and :func:`crash_env` (a database, a
+  side-effect file, a pool and a client kit, cleaned up at the end);
 * a ``__main__`` entry::
 
       python tests/durable_procs.py worker DB_PATH SIDE_EFFECT_FILE [--lease 1] [--poll 0.05]
@@ -28,6 +29,13 @@ Side-effect line formats (fields separated by one space):
 * ``dp_chaos``: ``start <run_id> <block_id> <attempt> <idempotency_key> <nonce> <time> <pid>``
   when it starts and ``end ...`` (same fields) just before it returns; ``nonce``
   is also in its output, so the stored output names the execution it came from.
+* ``dp_pid``: ``<run_id> <block_id> <attempt> <idempotency_key> <pid>`` when it
+  starts; its output carries the same ``pid`` (which worker process ran it).
+
+``db`` may also be a PostgreSQL URL (``postgresql+psycopg://…``): the workers
+and :func:`client_kit` pass it to ``create_wfkit`` as is. :func:`pg_rows`,
+:func:`pg_run_row`, :func:`pg_step_rows` and :func:`pg_listeners` read such a
+database directly with psycopg (no package code).
 """
 
 from __future__ import annotations
@@ -39,15 +47,16 @@ import os
 import random
 import select
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from durable_helpers import NoParams
 from pydantic import BaseModel
 
 from thodare_jupyter import (
@@ -55,8 +64,8 @@ from thodare_jupyter import (
     Connector,
     StepContext,
     Wfkit,
+    connector,
     create_wfkit,
-    define_connector,
     define_workflow,
 )
 from thodare_jupyter.wire import SerializedWorkflow
@@ -126,10 +135,6 @@ def _slow(p: SlowParams, ctx: StepContext) -> NOut:
     return NOut(n=p.n + 1, attempt=ctx.attempt)
 
 
-class NoParams(BaseModel):
-    pass
-
-
 class StampOut(BaseModel):
     ts: float
     rnd: float
@@ -190,43 +195,33 @@ def _phase(ctx: StepContext, phase: str, nonce: str) -> None:
     append_line(ctx.env[EFFECTS_ENV], " ".join(fields))
 
 
-COUNT = define_connector(
-    type="dp_count",
-    params=NParams,
-    outputs=NOut,
-    run=_count,
-    description="Counts its executions in the side-effect file.",
-)
-SLOW = define_connector(
-    type="dp_slow",
-    params=SlowParams,
-    outputs=NOut,
-    run=_slow,
-    description="Like dp_count, then sleeps.",
-)
-STAMP = define_connector(
-    type="dp_stamp",
-    params=NoParams,
-    outputs=StampOut,
-    run=_stamp,
-    description="Returns time.time() and random.random().",
-)
-ECHO = define_connector(
-    type="dp_echo",
-    params=EchoParams,
-    outputs=EchoOut,
-    run=_echo,
-    description="Returns the values it was given.",
-)
-CHAOS = define_connector(
-    type="dp_chaos",
-    params=ChaosParams,
-    outputs=ChaosOut,
-    run=_chaos,
-    description="Writes start/end lines around a short sleep.",
-)
+COUNT = connector("dp_count", description="Counts its executions in the side-effect file.")(_count)
+SLOW = connector("dp_slow", description="Like dp_count, then sleeps.")(_slow)
+STAMP = connector("dp_stamp", description="Returns time.time() and random.random().")(_stamp)
+ECHO = connector("dp_echo", description="Returns the values it was given.")(_echo)
+CHAOS = connector("dp_chaos", description="Writes start/end lines around a short sleep.")(_chaos)
 
-CONNECTORS: tuple[Connector, ...] = (COUNT, SLOW, STAMP, ECHO, CHAOS)
+
+class PidParams(BaseModel):
+    n: int = 0
+    seconds: float = 0.0
+
+
+class PidOut(BaseModel):
+    n: int
+    attempt: int
+    pid: int  # the worker process that ran the step
+
+
+def _pid(p: PidParams, ctx: StepContext) -> PidOut:
+    _effect(ctx, str(os.getpid()))
+    time.sleep(p.seconds)
+    return PidOut(n=p.n + 1, attempt=ctx.attempt, pid=os.getpid())
+
+
+PID = connector("dp_pid", description="Like dp_count, with the worker's pid in its output.")(_pid)
+
+CONNECTORS: tuple[Connector, ...] = (COUNT, SLOW, STAMP, ECHO, CHAOS, PID)
 
 
 def make_catalog() -> Catalog:
@@ -314,44 +309,6 @@ def client_kit(db: str | Path, effects: str | Path | None = None) -> Wfkit:
     return create_wfkit(str(db), catalog=make_catalog(), env=env, lease_s=LEASE_S, poll_s=POLL_S)
 
 
-@contextlib.contextmanager
-def db_conn(db: str | Path) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection to look at the rows directly."""
-    conn = sqlite3.connect(str(db), timeout=30)
-    conn.row_factory = sqlite3.Row
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def step_rows(db: str | Path, run_id: str) -> dict[str, dict[str, Any]]:
-    """The thodare_steps rows of a run (as dicts) by block id."""
-    with db_conn(db) as c:
-        rows = c.execute("SELECT * FROM thodare_steps WHERE run_id = ?", (run_id,)).fetchall()
-    return {r["block_id"]: dict(r) for r in rows}
-
-
-def run_row(db: str | Path, run_id: str) -> dict[str, Any]:
-    """The thodare_runs row of a run, as a dict."""
-    with db_conn(db) as c:
-        row = c.execute("SELECT * FROM thodare_runs WHERE id = ?", (run_id,)).fetchone()
-    assert row is not None, run_id
-    return dict(row)
-
-
-def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``pred()`` until truthy; fail with ``what`` after ``timeout`` seconds."""
-    end = time.monotonic() + timeout
-    while True:
-        got = pred()
-        if got:
-            return got
-        if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 class WorkerPool:
     """Real worker processes on one database; every one is SIGKILLed by :meth:`kill_all`."""
 
@@ -363,9 +320,10 @@ class WorkerPool:
         *,
         lease_s: float = LEASE_S,
         poll_s: float = POLL_S,
+        concurrency: int = 8,
     ) -> None:
         self.db, self.effects, self.log_dir = str(db), str(effects), Path(log_dir)
-        self.lease_s, self.poll_s = lease_s, poll_s
+        self.lease_s, self.poll_s, self.concurrency = lease_s, poll_s, concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
         self._logs: list[Path] = []
 
@@ -385,6 +343,8 @@ class WorkerPool:
                     str(self.lease_s),
                     "--poll",
                     str(self.poll_s),
+                    "--concurrency",
+                    str(self.concurrency),
                 ],
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -418,6 +378,31 @@ class WorkerPool:
         return "\n".join(out)
 
 
+@dataclass
+class Env:
+    """One crash proof's world: a database, its side-effect file, worker processes, a client kit."""
+
+    db: Path
+    effects: Path
+    pool: WorkerPool
+    kit: Wfkit
+
+
+@contextlib.contextmanager
+def crash_env(tmp_path: Path) -> Iterator[Env]:
+    """An :class:`Env` in ``tmp_path``; at the end every worker is SIGKILLed, the kit disposed."""
+    db, effects = tmp_path / "runs.db", tmp_path / "effects.log"
+    pool = WorkerPool(db, effects, tmp_path)
+    kit = None
+    try:
+        kit = client_kit(db, effects)
+        yield Env(db, effects, pool, kit)
+    finally:
+        pool.kill_all()
+        if kit is not None:
+            kit.store.dispose()
+
+
 def wait_ready_line(proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
     """Wait for the child's ``ready`` line on stdout."""
     assert proc.stdout is not None
@@ -433,6 +418,47 @@ def wait_ready_line(proc: subprocess.Popen[bytes], timeout: float, what: str) ->
             if not chunk:
                 raise AssertionError(f"{what} closed stdout before ready")
             buf += chunk
+
+
+# ── PostgreSQL, read directly ───────────────────────────────────────────────
+
+
+def pg_dsn(url: str) -> str:
+    """A libpq URI for psycopg from a ``postgresql+psycopg://`` URL (its search_path kept)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def pg_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows (as dicts) from a fresh psycopg connection on ``url`` (no package code)."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    with psycopg.connect(pg_dsn(url), autocommit=True, connect_timeout=5) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        return list(cur.execute(sql, args or None).fetchall())
+
+
+def pg_run_row(url: str, run_id: str) -> dict[str, Any]:
+    """The thodare_runs row of a run, as a dict."""
+    rows = pg_rows(url, "SELECT * FROM thodare_runs WHERE id = %s", run_id)
+    assert len(rows) == 1, run_id
+    return rows[0]
+
+
+def pg_step_rows(url: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """The thodare_steps rows of a run (as dicts) by block id."""
+    rows = pg_rows(url, "SELECT * FROM thodare_steps WHERE run_id = %s", run_id)
+    return {r["block_id"]: r for r in rows}
+
+
+def pg_listeners(url: str, channel: str) -> list[int]:
+    """Pids of the server backends LISTENing on ``channel`` (from pg_stat_activity)."""
+    rows = pg_rows(
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE query = %s ORDER BY pid",
+        f'LISTEN "{channel}"',
+    )
+    return [r["pid"] for r in rows]
 
 
 # ── __main__ ────────────────────────────────────────────────────────────────

@@ -14,22 +14,19 @@ row; two independent branches run at the same time; conditional edges route
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_helpers import KitFactory, block, chain_wf, q, steps_of, workflow
 from pydantic import BaseModel
 
 from thodare_jupyter import (
     Catalog,
     InputInvalid,
-    Wfkit,
     WorkflowInvalid,
-    create_wfkit,
     define_connector,
     define_workflow,
 )
@@ -37,40 +34,6 @@ from thodare_jupyter import (
 HTTP = Catalog().get("http")
 SLACK = Catalog().get("slack")
 TRANSFORM = Catalog().get("transform")
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(env: dict[str, str] | None = None, **kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kit = create_wfkit(str(db), env=env if env is not None else {}, **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Rows straight from the SQLite file (a separate connection, no package code)."""
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 class Lead(BaseModel):
@@ -194,17 +157,11 @@ def test_bad_input_raises_input_invalid_and_writes_no_row(
 def test_invalid_workflow_raises_workflow_invalid_and_writes_no_row(
     kits: KitFactory, db: Path
 ) -> None:
-    bad = {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-bad"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "t", "type": "transform", "enabled": True,
-             "params": {"template": {"x": "{{ghost.field}}"}}},
-            {"id": "u", "type": "no_such_connector", "enabled": True, "params": {}},
-        ],
-        "connections": [{"source": "trg", "target": "t"}, {"source": "t", "target": "u"}],
-    }  # fmt: skip
+    bad = chain_wf(
+        "wf-bad",
+        block("t", "transform", {"template": {"x": "{{ghost.field}}"}}),
+        block("u", "no_such_connector"),
+    )
     with kits() as kit:
         with pytest.raises(WorkflowInvalid) as ei:
             kit.run(bad, {})
@@ -255,27 +212,21 @@ def test_independent_branches_overlap_in_time(kits: KitFactory, db: Path) -> Non
 
 
 def test_conditional_edges_route_and_skip_the_untaken_branch(kits: KitFactory, db: Path) -> None:
-    wf = {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-route"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "is_vip", "type": "transform", "enabled": True,
-             "params": {"template": "{{trigger.vip}}"}},
-            {"id": "vip", "type": "transform", "enabled": True,
-             "params": {"template": {"lane": "vip"}}},
-            {"id": "vip_after", "type": "transform", "enabled": True,
-             "params": {"template": {"from": "{{vip.result.lane}}"}}},
-            {"id": "std", "type": "transform", "enabled": True,
-             "params": {"template": {"lane": "standard"}}},
+    wf = workflow(
+        "wf-route",
+        [
+            block("is_vip", "transform", {"template": "{{trigger.vip}}"}),
+            block("vip", "transform", {"template": {"lane": "vip"}}),
+            block("vip_after", "transform", {"template": {"from": "{{vip.result.lane}}"}}),
+            block("std", "transform", {"template": {"lane": "standard"}}),
         ],
-        "connections": [
+        [
             {"source": "trg", "target": "is_vip"},
             {"source": "is_vip", "target": "vip", "sourceHandle": "true"},
             {"source": "vip", "target": "vip_after"},
             {"source": "is_vip", "target": "std", "sourceHandle": "false"},
         ],
-    }  # fmt: skip
+    )
     with kits() as kit:
         yes = kit.run(wf, {"vip": True})
         no = kit.run(wf, {"vip": False})
@@ -286,14 +237,10 @@ def test_conditional_edges_route_and_skip_the_untaken_branch(kits: KitFactory, d
     assert out_no["std"]["result"] == {"lane": "standard"}
     assert "vip" not in out_no and "vip_after" not in out_no
 
-    def statuses(run_id: str) -> dict[str, str]:
-        rows = q(db, "SELECT block_id, status FROM thodare_steps WHERE run_id = ?", run_id)
-        return dict(rows)  # type: ignore[arg-type]
-
-    assert statuses(yes.id) == {"is_vip": "completed", "vip": "completed",
-                                "vip_after": "completed", "std": "skipped"}  # fmt: skip
-    assert statuses(no.id) == {"is_vip": "completed", "std": "completed",
-                               "vip": "skipped", "vip_after": "skipped"}  # fmt: skip
+    assert steps_of(db, yes.id) == {"is_vip": "completed", "vip": "completed",
+                                    "vip_after": "completed", "std": "skipped"}  # fmt: skip
+    assert steps_of(db, no.id) == {"is_vip": "completed", "std": "completed",
+                                   "vip": "skipped", "vip_after": "skipped"}  # fmt: skip
 
 
 def test_env_values_never_reach_the_sqlite_file(

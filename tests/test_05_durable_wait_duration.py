@@ -10,110 +10,47 @@ parked (a restart does not start the wait over).
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_helpers import (
+    KitFactory,
+    block,
+    chain_wf,
+    duration_wf,
+    q,
+    run_row,
+    step_rows,
+    wait_until,
+)
 
-from thodare_jupyter import Wfkit, create_wfkit
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+from thodare_jupyter import RunHandle
 
 
 def wait_wf(name: str, duration: float, unit: str) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": name},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "wait", "type": "wait_duration", "enabled": True,
-             "params": {"duration": duration, "unit": unit}},
-            {"id": "after", "type": "transform", "enabled": True,
-             "params": {"template": {"resumed": True, "at": "{{wait.resumedAt}}"}}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "wait"},
-            {"source": "wait", "target": "after"},
-        ],
-    }  # fmt: skip
+    return duration_wf(name, duration, unit, {"resumed": True, "at": "{{wait.resumedAt}}"})
 
 
-QUICK = {
-    "version": "1.0.0",
-    "metadata": {"name": "wf-quick"},
-    "blocks": [
-        {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-        {"id": "t", "type": "transform", "enabled": True, "params": {"template": {"q": 1}}},
-    ],
-    "connections": [{"source": "trg", "target": "t"}],
-}
+QUICK = chain_wf("wf-quick", block("t", "transform", {"template": {"q": 1}}))
 
 
 def step_row(db: Path, run_id: str, block_id: str) -> dict[str, Any]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        row = con.execute(
-            "SELECT * FROM thodare_steps WHERE run_id = ? AND block_id = ?", (run_id, block_id)
-        ).fetchone()
-    finally:
-        con.close()
-    return dict(row) if row is not None else {}
+    """The step's row as a dict ({} while it has none)."""
+    return step_rows(db, run_id).get(block_id, {})
 
 
-def run_row(db: Path, run_id: str) -> dict[str, Any]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    try:
-        row = con.execute("SELECT * FROM thodare_runs WHERE id = ?", (run_id,)).fetchone()
-    finally:
-        con.close()
-    return dict(row)
+def park_then_stop(kits: KitFactory, db: Path, name: str) -> tuple[RunHandle, float]:
+    """A kit runs a 1.5 s wait until it parks, then stops: the run and the step's wake_at."""
+    first = kits()
+    first.start()
+    h = first.run(wait_wf(name, 1500, "ms"), {})
+    wait_until(lambda: h.status == "waiting", what="the run to park")
+    wake_at: float = step_row(db, h.id, "wait")["wake_at"]
+    first.stop()
+    return h, wake_at
 
 
 def test_wait_parks_without_a_worker_slot_then_continues(kits: KitFactory, db: Path) -> None:
@@ -152,12 +89,7 @@ def test_wait_parks_without_a_worker_slot_then_continues(kits: KitFactory, db: P
 
 
 def test_timer_survives_stop_and_a_new_kit_on_the_same_file(kits: KitFactory, db: Path) -> None:
-    first = kits()
-    first.start()
-    h = first.run(wait_wf("wf-wait-restart", 1500, "ms"), {})
-    wait_until(lambda: h.status == "waiting", what="the run to park")
-    wake_at = step_row(db, h.id, "wait")["wake_at"]
-    first.stop()
+    h, wake_at = park_then_stop(kits, db, "wf-wait-restart")
 
     # with no worker anywhere, nothing happens even once the timer is due
     while time.time() < wake_at + 0.3:
@@ -181,12 +113,7 @@ def test_timer_survives_stop_and_a_new_kit_on_the_same_file(kits: KitFactory, db
 
 
 def test_restart_before_the_timer_is_due_still_waits_it_out(kits: KitFactory, db: Path) -> None:
-    first = kits()
-    first.start()
-    h = first.run(wait_wf("wf-wait-early-restart", 1500, "ms"), {})
-    wait_until(lambda: h.status == "waiting", what="the run to park")
-    wake_at = step_row(db, h.id, "wait")["wake_at"]
-    first.stop()
+    h, wake_at = park_then_stop(kits, db, "wf-wait-early-restart")
     assert time.time() < wake_at  # restarted well before the timer is due
 
     with kits() as second:

@@ -16,91 +16,21 @@ plain ``kit.signal`` call that stores the signal in the SQLite file.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from thodare_jupyter import Wfkit, create_wfkit
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def step_status(db: Path, run_id: str, block_id: str) -> str | None:
-    rows = q(db, "SELECT status FROM thodare_steps WHERE run_id = ? AND block_id = ?",
-             run_id, block_id)  # fmt: skip
-    return rows[0][0] if rows else None
-
-
-def parked(db: Path, run_id: str, block_id: str = "wait") -> Callable[[], bool]:
-    """True once the run is waiting in the database with ``block_id`` parked."""
-
-    def check() -> bool:
-        status = q(db, "SELECT status FROM thodare_runs WHERE id = ?", run_id)[0][0]
-        return status == "waiting" and step_status(db, run_id, block_id) == "waiting"
-
-    return check
-
-
-def event_wf(name: str, wait_params: dict[str, Any], after_template: Any) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": name},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "wait", "type": "wait_for_event", "enabled": True, "params": wait_params},
-            {"id": "after", "type": "transform", "enabled": True,
-             "params": {"template": after_template}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "wait"},
-            {"source": "wait", "target": "after"},
-        ],
-    }  # fmt: skip
+from durable_helpers import (
+    KitFactory,
+    block,
+    chain_wf,
+    event_wf,
+    parked,
+    q,
+    steps_of,
+    wait_until,
+    workflow,
+)
 
 
 def test_signal_wakes_the_run_and_its_payload_flows_downstream(kits: KitFactory, db: Path) -> None:
@@ -162,7 +92,7 @@ def test_correlation_keys_route_signals_to_the_right_run_only(kits: KitFactory, 
         kit.signal("order.refunded", {"amount": 97}, correlation_key="A-1")
         time.sleep(0.5)
         assert a.status == "waiting"
-        assert step_status(db, a.id, "after") is None
+        assert steps_of(db, a.id).get("after") is None
 
         kit.signal("order.paid", {"amount": 10}, correlation_key="A-1")
         out_a = a.result(timeout=15)
@@ -189,24 +119,12 @@ def test_timeout_hours_wakes_with_timed_out_true(kits: KitFactory, db: Path) -> 
 
 def two_waits_wf() -> dict[str, Any]:
     """trigger → first (wait "tick") → second (wait "tick") → after."""
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-two-ticks"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "first", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "tick"}},
-            {"id": "second", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "tick"}},
-            {"id": "after", "type": "transform", "enabled": True,
-             "params": {"template": ["{{first.data.n}}", "{{second.data.n}}"]}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "first"},
-            {"source": "first", "target": "second"},
-            {"source": "second", "target": "after"},
-        ],
-    }  # fmt: skip
+    return chain_wf(
+        "wf-two-ticks",
+        block("first", "wait_for_event", {"eventName": "tick"}),
+        block("second", "wait_for_event", {"eventName": "tick"}),
+        block("after", "transform", {"template": ["{{first.data.n}}", "{{second.data.n}}"]}),
+    )
 
 
 def test_signal_idempotency_key_dedupes(kits: KitFactory, db: Path) -> None:
@@ -222,7 +140,7 @@ def test_signal_idempotency_key_dedupes(kits: KitFactory, db: Path) -> None:
         assert q(db, "SELECT count(*) FROM thodare_signals") == [(1,)]
         time.sleep(0.5)
         assert h.status == "waiting"
-        assert step_status(db, h.id, "second") == "waiting"
+        assert steps_of(db, h.id).get("second") == "waiting"
 
         s2 = kit.signal("tick", {"n": 2}, idempotency_key="webhook-delivery-2")
         assert s2 != s1
@@ -236,29 +154,25 @@ def test_signal_idempotency_key_dedupes(kits: KitFactory, db: Path) -> None:
 
 def approval_wf() -> dict[str, Any]:
     """trigger → approve (human_approval) → decide (true: ship / false: notify_rejected)."""
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-approval"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "approve", "type": "human_approval", "enabled": True,
-             "params": {"prompt": "Ship order {{trigger.order}}?"}},
-            {"id": "decide", "type": "transform", "enabled": True,
-             "params": {"template": "{{approve.approved}}"}},
-            {"id": "ship", "type": "transform", "enabled": True,
-             "params": {"template": {"shipped": "{{trigger.order}}", "by": "{{approve.by}}",
-                                     "note": "{{approve.comment}}"}}},
-            {"id": "rejected", "type": "transform", "enabled": True,
-             "params": {"template": {"rejected": "{{trigger.order}}", "by": "{{approve.by}}",
-                                     "why": "{{approve.comment}}"}}},
+    return workflow(
+        "wf-approval",
+        [
+            block("approve", "human_approval", {"prompt": "Ship order {{trigger.order}}?"}),
+            block("decide", "transform", {"template": "{{approve.approved}}"}),
+            block("ship", "transform",
+                  {"template": {"shipped": "{{trigger.order}}", "by": "{{approve.by}}",
+                                "note": "{{approve.comment}}"}}),
+            block("rejected", "transform",
+                  {"template": {"rejected": "{{trigger.order}}", "by": "{{approve.by}}",
+                                "why": "{{approve.comment}}"}}),
         ],
-        "connections": [
+        [
             {"source": "trg", "target": "approve"},
             {"source": "approve", "target": "decide"},
             {"source": "decide", "target": "ship", "sourceHandle": "true"},
             {"source": "decide", "target": "rejected", "sourceHandle": "false"},
         ],
-    }  # fmt: skip
+    )  # fmt: skip
 
 
 def test_human_approval_approved_flows_downstream(kits: KitFactory, db: Path) -> None:
@@ -271,7 +185,7 @@ def test_human_approval_approved_flows_downstream(kits: KitFactory, db: Path) ->
     assert out["approve"] == {"approved": True, "by": "carol", "comment": "lgtm", "timedOut": False}
     assert out["ship"]["result"] == {"shipped": "o-1", "by": "carol", "note": "lgtm"}
     assert "rejected" not in out
-    assert step_status(db, h.id, "rejected") == "skipped"
+    assert steps_of(db, h.id).get("rejected") == "skipped"
 
 
 def test_human_approval_rejection_routes_to_the_other_branch(kits: KitFactory, db: Path) -> None:
@@ -287,5 +201,5 @@ def test_human_approval_rejection_routes_to_the_other_branch(kits: KitFactory, d
     assert out["approve"]["approved"] is False
     assert out["rejected"]["result"] == {"rejected": "o-2", "by": "dave", "why": "out of stock"}
     assert "ship" not in out
-    assert step_status(db, h.id, "ship") == "skipped"
-    assert step_status(db, other.id, "approve") == "waiting"
+    assert steps_of(db, h.id).get("ship") == "skipped"
+    assert steps_of(db, other.id).get("approve") == "waiting"

@@ -12,95 +12,40 @@ memoised steps never fire twice.
 
 from __future__ import annotations
 
-import itertools
-import sqlite3
+import functools
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_helpers import KitFactory, block, chain_wf, parked, q, wait_until
 
-from thodare_jupyter import Wfkit, create_wfkit
-
-KitFactory = Callable[..., Wfkit]
 EMAIL = "alice@example.com"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path, slack_env: dict[str, str]) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file, talking to the Slack fake; all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kit = create_wfkit(str(db), env=slack_env, poll_s=0.05, lease_s=2, **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def parked_at(db: Path, run_id: str, block_id: str) -> Callable[[], bool]:
-    def check() -> bool:
-        run = q(db, "SELECT status FROM thodare_runs WHERE id = ?", run_id)[0][0]
-        step = q(db, "SELECT status FROM thodare_steps WHERE run_id = ? AND block_id = ?",
-                 run_id, block_id)  # fmt: skip
-        return run == "waiting" and step == [("waiting",)]
-
-    return check
+def kits(kits: KitFactory, slack_env: dict[str, str]) -> KitFactory:
+    """The shared kits, talking to the Slack fake."""
+    return functools.partial(kits, env=slack_env)
 
 
 def email(block_id: str, text: str) -> dict[str, Any]:
     params = {"operation": "send", "channel": "{{trigger.email}}", "text": text}
-    return {"id": block_id, "type": "slack", "enabled": True, "params": params}
+    return block(block_id, "slack", params)
 
 
 def drip_wf(wait_s: float) -> dict[str, Any]:
-    ids = ["trg", "welcome", "wait1", "tip1", "wait2", "tip2", "convert", "final"]
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-drip"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            email("welcome", "welcome {{trigger.email}}"),
-            {"id": "wait1", "type": "wait_duration", "enabled": True,
-             "params": {"duration": wait_s, "unit": "s"}},
-            email("tip1", "tip1 {{trigger.email}}"),
-            {"id": "wait2", "type": "wait_duration", "enabled": True,
-             "params": {"duration": wait_s, "unit": "s"}},
-            email("tip2", "tip2 {{trigger.email}}"),
-            {"id": "convert", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "subscription.created",
-                        "correlationKey": "{{trigger.email}}"}},
-            email("final", "final {{trigger.email}} plan={{convert.data.plan}}"),
-        ],
-        "connections": [{"source": a, "target": b} for a, b in itertools.pairwise(ids)],
-    }  # fmt: skip
+    return chain_wf(
+        "wf-drip",
+        email("welcome", "welcome {{trigger.email}}"),
+        block("wait1", "wait_duration", {"duration": wait_s, "unit": "s"}),
+        email("tip1", "tip1 {{trigger.email}}"),
+        block("wait2", "wait_duration", {"duration": wait_s, "unit": "s"}),
+        email("tip2", "tip2 {{trigger.email}}"),
+        block("convert", "wait_for_event",
+              {"eventName": "subscription.created", "correlationKey": "{{trigger.email}}"}),
+        email("final", "final {{trigger.email}} plan={{convert.data.plan}}"),
+    )  # fmt: skip
 
 
 def sent(slack_server: Any) -> list[tuple[str, str]]:
@@ -120,7 +65,7 @@ def test_drip_campaign_sends_each_email_exactly_once(
 ) -> None:
     with kits() as kit:
         h = kit.run(drip_wf(0.5), {"email": EMAIL})
-        wait_until(parked_at(db, h.id, "convert"), what="the run to reach the event wait")
+        wait_until(parked(db, h.id, "convert"), what="the run to reach the event wait")
         assert [t for _, t in sent(slack_server)] == [
             f"welcome {EMAIL}",
             f"tip1 {EMAIL}",
@@ -141,17 +86,17 @@ def test_drip_campaign_survives_a_restart_at_every_pause(
 ) -> None:
     k1 = kits().start()
     h = k1.run(drip_wf(1.0), {"email": EMAIL})
-    wait_until(parked_at(db, h.id, "wait1"), what="the run to park at wait1")
+    wait_until(parked(db, h.id, "wait1"), what="the run to park at wait1")
     k1.stop()
     assert len(slack_server.requests) == 1
 
     k2 = kits().start()
-    wait_until(parked_at(db, h.id, "wait2"), what="the run to park at wait2")
+    wait_until(parked(db, h.id, "wait2"), what="the run to park at wait2")
     k2.stop()
     assert len(slack_server.requests) == 2
 
     k3 = kits().start()
-    wait_until(parked_at(db, h.id, "convert"), what="the run to park at convert")
+    wait_until(parked(db, h.id, "convert"), what="the run to park at convert")
     k3.stop()
     assert len(slack_server.requests) == 3
 
@@ -182,8 +127,8 @@ def test_two_subscribers_each_get_their_own_four_emails(
     with kits() as kit:
         a = kit.run(drip_wf(0.3), {"email": EMAIL})
         b = kit.run(drip_wf(0.3), {"email": other})
-        wait_until(parked_at(db, a.id, "convert"), what="alice to reach the event wait")
-        wait_until(parked_at(db, b.id, "convert"), what="bob to reach the event wait")
+        wait_until(parked(db, a.id, "convert"), what="alice to reach the event wait")
+        wait_until(parked(db, b.id, "convert"), what="bob to reach the event wait")
         kit.signal("subscription.created", {"plan": "pro"}, correlation_key=EMAIL)
         a.result(timeout=15)
         assert b.status == "waiting"  # bob has not converted yet

@@ -26,47 +26,28 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from durable_helpers import run_row, step_rows, wait_until
 from durable_procs import (
     COUNT,
     WAIT_DURATION,
-    WorkerPool,
+    Env,
     chain_workflow,
-    client_kit,
+    crash_env,
     executions,
     read_effects,
-    run_row,
-    step_rows,
-    wait_until,
 )
 
-from thodare_jupyter import Wfkit, define_workflow
-
-
-@dataclass
-class Env:
-    db: Path
-    effects: Path
-    pool: WorkerPool
-    kit: Wfkit
+from thodare_jupyter import define_workflow
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    db, effects = tmp_path / "runs.db", tmp_path / "effects.log"
-    pool = WorkerPool(db, effects, tmp_path)
-    kit = None
-    try:
-        kit = client_kit(db, effects)
-        assert not kit.worker.running
-        yield Env(db, effects, pool, kit)
-    finally:
-        pool.kill_all()
-        if kit is not None:
-            kit.store.dispose()
+    with crash_env(tmp_path) as e:
+        assert not e.kit.worker.running
+        yield e
 
 
 def _blocks_seen(e: Env, run_id: str) -> set[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ops_helpers import EMPTY
 from pydantic import BaseModel, Field
 
 from thodare_jupyter import (
@@ -32,7 +33,6 @@ from thodare_jupyter import (
     run_in_memory,
 )
 
-EMPTY: dict[str, Any] = {"version": "1.0.0", "blocks": [], "connections": []}
 INJECTED = "xoxb-LLM-INJECTED-CREDENTIAL"
 USER_TOKEN = "xoxb-USER-SECRET-777"
 

@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 import pytest
+from ops_helpers import EMPTY, add, connect
 from pydantic import BaseModel
 
 from thodare_jupyter import (
@@ -36,16 +37,7 @@ from thodare_jupyter import (
     run_in_memory,
 )
 
-EMPTY: dict[str, Any] = {"version": "1.0.0", "blocks": [], "connections": []}
 HOSTILE_NAMES = ("__proto__", "__class__", "constructor", "prototype")
-
-
-def add(block_id: str, type_: str, **params: Any) -> dict[str, Any]:
-    return {"operation_type": "add", "block_id": block_id, "type": type_, "params": params}
-
-
-def connect(src: str, dst: str) -> dict[str, Any]:
-    return {"operation_type": "connect", "block_id": src, "target_block_id": dst}
 
 
 # ── prototype-pollution names ──────────────────────────────────────────────

@@ -15,89 +15,30 @@ not see it (the seed's "emit before" case still times out, as there).
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from pydantic import BaseModel
+from durable_helpers import (
+    KitFactory,
+    NoParams,
+    block,
+    chain_wf,
+    event_wf,
+    parked,
+    q,
+    run_status,
+    steps_of,
+    wait_until,
+    workflow,
+)
 
-from thodare_jupyter import Wfkit, create_wfkit, define_connector
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def steps_of(db: Path, run_id: str) -> dict[str, str]:
-    rows = q(db, "SELECT block_id, status FROM thodare_steps WHERE run_id = ?", run_id)
-    return {b: s for b, s in rows}
-
-
-def run_status(db: Path, run_id: str) -> str:
-    return str(q(db, "SELECT status FROM thodare_runs WHERE id = ?", run_id)[0][0])
-
-
-def parked(db: Path, run_id: str, block_id: str = "w") -> Callable[[], bool]:
-    return lambda: (
-        run_status(db, run_id) == "waiting" and steps_of(db, run_id).get(block_id) == "waiting"
-    )
+from thodare_jupyter import define_connector
 
 
 def wait_then(name: str, wait_params: dict[str, Any], template: Any) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": name},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "w", "type": "wait_for_event", "enabled": True, "params": wait_params},
-            {"id": "after", "type": "transform", "enabled": True,
-             "params": {"template": template}},
-        ],
-        "connections": [{"source": "trg", "target": "w"}, {"source": "w", "target": "after"}],
-    }  # fmt: skip
+    return event_wf(name, wait_params, template, wait_id="w")
 
 
 def test_tight_timeout_and_no_sender_resumes_with_timed_out_true(kits: KitFactory) -> None:
@@ -116,8 +57,8 @@ def test_one_signal_wakes_every_run_waiting_for_it(kits: KitFactory, db: Path) -
 
     with kits() as kit:
         ha, hb = kit.run(mk("A"), {}), kit.run(mk("B"), {})
-        wait_until(parked(db, ha.id), what="A to park")
-        wait_until(parked(db, hb.id), what="B to park")
+        wait_until(parked(db, ha.id, "w"), what="A to park")
+        wait_until(parked(db, hb.id, "w"), what="B to park")
         sid = kit.signal("broadcast", {"payload": "hello-all"})
         out_a, out_b = ha.result(timeout=15), hb.result(timeout=15)
     assert out_a["after"]["result"] == {"from": "A", "got": "hello-all"}
@@ -132,23 +73,18 @@ def test_two_waits_in_one_run_on_the_same_event_need_two_signals(
 ) -> None:
     # Our documented semantics: each run consumes a signal once. Two parallel
     # waits on one event in ONE run are woken one signal each.
-    wf = {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-two-waiters"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "w1", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "broadcast"}},
-            {"id": "w2", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "broadcast"}},
-            {"id": "join", "type": "transform", "enabled": True,
-             "params": {"template": ["{{w1.data.n}}", "{{w2.data.n}}"]}},
+    wf = workflow(
+        "wf-two-waiters",
+        [
+            block("w1", "wait_for_event", {"eventName": "broadcast"}),
+            block("w2", "wait_for_event", {"eventName": "broadcast"}),
+            block("join", "transform", {"template": ["{{w1.data.n}}", "{{w2.data.n}}"]}),
         ],
-        "connections": [
+        [
             {"source": "trg", "target": "w1"}, {"source": "trg", "target": "w2"},
             {"source": "w1", "target": "join"}, {"source": "w2", "target": "join"},
         ],
-    }  # fmt: skip
+    )  # fmt: skip
     with kits() as kit:
         h = kit.run(wf, {})
         wait_until(
@@ -191,39 +127,25 @@ def test_signal_sent_while_the_run_is_pending_is_not_lost(kits: KitFactory, db: 
     assert out["after"]["result"] == {"x": 1, "td": False}
 
 
-class Gate(BaseModel):
-    pass
-
-
 def test_signal_sent_before_the_run_reaches_its_wait_is_not_lost(
     kits: KitFactory, db: Path
 ) -> None:
     # The run is busy in an earlier step when the signal comes (the emit race).
     entered, release = threading.Event(), threading.Event()
 
-    def gate(p: Gate) -> dict[str, bool]:
+    def gate(p: NoParams) -> dict[str, bool]:
         entered.set()
         if not release.wait(10):
             raise TimeoutError("gate was never released")
         return {"passed": True}
 
-    gate_c = define_connector(type="gate", params=Gate, outputs=None, run=gate)
-    wf = {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-emit-race"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "busy", "type": "gate", "enabled": True, "params": {}},
-            {"id": "w", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "race", "timeoutHours": 0.002}},
-            {"id": "after", "type": "transform", "enabled": True,
-             "params": {"template": {"x": "{{w.data.x}}", "td": "{{w.timedOut}}"}}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "busy"}, {"source": "busy", "target": "w"},
-            {"source": "w", "target": "after"},
-        ],
-    }  # fmt: skip
+    gate_c = define_connector(type="gate", params=NoParams, outputs=None, run=gate)
+    wf = chain_wf(
+        "wf-emit-race",
+        block("busy", "gate"),
+        block("w", "wait_for_event", {"eventName": "race", "timeoutHours": 0.002}),
+        block("after", "transform", {"template": {"x": "{{w.data.x}}", "td": "{{w.timedOut}}"}}),
+    )
     with kits() as kit:
         kit.register(gate_c)
         h = kit.run(wf, {})
@@ -251,7 +173,7 @@ def test_run_created_after_a_signal_takes_the_next_one(kits: KitFactory, db: Pat
     with kits() as kit:
         old = kit.signal("tick", {"x": "old"})
         h = kit.run(wf, {})
-        wait_until(parked(db, h.id), what="the run to park")
+        wait_until(parked(db, h.id, "w"), what="the run to park")
         time.sleep(0.3)
         assert h.status == "waiting"  # the older signal is not for this run
         new = kit.signal("tick", {"x": "new"})

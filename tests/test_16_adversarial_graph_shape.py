@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 import pytest
+from ops_helpers import EMPTY, add, connect
 from pydantic import BaseModel
 
 from thodare_jupyter import (
@@ -33,16 +34,6 @@ from thodare_jupyter import (
     define_connector,
     run_in_memory,
 )
-
-EMPTY: dict[str, Any] = {"version": "1.0.0", "blocks": [], "connections": []}
-
-
-def add(block_id: str, type_: str, **params: Any) -> dict[str, Any]:
-    return {"operation_type": "add", "block_id": block_id, "type": type_, "params": params}
-
-
-def connect(src: str, dst: str) -> dict[str, Any]:
-    return {"operation_type": "connect", "block_id": src, "target_block_id": dst}
 
 
 def test_duplicate_block_id_in_a_batch_is_skipped_and_the_first_kept(catalog: Catalog) -> None:

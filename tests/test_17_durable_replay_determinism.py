@@ -16,19 +16,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from durable_helpers import run_row, step_rows, wait_until
 from durable_procs import (
     EFFECTS_ENV,
-    WorkerPool,
-    client_kit,
+    Env,
+    crash_env,
     executions,
-    run_row,
     stamp_workflow,
-    step_rows,
-    wait_until,
 )
 from pydantic import BaseModel
 
@@ -36,33 +33,16 @@ from thodare_jupyter import (
     Catalog,
     RetryPolicy,
     StepContext,
-    Wfkit,
     create_wfkit,
     define_connector,
     define_workflow,
 )
 
 
-@dataclass
-class Env:
-    db: Path
-    effects: Path
-    pool: WorkerPool
-    kit: Wfkit
-
-
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    db, effects = tmp_path / "runs.db", tmp_path / "effects.log"
-    pool = WorkerPool(db, effects, tmp_path)
-    kit = None
-    try:
-        kit = client_kit(db, effects)
-        yield Env(db, effects, pool, kit)
-    finally:
-        pool.kill_all()
-        if kit is not None:
-            kit.store.dispose()
+    with crash_env(tmp_path) as e:
+        yield e
 
 
 def _check_original_values_survived(

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import pytest
+from ops_helpers import EMPTY
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from thodare_jupyter import (
@@ -41,9 +42,6 @@ from thodare_jupyter import (
     run_in_memory,
 )
 from thodare_jupyter.wire import EDIT_OP_ADAPTER, AddOp, SerializedBlock
-
-EMPTY: dict[str, Any] = {"version": "1.0.0", "blocks": [], "connections": []}
-
 
 # ── __proto__ through json.loads ───────────────────────────────────────────
 

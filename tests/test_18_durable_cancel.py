@@ -14,72 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from durable_helpers import (
+    KitFactory,
+    NoParams,
+    block,
+    chain_wf,
+    q,
+    steps_of,
+    wait_until,
+)
 from pydantic import BaseModel
 
-from thodare_jupyter import RunCanceled, Wfkit, create_wfkit, define_connector
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def steps_of(db: Path, run_id: str) -> dict[str, str]:
-    rows = q(db, "SELECT block_id, status FROM thodare_steps WHERE run_id = ?", run_id)
-    return {b: s for b, s in rows}
-
-
-class NoParams(BaseModel):
-    pass
+from thodare_jupyter import RunCanceled, define_connector
 
 
 class Trap:
@@ -96,16 +51,7 @@ class Trap:
 
 
 def wait_then_trap(wait_params: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-cancel"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "w", "type": "wait_for_event", "enabled": True, "params": wait_params},
-            {"id": "down", "type": "trap", "enabled": True, "params": {}},
-        ],
-        "connections": [{"source": "trg", "target": "w"}, {"source": "w", "target": "down"}],
-    }  # fmt: skip
+    return chain_wf("wf-cancel", block("w", "wait_for_event", wait_params), block("down", "trap"))
 
 
 def test_cancel_a_waiting_run_and_its_downstream_never_runs(kits: KitFactory, db: Path) -> None:
@@ -171,18 +117,7 @@ def test_cancel_a_running_run_stops_its_slow_step(kits: KitFactory, db: Path) ->
         return {"done": True}
 
     slow_c = define_connector(type="slow", params=Slow, outputs=None, run=slow)
-    wf = {
-        "version": "1.0.0",
-        "metadata": {"name": "wf-cancel-running"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "work", "type": "slow", "enabled": True, "params": {"seconds": 2}},
-            {"id": "down", "type": "trap", "enabled": True, "params": {}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "work"}, {"source": "work", "target": "down"},
-        ],
-    }  # fmt: skip
+    wf = chain_wf("wf-cancel-running", block("work", "slow", {"seconds": 2}), block("down", "trap"))
     with kits() as kit:
         kit.register(slow_c, trap.connector)
         h = kit.run(wf, {})

@@ -17,71 +17,35 @@ has no Python counterpart and is not ported.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from durable_helpers import (
+    KitFactory,
+    NoParams,
+    block,
+    chain_wf,
+    duration_wf,
+    event_wf,
+    q,
+    wait_until,
+)
 
 from thodare_jupyter import (
     RetryPolicy,
     RunCanceled,
     RunDescription,
     RunTimeout,
-    Wfkit,
     create_wfkit,
     define_connector,
 )
-
-KitFactory = Callable[..., Wfkit]
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file (small poll/lease); all stopped at teardown."""
-    made: list[Wfkit] = []
-
-    def make(**kw: Any) -> Wfkit:
-        kw.setdefault("poll_s", 0.05)
-        kw.setdefault("lease_s", 2)
-        kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
-        made.append(kit)
-        return kit
-
-    yield make
-    for kit in made:
-        kit.stop()
-        kit.store.dispose()
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def ts(iso: str | None) -> float:
@@ -90,21 +54,7 @@ def ts(iso: str | None) -> float:
 
 
 def trivial_wf(name: str, wait_ms: int = 1000) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": name},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "wait", "type": "wait_duration", "enabled": True,
-             "params": {"duration": wait_ms, "unit": "ms"}},
-            {"id": "done", "type": "transform", "enabled": True,
-             "params": {"template": {"ok": True}}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "wait"},
-            {"source": "wait", "target": "done"},
-        ],
-    }  # fmt: skip
+    return duration_wf(name, wait_ms, "ms", {"ok": True}, then_id="done")
 
 
 def test_describe_at_once_then_result_with_no_time_cap(kits: KitFactory, db: Path) -> None:
@@ -140,15 +90,7 @@ def test_describe_at_once_then_result_with_no_time_cap(kits: KitFactory, db: Pat
     assert ts(by_id["wait"].ended_at) - ts(by_id["wait"].started_at) >= 1.9
 
 
-QUICK = {
-    "version": "1.0.0",
-    "metadata": {"name": "quick"},
-    "blocks": [
-        {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-        {"id": "t", "type": "transform", "enabled": True, "params": {"template": 1}},
-    ],
-    "connections": [{"source": "trg", "target": "t"}],
-}
+QUICK = chain_wf("quick", block("t", "transform", {"template": 1}))
 
 
 def test_timestamps_are_ordered_for_a_run_claimed_at_once(tmp_path: Path) -> None:
@@ -166,10 +108,6 @@ def test_timestamps_are_ordered_for_a_run_claimed_at_once(tmp_path: Path) -> Non
             if created > started
             else f"run {i}: started_at {d.started_at} > ended_at {d.ended_at}"
         )
-
-
-class NoParams(BaseModel):
-    pass
 
 
 def test_describe_shows_per_step_attempts_and_errors(kits: KitFactory, db: Path) -> None:
@@ -191,15 +129,7 @@ def test_describe_shows_per_step_attempts_and_errors(kits: KitFactory, db: Path)
                                 retries=retry)  # fmt: skip
 
     def wf(kind: str) -> dict[str, Any]:
-        return {
-            "version": "1.0.0",
-            "metadata": {"name": f"wf-{kind}"},
-            "blocks": [
-                {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-                {"id": "step", "type": kind, "enabled": True, "params": {}},
-            ],
-            "connections": [{"source": "trg", "target": "step"}],
-        }
+        return chain_wf(f"wf-{kind}", block("step", kind))
 
     with kits() as kit:
         kit.register(flaky_c, broken_c)
@@ -246,19 +176,11 @@ def test_cancel_is_reflected_by_describe_and_downstream_never_fires(kits: KitFac
         return {"ran": True}
 
     trap_c = define_connector(type="trap", params=NoParams, outputs=None, run=trap)
-    wf = {
-        "version": "1.0.0",
-        "metadata": {"name": "handle-cancel"},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "wait", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "never_will_fire", "timeoutHours": 1}},
-            {"id": "trap", "type": "trap", "enabled": True, "params": {}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "wait"}, {"source": "wait", "target": "trap"},
-        ],
-    }  # fmt: skip
+    wf = chain_wf(
+        "handle-cancel",
+        block("wait", "wait_for_event", {"eventName": "never_will_fire", "timeoutHours": 1}),
+        block("trap", "trap"),
+    )
     with kits() as kit:
         kit.register(trap_c)
         h = kit.run(wf, {})
@@ -347,29 +269,15 @@ def other_processes() -> Iterator[list[OtherProcess]]:
         p.kill()
 
 
-def event_wf(name: str) -> dict[str, Any]:
-    return {
-        "version": "1.0.0",
-        "metadata": {"name": name},
-        "blocks": [
-            {"id": "trg", "type": "trigger_webhook", "enabled": True, "params": {}},
-            {"id": "wait", "type": "wait_for_event", "enabled": True,
-             "params": {"eventName": "go"}},
-            {"id": "done", "type": "transform", "enabled": True,
-             "params": {"template": {"ok": True, "x": "{{wait.data.x}}"}}},
-        ],
-        "connections": [
-            {"source": "trg", "target": "wait"},
-            {"source": "wait", "target": "done"},
-        ],
-    }  # fmt: skip
+def go_wf(name: str) -> dict[str, Any]:
+    return event_wf(name, {"eventName": "go"}, {"ok": True, "x": "{{wait.data.x}}"}, then_id="done")
 
 
 def test_get_handle_from_another_process_waits_and_describes(
     kits: KitFactory, db: Path, other_processes: list[OtherProcess]
 ) -> None:
     with kits() as kit:  # this process runs the worker; the other one only watches
-        h = kit.run(event_wf("handle-cross-process"), {})
+        h = kit.run(go_wf("handle-cross-process"), {})
         wait_until(lambda: h.status == "waiting", what="the run to park")
         other = OtherProcess(db, h.id, start=False)
         other_processes.append(other)

@@ -10,9 +10,10 @@ unknown types with errors that say what to do.
 
 import asyncio
 import json
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
+from ops_helpers import EMPTY, add, connect
 from pydantic import BaseModel, Field
 
 from thodare_jupyter import (
@@ -35,8 +36,7 @@ from thodare_jupyter import (
 )
 from thodare_jupyter.wire import SerializedWorkflow
 
-EMPTY = {"version": "1.0.0", "blocks": [], "connections": []}
-TRIGGER_OP = {"operation_type": "add", "block_id": "trg", "type": "trigger_webhook", "params": {}}
+TRIGGER_OP = add("trg", "trigger_webhook")
 
 
 # ── models shared by several tests (module level, as in a notebook) ─────────
@@ -123,18 +123,14 @@ def test_describe_for_llm_drops_hidden_params_and_flags_user_only_ones() -> None
 # ── 2. visibility is enforced through apply_operations ─────────────────────
 
 
+def _add_slack_test_ops(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """trigger → n (slack-test with ``params``), as an LLM would send it."""
+    return [TRIGGER_OP, add("n", "slack-test", **params), connect("trg", "n")]
+
+
 def test_apply_operations_never_lands_a_hidden_param_nor_echoes_its_value() -> None:
     cat = Catalog(_slack_test())
-    ops = [
-        TRIGGER_OP,
-        {
-            "operation_type": "add",
-            "block_id": "n",
-            "type": "slack-test",
-            "params": {"channel": "#x", "text": "hi", "accessToken": "stolen-token-123"},
-        },
-        {"operation_type": "connect", "block_id": "trg", "target_block_id": "n"},
-    ]
+    ops = _add_slack_test_ops({"channel": "#x", "text": "hi", "accessToken": "stolen-token-123"})
     res = apply_operations(EMPTY, ops, cat)
 
     node = next(b for b in res.workflow.blocks if b.id == "n")
@@ -152,16 +148,7 @@ def test_apply_operations_never_lands_a_hidden_param_nor_echoes_its_value() -> N
 
 def test_apply_operations_refuses_a_user_only_param() -> None:
     cat = Catalog(_slack_test())
-    ops = [
-        TRIGGER_OP,
-        {
-            "operation_type": "add",
-            "block_id": "n",
-            "type": "slack-test",
-            "params": {"channel": "#x", "text": "hi", "authMethod": "apikey"},
-        },
-        {"operation_type": "connect", "block_id": "trg", "target_block_id": "n"},
-    ]
+    ops = _add_slack_test_ops({"channel": "#x", "text": "hi", "authMethod": "apikey"})
     res = apply_operations(EMPTY, ops, cat)
 
     node = next(b for b in res.workflow.blocks if b.id == "n")
@@ -241,27 +228,21 @@ def _fetch_and_echo() -> Catalog:
     return Catalog(fetch, echo)
 
 
+def _fetch_then_echo_ops(msg: str) -> list[dict[str, Any]]:
+    """trigger → f (dx-fetch) → e (dx-echo with ``msg``)."""
+    return [
+        TRIGGER_OP,
+        add("f", "dx-fetch", url="https://example"),
+        add("e", "dx-echo", msg=msg),
+        connect("trg", "f"),
+        connect("f", "e"),
+    ]
+
+
 def test_declared_outputs_drive_ref_validation() -> None:
     cat = _fetch_and_echo()
-    ops = [
-        TRIGGER_OP,
-        {
-            "operation_type": "add",
-            "block_id": "f",
-            "type": "dx-fetch",
-            "params": {"url": "https://example"},
-        },
-        # {{f.full_name}} does not exist: dx-fetch declares only {status, body}.
-        {
-            "operation_type": "add",
-            "block_id": "e",
-            "type": "dx-echo",
-            "params": {"msg": "hi {{f.full_name}}"},
-        },
-        {"operation_type": "connect", "block_id": "trg", "target_block_id": "f"},
-        {"operation_type": "connect", "block_id": "f", "target_block_id": "e"},
-    ]
-    res = apply_operations(EMPTY, ops, cat)
+    # {{f.full_name}} does not exist: dx-fetch declares only {status, body}.
+    res = apply_operations(EMPTY, _fetch_then_echo_ops("hi {{f.full_name}}"), cat)
 
     ref_err = next(e for e in res.validation_errors if e.block_id == "e" and e.field == "msg")
     assert "does not declare output 'full_name'" in ref_err.error
@@ -274,24 +255,7 @@ def test_declared_outputs_drive_ref_validation() -> None:
 
 def test_a_ref_to_a_declared_output_is_accepted() -> None:
     cat = _fetch_and_echo()
-    ops = [
-        TRIGGER_OP,
-        {
-            "operation_type": "add",
-            "block_id": "f",
-            "type": "dx-fetch",
-            "params": {"url": "https://example"},
-        },
-        {
-            "operation_type": "add",
-            "block_id": "e",
-            "type": "dx-echo",
-            "params": {"msg": "status {{f.status}}"},
-        },
-        {"operation_type": "connect", "block_id": "trg", "target_block_id": "f"},
-        {"operation_type": "connect", "block_id": "f", "target_block_id": "e"},
-    ]
-    res = apply_operations(EMPTY, ops, cat)
+    res = apply_operations(EMPTY, _fetch_then_echo_ops("status {{f.status}}"), cat)
     assert res.ok, res.summary
     run = run_in_memory(res.workflow, {}, catalog=cat, env={})
     assert run.status == "completed", run.error

@@ -32,14 +32,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from durable_procs import (
-    WorkerPool,
-    chaos_workflow,
-    client_kit,
-    read_effects,
-    run_row,
-    step_rows,
-)
+from durable_helpers import run_row, step_rows
+from durable_procs import WorkerPool, chaos_workflow, client_kit, read_effects
 
 RUNS = 10
 KILLS = 20

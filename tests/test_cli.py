@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cli_connectors  # tests/ is on sys.path under pytest; the worker imports it by path
 import pytest
+from durable_helpers import KitFactory, q, wait_until
 from pydantic import BaseModel
 from typer.testing import CliRunner, Result
 
@@ -42,14 +41,6 @@ def cli(*args: str, env: dict[str, str | None] | None = None) -> Result:
     # THODARE_DB / THODARE_NAMESPACE of the outer shell must not leak into a test
     base: dict[str, str | None] = {"THODARE_DB": None, "THODARE_NAMESPACE": None}
     return runner.invoke(app, list(args), env={**base, **(env or {})})
-
-
-def q(db: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
 
 
 class Name(BaseModel):
@@ -86,24 +77,10 @@ WAITER = (
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "runs.db"
-
-
-@pytest.fixture
-def kit(db: Path) -> Iterator[Wfkit]:
+def kit(kits: KitFactory) -> Iterator[Wfkit]:
     """A kit with a running worker on the test's file: it executes the runs the CLI shows."""
-    k = create_wfkit(str(db), env={}, poll_s=0.05, lease_s=2).register(BOOM)
-    with k:
+    with kits().register(BOOM) as k:
         yield k
-    k.store.dispose()
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < end, "condition not reached in time"
-        time.sleep(0.02)
 
 
 def assert_user_error(res: Result, *needles: str) -> None:
@@ -123,7 +100,7 @@ def test_runs_lists_runs_newest_first_and_filters_by_status(kit: Wfkit, db: Path
     ok = kit.run(GREET, {"name": "ann"})
     ok.result(timeout=10)
     bad = kit.run(BROKEN, {"name": "bob"})
-    wait_for(lambda: bad.status == "failed")
+    wait_until(lambda: bad.status == "failed")
 
     res = cli("runs", "--db", str(db))
     assert res.exit_code == 0, res.output
@@ -160,7 +137,7 @@ def test_runs_show_prints_the_header_and_every_step(kit: Wfkit, db: Path) -> Non
 
 def test_runs_show_names_the_failed_block_and_its_error(kit: Wfkit, db: Path) -> None:
     h = kit.run(BROKEN, {"name": "bob"})
-    wait_for(lambda: h.status == "failed")
+    wait_until(lambda: h.status == "failed")
     # the group's --db also reaches `show`
     res = cli("runs", "--db", str(db), "show", h.id)
     assert res.exit_code == 0, res.output
@@ -172,7 +149,7 @@ def test_runs_show_names_the_failed_block_and_its_error(kit: Wfkit, db: Path) ->
 
 def test_runs_show_a_waiting_step_says_what_it_waits_for(kit: Wfkit, db: Path) -> None:
     h = kit.run(WAITER, {"name": "o-1"})
-    wait_for(lambda: h.status == "waiting")
+    wait_until(lambda: h.status == "waiting")
     res = cli("runs", "show", h.id, "--db", str(db))
     assert res.exit_code == 0
     assert "Status    waiting" in res.stdout
@@ -195,7 +172,7 @@ def test_global_config_comes_from_the_environment(kit: Wfkit, db: Path) -> None:
 def test_signal_wakes_the_matching_wait_with_the_json_payload(kit: Wfkit, db: Path) -> None:
     mine = kit.run(WAITER, {"name": "o-1"})
     other = kit.run(WAITER, {"name": "o-2"})
-    wait_for(lambda: mine.status == other.status == "waiting")
+    wait_until(lambda: mine.status == other.status == "waiting")
 
     payload = '{"amount": 12.5, "items": ["a", "b"]}'
     res = cli("signal", "paid", "--payload", payload, "--key", "o-1", "--db", str(db))
@@ -218,7 +195,7 @@ def test_signal_with_an_idempotency_key_is_stored_once(db: Path) -> None:
 
 def test_cancel_a_waiting_run_then_again(kit: Wfkit, db: Path) -> None:
     h = kit.run(WAITER, {"name": "o-9"})
-    wait_for(lambda: h.status == "waiting")
+    wait_until(lambda: h.status == "waiting")
     res = cli("cancel", h.id, "--db", str(db))
     assert res.exit_code == 0, res.output
     assert "canceled (was waiting)" in res.stdout
@@ -370,7 +347,7 @@ def test_sigterm_hands_a_run_in_flight_back(db: Path, procs: list[subprocess.Pop
     kit = create_wfkit(str(db), env={}).register(cli_connectors.nap)
     try:
         h = kit.run(nap)
-        wait_for(lambda: q(db, "SELECT status FROM thodare_steps") == [("running",)])
+        wait_until(lambda: q(db, "SELECT status FROM thodare_steps") == [("running",)])
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=10) == 0  # well before the 60 s nap or the 30 s lease
         assert q(db, "SELECT status, lease_owner FROM thodare_runs WHERE id=?", h.id) == [

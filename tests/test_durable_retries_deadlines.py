@@ -22,11 +22,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from durable_procs import THIS, db_conn, run_row, step_rows, wait_ready_line
+from durable_helpers import KitFactory, db_conn, run_row, step_rows
+from durable_procs import THIS, wait_ready_line
 from pydantic import BaseModel
 
 from thodare_jupyter import (
@@ -36,7 +37,6 @@ from thodare_jupyter import (
     SerializedWorkflow,
     StepContext,
     Wfkit,
-    create_wfkit,
     define_connector,
     define_workflow,
 )
@@ -109,27 +109,14 @@ WAIT_FOR_EVENT = Catalog().get("wait_for_event")
 
 
 @pytest.fixture
-def make_kit(tmp_path: Path) -> Iterator[Callable[[], Wfkit]]:
-    kits: list[Wfkit] = []
+def make_kit(kits: KitFactory) -> Callable[[], Wfkit]:
+    """Kits (lease 1 s) that know the ``rt_*`` connectors; CALLS starts empty."""
 
     def make() -> Wfkit:
-        kit = create_wfkit(
-            str(tmp_path / "runs.db"),
-            catalog=Catalog(FLAKY, BROKEN, BROKEN_NO_RETRY, ONCE, SLEEPY),
-            env={},
-            lease_s=1,
-            poll_s=0.05,
-        )
-        kits.append(kit)
-        return kit
+        return kits(catalog=Catalog(FLAKY, BROKEN, BROKEN_NO_RETRY, ONCE, SLEEPY), lease_s=1)
 
     CALLS.log.clear()
-    try:
-        yield make
-    finally:
-        for kit in kits:
-            kit.stop()
-            kit.store.dispose()
+    return make
 
 
 # ── retries ─────────────────────────────────────────────────────────────────

@@ -7,28 +7,22 @@ suspected, run taken over) cannot overwrite the new owner's work.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import functools
-import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
-from alembic import command
-from alembic.config import Config
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from ..errors import BackendUnavailable
+from .database import Database, retrying
 from .schema import consumptions, runs, signals, steps
 
 TERMINAL = ("completed", "failed", "canceled")
@@ -171,38 +165,11 @@ _FENCE = sa.select(runs.c.id).where(
 )
 
 
-_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _retrying(fn: _F) -> _F:
-    """PostgreSQL: ride out a lost connection or a server restart for ``outage_s``.
-
-    Each call is one short transaction, so running it again is safe: writes are
-    upserts or fenced, and a retried run creation keeps its id.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        delay, end = 0.05, time.monotonic() + self.outage_s
-        while True:
-            try:
-                return fn(self, *args, **kwargs)
-            except _TRANSIENT as e:
-                if self.is_sqlite or time.monotonic() >= end:
-                    raise BackendUnavailable(self.url, getattr(e, "orig", None) or e) from e
-                log.warning("database unreachable (%s); retrying in %.2fs", e.orig, delay)
-                time.sleep(delay)
-                delay = min(2.0, delay * 2)
-
-    return cast(_F, wrapper)
-
-
 class LeaseLost(Exception):
     """This worker no longer owns the run (taken over, or canceled)."""
 
 
-class Store:
+class Store(Database):
     """All SQL of the durable runtime for one database URL and namespace."""
 
     def __init__(
@@ -213,10 +180,7 @@ class Store:
         sqlite_sync: str = "FULL",
         outage_s: float = 60.0,
     ) -> None:
-        self.url = url
-        self.namespace = namespace
-        self.outage_s = outage_s
-        self.is_sqlite = url.startswith("sqlite")
+        super().__init__(url, namespace, sqlite_sync=sqlite_sync, outage_s=outage_s)
         insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
         new_step = insert(steps)
         key = [steps.c.run_id, steps.c.block_id]
@@ -229,121 +193,10 @@ class Store:
             set_={c: new_step.excluded[c] for c in
                   ("type", "status", "ended_at", "error", "output_json")},
         )  # fmt: skip
-        try:
-            self.engine = self._engine(url, sqlite_sync)
-            self.migrate()
-            self.channel = self._channel()
-        except ImportError as e:
-            raise BackendUnavailable(
-                url, f"{e}. For PostgreSQL: pip install 'thodare-jupyter[postgres]'"
-            ) from None
-        except (OperationalError, OSError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
-            raise BackendUnavailable(url, getattr(e, "orig", None) or e) from None
-
-    # ── connection setup ────────────────────────────────────────────────
-
-    def _engine(self, url: str, sqlite_sync: str) -> Engine:
-        if not self.is_sqlite:
-            return sa.create_engine(url, pool_pre_ping=True)
-        path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-        @sa.event.listens_for(engine, "connect")
-        def _on_connect(dbapi: Any, _rec: Any) -> None:
-            dbapi.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA synchronous={sqlite_sync}")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
-        @sa.event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            opts = conn.get_execution_options()
-            if opts.get("thodare_lazy"):  # no fsync of its own; the next durable commit syncs it
-                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
-                conn.connection.info["lazy"] = True
-            conn.exec_driver_sql("BEGIN" if opts.get("thodare_read") else "BEGIN IMMEDIATE")
-
-        @sa.event.listens_for(engine, "checkin")
-        def _on_checkin(dbapi: Any, rec: Any) -> None:
-            if rec.info.pop("lazy", False):
-                dbapi.execute(f"PRAGMA synchronous={sqlite_sync}")
-
-        return engine
-
-    @contextlib.contextmanager
-    def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
-        """A write transaction. ``lazy``: commit without waiting for the disk; for facts
-        whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(thodare_lazy=lazy)
-            with conn.begin():
-                if lazy and not self.is_sqlite:
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-                yield conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(thodare_read=True)
-            with conn.begin():
-                yield conn
-
-    @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[None]:
-        """Serialize migrations between processes starting at once."""
-        if self.is_sqlite:
-            path = sa.engine.make_url(self.url).database
-            if not path or path == ":memory:":
-                yield
-                return
-            with open(f"{Path(path).expanduser()}.migrate.lock", "w") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
-        else:
-            with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT pg_advisory_lock(727274)")
-                try:
-                    yield
-                finally:
-                    conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
-                    conn.commit()
-
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (safe when many processes start together)."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(_MIGRATIONS))
-        with self._migration_lock(), self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-
-    def _channel(self) -> str:
-        """The LISTEN/NOTIFY channel of this schema and namespace (PostgreSQL)."""
-        if self.is_sqlite:
-            return ""
-        with self._read() as c:
-            schema = c.exec_driver_sql("SELECT current_schema()").scalar()
-        return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
-
-    def _notify(self, c: Connection) -> None:
-        """Wake the workers listening on this namespace when the transaction commits."""
-        if not self.is_sqlite:
-            c.execute(sa.select(sa.func.pg_notify(self.channel, "")))
-
-    def dispose(self) -> None:
-        """Close every pooled connection."""
-        self.engine.dispose()
 
     # ── runs ────────────────────────────────────────────────────────────
 
-    @_retrying
+    @retrying
     def create_run(
         self,
         workflow_name: str | None,
@@ -382,14 +235,14 @@ class Store:
                 return c.execute(_RUN_BY_KEY, by_key).scalar_one(), False
         return new_id, True
 
-    @_retrying
+    @retrying
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, or None."""
         with self._read() as c:
             row = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.namespace}).first()
         return _run(row) if row else None
 
-    @_retrying
+    @retrying
     def list_runs(self, status: str | None = None, limit: int = 50) -> list[RunRow]:
         """Newest runs first."""
         q = sa.select(runs).where(runs.c.namespace == self.namespace)
@@ -399,14 +252,14 @@ class Store:
             rows = c.execute(q.order_by(runs.c.created_at.desc()).limit(limit)).all()
         return [_run(r) for r in rows]
 
-    @_retrying
+    @retrying
     def get_steps(self, run_id: str) -> list[StepRow]:
         """The steps of a run, in the order they started."""
         with self._read() as c:
             rows = c.execute(_GET_STEPS, {"p_run": run_id}).all()
         return [_step(r) for r in rows]
 
-    @_retrying
+    @retrying
     def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
         """Take up to ``limit`` due runs (new, woken, or whose lease ran out).
 
@@ -426,7 +279,7 @@ class Store:
             c.execute(_TAKE, {**args, "p_ids": [r.id for r in rows], "p_until": now + lease_s})
         return [_run(r) for r in rows], c.execute(_NEXT_DUE, args).scalar()
 
-    @_retrying
+    @retrying
     def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
         """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
         if not run_ids:
@@ -457,7 +310,7 @@ class Store:
         if c.execute(_FENCE, {"p_run": run_id, "p_owner": owner}).first() is None:
             raise LeaseLost(run_id)
 
-    @_retrying
+    @retrying
     def finish_run(
         self,
         run_id: str,
@@ -477,7 +330,7 @@ class Store:
                 "p_now": time.time(),
             })  # fmt: skip
 
-    @_retrying
+    @retrying
     def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
         """Release a run that waits; a signal that raced in wakes it at once."""
         with self._write() as c:
@@ -493,7 +346,7 @@ class Store:
             if flagged:
                 self._notify(c)
 
-    @_retrying
+    @retrying
     def release(self, owner: str) -> None:
         """Hand back every run this worker holds (a clean shutdown)."""
         with self._write() as c:
@@ -506,7 +359,7 @@ class Store:
             )
             self._notify(c)
 
-    @_retrying
+    @retrying
     def cancel_run(self, run_id: str) -> bool:
         """Cancel a run that has not ended; False when it already had."""
         with self._write() as c:
@@ -531,7 +384,7 @@ class Store:
 
     # ── steps ───────────────────────────────────────────────────────────
 
-    @_retrying
+    @retrying
     def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
         """Record an attempt of a step; returns its attempt number (1 on the first try)."""
         with self._write(lazy=True) as c:
@@ -541,7 +394,7 @@ class Store:
                    "output_json": None}  # fmt: skip
             return int(c.execute(self._step_start, row).scalar_one())
 
-    @_retrying
+    @retrying
     def step_finished(
         self,
         run_id: str,
@@ -562,7 +415,7 @@ class Store:
                    "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
             c.execute(self._step_end, row)
 
-    @_retrying
+    @retrying
     def step_waiting(
         self,
         run_id: str,
@@ -604,7 +457,7 @@ class Store:
 
     # ── signals ─────────────────────────────────────────────────────────
 
-    @_retrying
+    @retrying
     def send_signal(
         self,
         event: str,
@@ -662,7 +515,7 @@ class Store:
                 ), False
         return int(sid), True
 
-    @_retrying
+    @retrying
     def take_signal(
         self, run_id: str, owner: str, block_id: str, event: str, key: str | None, horizon: int
     ) -> tuple[bool, Any]:

@@ -1,0 +1,183 @@
+"""The database under the durable runtime: engine set-up, migrations, transactions.
+
+SQLite gets WAL, a busy timeout and ``BEGIN IMMEDIATE`` writes; PostgreSQL a
+pool with pre-ping, an advisory lock around migrations, LISTEN/NOTIFY and
+retries across a lost connection or a server restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
+
+from ..errors import BackendUnavailable
+
+log = logging.getLogger("thodare.store")
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+_TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def retrying(fn: _F) -> _F:
+    """PostgreSQL: ride out a lost connection or a server restart for ``outage_s``.
+
+    Each call is one short transaction, so running it again is safe: writes are
+    upserts or fenced, and a retried run creation keeps its id.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: Database, *args: Any, **kwargs: Any) -> Any:
+        delay, end = 0.05, time.monotonic() + self.outage_s
+        while True:
+            try:
+                return fn(self, *args, **kwargs)
+            except _TRANSIENT as e:
+                if self.is_sqlite or time.monotonic() >= end:
+                    raise BackendUnavailable(self.url, getattr(e, "orig", None) or e) from e
+                log.warning("database unreachable (%s); retrying in %.2fs", e.orig, delay)
+                time.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    return cast(_F, wrapper)
+
+
+class Database:
+    """One database URL and namespace: connections, migrations, notifications."""
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "default",
+        *,
+        sqlite_sync: str = "FULL",
+        outage_s: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.outage_s = outage_s
+        self.is_sqlite = url.startswith("sqlite")
+        try:
+            self.engine = self._engine(url, sqlite_sync)
+            self.migrate()
+            self.channel = self._channel()
+        except ImportError as e:
+            raise BackendUnavailable(
+                url, f"{e}. For PostgreSQL: pip install 'thodare-jupyter[postgres]'"
+            ) from None
+        except (OperationalError, OSError, sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as e:
+            raise BackendUnavailable(url, getattr(e, "orig", None) or e) from None
+
+    # ── connection setup ────────────────────────────────────────────────
+
+    def _engine(self, url: str, sqlite_sync: str) -> Engine:
+        if not self.is_sqlite:
+            return sa.create_engine(url, pool_pre_ping=True)
+        path = sa.engine.make_url(url).database
+        if path and path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _on_connect(dbapi: Any, _rec: Any) -> None:
+            dbapi.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA synchronous={sqlite_sync}")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            opts = conn.get_execution_options()
+            if opts.get("thodare_lazy"):  # no fsync of its own; the next durable commit syncs it
+                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                conn.connection.info["lazy"] = True
+            conn.exec_driver_sql("BEGIN" if opts.get("thodare_read") else "BEGIN IMMEDIATE")
+
+        @sa.event.listens_for(engine, "checkin")
+        def _on_checkin(dbapi: Any, rec: Any) -> None:
+            if rec.info.pop("lazy", False):
+                dbapi.execute(f"PRAGMA synchronous={sqlite_sync}")
+
+        return engine
+
+    @contextlib.contextmanager
+    def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
+        """A write transaction. ``lazy``: commit without waiting for the disk; for facts
+        whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(thodare_lazy=lazy)
+            with conn.begin():
+                if lazy and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+                yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(thodare_read=True)
+            with conn.begin():
+                yield conn
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        """Serialize migrations between processes starting at once."""
+        if self.is_sqlite:
+            path = sa.engine.make_url(self.url).database
+            if not path or path == ":memory:":
+                yield
+                return
+            with open(f"{Path(path).expanduser()}.migrate.lock", "w") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        else:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT pg_advisory_lock(727274)")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
+                    conn.commit()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (safe when many processes start together)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        with self._migration_lock(), self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def _channel(self) -> str:
+        """The LISTEN/NOTIFY channel of this schema and namespace (PostgreSQL)."""
+        if self.is_sqlite:
+            return ""
+        with self._read() as c:
+            schema = c.exec_driver_sql("SELECT current_schema()").scalar()
+        return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
+
+    def _notify(self, c: Connection) -> None:
+        """Wake the workers listening on this namespace when the transaction commits."""
+        if not self.is_sqlite:
+            c.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
