@@ -162,10 +162,11 @@ def pg_url() -> Iterator[str]:
     schema = f"thodare_t_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE SCHEMA "{schema}"')
-        sep = "&" if "?" in PG_BASE else "?"
-        try:
-            yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
-        finally:
+    sep = "&" if "?" in PG_BASE else "?"
+    try:
+        yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+    finally:  # a fresh connection: the test may have restarted the server
+        with psycopg.connect(_pg_admin_dsn(), autocommit=True, connect_timeout=10) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE pid <> pg_backend_pid() AND query LIKE %s",

@@ -7,6 +7,7 @@ It owns a catalog of connectors, a store on SQLite or PostgreSQL, and
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -121,9 +122,10 @@ class Wfkit:
         wf = self.compile(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
-        run_id, _ = self.store.create_run(
-            wf.name, wf.to_json(), data, idempotency_key=idempotency_key, deadline_at=deadline_at
-        )
+        run_id, _ = self.store.create_run(  # the id is chosen here, so a retried insert keeps it
+            wf.name, wf.to_json(), data, idempotency_key=idempotency_key,
+            deadline_at=deadline_at, run_id=uuid.uuid4().hex,
+        )  # fmt: skip
         self.worker.wake()
         return self.get_handle(run_id)
 

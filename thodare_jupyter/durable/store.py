@@ -190,8 +190,14 @@ class Store(Database):
         ).returning(steps.c.attempt)
         self._step_end = new_step.on_conflict_do_update(
             index_elements=key,
-            set_={c: new_step.excluded[c] for c in
-                  ("type", "status", "ended_at", "error", "output_json")},
+            set_={
+                **{c: new_step.excluded[c] for c in
+                   ("type", "status", "ended_at", "error", "output_json")},
+                "attempt": sa.case(
+                    (steps.c.attempt >= new_step.excluded.attempt, steps.c.attempt),
+                    else_=new_step.excluded.attempt,
+                ),
+            },
         )  # fmt: skip
 
     # ── runs ────────────────────────────────────────────────────────────
@@ -405,13 +411,17 @@ class Store(Database):
         *,
         output: Any = None,
         error: str | None = None,
+        attempt: int = 0,
     ) -> None:
-        """Record a step's end (completed, failed or skipped) in one fenced write."""
+        """Record a step's end (completed, failed or skipped) in one fenced write.
+
+        ``attempt`` is kept when the (lazily written) start marker was lost.
+        """
         with self._write() as c:
             now = time.time()
             self._fence(c, run_id, owner)
             row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": status,
-                   "attempt": 0, "started_at": now, "ended_at": now, "error": error,
+                   "attempt": attempt, "started_at": now, "ended_at": now, "error": error,
                    "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
             c.execute(self._step_end, row)
 

@@ -96,12 +96,14 @@ class _RunExecution:
                     attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
                     continue
                 self.store.step_finished(
-                    self.row.id, self.owner, block_id, conn.type, "failed", error=error_text(e)
-                )
+                    self.row.id, self.owner, block_id, conn.type, "failed",
+                    error=error_text(e), attempt=attempt,
+                )  # fmt: skip
                 raise
             self.store.step_finished(
-                self.row.id, self.owner, block_id, conn.type, "completed", output=out
-            )
+                self.row.id, self.owner, block_id, conn.type, "completed", output=out,
+                attempt=attempt,
+            )  # fmt: skip
             return out
 
     async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
@@ -124,7 +126,7 @@ class _RunExecution:
         if output is None:
             return pause.model_copy(update={"resume_at": _iso(wake_at)})
         self.store.step_finished(
-            self.row.id, self.owner, block_id, conn.type, "completed", output=output
+            self.row.id, self.owner, block_id, conn.type, "completed", output=output, attempt=1
         )
         return output
 
