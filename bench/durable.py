@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 
-from thodare_jupyter import create_wfkit, define_connector, define_workflow
+from thodare_jupyter import create_wfkit
 
 # ── counting write transactions of any SQLAlchemy engine ──
 
@@ -136,22 +135,7 @@ class Result:
 # ── (a) + (b): ours ──
 
 
-class N(BaseModel):
-    n: int
-
-
-def _inc(p: N) -> N:
-    return N(n=p.n + 1)
-
-
-INC = define_connector(type="bench-inc", params=N, outputs=N, run=_inc)
-THREE = (
-    define_workflow("bench-three").input(N)
-    .step("s1", INC, lambda r: {"n": r.input.n})
-    .step("s2", INC, lambda r: {"n": r.s1.n})
-    .step("s3", INC, lambda r: {"n": r.s2.n})
-    .build()
-)  # fmt: skip
+from workloads import INC, THREE  # noqa: E402
 
 
 def bench_ours(db: Path, sync: str, runs: int, res: Result, concurrency: int) -> None:

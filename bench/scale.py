@@ -78,7 +78,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from thodare_jupyter import Catalog, create_wfkit, define_connector, define_workflow
+from thodare_jupyter import Catalog, create_wfkit, define_workflow
 
 ROOT = Path(__file__).resolve().parent.parent
 THIS = Path(__file__).resolve()
@@ -91,22 +91,8 @@ T = TypeVar("T")
 # ── the workloads (also the connectors module of the worker processes) ──
 
 
-class N(BaseModel):
-    n: int
-
-
-def _inc(p: N) -> N:
-    return N(n=p.n + 1)
-
-
-INC = define_connector(type="bench-inc", params=N, outputs=N, run=_inc)
-THREE = (
-    define_workflow("bench-three").input(N)
-    .step("s1", INC, lambda r: {"n": r.input.n})
-    .step("s2", INC, lambda r: {"n": r.s1.n})
-    .step("s3", INC, lambda r: {"n": r.s2.n})
-    .build()
-)  # fmt: skip
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import this file by path
+from workloads import INC, THREE  # noqa: E402
 
 
 class Key(BaseModel):
