@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -114,27 +115,32 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "runs.db"
 
 
-@pytest.fixture
-def kits(db: Path) -> Iterator[KitFactory]:
-    """Kits on the test's SQLite file; all stopped and disposed at teardown.
-
-    ``kits(**kw)`` passes ``kw`` to ``create_wfkit`` with the defaults
-    ``poll_s=0.05``, ``lease_s=2`` and ``env={}``.
-    """
+@contextlib.contextmanager
+def _kit_factory(url: str) -> Iterator[KitFactory]:
     made: list[Wfkit] = []
 
     def make(**kw: Any) -> Wfkit:
         kw.setdefault("poll_s", 0.05)
         kw.setdefault("lease_s", 2)
         kw.setdefault("env", {})
-        kit = create_wfkit(str(db), **kw)
+        kit = create_wfkit(url, **kw)
         made.append(kit)
         return kit
 
     yield make
     for kit in made:
-        kit.stop()
-        kit.store.dispose()
+        kit.close()
+
+
+@pytest.fixture
+def kits(db: Path) -> Iterator[KitFactory]:
+    """Kits on the test's SQLite file; all closed at teardown.
+
+    ``kits(**kw)`` passes ``kw`` to ``create_wfkit`` with the defaults
+    ``poll_s=0.05``, ``lease_s=2`` and ``env={}``.
+    """
+    with _kit_factory(str(db)) as make:
+        yield make
 
 
 # ── PostgreSQL ────────────────────────────────────────────────────────────
@@ -173,3 +179,21 @@ def pg_url() -> Iterator[str]:
                 (f"%{schema}%",),
             )
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+# ── one variable switches SQLite / PostgreSQL ────────────────────────────────
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test runs twice: on a SQLite file, then on a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'runs.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def any_kits(db_url: str) -> Iterator[KitFactory]:
+    """Like ``kits``, on ``db_url`` (SQLite, then PostgreSQL)."""
+    with _kit_factory(db_url) as make:
+        yield make

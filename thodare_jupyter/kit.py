@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -16,12 +16,16 @@ from typing import Any
 
 import platformdirs
 
+from .authoring.builder import WorkflowBuilder
+from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .connectors import Catalog, Connector
 from .durable.handle import RunDescription, RunHandle, describe_run
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
+from .errors import ThodareError
+from .patch import apply_operations
 from .validation import compile_workflow, validate_input
-from .wire import SerializedWorkflow
+from .wire import ApplyResult, SerializedWorkflow
 
 
 def default_db_url() -> str:
@@ -54,6 +58,9 @@ class Wfkit:
         self.env: Mapping[str, str] = env if env is not None else os.environ
         self.config = config
         self.worker = Worker(store, catalog, self.env, config)
+        self.workflows: dict[str, SerializedWorkflow] = {}
+        """Workflows built by :meth:`workflow_from_spec`, by ``name@version``."""
+        self._closed = False
 
     def __repr__(self) -> str:
         state = "running" if self.worker.running else "stopped"
@@ -73,10 +80,25 @@ class Wfkit:
               else SerializedWorkflow.model_validate(workflow))  # fmt: skip
         return compile_workflow(wf, self.catalog)
 
+    def workflow_from_spec(
+        self, spec: WorkflowSpec, steps: Callable[[WorkflowBuilder], WorkflowBuilder]
+    ) -> SerializedWorkflow:
+        """Build, check and keep the workflow implementing ``spec`` (see :meth:`run_spec`)."""
+        compiled = self.compile(workflow_from_spec(spec, steps))
+        self.workflows[spec.runtime_name] = compiled
+        return compiled
+
+    def apply_operations(
+        self, workflow: SerializedWorkflow | dict[str, Any] | str, ops: Iterable[Any]
+    ) -> ApplyResult:
+        """:func:`~thodare_jupyter.apply_operations` with this kit's connectors."""
+        return apply_operations(workflow, ops, self.catalog)
+
     # ── lifecycle ──
 
     def start(self) -> Wfkit:
         """Start the background worker (a thread in this process)."""
+        self._check_open("start")
         self.worker.start()
         return self
 
@@ -88,6 +110,14 @@ class Wfkit:
         """Stop the worker and close the database connections (the kit is done)."""
         self.stop()
         self.store.dispose()
+        self._closed = True
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise ThodareError(
+                f"kit.{what}(): this kit is closed (close() or the end of its `with` block "
+                "released its database). Create a new one with create_wfkit()."
+            )
 
     def __enter__(self) -> Wfkit:
         return self.start()
@@ -119,6 +149,7 @@ class Wfkit:
         Returns:
             A :class:`RunHandle` (``result()``, ``describe()``, ``cancel()``).
         """
+        self._check_open("run")
         wf = self.compile(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
@@ -128,6 +159,30 @@ class Wfkit:
         )  # fmt: skip
         self.worker.wake()
         return self.get_handle(run_id)
+
+    def run_spec(
+        self,
+        spec: WorkflowSpec,
+        input: Any = None,
+        *,
+        idempotency_key: str | None = None,
+        deadline: float | timedelta | datetime | None = None,
+    ) -> RunHandle:
+        """Run the workflow built for ``spec``; the input is checked by the spec first.
+
+        Raises:
+            InputInvalid: The input does not match ``spec.input`` (no run row exists).
+            ThodareError: No workflow was built for ``spec`` in this kit.
+        """
+        data = spec.validate_input(input)
+        wf = self.workflows.get(spec.runtime_name)
+        if wf is None:
+            known = ", ".join(sorted(self.workflows)) or "none yet"
+            raise ThodareError(
+                f"No workflow implements spec {spec.runtime_name!r} in this kit "
+                f"(built: {known}). Call kit.workflow_from_spec(spec, steps) first."
+            )
+        return self.run(wf, data, idempotency_key=idempotency_key, deadline=deadline)
 
     def get_handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (also one started by another process)."""
