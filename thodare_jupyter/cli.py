@@ -5,6 +5,7 @@
     thodare runs show RUN_ID
     thodare signal order.paid --payload '{"id": 7}' [--key order-7] [--idempotency-key I]
     thodare cancel RUN_ID
+    thodare schedules [pause|resume|remove NAME]
 
 ``--db`` defaults to ``THODARE_DB``, then a SQLite file in the user data dir;
 ``--namespace`` to ``THODARE_NAMESPACE``, then ``default``. Mistakes the user
@@ -39,12 +40,14 @@ from .errors import BackendUnavailable, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
 
 app = typer.Typer(
-    help="Durable workflow runs: a worker, run listings, signals, cancel.",
+    help="Durable workflow runs: a worker, run listings, signals, cancel, schedules.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold secrets
 )
 runs_app = typer.Typer(help="List recent runs, or `runs show ID` for one run's steps.")
 app.add_typer(runs_app, name="runs")
+schedules_app = typer.Typer(help="List cron schedules; pause, resume or remove one.")
+app.add_typer(schedules_app, name="schedules")
 
 
 class Status(StrEnum):
@@ -313,6 +316,65 @@ def cancel(
         now = kit.get_handle(run_id).status
     typer.echo(f"Run {run_id} had already ended ({now}); not canceled.")
     raise typer.Exit(1)
+
+
+def _stamp(when: datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+
+
+@schedules_app.callback(invoke_without_command=True)
+def schedules(ctx: typer.Context, db: Db = None, namespace: Namespace = None) -> None:
+    """Every schedule: cron, status, next tick, last run and last error."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = (db, namespace)
+        return
+    with _open(db, namespace) as kit:
+        found = kit.schedules()
+    if not found:
+        typer.echo("No schedules.")
+        return
+    typer.echo(_table(
+        ["NAME", "WORKFLOW", "CRON", "TZ", "STATUS", "NEXT", "LAST RUN", "LAST ERROR"],
+        [[s.name, s.workflow_name or "-", s.cron, s.tz, s.status, _stamp(s.next_at),
+          s.last_run_id or "-", _short(s.last_error or "-", 50)] for s in found],
+    ))  # fmt: skip
+
+
+def _on_schedule(ctx: typer.Context, name: str, action: str) -> None:
+    db, namespace = ctx.obj or (None, None)
+    with _open(db, namespace) as kit:
+        try:
+            if action == "remove":
+                if not kit.unschedule(name):
+                    _fail(f"No schedule named {name!r}.")
+                typer.echo(f"Schedule {name!r} removed (its runs stay).")
+                return
+            info = kit.pause_schedule(name) if action == "pause" else kit.resume_schedule(name)
+        except ThodareError as e:
+            _fail(str(e))
+    nxt = f"; next tick {_stamp(info.next_at)}" if info.status == "active" else ""
+    typer.echo(f"Schedule {name!r} {info.status}{nxt}.")
+
+
+ScheduleName = Annotated[str, typer.Argument(help="The schedule's name.")]
+
+
+@schedules_app.command("pause")
+def pause_schedule(ctx: typer.Context, name: ScheduleName) -> None:
+    """Stop dispatching a schedule until it is resumed."""
+    _on_schedule(ctx, name, "pause")
+
+
+@schedules_app.command("resume")
+def resume_schedule(ctx: typer.Context, name: ScheduleName) -> None:
+    """Dispatch a schedule again from its next tick (no catch-up)."""
+    _on_schedule(ctx, name, "resume")
+
+
+@schedules_app.command("remove")
+def remove_schedule(ctx: typer.Context, name: ScheduleName) -> None:
+    """Delete a schedule; the runs it started stay."""
+    _on_schedule(ctx, name, "remove")
 
 
 if __name__ == "__main__":  # pragma: no cover

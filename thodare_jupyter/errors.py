@@ -125,10 +125,25 @@ class RunTimeout(ThodareError):
         self.run_id = run_id
         self.timeout = timeout
         self.status = status
+        hint = (
+            " No worker has picked it up: start one with kit.start() or `thodare worker`."
+            if status == "pending"
+            else ""
+        )
         super().__init__(
-            f"Run {run_id} is still {status} after {timeout:g}s; it keeps going. "
+            f"Run {run_id} is still {status} after {timeout:g}s; it keeps going.{hint} "
             "Call result() again with a longer timeout, or timeout=None to wait for good."
         )
+
+
+class ScheduleInvalid(ThodareError):
+    """A schedule's cron expression, time zone, end or policy is not usable."""
+
+    def __init__(self, field: str, value: Any, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"Schedule {field} {value!r}: {problem}")
 
 
 class NotPaused(ThodareError):

@@ -7,6 +7,7 @@ It owns a catalog of connectors, a store on SQLite or PostgreSQL, and
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -19,10 +20,12 @@ import platformdirs
 from .authoring.builder import WorkflowBuilder
 from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .connectors import Catalog, Connector
+from .durable.cron import check_cron, next_tick, zone
 from .durable.handle import RunDescription, RunHandle, describe_run
+from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
-from .errors import ThodareError
+from .errors import ScheduleInvalid, ThodareError
 from .patch import apply_operations
 from .validation import compile_workflow, validate_input
 from .wire import ApplyResult, SerializedWorkflow
@@ -58,6 +61,7 @@ class Wfkit:
         self.env: Mapping[str, str] = env if env is not None else os.environ
         self.config = config
         self.worker = Worker(store, catalog, self.env, config)
+        self._schedules = Schedules(store)
         self.workflows: dict[str, SerializedWorkflow] = {}
         """Workflows built by :meth:`workflow_from_spec`, by ``name@version``."""
         self._closed = False
@@ -198,6 +202,87 @@ class Wfkit:
         """Cancel a run (also a waiting one); False when it had already ended."""
         return self.get_handle(run_id).cancel()
 
+    # ── schedules ──
+
+    def schedule(
+        self,
+        workflow: SerializedWorkflow | dict[str, Any] | str,
+        cron: str,
+        input: Any = None,
+        *,
+        name: str | None = None,
+        tz: str = "UTC",
+        until: datetime | str | float | None = None,
+        missed: str = "once",
+    ) -> ScheduleInfo:
+        """Run ``workflow`` on a cron schedule, stored in the database (survives restarts).
+
+        Every worker on the database dispatches due ticks; each tick starts
+        exactly one run (idempotency key ``cron:<name>:<tick>``). Scheduling
+        the same ``name`` again replaces the schedule.
+
+        Args:
+            workflow: The workflow to run (checked with :meth:`compile`, pinned now).
+            cron: ``minute hour day-of-month month day-of-week`` (``"0 9 * * mon-fri"``),
+                a sixth field for seconds, or ``@hourly``/``@daily``/….
+            input: The input of every run (validated now).
+            name: The schedule's name (default: the workflow's name).
+            tz: IANA time zone the cron fields are read in.
+            until: No tick after this (datetime, ISO string or UNIX seconds).
+            missed: After downtime, ``"once"`` runs the latest missed tick once;
+                ``"skip"`` drops ticks more than a minute late. Never one run per
+                missed tick.
+
+        Raises:
+            ScheduleInvalid: A bad cron field (named), time zone, ``until`` or ``missed``.
+        """
+        self._check_open("schedule")
+        cron = check_cron(cron)
+        zone(tz)
+        if missed not in ("once", "skip"):
+            raise ScheduleInvalid(
+                "missed", missed, "use 'once' (run the latest missed tick once) or 'skip'."
+            )
+        until_at = _instant(until)
+        if until_at is not None and next_tick(cron, tz, time.time()) > until_at:
+            raise ScheduleInvalid("until", until, "comes before the next tick; nothing would run.")
+        wf = self.compile(workflow)
+        data = validate_input(wf.input_model, input, wf.name)
+        info = self._schedules.save(
+            name or wf.name or "schedule", wf, data, cron=cron, tz=tz, until_at=until_at,
+            missed=missed,
+        )  # fmt: skip
+        self.worker.schedules_changed()
+        return info
+
+    def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule of this namespace (status, next tick, last run, last error)."""
+        return self._schedules.list()
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Stop dispatching ``name`` until :meth:`resume_schedule`."""
+        return self._schedules.set_active(name, False)
+
+    def resume_schedule(self, name: str) -> ScheduleInfo:
+        """Dispatch ``name`` again from its next tick (ticks missed while paused are not run)."""
+        info = self._schedules.set_active(name, True)
+        self.worker.schedules_changed()
+        return info
+
+    def unschedule(self, name: str) -> bool:
+        """Delete schedule ``name`` (its runs stay); False when there was none."""
+        return self._schedules.remove(name)
+
+    def dispatch_schedules(self, now: datetime | float | None = None) -> DispatchReport:
+        """Start the runs of due ticks now; the worker does this by itself.
+
+        ``now`` pretends the clock says so (tests, catching up by hand).
+        """
+        report = self._schedules.dispatch_due(_instant(now))
+        if report.fired:
+            self.worker.wake()
+        return report
+
     # ── signals ──
 
     def signal(
@@ -233,6 +318,18 @@ class Wfkit:
             f"human_approval:{run_id}:{block_id}",
             {"approved": approved, "by": by, "comment": comment},
         )
+
+
+def _instant(when: datetime | str | float | None) -> float | None:
+    """UNIX seconds from a datetime (naive = local time), an ISO string or a number."""
+    if when is None or isinstance(when, int | float):
+        return when
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when.replace("Z", "+00:00"))
+        except ValueError:
+            raise ScheduleInvalid("until", when, "is not an ISO date-time.") from None
+    return when.timestamp()
 
 
 def _deadline(deadline: float | timedelta | datetime | None) -> float | None:

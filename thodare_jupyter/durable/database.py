@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -32,6 +32,12 @@ _TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class _OnDatabase(Protocol):
+    url: str
+    is_sqlite: bool
+    outage_s: float
+
+
 def retrying(fn: _F) -> _F:
     """PostgreSQL: ride out a lost connection or a server restart for ``outage_s``.
 
@@ -40,7 +46,7 @@ def retrying(fn: _F) -> _F:
     """
 
     @functools.wraps(fn)
-    def wrapper(self: Database, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: _OnDatabase, *args: Any, **kwargs: Any) -> Any:
         delay, end = 0.05, time.monotonic() + self.outage_s
         while True:
             try:

@@ -46,6 +46,8 @@ class RunDescription(BaseModel):
     failed_block: str | None
     steps: list[StepDescription]
     outputs: dict[str, Any] | None = None
+    input: Any = None
+    idempotency_key: str | None = None
 
 
 def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
@@ -54,7 +56,7 @@ def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
         id=row.id, workflow=row.workflow_name, status=row.status,
         created_at=_iso(row.created_at) or "", started_at=_iso(row.started_at),
         ended_at=_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
-        outputs=row.outputs,
+        outputs=row.outputs, input=row.input, idempotency_key=row.idempotency_key,
         steps=[StepDescription(
             block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
             started_at=_iso(s.started_at), ended_at=_iso(s.ended_at), output=s.output,

@@ -92,3 +92,25 @@ consumptions = Table(
     Column("run_id", String(64), primary_key=True),
     Column("block_id", String(10240), nullable=False),
 )
+
+schedules = Table(
+    "thodare_schedules",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("workflow_name", String(256)),
+    Column("workflow_json", Text, nullable=False),
+    Column("input_json", Text, nullable=False),
+    Column("cron", String(256), nullable=False),
+    Column("tz", String(64), nullable=False),
+    Column("missed", String(8), nullable=False),
+    Column("until_at", Float),
+    Column("status", String(16), nullable=False),
+    Column("next_at", Float),
+    Column("last_tick_at", Float),
+    Column("last_run_id", String(64)),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_thodare_schedules_due", "namespace", "status", "next_at"),
+)

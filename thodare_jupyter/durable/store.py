@@ -218,28 +218,51 @@ class Store(Database):
         Returns ``(run_id, created)``.
         """
         new_id = run_id or uuid.uuid4().hex
-        by_key = {"p_ns": self.namespace, "p_key": idempotency_key}
         try:
             with self._write() as c:
-                now = time.time()
                 if idempotency_key is not None:
-                    found = c.execute(_RUN_BY_KEY, by_key).scalar()
+                    found = self.run_by_key(c, idempotency_key)
                     if found:
                         return found, False
-                c.execute(runs.insert(), {
-                    "id": new_id, "namespace": self.namespace, "workflow_name": workflow_name,
-                    "workflow_json": workflow_json, "input_json": dumps(input),
-                    "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
-                    "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
-                    "wake_requested": False, "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
-                })  # fmt: skip
-                self._notify(c)
+                self.insert_run(
+                    c, new_id, workflow_name, workflow_json, input,
+                    idempotency_key=idempotency_key, deadline_at=deadline_at,
+                )  # fmt: skip
         except IntegrityError:  # our own retried insert landed, or a concurrent same-key one won
             with self._read() as c:
                 if c.execute(_GET_RUN, {"p_run": new_id, "p_ns": self.namespace}).first():
                     return new_id, True
-                return c.execute(_RUN_BY_KEY, by_key).scalar_one(), False
+                found = self.run_by_key(c, idempotency_key) if idempotency_key else None
+                if found is None:
+                    raise
+                return found, False
         return new_id, True
+
+    def insert_run(
+        self,
+        c: Connection,
+        run_id: str,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
+        """Insert a pending run inside the caller's write transaction (and wake workers)."""
+        now = time.time()
+        c.execute(runs.insert(), {
+            "id": run_id, "namespace": self.namespace, "workflow_name": workflow_name,
+            "workflow_json": workflow_json, "input_json": dumps(input),
+            "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
+            "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
+            "wake_requested": False, "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
+        })  # fmt: skip
+        self._notify(c)
+
+    def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
+        """The id of the run created with ``idempotency_key``, in the caller's transaction."""
+        return c.execute(_RUN_BY_KEY, {"p_ns": self.namespace, "p_key": idempotency_key}).scalar()
 
     @retrying
     def get_run(self, run_id: str) -> RunRow | None:

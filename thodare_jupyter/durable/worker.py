@@ -28,6 +28,7 @@ from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
 from .listener import PgListener
+from .schedules import Schedules
 from .store import LeaseLost, RunRow, Store
 
 log = logging.getLogger("thodare.worker")
@@ -220,6 +221,7 @@ class Worker:
         self._ended = threading.Condition()
         self._listener: PgListener | None = None
         self._ended_count = 0
+        self._schedules_at = 0.0  # when to look at the schedules next
 
     @property
     def running(self) -> bool:
@@ -247,6 +249,11 @@ class Worker:
         if loop is not None and ev is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
+
+    def schedules_changed(self) -> None:
+        """Look at the schedules now (thread-safe; after one was added or resumed)."""
+        self._schedules_at = 0.0
+        self.wake()
 
     @property
     def ended_count(self) -> int:
@@ -290,17 +297,21 @@ class Worker:
         self._loop, self._wake = loop, asyncio.Event()
         self._ready.set()
         beat = asyncio.create_task(self._heartbeat())
+        schedules = Schedules(self.store)
         try:
             while not self._stopping:
                 self._wake.clear()
                 try:
+                    if time.time() >= self._schedules_at:
+                        self._dispatch(schedules)
                     nxt = self._claim()
                 except Exception as e:  # database trouble: keep running, try again soon
                     log.warning("worker %s: database error: %s", self.owner, e)
                     nxt = None
                 timeout = self.config.poll_s
-                if nxt is not None:
-                    timeout = min(timeout, max(0.0, nxt - time.time()) + 0.001)
+                for due in (self._schedules_at, nxt):
+                    if due is not None:
+                        timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
@@ -310,6 +321,13 @@ class Worker:
             await asyncio.gather(*self._active.values(), beat, return_exceptions=True)
             with contextlib.suppress(Exception):
                 self.store.release(self.owner)
+
+    def _dispatch(self, schedules: Schedules) -> None:
+        """Start the runs of due schedule ticks; look again at the next tick or poll."""
+        self._schedules_at = time.time() + self.config.poll_s
+        report = schedules.dispatch_due()
+        if report.next_at is not None:
+            self._schedules_at = min(self._schedules_at, report.next_at)
 
     def _claim(self) -> float | None:
         """Start walking what is due; returns when the next run becomes due."""
