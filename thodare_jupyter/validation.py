@@ -195,8 +195,8 @@ def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]
             problems.append(f"Block '{b.id}': {why}")
         if b.type not in catalog:
             problems.append(
-                f"Block '{b.id}' uses connector type '{b.type}', which is not registered. "
-                f"Known: {listing(catalog.types())}."
+                f"Block '{b.id}' uses connector type '{b.type}', which is not registered "
+                f"(register it with kit.register). Known: {listing(catalog.types())}."
             )
     for c in workflow.connections:
         for end in (c.source, c.target):
