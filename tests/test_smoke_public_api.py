@@ -10,6 +10,15 @@ def test_all_is_sorted_and_importable() -> None:
         assert getattr(thodare_jupyter, n) is not None
 
 
+def test_the_design_contract_names_are_exported() -> None:
+    contract = {  # DESIGN.md §3: these names are fixed
+        "Hidden", "UserOnly", "Catalog", "define_connector", "connector", "define_workflow",
+        "define_workflow_spec", "create_wfkit", "apply_operations", "SerializedWorkflow",
+        "EditOp", "run_in_memory", "resume_in_memory", "with_tracing", "create_webhook_router",
+    }  # fmt: skip
+    assert contract <= set(thodare_jupyter.__all__)
+
+
 def test_slack_builtin_posts_to_the_fake(slack_server, slack_env) -> None:
     from thodare_jupyter import apply_operations, run_in_memory
 

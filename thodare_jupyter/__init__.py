@@ -21,6 +21,7 @@ from .connectors import (
     define_connector,
 )
 from .durable.handle import RunDescription, RunHandle, StepDescription
+from .durable.schedules import DispatchReport, ScheduleInfo
 from .errors import (
     BackendUnavailable,
     BuildError,
@@ -45,6 +46,13 @@ from .execution import (
     resume_in_memory,
     run_in_memory,
 )
+from .integrations.tracing import TracingHooks, with_tracing
+from .integrations.webhooks import (
+    WebhookRequest,
+    WebhookResponse,
+    WebhookRouter,
+    create_webhook_router,
+)
 from .kit import Wfkit, create_wfkit
 from .patch import apply_operations, redact_for_llm
 from .validation import compile_workflow
@@ -67,6 +75,7 @@ __all__ = [
     "Connector",
     "ConnectorConflict",
     "ConnectorDefinitionError",
+    "DispatchReport",
     "EditOp",
     "Hidden",
     "InMemoryRun",
@@ -81,6 +90,7 @@ __all__ = [
     "RunFailed",
     "RunHandle",
     "RunTimeout",
+    "ScheduleInfo",
     "ScheduleInvalid",
     "SerializedBlock",
     "SerializedConnection",
@@ -89,9 +99,13 @@ __all__ = [
     "StepContext",
     "StepDescription",
     "ThodareError",
+    "TracingHooks",
     "UnknownConnector",
     "UserOnly",
     "ValidationIssue",
+    "WebhookRequest",
+    "WebhookResponse",
+    "WebhookRouter",
     "Wfkit",
     "WorkflowBuilder",
     "WorkflowInvalid",
@@ -101,6 +115,7 @@ __all__ = [
     "arun_in_memory",
     "compile_workflow",
     "connector",
+    "create_webhook_router",
     "create_wfkit",
     "define_connector",
     "define_workflow",
@@ -108,5 +123,6 @@ __all__ = [
     "redact_for_llm",
     "resume_in_memory",
     "run_in_memory",
+    "with_tracing",
     "workflow_from_spec",
 ]
