@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import networkx as nx
 import platformdirs
 
 from .authoring.builder import WorkflowBuilder
@@ -26,6 +27,7 @@ from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
 from .errors import ScheduleInvalid, ThodareError
+from .graph import build_graph
 from .patch import apply_operations
 from .validation import compile_workflow, validate_input
 from .wire import ApplyResult, SerializedWorkflow
@@ -187,6 +189,41 @@ class Wfkit:
                 f"(built: {known}). Call kit.workflow_from_spec(spec, steps) first."
             )
         return self.run(wf, data, idempotency_key=idempotency_key, deadline=deadline)
+
+    def fork(
+        self,
+        run_id: str,
+        from_block: str,
+        workflow: SerializedWorkflow | dict[str, Any] | str | None = None,
+    ) -> RunHandle:
+        """Re-run from ``from_block``: a new run reusing the recorded outputs upstream of it.
+
+        The steps upstream of ``from_block`` that completed in run ``run_id``
+        are copied into the new run and not executed again; ``from_block``
+        and everything else runs. Pass ``workflow`` (the fixed definition) to
+        run the rest with it: fix a step, re-run only what changed. The new
+        run gets the old run's input.
+
+        Raises:
+            KeyError: No run ``run_id`` in this namespace.
+            ThodareError: ``from_block`` is not a block of the workflow.
+        """
+        self._check_open("fork")
+        src = self.get_handle(run_id)._row()
+        wf = self.compile(workflow if workflow is not None else src.workflow_json)
+        g = build_graph(wf)
+        if from_block not in g:
+            raise ThodareError(
+                f"Cannot fork run {run_id} from {from_block!r}: no such block in workflow "
+                f"{wf.name!r}. Blocks: {', '.join(sorted(g))}."
+            )
+        data = validate_input(wf.input_model, src.input, wf.name)
+        new_id, _ = self.store.create_run(
+            wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
+            reuse=(run_id, sorted(nx.ancestors(g, from_block))),
+        )  # fmt: skip
+        self.worker.wake()
+        return self.get_handle(new_id)
 
     def get_handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (also one started by another process)."""

@@ -112,6 +112,18 @@ _GET_STEPS = (
     .where(steps.c.run_id == sa.bindparam("p_run"))
     .order_by(sa.func.coalesce(steps.c.started_at, 0))
 )
+
+
+def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:
+    cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at"]
+    src = sa.select(sa.literal(to_run), *(steps.c[n] for n in cols)).where(
+        steps.c.run_id == from_run,
+        steps.c.status == "completed",
+        steps.c.block_id.in_(list(block_ids)),
+    )
+    return steps.insert().from_select(["run_id", *cols], src)
+
+
 _DUE = (
     sa.select(runs)
     .where(
@@ -212,9 +224,12 @@ class Store(Database):
         idempotency_key: str | None = None,
         deadline_at: float | None = None,
         run_id: str | None = None,
+        reuse: tuple[str, Sequence[str]] | None = None,
     ) -> tuple[str, bool]:
         """Insert a pending run; with a known idempotency key, return the existing id.
 
+        ``reuse=(run_id, block_ids)`` copies those blocks' completed steps from
+        another run, in the same commit: the new run does not run them again.
         Returns ``(run_id, created)``.
         """
         new_id = run_id or uuid.uuid4().hex
@@ -228,6 +243,8 @@ class Store(Database):
                     c, new_id, workflow_name, workflow_json, input,
                     idempotency_key=idempotency_key, deadline_at=deadline_at,
                 )  # fmt: skip
+                if reuse is not None:
+                    c.execute(_copy_steps(new_id, *reuse))
         except IntegrityError:  # our own retried insert landed, or a concurrent same-key one won
             with self._read() as c:
                 if c.execute(_GET_RUN, {"p_run": new_id, "p_ns": self.namespace}).first():
