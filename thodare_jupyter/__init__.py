@@ -38,6 +38,7 @@ from .errors import (
     ThodareError,
     UnknownConnector,
     WorkflowInvalid,
+    WorkflowYamlError,
 )
 from .execution import (
     InMemoryRun,
@@ -66,6 +67,21 @@ from .wire import (
     SkippedItem,
     ValidationIssue,
 )
+
+
+def load_ipython_extension(ip: object) -> None:
+    """``%load_ext thodare_jupyter``: ``wfkit``, the workflow magics and the DAG displays."""
+    from .notebook.extension import load_ipython_extension as load
+
+    load(ip)
+
+
+def unload_ipython_extension(ip: object) -> None:
+    """``%unload_ext thodare_jupyter``: stop the worker and close ``wfkit``."""
+    from .notebook.extension import unload_ipython_extension as unload
+
+    unload(ip)
+
 
 __all__ = [
     "ApplyResult",
@@ -110,6 +126,7 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowInvalid",
     "WorkflowSpec",
+    "WorkflowYamlError",
     "apply_operations",
     "aresume_in_memory",
     "arun_in_memory",

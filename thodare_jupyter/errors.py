@@ -7,7 +7,8 @@ an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -170,3 +171,39 @@ def safe_url(url: str) -> str:
     if not sep or not at or ":" not in creds:
         return url
     return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
+
+
+def listing(names: Iterable[str], limit: int = 30) -> str:
+    """A short, sorted, comma-separated list for messages."""
+    items = sorted(names)
+    more = f", … ({len(items) - limit} more)" if len(items) > limit else ""
+    return (", ".join(items[:limit]) or "(none)") + more
+
+
+@dataclass(frozen=True)
+class YamlProblem:
+    """One mistake in a ``%%workflow`` cell; ``line``/``column`` are 1-based, in the cell."""
+
+    line: int
+    column: int
+    field: str
+    message: str
+    choices: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        head = f"line {self.line}, col {self.column}: " + (f"{self.field}: " if self.field else "")
+        more = f" (choices: {listing(self.choices)})" if self.choices else ""
+        return head + self.message + more
+
+
+class WorkflowYamlError(ThodareError):
+    """A ``%%workflow`` cell does not compile; ``problems`` locates every mistake."""
+
+    def __init__(self, name: str, problems: Sequence[YamlProblem]) -> None:
+        self.workflow_name = name
+        self.problems = list(problems)
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(
+            f"Workflow {name!r}: the YAML has {len(self.problems)} problem(s); fix them and "
+            f"run the cell again:\n{lines}"
+        )

@@ -20,9 +20,10 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
+from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
 from .templates import has_template
-from .validation import block_id_problem, check_params, check_refs, listing
+from .validation import block_id_problem, check_params, check_refs
 from .wire import (
     EDIT_OP_ADAPTER,
     AddOp,

@@ -14,20 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
-from .errors import InputInvalid, WorkflowInvalid
+from .errors import InputInvalid, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .templates import NAMESPACES, has_template, iter_refs, ref_head
 from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
 
 RESERVED_IDS = frozenset(NAMESPACES)
 _BAD_ID_CHARS = frozenset(".{} \t\r\n")
-
-
-def listing(names: Iterable[str], limit: int = 30) -> str:
-    """A short, sorted, comma-separated list for messages."""
-    items = sorted(names)
-    more = f", … ({len(items) - limit} more)" if len(items) > limit else ""
-    return (", ".join(items[:limit]) or "(none)") + more
 
 
 def block_id_problem(block_id: Any) -> str | None:

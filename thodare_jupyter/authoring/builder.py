@@ -18,9 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..connectors import Connector
-from ..errors import BuildError
+from ..errors import BuildError, listing
 from ..templates import iter_refs, ref_head
-from ..validation import block_id_problem, listing
+from ..validation import block_id_problem
 from ..wire import SerializedBlock, SerializedConnection, SerializedWorkflow, WorkflowMetadata
 
 TRIGGER_ID = "__trigger__"
@@ -215,7 +215,7 @@ class WorkflowBuilder:
                     f"Params: {listing(connector.param_specs)}."
                 )
         for pname, spec in connector.param_specs.items():
-            if spec.required and pname not in values:
+            if spec.required and spec.visibility != "hidden" and pname not in values:
                 problems.append(f"Step '{id}' ({where}): required param '{pname}' is missing.")
         for n in needs:
             if n not in known:
@@ -239,24 +239,43 @@ class WorkflowBuilder:
         s = self._s
         if s.problems:
             raise BuildError(s.name, s.problems)
-        blocks = [SerializedBlock(id=TRIGGER_ID, type="trigger_webhook")]
-        connections = []
-        for block, _, upstream in s.steps:
-            blocks.append(block.model_copy(deep=True))
-            for src in upstream or (TRIGGER_ID,):
-                connections.append(SerializedConnection(source=src, target=block.id))
-        wf = SerializedWorkflow(
-            metadata=WorkflowMetadata(
-                name=s.name,
-                description=s.description,
-                input_schema=s.input_model.model_json_schema() if s.input_model else None,
-            ),
-            blocks=blocks,
-            connections=connections,
-            variables=dict(s.variables) if s.variables else None,
+        return assemble_workflow(
+            s.name,
+            [(block, upstream) for block, _, upstream in s.steps],
+            description=s.description,
+            input_model=s.input_model,
+            variables=s.variables,
         )
-        wf._input_model = s.input_model
-        return wf
+
+
+def assemble_workflow(
+    name: str,
+    steps: Sequence[tuple[SerializedBlock, Sequence[str]]],
+    *,
+    description: str | None = None,
+    input_model: type[BaseModel] | None = None,
+    variables: Mapping[str, Any] | None = None,
+) -> SerializedWorkflow:
+    """The workflow of checked ``(block, upstream ids)`` steps: a trigger first, steps
+    without upstream hang off it. Shared by the builder and the ``%%workflow`` YAML."""
+    blocks = [SerializedBlock(id=TRIGGER_ID, type="trigger_webhook")]
+    connections = []
+    for block, upstream in steps:
+        blocks.append(block.model_copy(deep=True))
+        for src in upstream or (TRIGGER_ID,):
+            connections.append(SerializedConnection(source=src, target=block.id))
+    wf = SerializedWorkflow(
+        metadata=WorkflowMetadata(
+            name=name,
+            description=description,
+            input_schema=input_model.model_json_schema() if input_model else None,
+        ),
+        blocks=blocks,
+        connections=connections,
+        variables=dict(variables) if variables else None,
+    )
+    wf._input_model = input_model
+    return wf
 
 
 def define_workflow(name: str, *, description: str | None = None) -> WorkflowBuilder:

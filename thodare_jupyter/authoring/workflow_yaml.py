@@ -1,0 +1,392 @@
+"""The YAML of ``%%workflow`` cells, compiled to the same wire format the fluent builder makes.
+
+.. code-block:: yaml
+
+    description: Tell sales about a new lead   # optional
+    input: {email: str, note: str?}            # optional; str|int|float|bool|list|dict, ?: optional
+    vars: {channel: "#sales"}                  # optional: read as {{vars.channel}}
+    steps:
+      enrich:
+        uses: enrich-lead                      # a connector type
+        with: {email: "{{trigger.email}}"}     # its params
+        needs: [other]                         # optional; edges are also inferred from refs
+        name: Enrich                           # optional display name
+
+Every mistake is collected and raised once as :class:`WorkflowYamlError`, each
+located in the cell (line, column), named by field, with the valid choices.
+The text is read with ruamel.yaml's round-trip loader, so a cell can later be
+rewritten in place with its comments kept.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import networkx as nx
+from pydantic import BaseModel, create_model
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+
+from ..connectors import Catalog, Connector
+from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
+from ..graph import find_cycle
+from ..templates import NAMESPACES, iter_refs, ref_head
+from ..validation import block_id_problem, check_params, compile_workflow
+from ..wire import SerializedBlock, SerializedWorkflow
+from .builder import TRIGGER_ID, assemble_workflow
+
+TOP_KEYS = ("description", "input", "steps", "vars")
+STEP_KEYS = ("name", "needs", "uses", "with")
+INPUT_TYPES: dict[str, Any] = {
+    "str": str, "int": int, "float": float, "bool": bool, "list": list[Any], "dict": dict[str, Any],
+}  # fmt: skip
+Pos = tuple[int, int]  # 0-based line and column in the YAML text
+
+
+@dataclass
+class _Step:
+    id: str
+    pos: Pos
+    body: Any
+    conn: Connector | None = None
+    name: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    with_map: CommentedMap | None = None
+    with_pos: Pos | None = None
+    upstream: dict[str, None] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.conn.type if self.conn else ""
+
+    def param_pos(self, key: str, value: bool = False) -> Pos:
+        m = self.with_map
+        if m is None or key not in m:
+            return self.with_pos or self.pos
+        return _val(m, key) if value else _key(m, key)
+
+
+class _Compiler:
+    def __init__(self, name: str, catalog: Catalog, first_line: int) -> None:
+        self.name, self.catalog, self.first_line = name, catalog, first_line
+        self.problems: list[YamlProblem] = []
+        self.steps: dict[str, _Step] = {}
+        self.inputs: set[str] | None = None
+        self.variables: dict[str, Any] = {}
+
+    def add(self, pos: Pos, where: str, message: str, choices: Iterable[str] = ()) -> None:
+        line, col = pos[0] + self.first_line, pos[1] + 1
+        self.problems.append(YamlProblem(line, col, where, message, tuple(sorted(choices))))
+
+    def error(self) -> WorkflowYamlError:
+        return WorkflowYamlError(self.name, sorted(self.problems, key=lambda p: (p.line, p.column)))
+
+    def load(self, text: str) -> CommentedMap | None:
+        try:
+            doc = YAML(typ="rt").load(text)
+        except MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            pos = (mark.line, mark.column) if mark is not None else (0, 0)
+            context = f" ({e.context})" if e.context else ""
+            self.add(pos, "", f"YAML syntax: {e.problem}{context}")
+            return None
+        except YAMLError as e:  # a ReaderError: a character YAML does not allow
+            at = int(getattr(e, "position", 0))
+            pos = (text.count("\n", 0, at), at - text.rfind("\n", 0, at) - 1)
+            self.add(pos, "", f"YAML syntax: {str(e).splitlines()[0]}")
+            return None
+        if not isinstance(doc, CommentedMap):
+            self.add((0, 0), "", "the cell must be a YAML mapping with at least `steps:`")
+            return None
+        for key in doc:
+            if key not in TOP_KEYS:
+                self.add(_key(doc, key), str(key), f"unknown key{_hint(key, TOP_KEYS)}", TOP_KEYS)
+        if not isinstance(doc.get("description", ""), str | None):
+            self.add(_val(doc, "description"), "description", "must be a string")
+        return doc
+
+    def input_model(self, doc: CommentedMap) -> type[BaseModel] | None:
+        spec = doc.get("input")
+        if spec is None:
+            return None
+        if not isinstance(spec, CommentedMap):
+            self.add(_val(doc, "input"), "input", "must be a mapping: {field: type}", INPUT_TYPES)
+            return None
+        fields: dict[str, Any] = {}
+        before = len(self.problems)
+        for key, kind in spec.items():
+            where = f"input.{key}"
+            if not (isinstance(key, str) and key.isidentifier() and not key.startswith("_")):
+                self.add(_key(spec, key), where, "a field name must be an identifier, no leading _")
+            elif hasattr(BaseModel, key):
+                self.add(_key(spec, key), where, f"'{key}' is a pydantic BaseModel attribute")
+            name = kind[:-1] if isinstance(kind, str) and kind.endswith("?") else kind
+            if not isinstance(name, str) or name not in INPUT_TYPES:
+                msg = f"unknown type '{kind}'{_hint(name, INPUT_TYPES)}; add '?' for optional"
+                self.add(_val(spec, key), where, msg, INPUT_TYPES)
+            elif name != kind:
+                fields[str(key)] = (INPUT_TYPES[name] | None, None)
+            else:
+                fields[str(key)] = (INPUT_TYPES[name], ...)
+        self.inputs = {str(k) for k in spec}
+        if len(self.problems) > before:
+            return None
+        return create_model(_model_name(self.name), **fields)
+
+    def read_vars(self, doc: CommentedMap) -> None:
+        if doc.get("vars") is None:
+            return
+        if isinstance(doc["vars"], CommentedMap):
+            self.variables = _plain(doc["vars"])
+        else:
+            self.add(_val(doc, "vars"), "vars", "must be a mapping: {name: value}")
+
+    def read_steps(self, doc: CommentedMap) -> None:
+        steps = doc.get("steps")
+        if not isinstance(steps, CommentedMap) or not steps:
+            pos = _val(doc, "steps") if "steps" in doc else (0, 0)
+            msg = "add at least one step: `steps: {my_step: {uses: <connector type>}}`"
+            self.add(pos, "steps", msg if not steps else "must be a mapping")
+            return
+        for key, body in steps.items():
+            step = _Step(str(key), _key(steps, key), body)
+            self.steps[step.id] = step
+            where = f"steps.{step.id}"
+            why = block_id_problem(key) or (
+                "reserved for the trigger block" if step.id == TRIGGER_ID else None
+            )
+            if why:
+                self.add(step.pos, where, why)
+            if not isinstance(body, CommentedMap):
+                msg = "a step is a mapping: {uses: <connector type>, with: {params}}"
+                self.add(_val(steps, key), where, msg)
+                continue
+            for k in body:
+                if k not in STEP_KEYS:
+                    msg = f"unknown key{_hint(k, STEP_KEYS)}"
+                    self.add(_key(body, k), f"{where}.{k}", msg, STEP_KEYS)
+            if not isinstance(body.get("name", ""), str | None):
+                self.add(_val(body, "name"), f"{where}.name", "must be a string")
+            step.name = body.get("name")
+            step.conn = self.read_uses(step, body)
+            self.read_with(step, body)
+
+    def read_uses(self, step: _Step, body: CommentedMap) -> Connector | None:
+        where = f"steps.{step.id}.uses"
+        kinds = [c.type for c in self.catalog if c.kind != "trigger"]
+        uses = body.get("uses")
+        conn = self.catalog.find(uses) if isinstance(uses, str) else None
+        if uses is None:
+            self.add(step.pos, where, "missing: say which connector the step runs", kinds)
+        elif conn is None:
+            hint = _hint(uses, kinds) or "; define it with @connector / define_connector first"
+            self.add(_val(body, "uses"), where, f"unknown connector type '{uses}'{hint}", kinds)
+        elif conn.kind == "trigger":
+            msg = f"'{uses}' is the trigger every workflow has ({{{{trigger.x}}}} reads its input)"
+            self.add(_val(body, "uses"), where, msg, kinds)
+            return None
+        return conn
+
+    def read_with(self, step: _Step, body: CommentedMap) -> None:
+        where = f"steps.{step.id}.with"
+        given = body.get("with")
+        if "with" in body:
+            step.with_pos = _key(body, "with")
+        if given is None:
+            return
+        if not isinstance(given, CommentedMap):
+            self.add(_val(body, "with"), where, "must be a mapping of params: {name: value}")
+            step.conn = None  # its params are unknown: no more checks of this step's params
+            return
+        step.with_map, step.params = given, _plain(given)
+        if step.conn is None:
+            return
+        specs = step.conn.param_specs
+        for key in given:
+            if key not in specs:
+                msg = f"unknown param of {step.conn.type}{_hint(key, specs)}"
+                self.add(_key(given, key), f"{where}.{key}", msg, specs)
+
+    def link(self, step: _Step) -> None:
+        """Edges from ``needs`` then from refs (the builder's order); refs are checked."""
+        body = step.body
+        needs = body.get("needs") if isinstance(body, CommentedMap) else None
+        items = [(needs, _val(body, "needs"))] if isinstance(needs, str) else []
+        if isinstance(needs, CommentedSeq):
+            items = [(n, needs.lc.item(i)) for i, n in enumerate(needs)]
+        elif needs is not None and not items:
+            self.add(_val(body, "needs"), f"steps.{step.id}.needs", "a step id or a list of them")
+        for need, pos in items:
+            if isinstance(need, str) and need in self.steps:
+                step.upstream[need] = None
+            else:
+                choices = [s for s in self.steps if s != step.id]
+                msg = f"unknown step '{need}'{_hint(need, choices)}"
+                self.add(pos, f"steps.{step.id}.needs", msg, choices)
+        if step.with_map is not None:
+            for where, text, pos in _leaves(step.with_map, f"steps.{step.id}.with", (0, 0)):
+                for ref in iter_refs(text):
+                    self.check_ref(step, ref, where, pos)
+
+    def check_ref(self, step: _Step, ref: str, where: str, pos: Pos) -> None:
+        head, rest = ref_head(ref)
+        shown = f" in '{{{{{ref}}}}}'"
+        if head == "trigger" and rest and self.inputs is not None and rest[0] not in self.inputs:
+            msg = f"the run input has no field '{rest[0]}'{shown}{_hint(rest[0], self.inputs)}"
+            self.add(pos, where, msg, self.inputs)
+        elif head == "vars" and (not rest or rest[0] not in self.variables):
+            name = ".".join(rest)
+            msg = f"undeclared variable '{name}'{shown}{_hint(name, self.variables)}"
+            self.add(pos, where, msg, self.variables)
+        elif head not in NAMESPACES:
+            target = self.steps.get(head) or next(
+                (s for s in self.steps.values() if s.name == head), None
+            )
+            if target is None:
+                choices = [*(s for s in self.steps if s != step.id), *NAMESPACES]
+                self.add(pos, where, f"unknown step '{head}'{shown}{_hint(head, choices)}", choices)
+                return
+            step.upstream[target.id] = None
+            fields = target.conn.output_fields if target.conn else None
+            if target.conn and rest and fields is not None and rest[0] not in fields:
+                what = f"step '{target.id}' ({target.conn.type}) has no output '{rest[0]}'"
+                self.add(pos, where, f"{what}{shown}{_hint(rest[0], fields)}", fields)
+
+    def check_cycle(self) -> None:
+        g: nx.DiGraph[str] = nx.DiGraph()
+        g.add_nodes_from(self.steps)
+        g.add_edges_from((u, s.id) for s in self.steps.values() for u in s.upstream)
+        cycle = find_cycle(g)
+        if cycle:
+            path = " → ".join([*cycle, cycle[0]])
+            msg = f"the steps form a cycle ({path}); remove a `needs` or a {{{{ref}}}} from it"
+            self.add(self.steps[cycle[0]].pos, f"steps.{cycle[0]}", msg)
+
+    def check_params(self, step: _Step) -> None:
+        if step.conn is None:
+            return
+        block = SerializedBlock(id=step.id, type=step.conn.type, params=step.params)
+        known = [k for k in step.params if k in step.conn.param_specs]
+        for issue in check_params(block, step.conn, names=known):
+            key = issue.field or ""
+            pos = step.param_pos(key, value=key in step.params)
+            self.add(pos, f"steps.{step.id}.with.{key}", issue.error)
+
+    def locate(self, problem: str) -> None:
+        """Place a problem the engine's ``compile_workflow`` found at the step param it names."""
+        for step in self.steps.values():
+            for key in step.params:
+                head = f"Block '{step.id}' ({step.type}) param '{key}': "
+                if problem.startswith(head):
+                    where = f"steps.{step.id}.with.{key}"
+                    self.add(step.param_pos(key, True), where, problem[len(head) :])
+                    return
+        self.add((0, 0), "", problem)  # the checks above leave no whole-block problem
+
+
+def workflow_from_yaml(
+    name: str, text: str, catalog: Catalog, *, first_line: int = 1
+) -> SerializedWorkflow:
+    """Compile the YAML of a ``%%workflow`` cell to a :class:`SerializedWorkflow`.
+
+    The result equals what ``define_workflow`` would build for the same steps:
+    a ``__trigger__`` block, one block per step (params = ``with``), edges from
+    ``needs`` and from ``{{step.field}}`` refs (a step with none hangs off the
+    trigger), and the input model from ``input:`` (its JSON Schema in metadata).
+    Steps may be listed in any order; a ref may also name a step by its ``name``.
+
+    Args:
+        name: The workflow's name.
+        text: The YAML (the cell body without its ``%%workflow`` line).
+        catalog: The connectors ``uses:`` may name.
+        first_line: The cell line of the YAML's first line (2 below a magic line).
+
+    Raises:
+        WorkflowYamlError: Listing every problem with its cell line, column and field.
+    """
+    c = _Compiler(name, catalog, first_line)
+    doc = c.load(text)
+    if doc is None:
+        raise c.error()
+    model = c.input_model(doc)
+    c.read_vars(doc)
+    c.read_steps(doc)
+    for step in c.steps.values():
+        c.link(step)
+        c.check_params(step)
+    c.check_cycle()
+    if c.problems:
+        raise c.error()
+    steps = [
+        (SerializedBlock(id=s.id, type=t.type, name=s.name, params=s.params), [*s.upstream])
+        for s in c.steps.values()
+        if (t := s.conn) is not None
+    ]
+    wf = assemble_workflow(
+        name, steps, description=doc.get("description"), input_model=model,
+        variables=c.variables or None,
+    )  # fmt: skip
+    try:
+        return compile_workflow(wf, catalog)
+    except WorkflowInvalid as e:
+        for problem in e.problems:
+            c.locate(problem)
+        raise c.error() from None
+
+
+def _key(m: CommentedMap, key: Any) -> Pos:
+    line, col = m.lc.key(key)
+    return int(line), int(col)
+
+
+def _val(m: CommentedMap, key: Any) -> Pos:
+    """Where ``m[key]``'s value starts (the key's place when the value is empty)."""
+    if m.get(key) is None:
+        return _key(m, key)
+    line, col = m.lc.value(key)
+    return int(line), int(col)
+
+
+def _leaves(node: Any, where: str, pos: Pos) -> Iterator[tuple[str, str, Pos]]:
+    """Every string inside ``node`` with its field path and position."""
+    if isinstance(node, CommentedMap):
+        for k, v in node.items():
+            yield from _leaves(v, f"{where}.{k}", _val(node, k))
+    elif isinstance(node, CommentedSeq):
+        for i, v in enumerate(node):
+            line, col = node.lc.item(i)
+            yield from _leaves(v, f"{where}[{i}]", (int(line), int(col)))
+    elif isinstance(node, str):
+        yield where, node, pos
+
+
+def _plain(value: Any) -> Any:
+    """ruamel's round-trip values as plain JSON-ready Python (dates become ISO strings)."""
+    if isinstance(value, CommentedMap):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, CommentedSeq):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | ScalarBoolean):
+        return bool(value)
+    for kind in (int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
+    return value.isoformat() if isinstance(value, date) else value
+
+
+def _hint(value: Any, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _model_name(workflow: str) -> str:
+    """``lead-notifier`` → ``LeadNotifierInput`` (the input model's JSON Schema title)."""
+    parts = re.split(r"[^0-9A-Za-z]+", workflow)
+    return "".join(p[:1].upper() + p[1:] for p in parts) + "Input"
