@@ -22,7 +22,7 @@ from .authoring.builder import WorkflowBuilder
 from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .connectors import Catalog, Connector
 from .durable.cron import check_cron, next_tick, zone
-from .durable.handle import RunDescription, RunHandle, describe_run
+from .durable.handle import RunHandle, RunList, describe_run
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
@@ -37,7 +37,7 @@ def default_db_url() -> str:
     """``THODARE_DB``, else a SQLite file in the user data dir."""
     url = os.environ.get("THODARE_DB")
     if url:
-        return url
+        return _db_url(url)
     path = Path(platformdirs.user_data_dir("thodare-jupyter")) / "runs.db"
     return f"sqlite:///{path}"
 
@@ -229,11 +229,11 @@ class Wfkit:
         """A handle on an existing run (also one started by another process)."""
         return RunHandle(self.store, run_id, self.worker)
 
-    def runs(self, status: str | None = None, limit: int = 50) -> list[RunDescription]:
-        """Recent runs, newest first (steps included)."""
-        return [
+    def runs(self, status: str | None = None, limit: int = 50) -> RunList:
+        """Recent runs, newest first (steps included); a notebook shows them as a table."""
+        return RunList(
             describe_run(r, self.store.get_steps(r.id)) for r in self.store.list_runs(status, limit)
-        ]
+        )
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run (also a waiting one); False when it had already ended."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import time
+from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,39 @@ class RunDescription(BaseModel):
     outputs: dict[str, Any] | None = None
     input: Any = None
     idempotency_key: str | None = None
+
+
+_COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "running": "#1565c0",
+            "waiting": "#b26a00", "pending": "#616161", "canceled": "#424242"}  # fmt: skip
+
+
+class RunList(list[RunDescription]):
+    """Runs, newest first; a notebook shows them as a table."""
+
+    def __repr__(self) -> str:
+        counts = Counter(r.status for r in self)
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return f"<{len(self)} run{'' if len(self) == 1 else 's'}: {parts or 'none'}>"
+
+    def _repr_html_(self) -> str:
+        if not self:
+            return "<p>No runs yet.</p>"
+        rows = []
+        for r in self:
+            took = ""
+            if r.started_at and r.ended_at:
+                delta = datetime.fromisoformat(r.ended_at) - datetime.fromisoformat(r.started_at)
+                took = f"{delta.total_seconds():.2f}s"
+            rows.append(
+                f"<tr><td><code>{r.id[:12]}</code></td><td>{html.escape(r.workflow or '-')}</td>"
+                f"<td style='color:{_COLOURS.get(r.status, '#616161')};font-weight:600'>"
+                f"{r.status}</td><td>{r.created_at[:19].replace('T', ' ')}</td><td>{took}</td>"
+                f"<td>{html.escape(r.failed_block or '')}</td>"
+                f"<td>{html.escape((r.error or '')[:120])}</td></tr>"
+            )
+        titles = ("run", "workflow", "status", "created", "took", "failed at", "error")
+        head = "".join(f"<th>{t}</th>" for t in titles)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:

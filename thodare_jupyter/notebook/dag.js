@@ -1,0 +1,121 @@
+// The DAG widget's front end (anywidget ESM): draws the layout computed in Python,
+// colours nodes by status, shows a node's details, and sends actions back.
+const SVG = "http://www.w3.org/2000/svg";
+
+function el(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function html(tag, attrs = {}, text) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function drawGraph(model, svg) {
+  const g = model.get("graph");
+  const statuses = model.get("statuses") || {};
+  const selected = model.get("selected");
+  const palette = model.get("palette");
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
+  svg.setAttribute("width", g.width);
+  svg.setAttribute("height", g.height);
+  for (const e of g.edges) {
+    const d = e.points.map((p, i) => `${i ? "L" : "M"} ${p[0]} ${p[1]}`).join(" ");
+    svg.append(el("path", { d, fill: "none", stroke: "#757575", class: "thodare-edge" }));
+    const [x, y] = e.points[e.points.length - 1];  // edges end with a horizontal stub
+    svg.append(el("path", { d: `M ${x - 8} ${y - 4} L ${x} ${y} L ${x - 8} ${y + 4} z`, fill: "#757575" }));
+    if (e.label) {
+      const at = e.label_at || e.points[Math.floor(e.points.length / 2)];
+      svg.append(el("text", { x: at[0], y: at[1] - 4, class: "thodare-edge-label" }, e.label));
+    }
+  }
+  for (const n of g.nodes) {
+    const status = statuses[n.id] || "pending";
+    const [fill, stroke] = palette[status] || palette.pending;
+    const group = el("g", { class: "thodare-node", "data-block-id": n.id, "data-status": status,
+      transform: `translate(${n.x},${n.y})`, tabindex: 0 });
+    group.append(el("rect", { width: n.width, height: n.height, rx: 8, ry: 8,
+      fill, stroke: n.id === selected ? "#000" : stroke,
+      "stroke-width": n.id === selected ? 2.5 : 1,
+      "stroke-dasharray": status === "skipped" ? "4 3" : "none",
+      opacity: n.disabled ? 0.45 : 1 }));
+    group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
+    group.append(el("text", { x: 10, y: 38, class: "thodare-node-type" },
+      `${n.type_label || n.type} · ${status}`));
+    group.append(el("title", {}, `${n.id} (${n.type}): ${status}`));
+    group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
+    svg.append(group);
+  }
+}
+
+function drawDetails(model, panel) {
+  const d = model.get("details") || {};
+  const run = model.get("run") || {};
+  panel.replaceChildren();
+  const notice = model.get("notice");
+  if (run.status) {
+    const head = html("div", { class: "thodare-run" }, `run ${run.id ? run.id.slice(0, 12) : ""}: ${run.status}`);
+    head.dataset.status = run.status;
+    panel.append(head);
+    if (run.error) panel.append(html("pre", { class: "thodare-error" }, `${run.failed_block || ""}: ${run.error}`));
+  }
+  if (notice) panel.append(html("div", { class: "thodare-notice" }, notice));
+  if (!d.id) {
+    panel.append(html("div", { class: "thodare-hint" }, "Click a step to see its params and output."));
+    return;
+  }
+  panel.append(html("h4", {}, `${d.id} · ${d.type}${d.status ? " · " + d.status : ""}`));
+  panel.append(html("div", { class: "thodare-label" }, "params"));
+  panel.append(html("pre", {}, JSON.stringify(d.params, null, 2)));
+  if (d.output !== undefined && d.output !== null) {
+    panel.append(html("div", { class: "thodare-label" }, "output"));
+    panel.append(html("pre", {}, JSON.stringify(d.output, null, 2)));
+  }
+  if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
+  if (!run.id) return;
+  if (d.status === "waiting" && d.type === "human_approval") {
+    const comment = html("input", { placeholder: "comment (optional)", class: "thodare-comment" });
+    const approve = html("button", { class: "thodare-approve" }, "Approve");
+    const reject = html("button", { class: "thodare-reject" }, "Reject");
+    approve.onclick = () => model.send({ kind: "approve", block: d.id, approved: true, comment: comment.value });
+    reject.onclick = () => model.send({ kind: "approve", block: d.id, approved: false, comment: comment.value });
+    panel.append(comment, approve, reject);
+  }
+  if (d.status === "waiting" && d.type === "wait_for_event") {
+    const payload = html("textarea", { class: "thodare-payload", rows: 3, placeholder: '{"key": "value"}' });
+    const send = html("button", { class: "thodare-send" }, "Send");
+    send.onclick = () => model.send({ kind: "event", block: d.id, event: d.params.eventName,
+      key: d.params.correlationKey, payload: payload.value });
+    panel.append(html("div", { class: "thodare-label" }, `event ${d.params.eventName}`), payload, send);
+  }
+  const fork = html("button", { class: "thodare-fork" }, "Re-run from here");
+  fork.onclick = () => model.send({ kind: "fork", block: d.id });
+  panel.append(fork);
+}
+
+function render({ model, el: root }) {
+  root.classList.add("thodare-dag");
+  const wrap = html("div", { class: "thodare-canvas" });
+  const svg = el("svg", { role: "img" });
+  wrap.append(svg);
+  const panel = html("div", { class: "thodare-details" });
+  root.append(wrap, panel);
+  const redraw = () => drawGraph(model, svg);
+  const redetail = () => drawDetails(model, panel);
+  redraw();
+  redetail();
+  model.on("change:graph", redraw);
+  model.on("change:statuses", redraw);
+  model.on("change:selected", () => { redraw(); redetail(); });
+  model.on("change:details", redetail);
+  model.on("change:run", redetail);
+  model.on("change:notice", redetail);
+}
+
+export default { render };

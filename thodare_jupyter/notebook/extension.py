@@ -1,0 +1,60 @@
+"""``%load_ext thodare_jupyter``: bind ``wfkit``, register the magics, pick up connectors.
+
+The default kit (``THODARE_DB``, else a SQLite file in the user data dir) is
+created with its worker started, so runs left in flight by an earlier kernel
+resume as soon as their connectors are defined again. Connectors defined in
+cells (``@connector``, ``define_connector``) are registered after each cell;
+defining one again replaces it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..connectors import Connector
+from ..kit import Wfkit, create_wfkit
+
+_state: dict[str, Any] = {}
+
+
+def _register_new_connectors(ip: Any, kit: Wfkit) -> None:
+    """After a cell: register every Connector bound in the user namespace that is new."""
+    seen: dict[str, Connector] = _state.setdefault("seen", {})
+    for value in list(ip.user_ns.values()):
+        if isinstance(value, Connector) and seen.get(value.type) is not value:
+            kit.register(value, replace=True)
+            seen[value.type] = value
+    kit.worker.wake()  # runs parked on a connector defined just now can go on
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Create and start the default kit as ``wfkit``; register magics and displays."""
+    if "kit" in _state:  # %reload_ext / a second %load_ext: keep the running kit
+        ip.user_ns["wfkit"] = _state["kit"]
+        return
+    from .displays import register_displays
+    from .magics import WorkflowMagics
+
+    kit = create_wfkit().start()
+    _state["kit"] = kit
+    ip.user_ns["wfkit"] = kit
+    ip.register_magics(WorkflowMagics(ip, kit))
+    register_displays(ip)
+
+    def after_cell(*_: Any) -> None:
+        _register_new_connectors(ip, kit)
+
+    _state["hook"] = after_cell
+    ip.events.register("post_run_cell", after_cell)
+    _register_new_connectors(ip, kit)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Stop the worker (runs in flight are handed back) and close the kit."""
+    kit: Wfkit | None = _state.pop("kit", None)
+    hook = _state.pop("hook", None)
+    _state.pop("seen", None)
+    if hook is not None:
+        ip.events.unregister("post_run_cell", hook)
+    if kit is not None:
+        kit.close()

@@ -1,0 +1,151 @@
+"""The DAG widget (anywidget): a workflow drawn left to right, coloured by a run's live status.
+
+``DagView(workflow)`` draws a definition; ``DagView(workflow, kit, run_id)``
+follows a run: a thread reads the run every ``POLL_S`` and pushes the step
+statuses to the front end. Clicking a node shows its params (hidden ones
+masked) and, for a run, its output or error. A waiting ``human_approval``
+offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
+form; any node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display
+also carries an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on
+GitHub and under nbval.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from ..durable.store import TERMINAL
+from ..kit import Wfkit
+from ..wire import SerializedWorkflow
+from .layout import layout
+from .svg import STATUS_STYLE, render_svg
+
+POLL_S = 0.2
+"""How often a followed run is read (the widget changes within this of the worker)."""
+MASK = "••••••"
+
+
+class DagView(anywidget.AnyWidget):
+    """A workflow's DAG; with ``kit`` and ``run_id``, the live view of that run."""
+
+    _esm = Path(__file__).with_name("dag.js")
+    _css = Path(__file__).with_name("dag.css")
+    graph = traitlets.Dict().tag(sync=True)
+    palette = traitlets.Dict(STATUS_STYLE).tag(sync=True)
+    statuses = traitlets.Dict().tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+    details = traitlets.Dict().tag(sync=True)
+    run = traitlets.Dict().tag(sync=True)
+    notice = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self, workflow: SerializedWorkflow, kit: Wfkit | None = None, run_id: str | None = None
+    ) -> None:
+        super().__init__(graph=layout(workflow).to_dict())
+        self.workflow, self.kit, self.run_id = workflow, kit, run_id
+        self._follower: threading.Thread | None = None
+        self.observe(self._on_select, names="selected")
+        self.on_msg(self._on_action)
+        if kit is not None and run_id is not None:
+            self.refresh()
+            self._follow()
+
+    def __repr__(self) -> str:
+        what = f"run {self.run.get('status', '?')}" if self.run_id else "definition"
+        name = self.workflow.name or "workflow"
+        return f"<DagView {name}: {len(self.workflow.blocks)} blocks, {what}>"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data: dict[str, Any] = (bundle[0] if isinstance(bundle, tuple) else bundle) or {}
+        data["image/svg+xml"] = render_svg(self.workflow, self.statuses or None)
+        data["text/plain"] = repr(self)
+        return bundle
+
+    # ── following a run ──
+
+    def refresh(self) -> None:
+        """Read the run once and push what changed to the front end."""
+        if self.kit is None or self.run_id is None:
+            return
+        run = self.kit.get_handle(self.run_id).describe()
+        steps: list[dict[str, Any]] = [
+            {"block_id": s.block_id, "type": s.type, "status": s.status, "attempt": s.attempt,
+             "started_at": s.started_at, "ended_at": s.ended_at, "error": s.error,
+             "waiting_for": s.waiting_for}
+            for s in run.steps
+        ]  # fmt: skip
+        summary = {"id": run.id, "status": run.status, "error": run.error,
+                   "failed_block": run.failed_block, "steps": steps}  # fmt: skip
+        statuses = {b.id: "completed" for b in self.workflow.blocks if b.type == "trigger_webhook"}
+        statuses.update({s["block_id"]: s["status"] for s in steps})
+        if summary != self.run:
+            self.run = summary
+        if statuses != self.statuses:
+            self.statuses = statuses
+        if self.selected:
+            self._on_select({"new": self.selected})
+
+    def _follow(self) -> None:
+        def loop() -> None:
+            stop = threading.Event()
+            while not stop.wait(POLL_S):
+                try:
+                    self.refresh()
+                except Exception:  # the kit was closed, the kernel is going away
+                    return
+                if self.run.get("status") in TERMINAL:
+                    return
+
+        self._follower = threading.Thread(target=loop, name="thodare-dag-follow", daemon=True)
+        self._follower.start()
+
+    # ── clicks and actions ──
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        block = next((b for b in self.workflow.blocks if b.id == change["new"]), None)
+        if block is None:
+            self.details = {}
+            return
+        hidden: frozenset[str] = frozenset()
+        if self.kit is not None and (conn := self.kit.catalog.find(block.type)) is not None:
+            hidden = conn.hidden_params
+        params = {k: (MASK if k in hidden else v) for k, v in block.params.items()}
+        details: dict[str, Any] = {"id": block.id, "type": block.type, "params": params}
+        step = next((s for s in self.run.get("steps", []) if s["block_id"] == block.id), None)
+        if step is not None and self.kit is not None and self.run_id is not None:
+            outputs = self.kit.get_handle(self.run_id).describe().steps
+            found = next((s for s in outputs if s.block_id == block.id), None)
+            output = json.loads(json.dumps(found.output, default=str)) if found else None
+            details.update(status=step["status"], error=step["error"],
+                           waiting_for=step["waiting_for"], output=output)  # fmt: skip
+        self.details = details
+
+    def _on_action(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if self.kit is None or self.run_id is None:
+            return
+        kind, block = content.get("kind"), str(content.get("block", ""))
+        try:
+            if kind == "approve":
+                self.kit.approve(self.run_id, block, bool(content.get("approved")),
+                                 comment=content.get("comment") or None, by="notebook")  # fmt: skip
+                self.notice = f"{'Approved' if content.get('approved') else 'Rejected'} {block}."
+            elif kind == "event":
+                payload = json.loads(content.get("payload") or "null")
+                self.kit.signal(str(content["event"]), payload,
+                                correlation_key=content.get("key") or None)  # fmt: skip
+                self.notice = f"Sent {content['event']!r}."
+            elif kind == "fork":
+                handle = self.kit.fork(self.run_id, block)
+                self.run_id = handle.id
+                self.notice = f"Re-running from {block}: run {handle.id}."
+                self._follow()
+        except Exception as e:  # shown in the widget: the user can fix and retry
+            self.notice = f"{type(e).__name__}: {e}"
+        self.refresh()
