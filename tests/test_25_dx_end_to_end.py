@@ -15,11 +15,10 @@ is ``apply_operations`` with the kit's connectors.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from conftest import FakeServer
 from durable_helpers import KitFactory
 from pydantic import BaseModel
 
@@ -37,6 +36,9 @@ from thodare_jupyter import (
     define_workflow,
 )
 from thodare_jupyter.connectors.context import StepContext
+
+if TYPE_CHECKING:
+    from conftest import FakeServer
 
 
 def zero_to_durable(db_url: str, api_url: str, sent: list[dict[str, Any]]) -> dict[str, Any]:

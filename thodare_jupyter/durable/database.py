@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
@@ -163,8 +161,23 @@ class Database:
                     conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
                     conn.commit()
 
+    def _at_head(self) -> bool:
+        """True when the schema is at the newest revision: then alembic is not even imported."""
+        head = max(p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9]*.py"))
+        try:
+            with self._read() as c:
+                found = c.exec_driver_sql("SELECT version_num FROM thodare_alembic_version").all()
+        except sa.exc.DBAPIError:  # no table yet
+            return False
+        return [r[0] for r in found] == [head]
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when many processes start together)."""
+        if self._at_head():
+            return
+        from alembic import command
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         with self._migration_lock(), self.engine.begin() as conn:
