@@ -1,10 +1,14 @@
 # The two commands the README names: `make demo` and `make test`.
+# `make demo` opens the quickstart notebook in JupyterLab (runs go to the default SQLite file);
+# `make demo ARGS=--no-browser` prints the URL instead of opening a browser.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# JupyterLab refuses to start as root unless told to (containers, CI machines).
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo example test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# JupyterLab serves notebooks/; default_url makes the printed URL open the quickstart itself.
 demo: $(STAMP)
+	$(BIN)/python -m jupyterlab notebooks/01-quickstart.ipynb \
+	  --LabApp.default_url=/lab/tree/01-quickstart.ipynb $(AS_ROOT) $(ARGS)
+
+example: $(STAMP)
 	$(BIN)/python examples/lead_notifier.py
 
 test: $(STAMP)

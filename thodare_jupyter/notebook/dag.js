@@ -21,6 +21,7 @@ function drawGraph(model, svg) {
   const statuses = model.get("statuses") || {};
   const selected = model.get("selected");
   const palette = model.get("palette");
+  const running = Object.keys(statuses).length > 0;  // a run, not just a definition
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
   svg.setAttribute("width", g.width);
@@ -37,8 +38,9 @@ function drawGraph(model, svg) {
   }
   for (const n of g.nodes) {
     const status = statuses[n.id] || "pending";
-    const [fill, stroke] = palette[status] || palette.pending;
-    const group = el("g", { class: "thodare-node", "data-block-id": n.id, "data-status": status,
+    const [fill, stroke] = running ? (palette[status] || palette.pending) : ["#fafafa", "#9e9e9e"];
+    const group = el("g", { class: "thodare-node", "data-block-id": n.id,
+      "data-status": running ? status : "definition",
       transform: `translate(${n.x},${n.y})`, tabindex: 0 });
     group.append(el("rect", { width: n.width, height: n.height, rx: 8, ry: 8,
       fill, stroke: n.id === selected ? "#000" : stroke,
@@ -46,11 +48,26 @@ function drawGraph(model, svg) {
       "stroke-dasharray": status === "skipped" ? "4 3" : "none",
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
-    group.append(el("text", { x: 10, y: 38, class: "thodare-node-type" },
-      `${n.type_label || n.type} · ${status}`));
-    group.append(el("title", {}, `${n.id} (${n.type}): ${status}`));
+    group.append(el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type));
+    group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}`));
     group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
     svg.append(group);
+  }
+}
+
+function drawLegend(model, legend) {
+  const statuses = Object.values(model.get("statuses") || {});
+  const palette = model.get("palette");
+  legend.replaceChildren();
+  const counts = {};
+  for (const s of statuses) counts[s] = (counts[s] || 0) + 1;
+  for (const [s, n] of Object.entries(counts).sort()) {
+    const item = html("span", { class: "thodare-legend-item" });
+    const swatch = html("span", { class: "thodare-swatch" });
+    swatch.style.background = (palette[s] || palette.pending)[0];
+    swatch.style.borderColor = (palette[s] || palette.pending)[1];
+    item.append(swatch, document.createTextNode(`${s} ${n}`));
+    legend.append(item);
   }
 }
 
@@ -101,12 +118,15 @@ function drawDetails(model, panel) {
 
 function render({ model, el: root }) {
   root.classList.add("thodare-dag");
+  const left = html("div", { class: "thodare-left" });
+  const legend = html("div", { class: "thodare-legend" });
   const wrap = html("div", { class: "thodare-canvas" });
   const svg = el("svg", { role: "img" });
   wrap.append(svg);
+  left.append(legend, wrap);
   const panel = html("div", { class: "thodare-details" });
-  root.append(wrap, panel);
-  const redraw = () => drawGraph(model, svg);
+  root.append(left, panel);
+  const redraw = () => { drawGraph(model, svg); drawLegend(model, legend); };
   const redetail = () => drawDetails(model, panel);
   redraw();
   redetail();
