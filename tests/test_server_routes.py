@@ -1,0 +1,197 @@
+"""The jupyter-server extension's REST routes, on a real server, kit and SQLite file.
+
+pytest-jupyter starts a Jupyter server with ``thodare_jupyter.server`` enabled;
+``THODARE_DB`` points both the server and the test's kit (a started worker, as
+in a kernel) at one temp SQLite file. Every route is called through
+``jp_fetch`` (which sends the server's token); without a valid token each is
+refused. Waiting runs are canceled and woken through the routes for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from durable_helpers import KitFactory, block, chain_wf, event_wf, parked, wait_until
+from tornado.httpclient import HTTPClientError, HTTPResponse
+from traitlets.config import Config
+
+from thodare_jupyter import Wfkit
+from thodare_jupyter.errors import RunCanceled
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+Fetch = Callable[..., Awaitable[HTTPResponse]]
+APPROVAL = chain_wf(
+    "needs-ok",
+    block("approve", "human_approval", {"prompt": "Ship it?"}),
+    block("after", "transform", {"template": {"ok": "{{approve.approved}}"}}),
+)
+QUICK = chain_wf("quick", block("hello", "transform", {"template": {"text": "hi"}}))
+ROUTES = [("GET", "runs"), ("GET", "runs/x"), ("POST", "runs/x/cancel"),
+          ("GET", "runs/x/dag.svg"), ("POST", "signals")]  # fmt: skip
+
+
+@pytest.fixture
+def jp_server_config() -> Config:
+    """Only our extension (not the terminals one the default config enables)."""
+    return Config({"ServerApp": {"jpserver_extensions": {"thodare_jupyter.server": True}}})
+
+
+@pytest.fixture
+def kit(kits: KitFactory, db: Path, monkeypatch: pytest.MonkeyPatch) -> Wfkit:
+    """A started kit on the temp SQLite file the server reads too (through ``THODARE_DB``)."""
+    monkeypatch.setenv("THODARE_DB", str(db))
+    return kits().start()
+
+
+async def fetch_json(jp_fetch: Fetch, *parts: str, **kw: Any) -> Any:
+    return json.loads((await jp_fetch("thodare", "api", *parts, **kw)).body)
+
+
+async def error(jp_fetch: Fetch, *parts: str, **kw: Any) -> tuple[int, str]:
+    """The status code and JSON ``message`` of a request that must fail."""
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("thodare", "api", *parts, **kw)
+    assert info.value.response is not None
+    return info.value.code, json.loads(info.value.response.body)["message"]
+
+
+def post(body: Any) -> dict[str, Any]:
+    return {"method": "POST", "body": body if isinstance(body, str) else json.dumps(body)}
+
+
+async def parked_run(kit: Wfkit, wf: dict[str, Any], block_id: str, data: Any = None) -> str:
+    h = kit.run(wf, data or {})
+    await asyncio.to_thread(wait_until, parked(kit.store.url.split("///")[1], h.id, block_id),
+                            what=f"run {h.id} to wait at {block_id}")  # fmt: skip
+    return h.id
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+async def test_every_route_refuses_a_request_without_a_valid_token(
+    jp_fetch: Fetch, kit: Wfkit, method: str, path: str
+) -> None:
+    body = "{}" if method == "POST" else None
+    code, _ = await error(jp_fetch, *path.split("/"), method=method, body=body,
+                          headers={"Authorization": "token not-the-token"})  # fmt: skip
+    assert code in (401, 403)
+
+
+async def test_runs_lists_the_kernels_runs_newest_first_with_filter_and_limit(
+    jp_fetch: Fetch, kit: Wfkit
+) -> None:
+    done = kit.run(QUICK, {})
+    await asyncio.to_thread(done.result, 15)
+    waiting = await parked_run(kit, APPROVAL, "approve")
+
+    runs = await fetch_json(jp_fetch, "runs")
+    assert [(r["id"], r["workflow"], r["status"]) for r in runs] == [
+        (waiting, "needs-ok", "waiting"), (done.id, "quick", "completed")]  # fmt: skip
+    assert runs[1]["steps"][0]["block_id"] == "hello"
+    only = await fetch_json(jp_fetch, "runs", params={"status": "waiting"})
+    assert [r["id"] for r in only] == [waiting]
+    assert [r["id"] for r in await fetch_json(jp_fetch, "runs", params={"limit": "1"})] == [waiting]
+
+    one = await fetch_json(jp_fetch, "runs", waiting)
+    assert one["status"] == "waiting"
+    assert [(s["block_id"], s["status"], s["waiting_for"]) for s in one["steps"]] == [
+        ("approve", "waiting", f"human_approval:{waiting}:approve")]  # fmt: skip
+
+
+async def test_bad_query_values_are_400_naming_the_field(jp_fetch: Fetch, kit: Wfkit) -> None:
+    code, msg = await error(jp_fetch, "runs", params={"status": "done"})
+    assert (code, msg) == (400, "status: 'done' is not one of pending, running, waiting, "
+                                "completed, failed, canceled.")  # fmt: skip
+    for bad in ("0", "abc", "1001"):
+        code, msg = await error(jp_fetch, "runs", params={"limit": bad})
+        assert (code, msg) == (400, f"limit: {bad!r} is not a whole number from 1 to 1000.")
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "cancel"),
+                                                ("GET", "dag.svg")])  # fmt: skip
+async def test_an_unknown_run_id_is_404(
+    jp_fetch: Fetch, kit: Wfkit, method: str, suffix: str
+) -> None:
+    parts = ["runs", "nope", suffix] if suffix else ["runs", "nope"]
+    body = "" if method == "POST" else None
+    assert await error(jp_fetch, *parts, method=method, body=body) == (
+        404, "No run 'nope' in this database.")  # fmt: skip
+
+
+async def test_cancel_stops_a_waiting_run(jp_fetch: Fetch, kit: Wfkit) -> None:
+    run_id = await parked_run(kit, APPROVAL, "approve")
+
+    out = await fetch_json(jp_fetch, "runs", run_id, "cancel", **post(""))
+    assert out == {"id": run_id, "canceled": True, "status": "canceled"}
+    with pytest.raises(RunCanceled):
+        await asyncio.to_thread(kit.get_handle(run_id).result, 15)
+    again = await fetch_json(jp_fetch, "runs", run_id, "cancel", **post(""))
+    assert again == {"id": run_id, "canceled": False, "status": "canceled"}
+    assert (await fetch_json(jp_fetch, "runs", run_id))["status"] == "canceled"
+
+
+async def test_a_signal_wakes_the_run_waiting_for_it(jp_fetch: Fetch, kit: Wfkit) -> None:
+    wf = event_wf("paid", {"eventName": "order.paid", "correlationKey": "{{trigger.order}}"},
+                  {"amount": "{{wait.data.amount}}"})  # fmt: skip
+    run_id = await parked_run(kit, wf, "wait", {"order": "A-1"})
+
+    out = await fetch_json(jp_fetch, "signals", **post(
+        {"event": "order.paid", "payload": {"amount": 42}, "correlation_key": "A-1"}))  # fmt: skip
+    assert isinstance(out["signal_id"], int)
+    result = await asyncio.to_thread(kit.get_handle(run_id).result, 15)
+    assert result["after"]["result"] == {"amount": 42}
+    assert (await fetch_json(jp_fetch, "runs", run_id))["status"] == "completed"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("{not json", "body: not JSON (Expecting property name enclosed in double quotes: "
+                  "line 1 column 2 (char 1))."),
+    ([1], "body: expected a JSON object."),
+    ({"payload": {}}, "event: required, a non-empty string."),
+    ({"event": " "}, "event: required, a non-empty string."),
+    ({"event": "e", "correlation_key": 7}, "correlation_key: must be a string or null."),
+    ({"event": "e", "corelation_key": "k"},
+     "corelation_key: unknown field (expected event, payload, correlation_key)."),
+])  # fmt: skip
+async def test_a_bad_signal_is_400_naming_the_field(
+    jp_fetch: Fetch, kit: Wfkit, body: Any, message: str
+) -> None:
+    assert await error(jp_fetch, "signals", **post(body)) == (400, message)
+
+
+async def test_dag_svg_colours_each_block_by_its_step_status(jp_fetch: Fetch, kit: Wfkit) -> None:
+    run_id = await parked_run(kit, APPROVAL, "approve")
+
+    resp = await jp_fetch("thodare", "api", "runs", run_id, "dag.svg")
+    assert resp.headers["Content-Type"] == "image/svg+xml; charset=UTF-8"
+    svg = resp.body.decode()
+    assert svg.startswith("<svg") and "needs-ok · waiting" in svg
+    for block_id, status in [("trg", "completed"), ("approve", "waiting"), ("after", "pending")]:
+        assert f'data-block-id="{block_id}" data-status="{status}"' in svg
+
+    await jp_fetch("thodare", "api", "runs", run_id, "cancel", **post(""))
+    svg = (await jp_fetch("thodare", "api", "runs", run_id, "dag.svg")).body.decode()
+    assert 'data-block-id="approve" data-status="canceled"' in svg
+    assert 'data-block-id="after" data-status="canceled"' in svg
+
+
+class TestConfiguredDatabase:
+    """``c.ThodareServer.db_url`` wins over ``THODARE_DB``."""
+
+    @pytest.fixture
+    def jp_server_config(self, db: Path) -> Config:
+        return Config({"ServerApp": {"jpserver_extensions": {"thodare_jupyter.server": True}},
+                       "ThodareServer": {"db_url": f"sqlite:///{db}"}})  # fmt: skip
+
+    async def test_the_configured_url_is_read(
+        self, jp_fetch: Fetch, kit: Wfkit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("THODARE_DB", str(tmp_path / "elsewhere.db"))
+        done = kit.run(QUICK, {})
+        await asyncio.to_thread(done.result, 15)
+        assert [r["id"] for r in await fetch_json(jp_fetch, "runs")] == [done.id]

@@ -1,0 +1,85 @@
+"""Blocking reads and writes on the runs database, for the REST handlers.
+
+One kit per server, created on first use (never started: the server runs no
+workflow, it only reads runs, cancels them and stores signals).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from ..kit import Wfkit, create_wfkit
+from ..notebook.svg import render_svg
+from ..wire import SerializedWorkflow
+
+RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "canceled")
+_UNFINISHED = ("pending", "running", "waiting")
+
+
+class RunNotFound(LookupError):
+    """No run with this id in the namespace."""
+
+
+class Runs:
+    """The kit behind the routes: runs listed, described, canceled, drawn; signals sent."""
+
+    def __init__(self, db_url: str | None, namespace: str | None) -> None:
+        self._db_url, self._namespace = db_url, namespace
+        self._kit: Wfkit | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def kit(self) -> Wfkit:
+        """The kit, opened (and the database migrated) on first use."""
+        with self._lock:
+            if self._kit is None:
+                self._kit = create_wfkit(self._db_url, namespace=self._namespace)
+            return self._kit
+
+    def close(self) -> None:
+        """Release the database connections."""
+        with self._lock:
+            if self._kit is not None:
+                self._kit.close()
+                self._kit = None
+
+    def list(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Recent runs, newest first, steps included."""
+        return [r.model_dump(mode="json") for r in self.kit.runs(status, limit)]
+
+    def describe(self, run_id: str) -> dict[str, Any]:
+        """One run with its steps."""
+        try:
+            return self.kit.get_handle(run_id).describe().model_dump(mode="json")
+        except KeyError:
+            raise RunNotFound(run_id) from None
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        """Cancel a run; ``canceled`` is False when it had already ended."""
+        handle = self.kit.get_handle(run_id)
+        try:
+            handle.status  # noqa: B018 (raises KeyError for an unknown id)
+        except KeyError:
+            raise RunNotFound(run_id) from None
+        done = handle.cancel()
+        return {"id": run_id, "canceled": done, "status": handle.status}
+
+    def signal(self, event: str, payload: Any, correlation_key: str | None) -> dict[str, Any]:
+        """Store a signal for every run waiting for ``event``."""
+        return {"signal_id": self.kit.signal(event, payload, correlation_key=correlation_key)}
+
+    def dag_svg(self, run_id: str) -> str:
+        """The run's DAG, each block coloured by its step's status."""
+        kit = self.kit
+        row = kit.store.get_run(run_id)
+        if row is None:
+            raise RunNotFound(run_id)
+        wf = SerializedWorkflow.from_json(row.workflow_json)
+        statuses = {b.id: "completed" for b in wf.blocks if b.type == "trigger_webhook"}
+        statuses.update({s.block_id: s.status for s in kit.store.get_steps(run_id)})
+        if row.status == "canceled":  # what was still to do will not happen
+            for b in wf.blocks:
+                if statuses.get(b.id, "pending") in _UNFINISHED:
+                    statuses[b.id] = "canceled"
+        return render_svg(wf, statuses, title=f"{wf.name or 'run'} · {row.status}")
