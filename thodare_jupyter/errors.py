@@ -207,3 +207,23 @@ class WorkflowYamlError(ThodareError):
             f"Workflow {name!r}: the YAML has {len(self.problems)} problem(s); fix them and "
             f"run the cell again:\n{lines}"
         )
+
+
+class AssistantError(ThodareError):
+    """The assistant could not get an answer from its model (the message says what to do)."""
+
+
+class AssistantNotConfigured(AssistantError):
+    """No model is configured, or its provider's SDK or key is missing."""
+
+
+class ProviderUnreachable(AssistantError):
+    """The model's server did not answer (connection refused, DNS, timeout)."""
+
+
+class ProviderRateLimited(AssistantError):
+    """The provider kept answering 429 after the retries with backoff."""
+
+
+class ProviderFailed(AssistantError):
+    """The provider answered with an error status (bad key, unknown model, ...)."""

@@ -1,0 +1,62 @@
+"""What a proposal changes: the blocks added, changed and removed, and a JSON diff to read."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..connectors import Catalog
+from ..patch import redact_for_llm
+from ..wire import SerializedWorkflow
+
+
+@dataclass(frozen=True)
+class WorkflowDiff:
+    """Block ids by change, and a unified diff of the two workflows' JSON (hidden params out)."""
+
+    added: list[str]
+    changed: list[str]
+    removed: list[str]
+    text: str
+
+    @property
+    def empty(self) -> bool:
+        """True when the two workflows are the same."""
+        return not (self.added or self.changed or self.removed)
+
+
+def _shape(wf: SerializedWorkflow, catalog: Catalog) -> dict[str, Any]:
+    """Each block's name, type, params and edges in and out, for comparison."""
+    data = redact_for_llm(wf, catalog)
+    edges: dict[str, list[str]] = {b["id"]: [] for b in data["blocks"]}
+    for c in data["connections"]:
+        tag = f"{c['source']}->{c['target']}:{c.get('sourceHandle') or ''}:{c.get('condition')}"
+        for end in (c["source"], c["target"]):
+            edges.setdefault(end, []).append(tag)
+    return {
+        b["id"]: {k: b.get(k) for k in ("type", "name", "enabled", "params")}
+        | {"edges": sorted(edges.get(b["id"], []))}
+        for b in data["blocks"]
+    }
+
+
+def workflow_diff(
+    before: SerializedWorkflow, after: SerializedWorkflow, catalog: Catalog
+) -> WorkflowDiff:
+    """Compare two versions of a workflow (positions ignored; hidden params never shown)."""
+    old, new = _shape(before, catalog), _shape(after, catalog)
+    text = "".join(
+        difflib.unified_diff(
+            json.dumps(redact_for_llm(before, catalog), indent=1).splitlines(keepends=True),
+            json.dumps(redact_for_llm(after, catalog), indent=1).splitlines(keepends=True),
+            "before", "after", n=2,
+        )
+    )  # fmt: skip
+    return WorkflowDiff(
+        added=[b for b in new if b not in old],
+        changed=[b for b in new if b in old and new[b] != old[b]],
+        removed=[b for b in old if b not in new],
+        text=text,
+    )

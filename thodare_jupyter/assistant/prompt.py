@@ -1,0 +1,137 @@
+# ruff: noqa: E501  (the system prompt keeps one rule per line, as the model reads it)
+"""What the model is told: the rules, the catalog and workflow as it may see them, feedback.
+
+Secrets never leave: the catalog and the workflow come redacted (hidden params
+have neither name nor value in them), a run's outputs and errors are masked,
+and :class:`Masker` scrubs every message once more before it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..connectors import Catalog
+from ..durable.handle import RunDescription
+from ..patch import redact_for_llm
+from ..templates import iter_refs
+from ..wire import ApplyResult, SerializedWorkflow
+
+MASK = "***"
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE", re.I)
+MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary text
+
+SYSTEM = """\
+You change workflows of thodare-jupyter by sending edit operations. You never write whole workflows.
+Answer with exactly one JSON object and nothing else:
+{"operations": [<operation>, ...], "explanation": "<one or two sentences for the user>"}
+
+Operations (the field "operation_type" says which):
+- {"operation_type": "add", "block_id": "<new id>", "type": "<connector type>", "name": "<optional>", "params": {...}}
+- {"operation_type": "edit", "block_id": "<id>", "name": "<optional>", "params": {<only the params to change>}}
+- {"operation_type": "delete", "block_id": "<id>"}   (its connections are removed too)
+- {"operation_type": "connect", "block_id": "<source id>", "target_block_id": "<target id>", "source_handle": "<optional branch>"}
+- {"operation_type": "disconnect", "block_id": "<source id>", "target_block_id": "<target id>"}
+
+Rules:
+- Use only connector types from the catalog and only the params it lists for them; required params must be set.
+- Data flows through templates: {{trigger.<field>}} is the run input, {{<block id>.<output field>}} an output of an upstream block (only the outputs the catalog lists), {{vars.<name>}} a workflow variable, {{env.<NAME>}} an environment value.
+- A block may only read blocks upstream of it. Connect every new block: from "__trigger__" or the block whose output it reads, and to the blocks that must run after it.
+- To put B between A and C: disconnect A->C, connect A->B, connect B->C.
+- The operations are applied in order to the workflow exactly as it is shown to you. When told they did not apply, send the whole corrected list again, for that same workflow.
+- If the request needs no change, send an empty list and say why in the explanation.
+"""
+
+
+def request_message(
+    workflow: SerializedWorkflow, ask: str, catalog: Catalog, run: Mapping[str, Any] | None
+) -> str:
+    """The first user turn: catalog, workflow, optionally a run, then the request."""
+    parts = [
+        "Connector catalog (JSON):",
+        json.dumps(catalog.describe_for_llm(), separators=(",", ":")),
+        "",
+        "The workflow now (JSON):",
+        json.dumps(redact_for_llm(workflow, catalog), indent=1),
+    ]
+    if run is not None:
+        parts += ["", "The run the user is asking about (JSON):", json.dumps(run, indent=1)]
+    parts += ["", f"Request: {ask}"]
+    return "\n".join(parts)
+
+
+def repair_message(
+    attempt: int, budget: int, result: ApplyResult | None, problems: Iterable[str]
+) -> str:
+    """A later user turn: why the last answer did not apply, and what to send."""
+    said = [result.summary] if result is not None and not result.ok else []
+    said += [f"  • {p}" for p in problems]
+    return (
+        f"Attempt {attempt} of {budget} did not apply cleanly, so nothing was changed. "
+        "The engine said:\n" + "\n".join(said) + "\n\nSend the whole corrected list of "
+        "operations again, for the workflow as first shown, as the same JSON object."
+    )
+
+
+def not_json_message(attempt: int, budget: int, why: str) -> str:
+    """A later user turn after an answer that was not the JSON object asked for."""
+    return (
+        f"Attempt {attempt} of {budget}: your answer was not the JSON object asked for ({why}). "
+        'Answer with exactly one JSON object: {"operations": [...], "explanation": "..."}.'
+    )
+
+
+def run_context(run: RunDescription) -> dict[str, Any]:
+    """A run as the model may see it: statuses, outputs and the failing step's error."""
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "error": run.error,
+        "failed_block": run.failed_block,
+        "steps": [
+            {k: v for k, v in s.model_dump().items() if v is not None and k != "started_at"}
+            for s in run.steps
+        ],
+    }
+
+
+class Masker:
+    """Replaces every secret the model must not see by ``***`` in outgoing text.
+
+    The secrets: values of the environment variables the workflow reads
+    (``{{env.X}}``) or whose names look secret (``*_KEY``, ``*TOKEN*``, ...), and
+    literal values of hidden params.
+    """
+
+    def __init__(
+        self, workflow: SerializedWorkflow, catalog: Catalog, env: Mapping[str, str]
+    ) -> None:
+        read = {r.split(".", 1)[1].split(".")[0] for r in iter_refs(workflow.to_dict())
+                if r.startswith("env.")}  # fmt: skip
+        values = {v for k, v in env.items() if k in read or SECRET_NAME.search(k)}
+        for block in workflow.blocks:
+            conn = catalog.find(block.type)
+            for name in conn.hidden_params if conn is not None else ():
+                values |= set(_strings(block.params.get(name)))
+        self.secrets = sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len)[::-1]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+            encoded = json.dumps(secret)[1:-1]  # the same value inside a JSON string
+            if encoded != secret:
+                text = text.replace(encoded, MASK)
+        return text
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
