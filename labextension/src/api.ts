@@ -1,0 +1,92 @@
+/**
+ * The server extension's REST routes (`/thodare/api/...`), behind Jupyter's auth.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** One step of a durable run, as `RunHandle.describe()` gives it. */
+export interface IStep {
+  block_id: string;
+  type: string;
+  status: string;
+  attempt: number;
+  started_at: string | null;
+  ended_at: string | null;
+  error: string | null;
+  waiting_for: string | null;
+}
+
+/** A durable run (a `RunDescription`). */
+export interface IRun {
+  id: string;
+  workflow: string | null;
+  status: string;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  error: string | null;
+  failed_block: string | null;
+  steps: IStep[];
+}
+
+export const RUN_STATUSES = [
+  'pending',
+  'running',
+  'waiting',
+  'completed',
+  'failed',
+  'canceled'
+];
+export const TERMINAL = ['completed', 'failed', 'canceled'];
+
+const settings = ServerConnection.makeSettings();
+
+/** Call a route; a failed call throws an Error carrying the server's message. */
+async function call(path: string, init: RequestInit = {}): Promise<Response> {
+  const url = URLExt.join(settings.baseUrl, 'thodare', 'api', path);
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new ServerConnection.NetworkError(error as TypeError);
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      message = (await response.json()).message || message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    if (response.status === 404 && path === 'runs') {
+      message = 'The thodare server extension is not enabled in this Jupyter server.';
+    }
+    throw new Error(message);
+  }
+  return response;
+}
+
+/** Recent runs, newest first (`status` filters). */
+export async function listRuns(status: string, limit = 50): Promise<IRun[]> {
+  const query = URLExt.objectToQueryString(
+    status ? { status, limit: String(limit) } : { limit: String(limit) }
+  );
+  return (await call(`runs${query}`)).json();
+}
+
+/** One run with its steps. */
+export async function getRun(id: string): Promise<IRun> {
+  return (await call(`runs/${encodeURIComponent(id)}`)).json();
+}
+
+/** Cancel a run; resolves to its status afterwards. */
+export async function cancelRun(id: string): Promise<string> {
+  const out = await call(`runs/${encodeURIComponent(id)}/cancel`, {
+    method: 'POST'
+  });
+  return (await out.json()).status;
+}
+
+/** The run's DAG coloured by step status, as SVG markup. */
+export async function runSvg(id: string): Promise<string> {
+  return (await call(`runs/${encodeURIComponent(id)}/dag.svg`)).text();
+}

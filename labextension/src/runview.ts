@@ -1,0 +1,67 @@
+/**
+ * One run in the main area: its DAG coloured by step status, and its steps.
+ */
+import { IRun, TERMINAL, getRun, runSvg } from './api';
+import { clock, h, svgNode, took } from './dom';
+import { PollingWidget } from './poller';
+
+export class RunView extends PollingWidget {
+  constructor(readonly runId: string) {
+    super();
+    this.addClass('thodare-run-view');
+    this.node.dataset.runId = runId;
+    this.node.append(this.head, this.error, this.dag, this.steps);
+  }
+
+  protected get live(): boolean {
+    return !this.run || !TERMINAL.includes(this.run.status);
+  }
+
+  protected async refresh(): Promise<void> {
+    try {
+      const [run, svg] = await Promise.all([getRun(this.runId), runSvg(this.runId)]);
+      this.run = run;
+      this.error.textContent = '';
+      this.draw(run, svg);
+    } catch (e) {
+      this.error.textContent = (e as Error).message;
+    }
+  }
+
+  private draw(run: IRun, svg: string): void {
+    this.node.dataset.status = run.status;
+    this.head.textContent = `${run.workflow ?? 'run'} · ${run.id} · ${run.status}`;
+    if (run.error) {
+      this.head.append(h('pre', 'thodare-error', `${run.failed_block ?? ''}: ${run.error}`));
+    }
+    if (svg !== this.svg) {
+      this.svg = svg;
+      this.dag.replaceChildren(svgNode(svg));
+    }
+    const table = h('table', 'thodare-steps');
+    const head = table.createTHead().insertRow();
+    for (const t of ['step', 'type', 'status', 'attempt', 'started', 'took', 'error']) {
+      head.append(h('th', '', t));
+    }
+    const body = table.createTBody();
+    for (const s of run.steps) {
+      const tr = body.insertRow();
+      tr.dataset.blockId = s.block_id;
+      tr.dataset.status = s.status;
+      const cells = [s.block_id, s.type, s.waiting_for ? `${s.status} (${s.waiting_for})` : s.status,
+        String(s.attempt), clock(s.started_at), took(s.started_at, s.ended_at)]; // prettier-ignore
+      for (const text of cells) {
+        tr.append(h('td', '', text));
+      }
+      tr.append(h('td', 'thodare-step-error', s.error ?? ''));
+    }
+    this.steps.replaceChildren(table);
+  }
+
+  private run: IRun | undefined;
+  private svg = '';
+  private readonly head = h('div', 'thodare-run-head');
+  private readonly error = h('div', 'thodare-error');
+  private readonly dag = h('div', 'thodare-run-dag');
+  private readonly steps = h('div', 'thodare-run-steps');
+}
