@@ -14,7 +14,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
+# The install also builds the JupyterLab panel (labextension/): rebuild when its sources change.
+LABEXT := $(wildcard labextension/package.json labextension/yarn.lock labextension/src/*.ts labextension/style/*)
+
+$(STAMP): pyproject.toml $(LABEXT) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

@@ -195,3 +195,19 @@ class TestConfiguredDatabase:
         done = kit.run(QUICK, {})
         await asyncio.to_thread(done.result, 15)
         assert [r["id"] for r in await fetch_json(jp_fetch, "runs")] == [done.id]
+
+
+class TestUnreachableDatabase:
+    """A database that cannot be opened is a 503 saying why, not a crash."""
+
+    @pytest.fixture
+    def jp_server_config(self, tmp_path: Path) -> Config:
+        blocker = tmp_path / "not-a-dir"
+        blocker.write_text("a file where the database's folder should be")
+        return Config({"ServerApp": {"jpserver_extensions": {"thodare_jupyter.server": True}},
+                       "ThodareServer": {"db_url": f"sqlite:///{blocker}/runs.db"}})  # fmt: skip
+
+    async def test_runs_is_503_naming_the_database(self, jp_fetch: Fetch, tmp_path: Path) -> None:
+        code, msg = await error(jp_fetch, "runs")
+        assert code == 503
+        assert msg.startswith(f"Cannot use the database at sqlite:///{tmp_path}/not-a-dir/runs.db")

@@ -8,7 +8,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
-import { INotebookTracker } from '@jupyterlab/notebook';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { SplitPanel } from '@lumino/widgets';
 
@@ -71,6 +71,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.setRelativeSizes([3, 2]);
     shell.add(panel, 'left', { rank: 600 });
     tracker.currentChanged.connect(() => void chat.refreshWorkflows());
+    NotebookActions.executed.connect((_, { cell }) => {
+      if (/^\s*%%workflow\s/.test(cell.model.sharedModel.getSource())) {
+        void chat.refreshWorkflows(); // a workflow was (re)defined
+      }
+    });
     void chat.refreshWorkflows();
   }
 };

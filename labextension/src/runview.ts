@@ -45,11 +45,14 @@ export class RunView extends PollingWidget {
     }
     const body = table.createTBody();
     for (const s of run.steps) {
+      // a canceled run's unfinished steps will not go on (as its DAG shows them)
+      const status = run.status === 'canceled' && !TERMINAL.includes(s.status) ? 'canceled' : s.status;
       const tr = body.insertRow();
       tr.dataset.blockId = s.block_id;
-      tr.dataset.status = s.status;
-      const cells = [s.block_id, s.type, s.waiting_for ? `${s.status} (${s.waiting_for})` : s.status,
-        String(s.attempt), clock(s.started_at), took(s.started_at, s.ended_at)]; // prettier-ignore
+      tr.dataset.status = status;
+      const shown = status === 'waiting' && s.waiting_for ? `waiting (${s.waiting_for})` : status;
+      const cells = [s.block_id, s.type, shown, String(s.attempt), clock(s.started_at),
+        took(s.started_at, s.ended_at)]; // prettier-ignore
       for (const text of cells) {
         tr.append(h('td', '', text));
       }

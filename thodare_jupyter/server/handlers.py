@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..errors import BackendUnavailable
 from .runs import RUN_STATUSES, RunNotFound, Runs
 
 T = TypeVar("T")
@@ -30,6 +31,8 @@ class _Base(APIHandler):
             return await asyncio.to_thread(fn, *args)
         except RunNotFound as e:
             raise web.HTTPError(404, f"No run {e.args[0]!r} in this database.") from None
+        except BackendUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
 
     def body(self) -> dict[str, Any]:
         """The JSON object sent, or a 400 saying what is wrong with it."""
