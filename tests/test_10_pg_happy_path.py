@@ -112,7 +112,7 @@ def test_llm_built_workflow_runs_trigger_http_slack_on_postgres(
         schema,
     )
     assert [t["table_name"] for t in tables] == [
-        "thodare_alembic_version", "thodare_runs", "thodare_schedules",
+        "thodare_alembic_version", "thodare_definitions", "thodare_runs", "thodare_schedules",
         "thodare_signal_consumptions", "thodare_signals", "thodare_steps",
     ]  # fmt: skip
     runs = pg_rows(pg_url, "SELECT * FROM thodare_runs")

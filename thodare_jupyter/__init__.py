@@ -3,6 +3,7 @@
 The public API is re-exported here; everything else is internal.
 """
 
+from .assistant import Assistant, Proposal
 from .authoring import (
     WorkflowBuilder,
     WorkflowSpec,
@@ -20,17 +21,24 @@ from .connectors import (
     connector,
     define_connector,
 )
+from .durable.definitions import DefinitionVersion
 from .durable.handle import RunDescription, RunHandle, StepDescription
 from .durable.schedules import DispatchReport, ScheduleInfo
 from .errors import (
+    AssistantError,
+    AssistantNotConfigured,
     BackendUnavailable,
     BuildError,
     ConnectorConflict,
     ConnectorDefinitionError,
     InputInvalid,
+    NothingToUndo,
     NotPaused,
     OutputInvalid,
     ParamsInvalid,
+    ProviderFailed,
+    ProviderRateLimited,
+    ProviderUnreachable,
     RunCanceled,
     RunFailed,
     RunTimeout,
@@ -85,21 +93,30 @@ def unload_ipython_extension(ip: object) -> None:
 
 __all__ = [
     "ApplyResult",
+    "Assistant",
+    "AssistantError",
+    "AssistantNotConfigured",
     "BackendUnavailable",
     "BuildError",
     "Catalog",
     "Connector",
     "ConnectorConflict",
     "ConnectorDefinitionError",
+    "DefinitionVersion",
     "DispatchReport",
     "EditOp",
     "Hidden",
     "InMemoryRun",
     "InputInvalid",
     "NotPaused",
+    "NothingToUndo",
     "OutputInvalid",
     "ParamsInvalid",
     "PauseInfo",
+    "Proposal",
+    "ProviderFailed",
+    "ProviderRateLimited",
+    "ProviderUnreachable",
     "RetryPolicy",
     "RunCanceled",
     "RunDescription",

@@ -227,3 +227,14 @@ class ProviderRateLimited(AssistantError):
 
 class ProviderFailed(AssistantError):
     """The provider answered with an error status (bad key, unknown model, ...)."""
+
+
+class NothingToUndo(ThodareError):
+    """``undo`` was asked of a workflow with no earlier version left."""
+
+    def __init__(self, name: str) -> None:
+        self.workflow_name = name
+        super().__init__(
+            f"Workflow {name!r} has no earlier version to go back to "
+            f"(see its versions with %workflow history {name})."
+        )

@@ -22,6 +22,7 @@ from .authoring.builder import WorkflowBuilder
 from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .connectors import Catalog, Connector
 from .durable.cron import check_cron, next_tick, zone
+from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, describe_run
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
@@ -64,6 +65,7 @@ class Wfkit:
         self.config = config
         self.worker = Worker(store, catalog, self.env, config)
         self._schedules = Schedules(store)
+        self._definitions = Definitions(store)
         self.workflows: dict[str, SerializedWorkflow] = {}
         """Workflows built by :meth:`workflow_from_spec`, by ``name@version``."""
         self._closed = False
@@ -309,6 +311,43 @@ class Wfkit:
     def unschedule(self, name: str) -> bool:
         """Delete schedule ``name`` (its runs stay); False when there was none."""
         return self._schedules.remove(name)
+
+    # ── definition versions ──
+
+    def save_version(
+        self,
+        workflow: SerializedWorkflow,
+        *,
+        source: str | None = None,
+        origin: str = "cell",
+        note: str | None = None,
+    ) -> DefinitionVersion:
+        """Keep ``workflow`` as the newest version of its name (no-op when unchanged).
+
+        Args:
+            workflow: A named workflow.
+            source: The text it was written in (a ``%%workflow`` cell), to restore.
+            origin: ``cell``, ``assistant`` or ``undo``.
+            note: Why (the assistant request that made it).
+        """
+        self._check_open("save_version")
+        if not workflow.name:
+            raise ThodareError("Only a named workflow can be versioned: set metadata.name.")
+        return self._definitions.save(
+            workflow.name, workflow, source=source, origin=origin, note=note
+        )
+
+    def history(self, name: str) -> list[DefinitionVersion]:
+        """Every stored version of workflow ``name``, newest first."""
+        return self._definitions.history(name)
+
+    def undo(self, name: str) -> DefinitionVersion:
+        """Go back one version of ``name``: the newest is marked undone; the one before returned.
+
+        Raises:
+            NothingToUndo: There is no earlier live version.
+        """
+        return self._definitions.undo(name)
 
     def dispatch_schedules(self, now: datetime | float | None = None) -> DispatchReport:
         """Start the runs of due ticks now; the worker does this by itself.

@@ -16,6 +16,8 @@ default 4, honouring ``Retry-After``); ``THODARE_LLM_TIMEOUT`` (seconds, default
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ..errors import (
@@ -81,19 +83,12 @@ class OpenAIChat:
 
     def complete(self, system: str, messages: list[Message]) -> str:
         """One chat completion with ``response_format={"type": "json_object"}``."""
-        sdk = self._sdk
-        try:
+        with _translated(self._sdk, self.name, self.base_url):
             resp = self.client.chat.completions.create(
                 model=self.model,
                 messages=[{"role": "system", "content": system}, *messages],
                 response_format={"type": "json_object"},
             )
-        except sdk.RateLimitError as e:
-            raise ProviderRateLimited(_rate_limited(self.name, e)) from None
-        except sdk.APIConnectionError as e:
-            raise ProviderUnreachable(_unreachable(self.name, self.base_url, e)) from None
-        except sdk.APIStatusError as e:
-            raise ProviderFailed(_failed(self.name, e)) from None
         if not resp.choices:
             return ""
         return str(resp.choices[0].message.content or "")
@@ -121,17 +116,10 @@ class AnthropicChat:
 
     def complete(self, system: str, messages: list[Message]) -> str:
         """One Messages API call; the text blocks of the answer, joined."""
-        sdk = self._sdk
-        try:
+        with _translated(self._sdk, self.name, self.base_url):
             resp = self.client.messages.create(
                 model=self.model, max_tokens=4096, system=system, messages=messages
             )
-        except sdk.RateLimitError as e:
-            raise ProviderRateLimited(_rate_limited(self.name, e)) from None
-        except sdk.APIConnectionError as e:
-            raise ProviderUnreachable(_unreachable(self.name, self.base_url, e)) from None
-        except sdk.APIStatusError as e:
-            raise ProviderFailed(_failed(self.name, e)) from None
         return "".join(b.text for b in resp.content if getattr(b, "type", "") == "text")
 
 
@@ -152,6 +140,19 @@ def model_from_env(spec: str | None = None) -> ChatModel:
             f"{', '.join(PROVIDERS)}; e.g. {EXAMPLE}."
         )
     return OpenAIChat(model) if provider == "openai" else AnthropicChat(model)
+
+
+@contextmanager
+def _translated(sdk: Any, name: str, base_url: str) -> Iterator[None]:
+    """The SDK's errors (same names in both SDKs) as ours, with what to do."""
+    try:
+        yield
+    except sdk.RateLimitError as e:
+        raise ProviderRateLimited(_rate_limited(name, e)) from None
+    except sdk.APIConnectionError as e:
+        raise ProviderUnreachable(_unreachable(name, base_url, e)) from None
+    except sdk.APIStatusError as e:
+        raise ProviderFailed(_failed(name, e)) from None
 
 
 def _rate_limited(name: str, e: Exception) -> str:

@@ -205,9 +205,7 @@ class Schedules:
                 return False
             values = self._tick(c, row, now, report)
             values["updated_at"] = now
-            c.execute(
-                schedules.update().where(*self._mine, schedules.c.name == row.name), values
-            )
+            c.execute(schedules.update().where(*self._mine, schedules.c.name == row.name), values)
         return True
 
     def _tick(
@@ -242,4 +240,3 @@ class Schedules:
             self.store.insert_run(c, run_id, wf.name, row.workflow_json, data, idempotency_key=key)
         report.fired.append((row.name, run_id))
         return {**values, "last_tick_at": tick, "last_run_id": run_id, "last_error": None}
-

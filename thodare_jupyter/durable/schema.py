@@ -114,3 +114,17 @@ schedules = Table(
     Column("updated_at", Float, nullable=False),
     Index("ix_thodare_schedules_due", "namespace", "status", "next_at"),
 )
+
+definitions = Table(
+    "thodare_definitions",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("workflow_json", Text, nullable=False),
+    Column("source", Text),
+    Column("origin", String(16), nullable=False),
+    Column("note", Text),
+    Column("undone", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)

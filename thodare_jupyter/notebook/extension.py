@@ -4,7 +4,7 @@ The default kit (``THODARE_DB``, else a SQLite file in the user data dir) is
 created with its worker started, so runs left in flight by an earlier kernel
 resume as soon as their connectors are defined again. Connectors defined in
 cells (``@connector``, ``define_connector``) are registered after each cell;
-defining one again replaces it.
+defining one again replaces it. A comm to the JupyterLab panel is opened.
 """
 
 from __future__ import annotations
@@ -28,17 +28,20 @@ def _register_new_connectors(ip: Any, kit: Wfkit) -> None:
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """Create and start the default kit as ``wfkit``; register magics and displays."""
+    """Create and start the default kit as ``wfkit``; register magics, displays, the comm."""
     if "kit" in _state:  # %reload_ext / a second %load_ext: keep the running kit
         ip.user_ns["wfkit"] = _state["kit"]
         return
+    from .channel import PanelChannel
     from .displays import register_displays
     from .magics import WorkflowMagics
+    from .session import Session
 
     kit = create_wfkit().start()
-    _state["kit"] = kit
+    session = Session(kit, ip.user_ns)
+    _state.update(kit=kit, session=session, channel=PanelChannel(session))
     ip.user_ns["wfkit"] = kit
-    ip.register_magics(WorkflowMagics(ip, kit))
+    ip.register_magics(WorkflowMagics(ip, session))
     register_displays(ip)
 
     def after_cell(*_: Any) -> None:
@@ -50,11 +53,15 @@ def load_ipython_extension(ip: Any) -> None:
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    """Stop the worker (runs in flight are handed back) and close the kit."""
+    """Stop the worker (runs in flight are handed back), close the comm and the kit."""
     kit: Wfkit | None = _state.pop("kit", None)
     hook = _state.pop("hook", None)
+    channel = _state.pop("channel", None)
     _state.pop("seen", None)
+    _state.pop("session", None)
     if hook is not None:
         ip.events.unregister("post_run_cell", hook)
+    if channel is not None:
+        channel.close()
     if kit is not None:
         kit.close()

@@ -1,27 +1,27 @@
-"""``%%workflow NAME`` (YAML → a checked workflow bound to NAME); ``%workflow list|show|runs``."""
+"""``%%workflow NAME`` (YAML → a checked workflow bound to NAME), ``%%assist NAME``, and
+``%workflow list|show|runs|history|undo``."""
 
 from __future__ import annotations
 
 import html
+import shlex
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import HTML
 
-from ..authoring.workflow_yaml import workflow_from_yaml
 from ..durable.handle import RunList
-from ..errors import ThodareError, WorkflowYamlError
-from ..kit import Wfkit
+from ..errors import AssistantError, ThodareError, WorkflowYamlError
 from ..wire import SerializedWorkflow
+from .proposal import ProposalView
+from .session import Session
 
-USAGE = "%workflow list | %workflow show NAME | %workflow runs [NAME]"
-
-
-def python_name(name: str) -> str:
-    """The identifier a workflow is bound to: ``lead-notifier`` → ``lead_notifier``."""
-    ident = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
-    return ident if ident and not ident[0].isdigit() else f"wf_{ident}"
+USAGE = (
+    "%workflow list | %workflow show NAME | %workflow runs [NAME] | "
+    "%workflow history NAME | %workflow undo NAME"
+)
+ASSIST_USAGE = "Usage: %%assist NAME [--run RUN_ID|last], then your request in words."
 
 
 def located(cell: str, error: WorkflowYamlError) -> str:
@@ -38,65 +38,109 @@ def located(cell: str, error: WorkflowYamlError) -> str:
     return "\n".join(out)
 
 
+def _table(head: list[str], rows: list[list[Any]]) -> Any:
+    cells = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return HTML(f"<table><tr>{header}</tr>{cells}</table>")  # type: ignore[no-untyped-call]
+
+
 @magics_class
 class WorkflowMagics(Magics):
-    """The workflow magics, bound to one kit."""
+    """The workflow magics, bound to one notebook session."""
 
-    def __init__(self, shell: Any, kit: Wfkit) -> None:
+    def __init__(self, shell: Any, session: Session) -> None:
         super().__init__(shell)
-        self.kit = kit
+        self.session = session
+        self.kit = session.kit
 
     @cell_magic
     def workflow(self, line: str, cell: str) -> Any:
-        """Declare a workflow in YAML; it is checked, bound to NAME and drawn."""
+        """Declare a workflow in YAML; it is checked, bound to NAME, versioned and drawn."""
         name = line.strip()
         if not name or " " in name:
             raise UsageError("Usage: %%workflow NAME, then the workflow's YAML (DESIGN §6).")
         try:
-            wf = workflow_from_yaml(name, cell, self.kit.catalog, first_line=2)
-            wf = self.kit.compile(wf)
+            return self.session.define(name, cell)
         except WorkflowYamlError as e:
             raise UsageError(located(cell, e)) from None
         except ThodareError as e:
             raise UsageError(str(e)) from None
-        self.kit.workflows[name] = wf
-        self.shell.user_ns[python_name(name)] = wf  # type: ignore[union-attr]
-        return wf
+
+    @cell_magic
+    def assist(self, line: str, cell: str) -> Any:
+        """Ask the assistant to change workflow NAME; shows the proposal with Accept/Reject."""
+        args = shlex.split(line)
+        run_id = None
+        if "--run" in args:
+            at = args.index("--run")
+            if at + 1 >= len(args):
+                raise UsageError(ASSIST_USAGE)
+            run_id = args[at + 1]
+            del args[at : at + 2]
+        if len(args) != 1 or not cell.strip():
+            raise UsageError(ASSIST_USAGE)
+
+        def progress(attempt: int, budget: int, what: str) -> None:
+            print(f"{what} (attempt {attempt} of {budget})…", flush=True)
+
+        try:
+            pending = self.session.propose(args[0], cell.strip(), run_id=run_id,
+                                           progress=progress)  # fmt: skip
+        except AssistantError as e:
+            raise UsageError(f"The assistant could not answer: {e}") from None
+        except ThodareError as e:
+            raise UsageError(str(e)) from None
+        return ProposalView(pending, self.session)
 
     @line_magic("workflow")  # type: ignore[arg-type]
     def workflow_line(self, line: str) -> Any:
-        """``list`` the session's workflows, ``show NAME`` one, or ``runs [NAME]``."""
+        """``list``, ``show NAME``, ``runs [NAME]``, ``history NAME`` or ``undo NAME``."""
         verb, _, arg = line.strip().partition(" ")
         arg = arg.strip()
-        if verb == "list":
-            return self._list()
-        if verb == "show" and arg:
-            return self._get(arg)
-        if verb == "runs":
-            return self._runs(arg or None)
+        try:
+            if verb == "list":
+                return self._list()
+            if verb == "show" and arg:
+                return self.session.get(arg)
+            if verb == "runs":
+                return self._runs(arg or None)
+            if verb == "history" and arg:
+                return self._history(arg)
+            if verb == "undo" and arg:
+                return self._undo(arg)
+        except ThodareError as e:
+            raise UsageError(str(e)) from None
         raise UsageError(f"Usage: {USAGE}")
-
-    def _get(self, name: str) -> SerializedWorkflow:
-        wf = self.kit.workflows.get(name)
-        if wf is None:
-            known = ", ".join(sorted(self.kit.workflows)) or "none yet"
-            raise UsageError(f"No workflow {name!r} in this session (defined: {known}).")
-        return wf
 
     def _list(self) -> Any:
         rows = [
-            (name, len(wf.blocks) - 1, ", ".join(b.type for b in wf.blocks[1:4]))
+            [name, len(wf.blocks) - 1, ", ".join(b.type for b in wf.blocks[1:4])]
             for name, wf in sorted(self.kit.workflows.items())
         ]
         if not rows:
             print("No workflows yet: declare one with %%workflow NAME.")
             return None
-        body = "".join(
-            f"<tr><td>{html.escape(n)}</td><td>{k}</td><td>{html.escape(t)}</td></tr>"
-            for n, k, t in rows
-        )
-        head = "<tr><th>workflow</th><th>steps</th><th>uses</th></tr>"
-        return HTML(f"<table>{head}{body}</table>")  # type: ignore[no-untyped-call]
+        return _table(["workflow", "steps", "uses"], rows)
 
     def _runs(self, name: str | None) -> RunList:
         return RunList(r for r in self.kit.runs(limit=50) if name is None or r.workflow == name)
+
+    def _history(self, name: str) -> Any:
+        versions = self.kit.history(name)
+        if not versions:
+            print(f"No versions of {name!r} yet: run its %%workflow cell.")
+            return None
+        rows = [
+            [v.version, v.created_at.isoformat(timespec="seconds"), v.origin, v.note or "",
+             len(v.workflow.blocks) - 1, "undone" if v.undone else ""]
+            for v in versions
+        ]  # fmt: skip
+        return _table(["version", "saved", "by", "note", "steps", ""], rows)
+
+    def _undo(self, name: str) -> SerializedWorkflow:
+        version = self.session.undo(name)
+        where = "its cell was rewritten" if self.session.rewriters else "re-bound"
+        print(f"{name} is back at version {version.version} ({where}).")
+        return self.session.get(name)

@@ -27,9 +27,13 @@ STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "failed": ("#ef9a9a", "#e53935", "#212121"),
     "skipped": ("#f5f5f5", "#bdbdbd", "#757575"),
     "canceled": ("#9e9e9e", "#616161", "#212121"),
+    "unchanged": ("#fafafa", "#9e9e9e", "#212121"),
+    "added": ("#e1bee7", "#8e24aa", "#212121"),
+    "changed": ("#fff59d", "#f9a825", "#212121"),
+    "removed": ("#ffcdd2", "#c62828", "#757575"),
 }
-"""Fill, stroke and text colour per step status (``paused`` is the in-memory ``waiting``);
-an unknown status is drawn as ``pending``."""
+"""Fill, stroke and text colour per step status (``paused`` is the in-memory ``waiting``),
+and per change in an assistant proposal; an unknown status is drawn as ``pending``."""
 DIMMED = "0.45"
 """Opacity of a disabled block."""
 FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
@@ -160,7 +164,7 @@ def _nodes(lay: Layout, status: Mapping[str, str]) -> list[str]:
             f"{_attrs(transform=f'translate({n.x},{n.y})')}>"
         )
         out.append(f"<title>{_text(tip)}</title>")
-        dash = "4 3" if s == "skipped" else None
+        dash = "4 3" if s in ("skipped", "removed") else None
         out.append(
             f'<rect rx="8" ry="8"{_attrs(width=n.width, height=n.height, fill=fill)}'
             f"{_attrs(stroke=stroke, stroke_dasharray=dash)}/>"
@@ -186,7 +190,7 @@ def _legend(present: list[str], counts: Counter[str], width: int) -> list[list[s
             rows.append([])
             x = 24
         fill, stroke, _ = STATUS_STYLE.get(s, STATUS_STYLE["pending"])
-        dash = "3 2" if s == "skipped" else None
+        dash = "3 2" if s in ("skipped", "removed") else None
         rows[-1].append(
             f'<rect x="{x}" y="4" width="12" height="12" rx="2"{_attrs(fill=fill, stroke=stroke)}'
             f"{_attrs(stroke_dasharray=dash)}/>"

@@ -1,0 +1,241 @@
+"""``%%assist`` in IPython and the lab panel's comm in a real kernel, on a fake model server.
+
+A proposal shows the ops, the DAG before and after (changes coloured) and a
+JSON diff; Accept rewrites the ``%%workflow`` cell's YAML in place (comments
+and key order kept), compiles it and stores a new version; Reject changes
+nothing; ``%workflow history`` lists versions and ``%workflow undo`` goes back.
+A change YAML cannot say (a branch handle) goes back to the model. In a real
+kernel (jupyter_client), the comm ``thodare`` serves propose/accept and sends
+the rewritten cell to the front end.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from durable_helpers import wait_until
+from fake_llm import FakeLLM, fake_llm
+from IPython.core.interactiveshell import InteractiveShell
+
+from thodare_jupyter.notebook.proposal import ProposalView
+
+FLOW = """%%workflow digest
+# Morning digest for the sales team
+input: {email: str}
+steps:
+  # fetch the lead first
+  fetch:
+    uses: http   # the CRM
+    with: {url: "https://crm.example/leads/{{trigger.email}}"}
+  post:
+    uses: transform
+    with:
+      template: {text: "Lead {{fetch.body}}"}  # what sales reads
+"""
+BODY = FLOW.split("\n", 1)[1]
+APPROVE = {
+    "operations": [
+        {"operation_type": "add", "block_id": "approve", "type": "human_approval",
+         "params": {"prompt": "Send {{fetch.status}}?"}},
+        {"operation_type": "disconnect", "block_id": "fetch", "target_block_id": "post"},
+        {"operation_type": "connect", "block_id": "fetch", "target_block_id": "approve"},
+        {"operation_type": "connect", "block_id": "approve", "target_block_id": "post"},
+    ],
+    "explanation": "A human approves before the digest is posted.",
+}  # fmt: skip
+
+
+@pytest.fixture
+def ip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
+    monkeypatch.setenv("THODARE_DB", str(tmp_path / "nb.db"))
+    monkeypatch.setenv("THODARE_LLM_MODEL", "openai:fake")
+    monkeypatch.setenv("THODARE_LLM_RETRIES", "0")
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "thodare_jupyter")
+    yield shell
+    shell.run_line_magic("unload_ext", "thodare_jupyter")
+
+
+@pytest.fixture
+def llm(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM]:
+    with fake_llm(APPROVE) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        yield server
+
+
+def cell(ip: InteractiveShell, source: str) -> Any:
+    result = ip.run_cell(source)
+    if result.error_in_exec is not None:
+        raise result.error_in_exec
+    return result.result
+
+
+def test_accept_rewrites_the_cell_keeps_comments_and_versions(
+    ip: InteractiveShell, llm: FakeLLM, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(ip, FLOW)
+    view = cell(ip, "%%assist digest\nAsk a human before posting the digest.")
+    assert "asking openai:fake (attempt 1 of 3)…" in capsys.readouterr().out
+    assert isinstance(view, ProposalView) and view.state == "pending"
+    d = view.data
+    assert d["applied"] and d["attempts"] == 1 and d["workflow"] == "digest"
+    assert d["explanation"] == "A human approves before the digest is posted."
+    assert d["ops"] == APPROVE["operations"]
+    assert 'data-block-id="approve" data-status="added"' in d["svg_after"]
+    assert 'data-block-id="post" data-status="changed"' in d["svg_before"]
+    assert '+   "id": "approve"' in d["diff"]
+    bundle, _ = ip.display_formatter.format(view)
+    assert bundle["text/plain"] == (
+        "<Proposal for digest: 4 operation(s), applies cleanly after 1 attempt(s); pending>"
+    )
+    assert "human_approval" in bundle["text/html"]
+    assert "approve" not in [b.id for b in ip.user_ns["digest"].blocks]  # nothing yet
+
+    view.send_state()
+    view._on_action(view, {"action": "accept"}, [])
+    assert view.state == "accepted"
+    assert view.message.startswith("Accepted as version 2 of digest; no JupyterLab panel")
+    wf = ip.user_ns["digest"]
+    assert [b.id for b in wf.blocks] == ["__trigger__", "fetch", "post", "approve"]
+    source = view.new_source
+    assert source.startswith("%%workflow digest\n# Morning digest for the sales team\n")
+    kept = ("  # fetch the lead first\n", "    uses: http   # the CRM\n",
+            '      template: {text: "Lead {{fetch.body}}"}  # what sales reads\n')  # fmt: skip
+    assert all(line in source for line in kept), source
+    assert "    needs: [approve]\n" in source and "  approve:\n    uses: human_approval\n" in source
+    assert cell(ip, source).blocks == wf.blocks  # the new cell runs as it stands
+
+    history = ip.run_line_magic("workflow", "history digest").data
+    assert "<td>2</td>" in history and "assistant" in history
+    assert "Ask a human before posting the digest." in history
+    ip.run_line_magic("workflow", "undo digest")
+    assert "approve" not in [b.id for b in ip.user_ns["digest"].blocks]
+    assert "undone" in ip.run_line_magic("workflow", "history digest").data
+    with pytest.raises(Exception, match="no earlier version"):
+        ip.run_line_magic("workflow", "undo digest")
+
+
+def test_reject_changes_nothing(ip: InteractiveShell, llm: FakeLLM) -> None:
+    wf = cell(ip, FLOW)
+    view = cell(ip, "%%assist digest\nAsk a human first.")
+    view._on_action(view, {"action": "reject"}, [])
+    assert view.state == "rejected" and ip.user_ns["digest"] is wf
+    assert [v.version for v in ip.user_ns["wfkit"].history("digest")] == [1]
+    view._on_action(view, {"action": "accept"}, [])  # too late: decided
+    assert view.state == "rejected"
+
+
+def test_a_change_yaml_cannot_say_goes_back_to_the_model(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    branch = json.loads(json.dumps(APPROVE))
+    branch["operations"][-1]["source_handle"] = "approved"
+    with fake_llm(branch, APPROVE) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        cell(ip, FLOW)
+        view = cell(ip, "%%assist digest\nAsk a human first.")
+    assert view.data["applied"] and view.data["attempts"] == 2
+    feedback = server.user_turns(1)[-1]
+    assert "approve -> post has a branch handle or condition" in feedback
+
+
+def test_assist_errors_are_clear(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell(ip, FLOW)
+    monkeypatch.delenv("THODARE_LLM_MODEL")
+    with pytest.raises(
+        Exception, match=r"could not answer: No model is configured.*THODARE_LLM_MODEL"
+    ):
+        cell(ip, "%%assist digest\nAsk a human first.")
+    with pytest.raises(Exception, match=r"No workflow 'nope'.*digest"):
+        cell(ip, "%%assist nope\nAnything.")
+    with pytest.raises(Exception, match="Usage: %%assist NAME"):
+        cell(ip, "%%assist\nAsk a human first.")
+
+
+def test_assist_about_the_last_run_shows_its_error(ip: InteractiveShell, llm: FakeLLM) -> None:
+    wf = cell(ip, FLOW.replace("https://crm.example", "http://127.0.0.1:9"))
+    kit = ip.user_ns["wfkit"]
+    kit.run(wf, {"email": "ada@x.io"})
+    wait_until(lambda: kit.runs()[0].status == "failed", 30)
+    cell(ip, "%%assist digest --run last\nWhy did this fail?")
+    asked = llm.user_turns(0)[0]
+    assert '"failed_block": "fetch"' in asked and '"status": "failed"' in asked
+
+
+# ── the lab panel's comm, in a real kernel ──
+
+
+def _comm_msg(kc: Any, comm_id: str, data: dict[str, Any]) -> None:
+    msg = kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+    kc.shell_channel.send(msg)
+
+
+def _next_comm_data(kc: Any, comm_id: str, want: Any, timeout: float = 60) -> dict[str, Any]:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        msg = kc.get_iopub_msg(timeout=end - time.monotonic())
+        content = msg["content"]
+        if (
+            msg["msg_type"] == "comm_msg"
+            and content["comm_id"] == comm_id
+            and want(content["data"])
+        ):
+            data: dict[str, Any] = content["data"]
+            return data
+    raise AssertionError("no such comm message")
+
+
+def test_the_panel_comm_in_a_real_kernel(tmp_path: Path, llm: FakeLLM) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {"THODARE_DB": str(tmp_path / "k.db"), "THODARE_LLM_MODEL": "openai:fake",
+           "OPENAI_BASE_URL": llm.openai_url, "THODARE_LLM_RETRIES": "0"}  # fmt: skip
+    import os
+
+    km, kc = start_new_kernel(kernel_name="python3", env={**os.environ, **env})
+    try:
+        seen: list[dict[str, Any]] = []
+        kc.execute_interactive("%load_ext thodare_jupyter", timeout=60, output_hook=seen.append)
+        opened = next(m["content"] for m in seen if m["msg_type"] == "comm_open")
+        assert opened["target_name"] == "thodare" and opened["data"] == {"protocol": 1}
+        comm_id = opened["comm_id"]
+        reply = kc.execute_interactive(FLOW, timeout=60, output_hook=seen.append)
+        assert reply["content"]["status"] == "ok"
+
+        rid = uuid.uuid4().hex
+        _comm_msg(kc, comm_id, {"id": rid, "action": "workflows"})
+        got = _next_comm_data(kc, comm_id, lambda d: d.get("reply_to") == rid)
+        assert got == {"reply_to": rid, "ok": True, "workflows": [{"name": "digest", "steps": 2}]}
+
+        rid = uuid.uuid4().hex
+        _comm_msg(kc, comm_id, {"id": rid, "action": "propose", "workflow": "digest",
+                                "ask": "Ask a human first.", "run_id": None})  # fmt: skip
+        got = _next_comm_data(kc, comm_id, lambda d: d.get("reply_to") == rid)
+        assert got["ok"], got
+        proposal = got["proposal"]
+        assert proposal["applied"] and proposal["changed"] == ["approve", "fetch", "post"]
+
+        rid = uuid.uuid4().hex
+        _comm_msg(kc, comm_id, {"id": rid, "action": "accept", "key": proposal["key"]})
+        event = _next_comm_data(kc, comm_id, lambda d: d.get("event") == "rewrite_cell")
+        assert event["workflow"] == "digest"
+        assert event["source"].startswith("%%workflow digest\n# Morning digest")
+        assert "needs: [approve]" in event["source"]
+        got = _next_comm_data(kc, comm_id, lambda d: d.get("reply_to") == rid)
+        assert got == {"reply_to": rid, "ok": True, "workflow": "digest", "version": 2}
+
+        rid = uuid.uuid4().hex
+        _comm_msg(kc, comm_id, {"id": rid, "action": "accept", "key": proposal["key"]})
+        got = _next_comm_data(kc, comm_id, lambda d: d.get("reply_to") == rid)
+        assert got == {"reply_to": rid, "ok": False,
+                       "error": "This proposal was already accepted or rejected."}  # fmt: skip
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

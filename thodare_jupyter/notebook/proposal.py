@@ -1,0 +1,100 @@
+"""The proposal widget of ``%%assist``: what the assistant wants to change, Accept or Reject.
+
+It shows the model's explanation, its operations, the engine's summary, the
+DAG before and after (added, changed and removed blocks coloured) and the JSON
+diff. Accept hands the proposal to the session (the ``%%workflow`` cell is
+rewritten, compiled and stored as a new version); Reject changes nothing.
+Where no widget front end runs, the same content shows as static HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets
+
+from .session import Pending, Session, cell_source, proposal_view_data
+
+
+class ProposalView(anywidget.AnyWidget):
+    """One pending proposal with its Accept and Reject buttons."""
+
+    _esm = Path(__file__).with_name("proposal.js")
+    _css = Path(__file__).with_name("proposal.css")
+    data = traitlets.Dict().tag(sync=True)
+    state = traitlets.Unicode("pending").tag(sync=True)
+    message = traitlets.Unicode("").tag(sync=True)
+    new_source = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, pending: Pending, session: Session) -> None:
+        super().__init__(data=proposal_view_data(pending))
+        self.pending, self.session = pending, session
+        if not pending.proposal.applied:
+            self.state = "failed"
+        self.on_msg(self._on_action)
+
+    def __repr__(self) -> str:
+        p = self.pending.proposal
+        how = "applies cleanly" if p.applied else "did not apply"
+        return (f"<Proposal for {self.pending.name}: {len(p.ops)} operation(s), {how} after "
+                f"{p.attempts} attempt(s); {self.state}>")  # fmt: skip
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data: dict[str, Any] = (bundle[0] if isinstance(bundle, tuple) else bundle) or {}
+        data["text/html"] = static_html(self.data)
+        data["text/plain"] = repr(self)
+        return bundle
+
+    def accept(self) -> None:
+        """Accept: rewrite the cell, store a version (the result shows in ``message``)."""
+        try:
+            version = self.session.accept(self.pending.key)
+        except Exception as e:  # shown in the widget; nothing was changed
+            self.message = f"{type(e).__name__}: {e}"
+            return
+        name = self.pending.name
+        source = self.session.sources.get(name)
+        rewritten = bool(self.session.rewriters)
+        if source is not None and not rewritten:
+            self.new_source = cell_source(name, source)
+        where = (
+            "the %%workflow cell was rewritten"
+            if rewritten
+            else "no JupyterLab panel is connected to rewrite the cell: copy the new cell below"
+        )
+        if source is None:
+            where = f"{name} is rebound (it was not written in a %%workflow cell)"
+        self.message = (f"Accepted as version {version.version} of {name}; {where}. "
+                        f"Undo with %workflow undo {name}.")  # fmt: skip
+        self.state = "accepted"
+
+    def reject(self) -> None:
+        """Reject: nothing changes."""
+        self.session.reject(self.pending.key)
+        self.state, self.message = "rejected", "Rejected: nothing was changed."
+
+    def _on_action(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        if self.state != "pending":
+            return
+        if content.get("action") == "accept":
+            self.accept()
+        elif content.get("action") == "reject":
+            self.reject()
+
+
+def static_html(d: dict[str, Any]) -> str:
+    """The proposal as plain HTML (nbconvert, GitHub): no buttons."""
+    esc = html.escape
+    ops = "".join(f"<li><code>{esc(json.dumps(op))}</code></li>" for op in d.get("ops", []))
+    return (
+        f'<div class="thodare-proposal-static"><p><b>{esc(d.get("workflow", ""))}</b>: '
+        f"{esc(d.get('explanation', ''))}</p><ol>{ops}</ol>"
+        f"<pre>{esc(d.get('summary', ''))}</pre>"
+        f'<div style="display:flex;gap:8px">{d.get("svg_before", "")}{d.get("svg_after", "")}</div>'
+        f"<details><summary>JSON diff</summary><pre>{esc(d.get('diff', ''))}</pre></details></div>"
+    )
