@@ -7,6 +7,20 @@ function html(tag, attrs = {}, text) {
   return node;
 }
 
+// One op in words: "add approve (human_approval) {…}", "connect fetch → approve", ...
+function describe(op) {
+  const t = op.operation_type, id = op.block_id, to = op.target_block_id;
+  const params = op.params && Object.keys(op.params).length ? " " + JSON.stringify(op.params) : "";
+  const name = op.name ? ` named "${op.name}"` : "";
+  if (t === "add") return `add ${id} (${op.type})${name}${params}`;
+  if (t === "edit" || t === "update") return `edit ${id}${name}${params}`;
+  if (t === "delete" || t === "remove") return `delete ${id}`;
+  const handle = op.source_handle ? ` [${op.source_handle}]` : "";
+  if (t === "connect") return `connect ${id}${handle} → ${to}`;
+  if (t === "disconnect") return `disconnect ${id} ↛ ${to}`;
+  return JSON.stringify(op);
+}
+
 function draw(model, root) {
   const d = model.get("data");
   const state = model.get("state");
@@ -14,7 +28,7 @@ function draw(model, root) {
   root.replaceChildren();
   root.append(html("div", { class: "thodare-explanation" }, d.explanation || "(no explanation)"));
   const ops = html("ol", { class: "thodare-ops" });
-  for (const op of d.ops || []) ops.append(html("li", {}, JSON.stringify(op)));
+  for (const op of d.ops || []) ops.append(html("li", {}, describe(op)));
   root.append(ops);
   root.append(html("pre", { class: d.applied ? "thodare-summary" : "thodare-summary thodare-summary-failed" },
     `${d.summary} (${d.attempts} attempt${d.attempts === 1 ? "" : "s"})`));

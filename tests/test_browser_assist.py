@@ -1,0 +1,136 @@
+"""The assistant end to end in a real JupyterLab (headless Chromium), on a fake model server.
+
+A notebook defines ``digest`` in a ``%%workflow`` cell and asks ``%%assist``
+for an approval step; the fake OpenAI-compatible server on 127.0.0.1 answers.
+Accept in the proposal widget makes the lab extension rewrite the
+``%%workflow`` cell in place (comments kept). Then the Workflows panel's chat
+asks for another change, and Accept there rewrites the cell again. Each
+version is in ``%workflow history``. Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_llm import FakeLLM, fake_llm
+from test_browser_lab import ARTIFACTS, CHROMIUM_ARGS, KERNEL_IDLE, RUN_ALL, STDERR, Lab
+from test_browser_lab import chromium as chromium  # the harness's fixtures, used by name
+from test_browser_lab import lab as lab
+
+NOTEBOOK = "assist.ipynb"
+FLOW = """%%workflow digest
+# Morning digest for the sales team
+steps:
+  fetch:
+    uses: http   # the CRM
+    with: {url: "https://crm.example/leads"}
+  post:
+    uses: slack
+    with: {operation: send, channel: "#sales", text: "Leads: {{fetch.body}}"}"""
+CELLS = ["%load_ext thodare_jupyter", FLOW, "%%assist digest\nAsk a human before posting."]
+APPROVE = {
+    "operations": [
+        {"operation_type": "add", "block_id": "approve", "type": "human_approval",
+         "params": {"prompt": "Post {{fetch.status}}?"}},
+        {"operation_type": "disconnect", "block_id": "fetch", "target_block_id": "post"},
+        {"operation_type": "connect", "block_id": "fetch", "target_block_id": "approve"},
+        {"operation_type": "connect", "block_id": "approve", "target_block_id": "post"},
+    ],
+    "explanation": "A human approves before the digest is posted.",
+}  # fmt: skip
+CHANNEL = {
+    "operations": [{"operation_type": "edit", "block_id": "post", "params": {"channel": "#leads"}}],
+    "explanation": "The digest now goes to #leads.",
+}
+TIMEOUT_MS = 90_000
+CELL_SOURCE = (
+    "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel.getSource()"
+)
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM]:
+    """The fake model, in the environment the lab server (and so the kernel) inherits."""
+    with fake_llm(APPROVE, CHANNEL) as server:
+        monkeypatch.setenv("THODARE_LLM_MODEL", "openai:fake")
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        monkeypatch.setenv("THODARE_LLM_RETRIES", "0")
+        yield server
+
+
+def _notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [],
+              "execution_count": None} for s in CELLS]  # fmt: skip
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    path.write_text(json.dumps({"cells": cells, "metadata": meta, "nbformat": 4,
+                                "nbformat_minor": 5}))  # fmt: skip
+
+
+def test_accept_in_the_widget_and_in_the_panel_rewrites_the_cell(
+    model: FakeLLM, chromium: Path, lab: Lab, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=30_000)
+    _notebook(tmp_path / "root" / NOTEBOOK)
+    ARTIFACTS.mkdir(exist_ok=True)
+    messages: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+            page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+            page.evaluate(RUN_ALL)
+            page.wait_for_function("() => window.__thodareRanAll !== undefined",
+                                   timeout=TIMEOUT_MS)  # fmt: skip
+            ran = page.evaluate("() => window.__thodareRanAll")
+            assert ran is True, f"Run All: {ran!r}; {page.locator(STDERR).all_inner_texts()}"
+
+            widget = page.locator(".jp-Notebook .thodare-proposal")
+            expect(widget).to_have_attribute("data-state", "pending", timeout=TIMEOUT_MS)
+            expect(widget.locator(".thodare-explanation")).to_have_text(APPROVE["explanation"])
+            expect(widget.locator(".thodare-ops li")).to_have_count(4)
+            expect(
+                widget.locator('svg g[data-block-id="approve"][data-status="added"]')
+            ).to_have_count(1)
+            widget.scroll_into_view_if_needed()
+            widget.screenshot(path=str(ARTIFACTS / "assist-proposal.png"))
+            widget.locator("button.thodare-accept").click()
+            expect(widget.locator(".thodare-message")).to_contain_text(
+                "Accepted as version 2 of digest; the %%workflow cell was rewritten"
+            )
+            page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('needs: [approve]')")
+            source = page.evaluate(f"({CELL_SOURCE})(1)")
+            assert source.startswith("%%workflow digest\n# Morning digest for the sales team\n")
+            assert "    uses: http   # the CRM\n" in source
+            assert "  approve:\n    uses: human_approval\n" in source
+
+            page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+            chat = page.locator("#thodare-workflows .thodare-chat")
+            expect(chat).to_have_attribute("data-connected", "true")
+            chat.locator(".thodare-chat-workflow").select_option("digest")
+            chat.locator(".thodare-chat-input").fill("Post to #leads instead.")
+            chat.locator(".thodare-chat-send").click()
+            card = chat.locator(".thodare-proposal")
+            expect(card).to_have_attribute("data-applied", "true", timeout=TIMEOUT_MS)
+            expect(card.locator(".thodare-explanation")).to_have_text(CHANNEL["explanation"])
+            page.screenshot(path=str(ARTIFACTS / "assist-panel.png"))
+            card.locator("button.thodare-accept").click()
+            expect(card).to_have_attribute("data-state", "accepted")
+            expect(card.locator(".thodare-decision")).to_have_text(
+                "Accepted: digest is now version 3."
+            )
+            page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('channel: \"#leads\"')")
+            assert "needs: [approve]" in page.evaluate(f"({CELL_SOURCE})(1)")
+        finally:
+            (ARTIFACTS / "browser-assist-console.log").write_text("\n".join(messages) + "\n")
+            browser.close()
+    assert len(model.requests) == 2
+    broken = [m for m in messages if m.startswith(("pageerror", "console.error"))]
+    assert not broken, f"front-end errors: {broken}"
