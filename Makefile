@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# jlpm (yarn, building labextension/ during the install) uses the registry npm is set up with.
+NPM_REGISTRY := $(shell npm config get registry 2>/dev/null)
+ifneq ($(NPM_REGISTRY),)
+export YARN_NPM_REGISTRY_SERVER := $(NPM_REGISTRY)
+endif
 # JupyterLab refuses to start as root unless told to (containers, CI machines).
 AS_ROOT := $(if $(filter 0,$(shell id -u)),--ServerApp.allow_root=True)
 

@@ -30,11 +30,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fake_llm import fake_llm  # noqa: E402
+from fake_llm import fake_llm
 
-from thodare_jupyter import Catalog  # noqa: E402
-from thodare_jupyter.assistant import Assistant  # noqa: E402
-from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml  # noqa: E402
+from thodare_jupyter import Catalog
+from thodare_jupyter.assistant import Assistant
+from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
 
 BASE = """
 input: {email: str}
@@ -64,7 +64,7 @@ def answer(*ops: dict[str, Any], why: str = "done") -> dict[str, Any]:
 
 SLACK_OPS = {"operation": "send", "channel": "#ops", "text": "Lead {{trigger.email}}"}
 APPROVE = [
-    op("add", "approve", type="human_approval", params={"prompt": "Notify about {{trigger.email}}?"}),
+    op("add", "approve", type="human_approval", params={"prompt": "Notify {{trigger.email}}?"}),
     op("disconnect", "score", target_block_id="notify"),
     op("connect", "score", target_block_id="approve"),
     op("connect", "approve", target_block_id="notify"),
@@ -94,7 +94,7 @@ CASES: list[tuple[str, list[Any]]] = [
      [answer(op("delete", "archiv")), answer(op("delete", "archive"))]),
     ("Put the company in the Slack text",
      [answer(op("edit", "notify", params={"text": "{{fetch.company}} via {{trigger.email}}"})),
-      answer(op("edit", "notify", params={"text": "{{fetch.body.company}} via {{trigger.email}}"}))]),
+      answer(op("edit", "notify", params={"text": "{{fetch.body.company}} / {{trigger.email}}"}))]),
     ("Also tell #ops",
      [answer(op("add", "notify_ops", type="slack", params=SLACK_OPS),
              op("connect", "score", target_block_id="notify_ops"))]),

@@ -5,7 +5,8 @@ for an approval step; the fake OpenAI-compatible server on 127.0.0.1 answers.
 Accept in the proposal widget makes the lab extension rewrite the
 ``%%workflow`` cell in place (comments kept). Then the Workflows panel's chat
 asks for another change, and Accept there rewrites the cell again. Each
-version is in ``%workflow history``. Screenshots go to ``test-artifacts/``.
+version is in ``%workflow history``; the rewritten cell runs again. After a page
+reload the panel opens its own comm to the kernel. Screenshots go to ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -110,6 +111,8 @@ def test_accept_in_the_widget_and_in_the_panel_rewrites_the_cell(
             assert source.startswith("%%workflow digest\n# Morning digest for the sales team\n")
             assert "    uses: http   # the CRM\n" in source
             assert "  approve:\n    uses: human_approval\n" in source
+            flow_cell = page.locator(".jp-Notebook .jp-Cell").nth(1)  # ran again: the new DAG
+            expect(flow_cell.locator("g.thodare-node")).to_have_count(4)
 
             page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
             chat = page.locator("#thodare-workflows .thodare-chat")
@@ -128,6 +131,13 @@ def test_accept_in_the_widget_and_in_the_panel_rewrites_the_cell(
             )
             page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('channel: \"#leads\"')")
             assert "needs: [approve]" in page.evaluate(f"({CELL_SOURCE})(1)")
+
+            page.reload()  # the kernel's comm went to the old page: the new one opens its own
+            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+            page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+            chat = page.locator("#thodare-workflows .thodare-chat")
+            expect(chat).to_have_attribute("data-connected", "true")
+            expect(chat.locator(".thodare-chat-workflow option")).to_have_text(["digest (3 steps)"])
         finally:
             (ARTIFACTS / "browser-assist-console.log").write_text("\n".join(messages) + "\n")
             browser.close()

@@ -54,20 +54,20 @@ export class ChatView extends Widget {
   /** Reload the workflow names of the active notebook's kernel. */
   async refreshWorkflows(): Promise<void> {
     const chosen = this.workflow.value;
-    this.workflow.replaceChildren();
-    if (!this.links.connected) {
-      this.status.textContent = this.links.currentKernel
-        ? 'Run %load_ext thodare_jupyter in this notebook to use the assistant.'
-        : 'Open a notebook with %load_ext thodare_jupyter to use the assistant.';
+    if (!this.links.currentKernel) {
+      this.workflow.replaceChildren();
+      this.status.textContent = 'Open a notebook with %load_ext thodare_jupyter to use the assistant.';
       this.node.dataset.connected = 'false';
       return;
     }
     try {
       const reply = await this.links.request('workflows');
       const names = (reply.workflows as JSONObject[]).map(w => String(w.name));
-      for (const w of reply.workflows as JSONObject[]) {
-        this.workflow.append(new Option(`${w.name} (${w.steps} steps)`, String(w.name)));
-      }
+      this.workflow.replaceChildren( // at once: refreshes may overlap
+        ...(reply.workflows as JSONObject[]).map(
+          w => new Option(`${w.name} (${w.steps} steps)`, String(w.name))
+        )
+      );
       if (names.includes(chosen)) {
         this.workflow.value = chosen;
       }
@@ -75,6 +75,7 @@ export class ChatView extends Widget {
       this.node.dataset.connected = 'true';
     } catch (e) {
       this.status.textContent = (e as Error).message;
+      this.node.dataset.connected = 'false';
     }
   }
 

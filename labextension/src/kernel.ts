@@ -82,7 +82,7 @@ export class KernelLinks {
     tracker.widgetAdded.connect((_, panel) => this.watch(panel));
   }
 
-  /** Emits the kernel id whose comm opened or closed. */
+  /** Emits the kernel id whose comm opened or closed, or that a notebook connected to. */
   get changed(): ISignal<this, string> {
     return this._changed;
   }
@@ -92,26 +92,38 @@ export class KernelLinks {
     return this.tracker.currentWidget?.sessionContext.session?.kernel ?? null;
   }
 
-  /** Whether the active notebook's kernel has opened the comm. */
-  get connected(): boolean {
-    const kernel = this.currentKernel;
-    return !!kernel && this.links.has(kernel.id);
-  }
-
   /** Send a request to the active notebook's kernel and wait for its reply. */
-  request(action: string, fields: JSONObject = {}): Promise<Reply> {
+  async request(action: string, fields: JSONObject = {}): Promise<Reply> {
     const kernel = this.currentKernel;
-    const link = kernel && this.links.get(kernel.id);
+    if (!kernel) {
+      throw new Error('Open a notebook (with `%load_ext thodare_jupyter`) to use the assistant.');
+    }
+    let link = this.links.get(kernel.id);
     if (!link) {
-      return Promise.reject(
-        new Error(
-          kernel
-            ? 'Run `%load_ext thodare_jupyter` in this notebook first.'
-            : 'Open a notebook (with `%load_ext thodare_jupyter`) to use the assistant.'
-        )
-      );
+      let connecting = this.connecting.get(kernel.id);
+      if (!connecting) {
+        connecting = this.connect(kernel);
+        this.connecting.set(kernel.id, connecting); // one comm however many ask at once
+        void connecting.finally(() => this.connecting.delete(kernel.id)).catch(() => undefined);
+      }
+      link = await connecting;
     }
     return link.request(action, fields);
+  }
+
+  /**
+   * Open a comm from this page (after a reload, the kernel's own comm went to the old page).
+   * Only when the kernel has the extension loaded: it then has a `thodare` comm open.
+   */
+  private async connect(kernel: Kernel.IKernelConnection): Promise<Link> {
+    const info = await kernel.requestCommInfo({ target_name: TARGET });
+    const comms = info.content.status === 'ok' ? info.content.comms : {};
+    if (Object.keys(comms).length === 0) {
+      throw new Error('Run `%load_ext thodare_jupyter` in this notebook first.');
+    }
+    const comm = kernel.createComm(TARGET);
+    comm.open({ protocol: PROTOCOL }); // before adopt(): its listeners may send at once
+    return this.adopt(kernel, comm);
   }
 
   private watch(panel: NotebookPanel): void {
@@ -121,6 +133,7 @@ export class KernelLinks {
       if (kernel && !this.registered.has(kernel)) {
         this.registered.add(kernel);
         kernel.registerCommTarget(TARGET, (comm, msg) => this.opened(kernel, comm, msg));
+        this._changed.emit(kernel.id); // a page opened on a running kernel: try to connect
       }
     };
     ctx.kernelChanged.connect(register);
@@ -139,6 +152,11 @@ export class KernelLinks {
       comm.close();
       return;
     }
+    this.adopt(kernel, comm);
+  }
+
+  /** Make `comm` the kernel's link (the previous one's requests fail). */
+  private adopt(kernel: Kernel.IKernelConnection, comm: Kernel.IComm): Link {
     this.links.get(kernel.id)?.fail('The kernel opened a new workflow connection.');
     const link = new Link(comm, data => void this.event(kernel, link, data));
     const closed = comm.onClose;
@@ -151,6 +169,7 @@ export class KernelLinks {
     };
     this.links.set(kernel.id, link);
     this._changed.emit(kernel.id);
+    return link;
   }
 
   private async event(kernel: Kernel.IKernelConnection, link: Link, data: JSONObject) {
@@ -170,6 +189,7 @@ export class KernelLinks {
   }
 
   private readonly links = new Map<string, Link>();
+  private readonly connecting = new Map<string, Promise<Link>>();
   private readonly registered = new WeakSet<Kernel.IKernelConnection>();
   private readonly _changed = new Signal<this, string>(this);
 }

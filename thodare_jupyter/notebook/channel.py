@@ -1,6 +1,7 @@
 """The kernel's side of the JupyterLab panel: one comm, ``target_name="thodare"``.
 
-The kernel opens it when the extension loads; the lab extension keeps it.
+The kernel opens it when the extension loads; the lab extension keeps it. A page
+opened later (a browser reload) opens its own to the same target.
 Requests ``{"id", "action", ...}`` get ``{"reply_to": id, "ok", ...}``:
 ``workflows``, ``propose`` (``workflow``, ``ask``, ``run_id``), ``accept`` and
 ``reject`` (``key``). Events the kernel sends: ``{"event": "rewrite_cell",
@@ -18,24 +19,32 @@ from typing import Any
 from ..errors import ThodareError
 from .session import Session, proposal_view_data
 
+TARGET = "thodare"
 PROTOCOL = 1
 log = logging.getLogger("thodare.notebook")
 
 
 class PanelChannel:
-    """One comm to the lab front end, serving the panel's requests on a session."""
+    """One comm to a lab front end, serving the panel's requests on a session."""
 
-    def __init__(self, session: Session) -> None:
-        from comm import DummyComm, create_comm
+    def __init__(self, session: Session, comm: Any) -> None:
+        from comm import DummyComm
 
         self.session = session
         self.rewritten: dict[str, bool] = {}
         """The front end's last answer per workflow: was its cell found and rewritten?"""
-        self.comm = create_comm(target_name="thodare", data={"protocol": PROTOCOL})
+        self.comm = comm
         self.comm.on_msg(self._on_msg)
         self.comm.on_close(self._on_close)
         if not isinstance(self.comm, DummyComm):  # outside a kernel nobody listens
             session.rewriters.append(self.rewrite)
+
+    @classmethod
+    def open(cls, session: Session) -> PanelChannel:
+        """Open a comm to the front end (which keeps it when it has the lab extension)."""
+        from comm import create_comm
+
+        return cls(session, create_comm(target_name=TARGET, data={"protocol": PROTOCOL}))
 
     def rewrite(self, name: str, source: str) -> None:
         """Ask the front end to put ``source`` in the cell of ``%%workflow NAME``."""
@@ -90,3 +99,29 @@ class PanelChannel:
             s.reject(str(data.get("key", "")))
             return {}
         raise ThodareError(f"Unknown panel action {action!r}.")
+
+
+class PanelChannels:
+    """Every front end's channel: the kernel's own, and those pages open to ``TARGET``."""
+
+    def __init__(self, session: Session) -> None:
+        from comm import get_comm_manager
+
+        self.session = session
+        self.channels = [PanelChannel.open(session)]
+        self._manager = get_comm_manager()
+        self._manager.register_target(TARGET, self._opened)
+
+    def _opened(self, comm: Any, msg: dict[str, Any]) -> None:
+        protocol = (msg.get("content", {}).get("data") or {}).get("protocol")
+        if protocol != PROTOCOL:
+            comm.close({"error": f"protocol {protocol} is not {PROTOCOL}"})
+            return
+        self.channels.append(PanelChannel(self.session, comm))
+
+    def close(self) -> None:
+        """Close every comm and stop accepting new ones (the extension is unloading)."""
+        self._manager.unregister_target(TARGET, self._opened)
+        for channel in self.channels:
+            channel.close()
+        self.channels.clear()

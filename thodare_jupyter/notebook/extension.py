@@ -32,14 +32,14 @@ def load_ipython_extension(ip: Any) -> None:
     if "kit" in _state:  # %reload_ext / a second %load_ext: keep the running kit
         ip.user_ns["wfkit"] = _state["kit"]
         return
-    from .channel import PanelChannel
+    from .channel import PanelChannels
     from .displays import register_displays
     from .magics import WorkflowMagics
     from .session import Session
 
     kit = create_wfkit().start()
     session = Session(kit, ip.user_ns)
-    _state.update(kit=kit, session=session, channel=PanelChannel(session))
+    _state.update(kit=kit, session=session, channels=PanelChannels(session))
     ip.user_ns["wfkit"] = kit
     ip.register_magics(WorkflowMagics(ip, session))
     register_displays(ip)
@@ -56,12 +56,12 @@ def unload_ipython_extension(ip: Any) -> None:
     """Stop the worker (runs in flight are handed back), close the comm and the kit."""
     kit: Wfkit | None = _state.pop("kit", None)
     hook = _state.pop("hook", None)
-    channel = _state.pop("channel", None)
+    channels = _state.pop("channels", None)
     _state.pop("seen", None)
     _state.pop("session", None)
     if hook is not None:
         ip.events.unregister("post_run_cell", hook)
-    if channel is not None:
-        channel.close()
+    if channels is not None:
+        channels.close()
     if kit is not None:
         kit.close()
