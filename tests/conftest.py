@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from durable_helpers import KitFactory
+from lab_harness import Lab, chromium_or_skip, start_lab
 
 from thodare_jupyter import Catalog, Wfkit, create_wfkit
 
@@ -197,3 +198,16 @@ def any_kits(db_url: str) -> Iterator[KitFactory]:
     """Like ``kits``, on ``db_url`` (SQLite, then PostgreSQL)."""
     with _kit_factory(db_url) as make:
         yield make
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """/usr/bin/chromium for the browser tests (skipped without it, failed under CI=true)."""
+    return chromium_or_skip()
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    """A real ``jupyter lab`` on loopback serving ``lab.root`` (runs in ``tmp_path``)."""
+    with start_lab(tmp_path) as running:
+        yield running

@@ -11,15 +11,20 @@ reload the panel opens its own comm to the kernel. Screenshots go to ``test-arti
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM, fake_llm
-from test_browser_lab import ARTIFACTS, CHROMIUM_ARGS, KERNEL_IDLE, RUN_ALL, STDERR, Lab
-from test_browser_lab import chromium as chromium  # the harness's fixtures, used by name
-from test_browser_lab import lab as lab
+from lab_harness import (
+    ARTIFACTS,
+    RUN_TIMEOUT_MS,
+    Lab,
+    browser_page,
+    open_notebook,
+    run_notebook,
+    write_notebook,
+)
 
 NOTEBOOK = "assist.ipynb"
 FLOW = """%%workflow digest
@@ -46,7 +51,6 @@ CHANNEL = {
     "operations": [{"operation_type": "edit", "block_id": "post", "params": {"channel": "#leads"}}],
     "explanation": "The digest now goes to #leads.",
 }
-TIMEOUT_MS = 90_000
 CELL_SOURCE = (
     "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].model.sharedModel.getSource()"
 )
@@ -62,85 +66,54 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeLLM]:
         yield server
 
 
-def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "metadata": {}, "source": s, "outputs": [],
-              "execution_count": None} for s in CELLS]  # fmt: skip
-    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    path.write_text(json.dumps({"cells": cells, "metadata": meta, "nbformat": 4,
-                                "nbformat_minor": 5}))  # fmt: skip
-
-
 def test_accept_in_the_widget_and_in_the_panel_rewrites_the_cell(
-    model: FakeLLM, chromium: Path, lab: Lab, tmp_path: Path
+    model: FakeLLM, chromium: Path, lab: Lab
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)
-    _notebook(tmp_path / "root" / NOTEBOOK)
-    ARTIFACTS.mkdir(exist_ok=True)
-    messages: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.on("console", lambda m: messages.append(f"console.{m.type}: {m.text}"))
-            page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
-            page.goto(f"{lab.url}/lab/tree/{NOTEBOOK}?token={lab.token}")
-            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
-            page.evaluate(RUN_ALL)
-            page.wait_for_function("() => window.__thodareRanAll !== undefined",
-                                   timeout=TIMEOUT_MS)  # fmt: skip
-            ran = page.evaluate("() => window.__thodareRanAll")
-            assert ran is True, f"Run All: {ran!r}; {page.locator(STDERR).all_inner_texts()}"
+    write_notebook(lab.root / NOTEBOOK, CELLS)
+    with browser_page(chromium, "browser-assist-console.log", height=1100) as page:
+        run_notebook(page, lab, NOTEBOOK)
+        widget = page.locator(".jp-Notebook .thodare-proposal")
+        expect(widget).to_have_attribute("data-state", "pending", timeout=RUN_TIMEOUT_MS)
+        expect(widget.locator(".thodare-explanation")).to_have_text(APPROVE["explanation"])
+        expect(widget.locator(".thodare-ops li")).to_have_count(4)
+        added = widget.locator('svg g[data-block-id="approve"][data-status="added"]')
+        expect(added).to_have_count(1)
+        widget.scroll_into_view_if_needed()
+        widget.screenshot(path=str(ARTIFACTS / "assist-proposal.png"))
+        widget.locator("button.thodare-accept").click()
+        expect(widget.locator(".thodare-message")).to_contain_text(
+            "Accepted as version 2 of digest; the %%workflow cell was rewritten"
+        )
+        page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('needs: [approve]')")
+        source = page.evaluate(f"({CELL_SOURCE})(1)")
+        assert source.startswith("%%workflow digest\n# Morning digest for the sales team\n")
+        assert "    uses: http   # the CRM\n" in source
+        assert "  approve:\n    uses: human_approval\n" in source
+        flow_cell = page.locator(".jp-Notebook .jp-Cell").nth(1)  # ran again: the new DAG
+        expect(flow_cell.locator("g.thodare-node")).to_have_count(4)
 
-            widget = page.locator(".jp-Notebook .thodare-proposal")
-            expect(widget).to_have_attribute("data-state", "pending", timeout=TIMEOUT_MS)
-            expect(widget.locator(".thodare-explanation")).to_have_text(APPROVE["explanation"])
-            expect(widget.locator(".thodare-ops li")).to_have_count(4)
-            expect(
-                widget.locator('svg g[data-block-id="approve"][data-status="added"]')
-            ).to_have_count(1)
-            widget.scroll_into_view_if_needed()
-            widget.screenshot(path=str(ARTIFACTS / "assist-proposal.png"))
-            widget.locator("button.thodare-accept").click()
-            expect(widget.locator(".thodare-message")).to_contain_text(
-                "Accepted as version 2 of digest; the %%workflow cell was rewritten"
-            )
-            page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('needs: [approve]')")
-            source = page.evaluate(f"({CELL_SOURCE})(1)")
-            assert source.startswith("%%workflow digest\n# Morning digest for the sales team\n")
-            assert "    uses: http   # the CRM\n" in source
-            assert "  approve:\n    uses: human_approval\n" in source
-            flow_cell = page.locator(".jp-Notebook .jp-Cell").nth(1)  # ran again: the new DAG
-            expect(flow_cell.locator("g.thodare-node")).to_have_count(4)
+        page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+        chat = page.locator("#thodare-workflows .thodare-chat")
+        expect(chat).to_have_attribute("data-connected", "true")
+        chat.locator(".thodare-chat-workflow").select_option("digest")
+        chat.locator(".thodare-chat-input").fill("Post to #leads instead.")
+        chat.locator(".thodare-chat-send").click()
+        card = chat.locator(".thodare-proposal")
+        expect(card).to_have_attribute("data-applied", "true", timeout=RUN_TIMEOUT_MS)
+        expect(card.locator(".thodare-explanation")).to_have_text(CHANNEL["explanation"])
+        page.screenshot(path=str(ARTIFACTS / "assist-panel.png"))
+        card.locator("button.thodare-accept").click()
+        expect(card).to_have_attribute("data-state", "accepted")
+        expect(card.locator(".thodare-decision")).to_have_text("Accepted: digest is now version 3.")
+        page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('channel: \"#leads\"')")
+        assert "needs: [approve]" in page.evaluate(f"({CELL_SOURCE})(1)")
 
-            page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
-            chat = page.locator("#thodare-workflows .thodare-chat")
-            expect(chat).to_have_attribute("data-connected", "true")
-            chat.locator(".thodare-chat-workflow").select_option("digest")
-            chat.locator(".thodare-chat-input").fill("Post to #leads instead.")
-            chat.locator(".thodare-chat-send").click()
-            card = chat.locator(".thodare-proposal")
-            expect(card).to_have_attribute("data-applied", "true", timeout=TIMEOUT_MS)
-            expect(card.locator(".thodare-explanation")).to_have_text(CHANNEL["explanation"])
-            page.screenshot(path=str(ARTIFACTS / "assist-panel.png"))
-            card.locator("button.thodare-accept").click()
-            expect(card).to_have_attribute("data-state", "accepted")
-            expect(card.locator(".thodare-decision")).to_have_text(
-                "Accepted: digest is now version 3."
-            )
-            page.wait_for_function(f"() => ({CELL_SOURCE})(1).includes('channel: \"#leads\"')")
-            assert "needs: [approve]" in page.evaluate(f"({CELL_SOURCE})(1)")
-
-            page.reload()  # the kernel's comm went to the old page: the new one opens its own
-            page.wait_for_function(KERNEL_IDLE, timeout=60_000)
-            page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
-            chat = page.locator("#thodare-workflows .thodare-chat")
-            expect(chat).to_have_attribute("data-connected", "true")
-            expect(chat.locator(".thodare-chat-workflow option")).to_have_text(["digest (3 steps)"])
-        finally:
-            (ARTIFACTS / "browser-assist-console.log").write_text("\n".join(messages) + "\n")
-            browser.close()
+        page.reload()  # the kernel's comm went to the old page: the new one opens its own
+        open_notebook(page, lab, NOTEBOOK)
+        page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+        chat = page.locator("#thodare-workflows .thodare-chat")
+        expect(chat).to_have_attribute("data-connected", "true")
+        expect(chat.locator(".thodare-chat-workflow option")).to_have_text(["digest (3 steps)"])
     assert len(model.requests) == 2
-    broken = [m for m in messages if m.startswith(("pageerror", "console.error"))]
-    assert not broken, f"front-end errors: {broken}"

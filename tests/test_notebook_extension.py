@@ -23,7 +23,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from thodare_jupyter import Wfkit
 from thodare_jupyter.notebook.widgets import MASK, POLL_S, DagView
 
-CONNECTORS = '''
+CONNECTORS = """
 from pydantic import BaseModel
 from thodare_jupyter import Hidden, connector
 
@@ -39,9 +39,9 @@ def enrich(p: LeadIn) -> Lead:
     if p.email.startswith("boom"):
         raise ValueError(f"no such lead: {p.email}")
     return Lead(name=p.email.split("@")[0].title())
-'''
+"""
 
-FLOW = '''%%workflow lead-flow
+FLOW = """%%workflow lead-flow
 input: {email: str}
 steps:
   enrich:
@@ -57,7 +57,7 @@ steps:
   done:
     uses: transform
     with: {template: {who: "{{enrich.name}}", said: "{{reply.data.text}}"}}
-'''
+"""
 
 
 @pytest.fixture
