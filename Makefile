@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/patch.py
 	$(BIN)/python bench/durable.py
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/assistant_eval.py
 	$(BIN)/python bench/scale.py
 
 clean:

@@ -12,6 +12,7 @@ the rewritten cell to the front end.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,3 +240,53 @@ def test_the_panel_comm_in_a_real_kernel(tmp_path: Path, llm: FakeLLM) -> None:
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_accept_waits_for_the_front_end_to_say_the_cell_was_rewritten(
+    ip: InteractiveShell, llm: FakeLLM, found: bool
+) -> None:
+    from thodare_jupyter.notebook.extension import _state
+
+    session = _state["session"]
+    sent: list[tuple[str, str]] = []
+
+    def front_end(name: str, source: str) -> None:  # answers later, as a comm reply would
+        sent.append((name, source))
+        threading.Timer(0.2, session.cell_rewritten, (name, found)).start()
+
+    session.rewriters.append(front_end)
+    cell(ip, FLOW)
+    view = cell(ip, "%%assist digest\nAsk a human first.")
+    view._on_action(view, {"action": "accept"}, [])
+    assert view.message.startswith("Accepted as version 2 of digest; rewriting the %%workflow cell")
+    assert [n for n, _ in sent] == ["digest"] and "needs: [approve]" in sent[0][1]
+    wait_until(lambda: "rewriting" not in view.message, 10)
+    if found:
+        assert "the %%workflow cell was rewritten and run again" in view.message
+        assert view.new_source == ""
+    else:
+        assert "this notebook has no such cell: copy the new cell below" in view.message
+        assert view.new_source == sent[0][1]
+
+
+def test_assist_on_a_workflow_built_in_python(ip: InteractiveShell, llm: FakeLLM) -> None:
+    cell(ip, FLOW.replace("%%workflow digest", "%%workflow draft"))
+    rename = "digest = SerializedWorkflow.from_json(draft.to_json().replace('draft', 'digest'))"
+    cell(ip, f"from thodare_jupyter import SerializedWorkflow\n{rename}")
+    view = cell(ip, "%%assist digest\nAsk a human first.")
+    view._on_action(view, {"action": "accept"}, [])
+    assert "digest is rebound (it was not written in a %%workflow cell)" in view.message
+    assert "approve" in [b.id for b in ip.user_ns["digest"].blocks]
+
+
+def test_a_stale_proposal_never_overwrites_newer_work(ip: InteractiveShell, llm: FakeLLM) -> None:
+    cell(ip, FLOW)
+    view = cell(ip, "%%assist digest\nAsk a human first.")
+    edited = cell(ip, FLOW.replace("crm.example", "crm2.example"))  # the analyst edits the cell
+    view._on_action(view, {"action": "accept"}, [])
+    assert view.message == (
+        "ThodareError: digest changed after this proposal was made; nothing was applied. Ask again."
+    )
+    assert view.state == "failed" and ip.user_ns["digest"] is edited
+    assert [v.origin for v in ip.user_ns["wfkit"].history("digest")] == ["cell", "cell"]

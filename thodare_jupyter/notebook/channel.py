@@ -31,8 +31,6 @@ class PanelChannel:
         from comm import DummyComm
 
         self.session = session
-        self.rewritten: dict[str, bool] = {}
-        """The front end's last answer per workflow: was its cell found and rewritten?"""
         self.comm = comm
         self.comm.on_msg(self._on_msg)
         self.comm.on_close(self._on_close)
@@ -63,7 +61,7 @@ class PanelChannel:
         data = msg.get("content", {}).get("data", {}) or {}
         action = data.get("action")
         if action == "cell_rewritten":
-            self.rewritten[str(data.get("workflow"))] = bool(data.get("found"))
+            self.session.cell_rewritten(str(data.get("workflow")), bool(data.get("found")))
             return
         if action == "propose":  # an LLM call: seconds, so never on the kernel's main thread
             threading.Thread(target=self._answer, args=(data,), daemon=True).start()

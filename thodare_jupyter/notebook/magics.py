@@ -14,7 +14,6 @@ from IPython.display import HTML
 from ..durable.handle import RunList
 from ..errors import AssistantError, ThodareError, WorkflowYamlError
 from ..wire import SerializedWorkflow
-from .proposal import ProposalView
 from .session import Session
 
 USAGE = (
@@ -81,6 +80,8 @@ class WorkflowMagics(Magics):
             del args[at : at + 2]
         if len(args) != 1 or not cell.strip():
             raise UsageError(ASSIST_USAGE)
+
+        from .proposal import ProposalView  # anywidget: loaded on first use, not at %load_ext
 
         def progress(attempt: int, budget: int, what: str) -> None:
             print(f"{what} (attempt {attempt} of {budget})…", flush=True)

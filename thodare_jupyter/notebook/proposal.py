@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ import anywidget
 import traitlets
 
 from .session import Pending, Session, cell_source, proposal_view_data
+
+REWRITE_WAIT_S = 10.0
+"""How long Accept waits for the lab extension to say it rewrote the cell."""
 
 
 class ProposalView(anywidget.AnyWidget):
@@ -54,24 +58,35 @@ class ProposalView(anywidget.AnyWidget):
         """Accept: rewrite the cell, store a version (the result shows in ``message``)."""
         try:
             version = self.session.accept(self.pending.key)
-        except Exception as e:  # shown in the widget; nothing was changed
-            self.message = f"{type(e).__name__}: {e}"
+        except Exception as e:  # shown in the widget; nothing was changed, the proposal is gone
+            self.state, self.message = "failed", f"{type(e).__name__}: {e}"
             return
         name = self.pending.name
-        source = self.session.sources.get(name)
-        rewritten = bool(self.session.rewriters)
-        if source is not None and not rewritten:
-            self.new_source = cell_source(name, source)
-        where = (
-            "the %%workflow cell was rewritten"
-            if rewritten
-            else "no JupyterLab panel is connected to rewrite the cell: copy the new cell below"
-        )
-        if source is None:
-            where = f"{name} is rebound (it was not written in a %%workflow cell)"
-        self.message = (f"Accepted as version {version.version} of {name}; {where}. "
-                        f"Undo with %workflow undo {name}.")  # fmt: skip
+        head = f"Accepted as version {version.version} of {name}"
+        undo = f"Undo with %workflow undo {name}."
         self.state = "accepted"
+        if version.source is None:
+            self.message = (
+                f"{head}; {name} is rebound (it was not written in a %%workflow cell). {undo}"
+            )
+        elif not self.session.rewriters:
+            self._copy_below(f"{head}; no JupyterLab panel is connected to rewrite the cell", undo)
+        else:  # the front end answers once this handler returns: wait in a thread
+            self.message = f"{head}; rewriting the %%workflow cell… {undo}"
+            threading.Thread(target=self._await_rewrite, args=(head, undo), daemon=True).start()
+
+    def _await_rewrite(self, head: str, undo: str) -> None:
+        found = self.session.wait_rewritten(self.pending.name, REWRITE_WAIT_S)
+        if found:
+            self.message = f"{head}; the %%workflow cell was rewritten and run again. {undo}"
+        else:
+            why = "no front end answered" if found is None else "this notebook has no such cell"
+            self._copy_below(f"{head}; {why}", undo)
+
+    def _copy_below(self, head: str, undo: str) -> None:
+        name = self.pending.name
+        self.new_source = cell_source(name, self.session.sources[name])
+        self.message = f"{head}: copy the new cell below into its %%workflow cell. {undo}"
 
     def reject(self) -> None:
         """Reject: nothing changes."""

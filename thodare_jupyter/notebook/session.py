@@ -61,6 +61,8 @@ class Session:
         """Front ends that can rewrite a cell (the lab extension's comm)."""
         self.assistant = Assistant(env=kit.env)
         self._lock = threading.Lock()
+        self._rewritten: dict[str, bool | None] = {}
+        self._answered = threading.Condition(self._lock)
 
     # ── definitions ──
 
@@ -72,8 +74,12 @@ class Session:
         return wf
 
     def get(self, name: str) -> SerializedWorkflow:
-        """The workflow bound to ``name`` in this session (a clear error when there is none)."""
+        """Workflow ``name``: from a ``%%workflow`` cell, or a variable of that name holding
+        one (built in Python); a clear error when there is none."""
         wf = self.kit.workflows.get(name)
+        if wf is None and isinstance(found := self.user_ns.get(python_name(name)),
+                                     SerializedWorkflow):  # fmt: skip
+            wf = found
         if wf is None:
             known = ", ".join(sorted(self.kit.workflows)) or "none yet"
             raise ThodareError(f"No workflow {name!r} in this session (defined: {known}).")
@@ -131,6 +137,10 @@ class Session:
         p, name = pending.proposal, pending.name
         if not p.applied:
             raise ThodareError(f"This proposal did not apply; it cannot be accepted.\n{p.summary}")
+        if self.get(name).to_json() != p.before.to_json():  # never overwrite newer work
+            raise ThodareError(
+                f"{name} changed after this proposal was made; nothing was applied. Ask again."
+            )
         source = self.sources.get(name)
         if source is not None:
             source = rewrite_workflow_yaml(source, p.workflow)
@@ -166,8 +176,22 @@ class Session:
         return version
 
     def _rewrite(self, name: str, yaml_text: str) -> None:
+        with self._lock:
+            self._rewritten[name] = None
         for rewrite in list(self.rewriters):
             rewrite(name, cell_source(name, yaml_text))
+
+    def cell_rewritten(self, name: str, found: bool) -> None:
+        """A front end's answer to a rewrite: did it find the ``%%workflow NAME`` cell?"""
+        with self._answered:
+            self._rewritten[name] = found or bool(self._rewritten.get(name))
+            self._answered.notify_all()
+
+    def wait_rewritten(self, name: str, timeout: float) -> bool | None:
+        """Whether a front end rewrote the cell of ``name`` (None: no answer in ``timeout``)."""
+        with self._answered:
+            self._answered.wait_for(lambda: self._rewritten.get(name) is not None, timeout)
+            return self._rewritten.get(name)
 
 
 def proposal_view_data(pending: Pending) -> dict[str, Any]:
