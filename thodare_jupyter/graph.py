@@ -1,12 +1,28 @@
-"""The workflow DAG on networkx: build it, check cycles, ask what is upstream, lay it out."""
+"""The workflow DAG on networkx: build it, check cycles, ask what is upstream, lay it out.
+
+This is the one module that uses networkx, and it imports it on first use:
+the import costs ~80 ms that ``%load_ext thodare_jupyter`` should not pay.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .wire import SerializedConnection, SerializedWorkflow
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+def digraph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiGraph[str]:
+    """A DiGraph of these nodes and edges."""
+    import networkx as nx
+
+    g: nx.DiGraph[str] = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_edges_from(edges)
+    return g
 
 
 def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False) -> nx.DiGraph[str]:
@@ -14,6 +30,8 @@ def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False)
 
     Each edge carries its :class:`SerializedConnection` as ``conn``.
     """
+    import networkx as nx
+
     g: nx.DiGraph[str] = nx.DiGraph()
     for b in workflow.blocks:
         if b.enabled or include_disabled:
@@ -26,6 +44,10 @@ def build_graph(workflow: SerializedWorkflow, *, include_disabled: bool = False)
 
 def find_cycle(g: nx.DiGraph[str]) -> list[str] | None:
     """The block ids of one cycle, or ``None`` when the graph is acyclic."""
+    import networkx as nx
+
+    if nx.is_directed_acyclic_graph(g):  # the common case, and faster than find_cycle
+        return None
     try:
         edges = nx.find_cycle(g)
     except nx.NetworkXNoCycle:
@@ -39,6 +61,8 @@ def would_cycle(g: nx.DiGraph[str], source: str, target: str) -> bool:
         return True
     if source not in g or target not in g:
         return False
+    import networkx as nx
+
     return bool(nx.has_path(g, target, source))
 
 
@@ -50,6 +74,8 @@ class Upstream:
     """
 
     def __init__(self, g: nx.DiGraph[str]) -> None:
+        import networkx as nx
+
         self._bit = {n: 1 << i for i, n in enumerate(g.nodes)}
         self._anc: dict[str, int] = {}
         try:
@@ -77,6 +103,8 @@ class Upstream:
 
 def descendants(g: nx.DiGraph[str], roots: Iterable[str]) -> set[str]:
     """``roots`` and everything reachable from them."""
+    import networkx as nx
+
     out: set[str] = set()
     for r in roots:
         if r in g and r not in out:
@@ -87,7 +115,16 @@ def descendants(g: nx.DiGraph[str], roots: Iterable[str]) -> set[str]:
 
 def layers(g: nx.DiGraph[str]) -> list[list[str]]:
     """Blocks grouped by depth (longest path from a root), for left-to-right drawing."""
+    import networkx as nx
+
     return [sorted(layer) for layer in nx.topological_generations(g)]
+
+
+def topological_order(g: nx.DiGraph[str]) -> list[str]:
+    """The blocks in an order where every edge points forward (``g`` must be acyclic)."""
+    import networkx as nx
+
+    return list(nx.topological_sort(g))
 
 
 def handle_of(conn: SerializedConnection) -> str:

@@ -15,7 +15,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import networkx as nx
 import platformdirs
 
 from .authoring.builder import WorkflowBuilder
@@ -28,7 +27,7 @@ from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
 from .errors import ScheduleInvalid, ThodareError
-from .graph import build_graph
+from .graph import Upstream, build_graph
 from .patch import apply_operations
 from .validation import compile_workflow, validate_input
 from .wire import ApplyResult, SerializedWorkflow
@@ -222,7 +221,7 @@ class Wfkit:
         data = validate_input(wf.input_model, src.input, wf.name)
         new_id, _ = self.store.create_run(
             wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
-            reuse=(run_id, sorted(nx.ancestors(g, from_block))),
+            reuse=(run_id, sorted(Upstream(g).ancestors(from_block))),
         )  # fmt: skip
         self.worker.wake()
         return self.get_handle(new_id)

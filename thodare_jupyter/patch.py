@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
@@ -39,6 +38,9 @@ from .wire import (
     SkipReason,
     ValidationIssue,
 )
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 MAX_OPS = 500
 _ABSENT = object()
@@ -299,7 +301,7 @@ class _Patcher:
             else:
                 block.params[i.field] = before
         self.issues += bad
-        cycle = None if nx.is_directed_acyclic_graph(enabled_graph) else find_cycle(enabled_graph)
+        cycle = find_cycle(enabled_graph)
         if cycle:
             self.issues.append(
                 ValidationIssue(

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-import networkx as nx
 from pydantic import BaseModel, create_model
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -36,7 +35,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
 from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
-from ..graph import find_cycle
+from ..graph import digraph, find_cycle
 from ..templates import NAMESPACES, iter_refs, ref_head
 from ..validation import block_id_problem, check_params, compile_workflow
 from ..wire import SerializedBlock, SerializedWorkflow
@@ -260,10 +259,8 @@ class _Compiler:
                 self.add(pos, where, f"{what}{shown}{_hint(rest[0], fields)}", fields)
 
     def check_cycle(self) -> None:
-        g: nx.DiGraph[str] = nx.DiGraph()
-        g.add_nodes_from(self.steps)
-        g.add_edges_from((u, s.id) for s in self.steps.values() for u in s.upstream)
-        cycle = find_cycle(g)
+        edges = ((u, s.id) for s in self.steps.values() for u in s.upstream)
+        cycle = find_cycle(digraph(self.steps, edges))
         if cycle:
             path = " → ".join([*cycle, cycle[0]])
             msg = f"the steps form a cycle ({path}); remove a `needs` or a {{{{ref}}}} from it"

@@ -13,12 +13,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import networkx as nx
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..connectors import Catalog
 from ..errors import WorkflowYamlError
+from ..graph import descendants, digraph
 from ..templates import iter_refs, ref_head
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID
@@ -100,9 +100,10 @@ def rewrite_workflow_yaml(text: str, workflow: SerializedWorkflow) -> str:
 
 
 def _reach(wf: SerializedWorkflow) -> set[tuple[str, str]]:
-    g: nx.DiGraph[str] = nx.DiGraph()
-    g.add_edges_from((c.source, c.target) for c in wf.connections if c.source != TRIGGER_ID)
-    return {(a, b) for a in g for b in nx.descendants(g, a)}
+    """Every (a, b) with a path a → … → b that does not start at the trigger."""
+    edges = [(c.source, c.target) for c in wf.connections if c.source != TRIGGER_ID]
+    g = digraph({n for e in edges for n in e}, edges)
+    return {(a, b) for a in g for b in descendants(g, [a]) if b != a}
 
 
 def yaml_problems(name: str, text: str, workflow: SerializedWorkflow, catalog: Catalog

@@ -17,17 +17,19 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import networkx as nx
 from pydantic import BaseModel, Field
 
 from ..connectors import Catalog, Connector
 from ..errors import ThodareError, WorkflowInvalid
-from ..graph import build_graph, handle_of
+from ..graph import build_graph, handle_of, topological_order
 from ..templates import Scope, resolve
 from ..validation import check_structure, check_workflow, ids_by_name
 from ..wire import PauseInfo, SerializedBlock, SerializedWorkflow
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 StepStatus = Literal["completed", "failed", "paused", "skipped"]
 Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -103,7 +105,7 @@ class Plan:
         }
         # what {{head.…}} names: a block id first, then a block name
         self.block_refs = {**ids_by_name(workflow), **{bid: bid for bid in self.blocks}}
-        self.order = list(nx.topological_sort(self.graph))
+        self.order = topological_order(self.graph)
         self.rank = {n: i for i, n in enumerate(self.order)}
         self.preds = {n: list(self.graph.predecessors(n)) for n in self.order}
         self.succs = {

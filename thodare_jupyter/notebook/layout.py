@@ -14,12 +14,13 @@ from bisect import bisect_right, insort
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from itertools import pairwise
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from ..graph import build_graph, layers
 from ..wire import SerializedBlock, SerializedConnection, SerializedWorkflow
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 NODE_W, NODE_H = 168, 48
 COL_GAP, ROW_GAP, DUMMY_H, MARGIN, STUB = 72, 20, 12, 24, 10
