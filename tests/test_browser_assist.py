@@ -6,11 +6,14 @@ Accept in the proposal widget makes the lab extension rewrite the
 ``%%workflow`` cell in place (comments kept). Then the Workflows panel's chat
 asks for another change, and Accept there rewrites the cell again. Each
 version is in ``%workflow history``; the rewritten cell runs again. After a page
-reload the panel opens its own comm to the kernel. Screenshots go to ``test-artifacts/``.
+reload the panel opens its own comm to the kernel. Screenshots go to ``test-artifacts/``
+(``THODARE_UPDATE_SCREENSHOT=1`` also copies the proposal's to ``docs/``).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from lab_harness import (
 )
 
 NOTEBOOK = "assist.ipynb"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
 FLOW = """%%workflow digest
 # Morning digest for the sales team
 steps:
@@ -117,3 +121,5 @@ def test_accept_in_the_widget_and_in_the_panel_rewrites_the_cell(
         expect(chat).to_have_attribute("data-connected", "true")
         expect(chat.locator(".thodare-chat-workflow option")).to_have_text(["digest (3 steps)"])
     assert len(model.requests) == 2
+    if os.environ.get("THODARE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(ARTIFACTS / "assist-proposal.png", DOCS / "assist-proposal.png")
