@@ -60,6 +60,12 @@ class Definitions:
         self.store = store
         self.url, self.is_sqlite, self.outage_s = store.url, store.is_sqlite, store.outage_s
 
+    def _lock(self, c: Any, name: str) -> None:
+        """Serialize writers of one workflow's versions (SQLite: ``BEGIN IMMEDIATE`` does)."""
+        if not self.is_sqlite:
+            key = sa.func.hashtext(f"thodare.definitions:{self.store.namespace}:{name}")
+            c.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
     def _rows(self, c: Any, name: str) -> list[DefinitionVersion]:
         q = sa.select(t).where(t.c.namespace == self.store.namespace, t.c.name == name)
         return [_version(r) for r in c.execute(q.order_by(t.c.version.desc()))]
@@ -77,6 +83,7 @@ class Definitions:
         """Store a new version, unless it equals the newest live one (then return that)."""
         data = workflow.to_json()
         with self.store._write() as c:
+            self._lock(c, name)
             rows = self._rows(c, name)
             live = next((v for v in rows if not v.undone), None)
             if live is not None and live.workflow_json == data and live.source == source:
@@ -104,6 +111,7 @@ class Definitions:
             NothingToUndo: Fewer than two live versions.
         """
         with self.store._write() as c:
+            self._lock(c, name)
             live = [v for v in self._rows(c, name) if not v.undone]
             if len(live) < 2:
                 raise NothingToUndo(name)
