@@ -290,3 +290,15 @@ def test_a_stale_proposal_never_overwrites_newer_work(ip: InteractiveShell, llm:
     )
     assert view.state == "failed" and ip.user_ns["digest"] is edited
     assert [v.origin for v in ip.user_ns["wfkit"].history("digest")] == ["cell", "cell"]
+
+
+def test_no_change_offers_no_accept(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    nothing = {"operations": [], "explanation": "The digest already asks a human first."}
+    with fake_llm(nothing) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        cell(ip, FLOW)
+        view = cell(ip, "%%assist digest\nAsk a human first.")
+    assert view.state == "empty" and view.message == "Nothing to change."
+    assert view.data["explanation"] == "The digest already asks a human first."
+    view._on_action(view, {"action": "accept"}, [])
+    assert [v.version for v in ip.user_ns["wfkit"].history("digest")] == [1]

@@ -143,7 +143,10 @@ export class ChatView extends Widget {
       diff.append(h('span', `thodare-diff-${kind}`, `${line}\n`));
     }
     card.append(ops, pictures, diff);
-    if (p.applied) {
+    if (p.applied && p.changed.length === 0) {
+      card.dataset.state = 'empty';
+      card.append(h('div', 'thodare-decision', 'Nothing to change.'));
+    } else if (p.applied) {
       card.append(this.buttons(card, p));
     } else {
       card.append(h('div', 'thodare-chat-error', 'The assistant found no patch that applies.'));

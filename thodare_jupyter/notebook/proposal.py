@@ -39,6 +39,9 @@ class ProposalView(anywidget.AnyWidget):
         self.pending, self.session = pending, session
         if not pending.proposal.applied:
             self.state = "failed"
+        elif pending.proposal.diff.empty:  # the model says nothing needs to change
+            session.reject(pending.key)
+            self.state, self.message = "empty", "Nothing to change."
         self.on_msg(self._on_action)
 
     def __repr__(self) -> str:
