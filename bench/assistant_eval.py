@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fake_llm import fake_llm
+from fake_llm import approval_between, fake_llm
 
 from thodare_jupyter import Catalog
 from thodare_jupyter.assistant import Assistant
@@ -63,12 +63,6 @@ def answer(*ops: dict[str, Any], why: str = "done") -> dict[str, Any]:
 
 
 SLACK_OPS = {"operation": "send", "channel": "#ops", "text": "Lead {{trigger.email}}"}
-APPROVE = [
-    op("add", "approve", type="human_approval", params={"prompt": "Notify {{trigger.email}}?"}),
-    op("disconnect", "score", target_block_id="notify"),
-    op("connect", "score", target_block_id="approve"),
-    op("connect", "approve", target_block_id="notify"),
-]
 WAIT_REPLY = [
     op("add", "reply", type="wait_for_event",
        params={"eventName": "lead.replied", "correlationKey": "{{trigger.email}}"}),
@@ -89,7 +83,8 @@ CASES: list[tuple[str, list[Any]]] = [
              op("disconnect", "score", target_block_id="notify"),
              op("connect", "score", target_block_id="pause"),
              op("connect", "pause", target_block_id="notify"))]),
-    ("Put an approval before the Slack message", [answer(*APPROVE)]),
+    ("Put an approval before the Slack message",
+     [approval_between("score", "notify", "Notify {{trigger.email}}?", "done")]),
     ("Delete the archive branch",
      [answer(op("delete", "archiv")), answer(op("delete", "archive"))]),
     ("Put the company in the Slack text",
@@ -185,8 +180,10 @@ def main() -> None:
     applied1 = sum(ok for _, ok, _, _ in one_shot)
     mean = statistics.mean(n for _, _, n, _ in loop)
     ms = statistics.median(t for *_, t in loop) * 1000
-    print(f"\nrepair loop (budget {args.attempts}): {applied}/{len(loop)} applied, "
-          f"mean attempts {mean:.2f}, median {ms:.0f} ms per request (loopback model)")
+    print(
+        f"\nrepair loop (budget {args.attempts}): {applied}/{len(loop)} applied, "
+        f"mean attempts {mean:.2f}, median {ms:.0f} ms per request (loopback model)"
+    )
     print(f"one shot (peer):              {applied1}/{len(one_shot)} applied")
     print(f"ratio applied loop / one shot: {applied / max(applied1, 1):.2f}x")
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from durable_helpers import KitFactory
 from lab_harness import Lab, chromium_or_skip, start_lab
+from loopback import JsonHandler, serve
 
 from thodare_jupyter import Catalog, Wfkit, create_wfkit
 
@@ -33,7 +32,7 @@ class FakeServer:
 def _serve(answer: Any) -> Iterator[FakeServer]:
     box: dict[str, FakeServer] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
@@ -49,28 +48,13 @@ def _serve(answer: Any) -> Iterator[FakeServer]:
                 "body": body,
             }
             srv.requests.append(req)
-            data = answer(srv, req)
-            out = json.dumps(data).encode()
-            self.send_response(srv.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
+            self.send_json(srv.status, answer(srv, req))
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box["srv"] = FakeServer(url=f"http://127.0.0.1:{httpd.server_port}")
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
+    with serve(Handler) as url:
+        box["srv"] = FakeServer(url=url)
         yield box["srv"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 @pytest.fixture

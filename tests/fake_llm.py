@@ -9,12 +9,12 @@ as JSON text), or an :class:`Http` error answer.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from loopback import JsonHandler, serve
 
 
 @dataclass
@@ -77,7 +77,7 @@ def fake_llm(*script: Answer, respond: Callable[[dict[str, Any]], Answer] | None
     """Serve a fake model on a free loopback port for the ``with`` block."""
     box: dict[str, FakeLLM] = {}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
             srv = box["srv"]
@@ -86,36 +86,27 @@ def fake_llm(*script: Answer, respond: Callable[[dict[str, Any]], Answer] | None
             srv.requests.append(body)
             answer = srv.next_answer(body)
             if isinstance(answer, Http):
-                self._send(
-                    answer.status,
-                    {"error": {"message": answer.message, "type": "scripted"}},
-                    answer.headers,
-                )
+                error = {"error": {"message": answer.message, "type": "scripted"}}
+                self.send_json(answer.status, error, answer.headers)
                 return
             text = answer if isinstance(answer, str) else json.dumps(answer)
             wrap = _anthropic if self.path.endswith("/messages") else _openai
-            self._send(200, wrap(text, body.get("model", "")), {})
+            self.send_json(200, wrap(text, body.get("model", "")))
 
-        def _send(self, status: int, data: dict[str, Any], headers: dict[str, str]) -> None:
-            out = json.dumps(data).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            for k, v in headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box["srv"] = FakeLLM(f"http://127.0.0.1:{httpd.server_port}", list(script), respond)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)  # fmt: skip
-    thread.start()
-    try:
+    with serve(Handler) as url:
+        box["srv"] = FakeLLM(url, list(script), respond)
         yield box["srv"]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+
+
+def approval_between(source: str, target: str, prompt: str, explanation: str) -> dict[str, Any]:
+    """A model's answer that puts a ``human_approval`` step ``approve`` on ``source → target``."""
+    return {
+        "operations": [
+            {"operation_type": "add", "block_id": "approve", "type": "human_approval",
+             "params": {"prompt": prompt}},
+            {"operation_type": "disconnect", "block_id": source, "target_block_id": target},
+            {"operation_type": "connect", "block_id": source, "target_block_id": "approve"},
+            {"operation_type": "connect", "block_id": "approve", "target_block_id": target},
+        ],
+        "explanation": explanation,
+    }  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from durable_helpers import wait_until
-from fake_llm import FakeLLM, fake_llm
+from fake_llm import FakeLLM, approval_between, fake_llm
 from IPython.core.interactiveshell import InteractiveShell
 
 from thodare_jupyter.notebook.proposal import ProposalView
@@ -39,16 +39,9 @@ steps:
       template: {text: "Lead {{fetch.body}}"}  # what sales reads
 """
 BODY = FLOW.split("\n", 1)[1]
-APPROVE = {
-    "operations": [
-        {"operation_type": "add", "block_id": "approve", "type": "human_approval",
-         "params": {"prompt": "Send {{fetch.status}}?"}},
-        {"operation_type": "disconnect", "block_id": "fetch", "target_block_id": "post"},
-        {"operation_type": "connect", "block_id": "fetch", "target_block_id": "approve"},
-        {"operation_type": "connect", "block_id": "approve", "target_block_id": "post"},
-    ],
-    "explanation": "A human approves before the digest is posted.",
-}  # fmt: skip
+APPROVE = approval_between(
+    "fetch", "post", "Send {{fetch.status}}?", "A human approves before the digest is posted."
+)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import socket
 from typing import Any
 
 import pytest
-from fake_llm import FakeLLM, Http, fake_llm
+from fake_llm import FakeLLM, Http, approval_between, fake_llm
 from pydantic import BaseModel
 
 from thodare_jupyter import Catalog, Hidden, connector, create_wfkit, define_workflow
@@ -91,16 +91,12 @@ def use(monkeypatch: pytest.MonkeyPatch, llm: FakeLLM) -> None:
     monkeypatch.setenv("OPENAI_BASE_URL", llm.openai_url)
 
 
-APPROVAL = {
-    "operations": [
-        {"operation_type": "add", "block_id": "approve", "type": "human_approval",
-         "params": {"prompt": "Tell sales about {{enrich.name}}?"}},
-        {"operation_type": "disconnect", "block_id": "enrich", "target_block_id": "notify"},
-        {"operation_type": "connect", "block_id": "enrich", "target_block_id": "approve"},
-        {"operation_type": "connect", "block_id": "approve", "target_block_id": "notify"},
-    ],
-    "explanation": "An approval now comes before the Slack message.",
-}  # fmt: skip
+APPROVAL = approval_between(
+    "enrich",
+    "notify",
+    "Tell sales about {{enrich.name}}?",
+    "An approval now comes before the Slack message.",
+)
 
 
 def assert_no_secrets(llm: FakeLLM) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_llm import FakeLLM, fake_llm
+from fake_llm import FakeLLM, approval_between, fake_llm
 from lab_harness import (
     ARTIFACTS,
     RUN_TIMEOUT_MS,
@@ -41,16 +41,9 @@ steps:
     uses: slack
     with: {operation: send, channel: "#sales", text: "Leads: {{fetch.body}}"}"""
 CELLS = ["%load_ext thodare_jupyter", FLOW, "%%assist digest\nAsk a human before posting."]
-APPROVE = {
-    "operations": [
-        {"operation_type": "add", "block_id": "approve", "type": "human_approval",
-         "params": {"prompt": "Post {{fetch.status}}?"}},
-        {"operation_type": "disconnect", "block_id": "fetch", "target_block_id": "post"},
-        {"operation_type": "connect", "block_id": "fetch", "target_block_id": "approve"},
-        {"operation_type": "connect", "block_id": "approve", "target_block_id": "post"},
-    ],
-    "explanation": "A human approves before the digest is posted.",
-}  # fmt: skip
+APPROVE = approval_between(
+    "fetch", "post", "Post {{fetch.status}}?", "A human approves before the digest is posted."
+)
 CHANNEL = {
     "operations": [{"operation_type": "edit", "block_id": "post", "params": {"channel": "#leads"}}],
     "explanation": "The digest now goes to #leads.",

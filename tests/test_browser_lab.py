@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def test_quickstart_runs_in_jupyterlab(chromium: Path, lab: Lab) -> None:
         head = dag.locator(".thodare-details .thodare-run")
         expect(head).to_have_attribute("data-status", "completed")
         run_prefix = head.inner_text().split()[1].rstrip(":")
+        steps = dag.locator(".thodare-details table.thodare-steps tr")
+        expect(steps).to_have_count(2)  # enrich and message, each with its time
+        for row in steps.all():
+            expect(row).to_have_attribute("data-status", "completed")
+            expect(row.locator(".thodare-took")).to_have_text(re.compile(r"^\d+(\.\d)? (ms|s)$"))
 
         dag.locator('g.thodare-node[data-block-id="enrich"]').click()
         details = dag.locator(".thodare-details")

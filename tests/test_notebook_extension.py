@@ -182,7 +182,7 @@ def test_a_restarted_kernel_finishes_what_the_first_left_waiting(ip: Interactive
     handle = kit.run(wf, {"email": "ada@x.io"})
     wait_until(lambda: handle.status == "waiting", 20)
     ip.run_line_magic("unload_ext", "thodare_jupyter")  # the kernel goes away
-    ip.user_ns.clear()
+    ip.reset()  # a fresh namespace (IPython's own names restored, as a new kernel has)
 
     ip.run_line_magic("load_ext", "thodare_jupyter")  # a new kernel on the same file
     cell(ip, CONNECTORS)  # re-running the definition cells

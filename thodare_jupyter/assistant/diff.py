@@ -27,9 +27,8 @@ class WorkflowDiff:
         return not (self.added or self.changed or self.removed)
 
 
-def _shape(wf: SerializedWorkflow, catalog: Catalog) -> dict[str, Any]:
-    """Each block's name, type, params and edges in and out, for comparison."""
-    data = redact_for_llm(wf, catalog)
+def _shape(data: dict[str, Any]) -> dict[str, Any]:
+    """Each block's name, type, params and edges in and out (of a redacted workflow)."""
     edges: dict[str, list[str]] = {b["id"]: [] for b in data["blocks"]}
     for c in data["connections"]:
         tag = f"{c['source']}->{c['target']}:{c.get('sourceHandle') or ''}:{c.get('condition')}"
@@ -46,11 +45,12 @@ def workflow_diff(
     before: SerializedWorkflow, after: SerializedWorkflow, catalog: Catalog
 ) -> WorkflowDiff:
     """Compare two versions of a workflow (positions ignored; hidden params never shown)."""
-    old, new = _shape(before, catalog), _shape(after, catalog)
+    shown_before, shown_after = redact_for_llm(before, catalog), redact_for_llm(after, catalog)
+    old, new = _shape(shown_before), _shape(shown_after)
     text = "".join(
         difflib.unified_diff(
-            json.dumps(redact_for_llm(before, catalog), indent=1).splitlines(keepends=True),
-            json.dumps(redact_for_llm(after, catalog), indent=1).splitlines(keepends=True),
+            json.dumps(shown_before, indent=1).splitlines(keepends=True),
+            json.dumps(shown_after, indent=1).splitlines(keepends=True),
             "before", "after", n=2,
         )
     )  # fmt: skip

@@ -71,6 +71,28 @@ function drawLegend(model, legend) {
   }
 }
 
+// How long a step took ("420 ms", "3.1 s"); "…" while it runs.
+function took(step) {
+  if (!step.started_at) return "";
+  if (!step.ended_at) return "…";
+  const ms = Date.parse(step.ended_at) - Date.parse(step.started_at);
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+// Every step of the run: status, attempt and time; a click selects its node.
+function drawSteps(model, run) {
+  const table = html("table", { class: "thodare-steps" });
+  for (const s of run.steps || []) {
+    const row = html("tr", { "data-block-id": s.block_id, "data-status": s.status });
+    row.append(html("td", {}, s.block_id), html("td", { class: "thodare-step-status" },
+      s.attempt > 1 ? `${s.status} (attempt ${s.attempt})` : s.status),
+      html("td", { class: "thodare-took" }, took(s)));
+    row.addEventListener("click", () => { model.set("selected", s.block_id); model.save_changes(); });
+    table.append(row);
+  }
+  return table;
+}
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
   const run = model.get("run") || {};
@@ -81,6 +103,7 @@ function drawDetails(model, panel) {
     head.dataset.status = run.status;
     panel.append(head);
     if (run.error) panel.append(html("pre", { class: "thodare-error" }, `${run.failed_block || ""}: ${run.error}`));
+    panel.append(drawSteps(model, run));
   }
   if (notice) panel.append(html("div", { class: "thodare-notice" }, notice));
   if (!d.id) {

@@ -142,6 +142,6 @@ class WorkflowMagics(Magics):
 
     def _undo(self, name: str) -> SerializedWorkflow:
         version = self.session.undo(name)
-        where = "its cell was rewritten" if self.session.rewriters else "re-bound"
+        where = "JupyterLab is rewriting its cell" if self.session.rewriters else "re-bound"
         print(f"{name} is back at version {version.version} ({where}).")
         return self.session.get(name)

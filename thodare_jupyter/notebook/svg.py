@@ -57,6 +57,23 @@ def _polyline(points: tuple[tuple[int, int], ...]) -> str:
     return "M" + " L".join(f"{x} {y}" for x, y in points)
 
 
+def run_statuses(
+    workflow: SerializedWorkflow, run_status: str, steps: Mapping[str, str]
+) -> dict[str, str]:
+    """Each block's status in a run, as the DAG shows it.
+
+    The trigger is ``completed``; steps are as stored (``steps``: status by block
+    id); in a canceled run, what had not finished is ``canceled`` (it will not run).
+    """
+    statuses = {b.id: "completed" for b in workflow.blocks if b.type == "trigger_webhook"}
+    statuses.update(steps)
+    if run_status == "canceled":
+        for b in workflow.blocks:
+            if statuses.get(b.id, "pending") in ("pending", "running", "waiting"):
+                statuses[b.id] = "canceled"
+    return statuses
+
+
 def render_svg(
     workflow: SerializedWorkflow | Mapping[str, Any],
     statuses: Mapping[str, str] | None = None,

@@ -2,8 +2,9 @@
 
 ``DagView(workflow)`` draws a definition; ``DagView(workflow, kit, run_id)``
 follows a run: a thread reads the run every ``POLL_S`` and pushes the step
-statuses to the front end. Clicking a node shows its params (hidden ones
-masked) and, for a run, its output or error. A waiting ``human_approval``
+statuses and timings to the front end (the nodes' colours, a table of steps).
+Clicking a node shows its params (hidden ones masked) and, for a run, its
+output or error. A waiting ``human_approval``
 offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
 form; any node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display
 also carries an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on
@@ -24,7 +25,7 @@ from ..durable.store import TERMINAL
 from ..kit import Wfkit
 from ..wire import SerializedWorkflow
 from .layout import layout
-from .svg import STATUS_STYLE, render_svg
+from .svg import STATUS_STYLE, render_svg, run_statuses
 
 POLL_S = 0.2
 """How often a followed run is read (the widget changes within this of the worker)."""
@@ -83,8 +84,9 @@ class DagView(anywidget.AnyWidget):
         ]  # fmt: skip
         summary = {"id": run.id, "status": run.status, "error": run.error,
                    "failed_block": run.failed_block, "steps": steps}  # fmt: skip
-        statuses = {b.id: "completed" for b in self.workflow.blocks if b.type == "trigger_webhook"}
-        statuses.update({s["block_id"]: s["status"] for s in steps})
+        statuses = run_statuses(
+            self.workflow, run.status, {s.block_id: s.status for s in run.steps}
+        )
         if summary != self.run:
             self.run = summary
         if statuses != self.statuses:

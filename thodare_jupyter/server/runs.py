@@ -10,11 +10,10 @@ import threading
 from typing import Any
 
 from ..kit import Wfkit, create_wfkit
-from ..notebook.svg import render_svg
+from ..notebook.svg import render_svg, run_statuses
 from ..wire import SerializedWorkflow
 
 RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "canceled")
-_UNFINISHED = ("pending", "running", "waiting")
 
 
 class RunNotFound(LookupError):
@@ -76,10 +75,6 @@ class Runs:
         if row is None:
             raise RunNotFound(run_id)
         wf = SerializedWorkflow.from_json(row.workflow_json)
-        statuses = {b.id: "completed" for b in wf.blocks if b.type == "trigger_webhook"}
-        statuses.update({s.block_id: s.status for s in kit.store.get_steps(run_id)})
-        if row.status == "canceled":  # what was still to do will not happen
-            for b in wf.blocks:
-                if statuses.get(b.id, "pending") in _UNFINISHED:
-                    statuses[b.id] = "canceled"
+        steps = {s.block_id: s.status for s in kit.store.get_steps(run_id)}
+        statuses = run_statuses(wf, row.status, steps)
         return render_svg(wf, statuses, title=f"{wf.name or 'run'} · {row.status}")
