@@ -1,7 +1,7 @@
 # The two commands the README names: `make demo` and `make test`.
 # `make demo` opens the quickstart notebook in JupyterLab (runs go to the default SQLite file);
 # `make demo ARGS=--no-browser` prints the URL instead of opening a browser.
-PYTHON ?= python3
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -22,7 +22,9 @@ $(BIN)/python:
 # The install also builds the JupyterLab panel (labextension/): rebuild when its sources change.
 LABEXT := $(wildcard labextension/package.json labextension/yarn.lock labextension/src/*.ts labextension/style/*)
 
+# tools/prepare-machine.sh installs (as root) or names what pip cannot: Node.js, chromium, PostgreSQL.
 $(STAMP): pyproject.toml $(LABEXT) | $(BIN)/python
+	bash tools/prepare-machine.sh node
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -35,6 +37,7 @@ example: $(STAMP)
 	$(BIN)/python examples/lead_notifier.py
 
 test: $(STAMP)
+	bash tools/prepare-machine.sh test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -164,6 +164,23 @@ class BackendUnavailable(ThodareError):
         super().__init__(f"Cannot use the database at {self.url}: {reason}")
 
 
+class StoreRefused(ThodareError):
+    """The database refused a statement (not an outage): the message names only the cause."""
+
+    def __init__(self, error: BaseException) -> None:
+        orig = getattr(error, "orig", None) or error
+        try:
+            first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+        except Exception:
+            first = ""
+        self.cause = type(orig).__name__
+        super().__init__(
+            f"The database refused the statement ({self.cause}"
+            + (f": {first[:200]}" if first and "[SQL:" not in first else "")
+            + ")."
+        )
+
+
 def safe_url(url: str) -> str:
     """``scheme://user:***@host/db``: a URL safe to print."""
     head, sep, rest = url.partition("://")

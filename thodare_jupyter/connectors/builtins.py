@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from pydantic import BaseModel, BeforeValidator, Field
 
+from ..redaction import SECRET_NAME
 from .connector import Connector, define_connector
 from .context import StepContext
 from .visibility import Hidden
@@ -23,7 +24,10 @@ HTTP_TIMEOUT_S = 30.0
 
 def _setting(ctx: StepContext, key: str, default: str | None = None) -> str | None:
     """A setting from the run's env, then the process environment."""
-    return ctx.env.get(key) or os.environ.get(key) or default
+    value = ctx.env.get(key) or os.environ.get(key) or default
+    if SECRET_NAME.search(key):
+        ctx.redactor.add(value)
+    return value
 
 
 class TriggerParams(BaseModel):

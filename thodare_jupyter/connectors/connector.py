@@ -21,6 +21,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
+from ..redaction import Redactor
 from ..wire import PauseInfo
 from .context import StepContext
 from .visibility import Visibility, visibility_of
@@ -200,16 +201,23 @@ class Connector:
 
     # ── running ───────────────────────────────────────────────────────────
 
-    def validate_params(self, raw: dict[str, Any], block_id: str) -> BaseModel:
-        """Validate resolved params, or raise :class:`ParamsInvalid` naming each field."""
+    def validate_params(
+        self, raw: dict[str, Any], block_id: str, redactor: Redactor | None = None
+    ) -> BaseModel:
+        """Validate resolved params, or raise :class:`ParamsInvalid` naming each field.
+
+        A value is shown only once ``redactor`` has masked it (before it is cut
+        short, so not even a prefix of a secret is left); hidden ones never.
+        """
         try:
             return self.params.model_validate(raw)
         except ValidationError as e:
-            raise ParamsInvalid(block_id, self.type, self._describe(e)) from None
+            raise ParamsInvalid(block_id, self.type, self._describe(e, redactor)) from None
 
-    def _describe(self, e: ValidationError) -> list[str]:
+    def _describe(self, e: ValidationError, redactor: Redactor | None) -> list[str]:
+        mask = redactor or Redactor()
         out = []
-        for err in e.errors():
+        for err in e.errors(include_url=False):
             loc = ".".join(str(p) for p in err["loc"]) or "(params)"
             top = str(err["loc"][0]) if err["loc"] else ""
             spec = self.param_specs.get(top)
@@ -219,8 +227,8 @@ class Connector:
             elif spec is not None and spec.visibility == "hidden":
                 got = " [hidden value not shown]"
             else:
-                got = f", got {_short(err.get('input'))}"
-            out.append(f"{loc}{expected}: {err['msg']}{got}")
+                got = f", got {_short(err.get('input'), mask)}"
+            out.append(mask(f"{loc}{expected}: {err['msg']}") + got)
         return out
 
     async def execute(self, raw_params: dict[str, Any], ctx: StepContext) -> Any:
@@ -228,7 +236,8 @@ class Connector:
 
         Returns the output as a JSON-ready value, or a :class:`PauseInfo`.
         """
-        params = self.validate_params(raw_params, ctx.block_id)
+        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        params = self.validate_params(raw_params, ctx.block_id, ctx.redactor)
         args: tuple[Any, ...] = (params, ctx) if self._takes_ctx else (params,)
         if self.is_async:
             result = await self.run(*args)
@@ -269,8 +278,13 @@ def _field_type(f: FieldInfo) -> Any:
     return cast(Any, Annotated)[(ann, *f.metadata)] if f.metadata else ann
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    text = f"{type(value).__name__} {value!r}"
+def _short(value: Any, mask: Redactor | None = None, limit: int = 60) -> str:
+    """``type repr`` cut to ``limit``, masked first; never raises on odd values."""
+    try:
+        shown = repr(value)
+    except Exception:  # a __repr__ that raises, an int too long to print
+        shown = "(a value that cannot be shown)"
+    text = f"{type(value).__name__} {mask(shown) if mask else shown}"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

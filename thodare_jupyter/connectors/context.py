@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..redaction import ReadingEnv, Redactor
+
 _log = logging.getLogger("thodare.step")
 
 
@@ -18,10 +20,12 @@ class StepContext:
         run_id: The run's id.
         block_id: The block being executed.
         attempt: 1 on the first try; higher on retries and after a crash.
-        env: Values for ``{{env.X}}`` (never persisted).
+        env: Values for ``{{env.X}}`` (never persisted). Every value a step reads
+            here is a secret from then on: masked out of its errors.
         idempotency_key: Stable per run and block, across retries and replays:
             pass it to outside services so an at-least-once step acts once.
         log: A logger scoped to this run and block.
+        redactor: The run's secrets; the executor masks errors with it.
     """
 
     run_id: str
@@ -29,9 +33,12 @@ class StepContext:
     attempt: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str = ""
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
     log: logging.LoggerAdapter[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.env, ReadingEnv):
+            self.env = ReadingEnv(self.env, self.redactor)
         if not self.idempotency_key:
             self.idempotency_key = f"{self.run_id}:{self.block_id}"
         self.log = logging.LoggerAdapter(_log, {"run_id": self.run_id, "block_id": self.block_id})

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, StoreRefused
 
 log = logging.getLogger("thodare.store")
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -40,7 +40,9 @@ def retrying(fn: _F) -> _F:
     """PostgreSQL: ride out a lost connection or a server restart for ``outage_s``.
 
     Each call is one short transaction, so running it again is safe: writes are
-    upserts or fenced, and a retried run creation keeps its id.
+    upserts or fenced, and a retried run creation keeps its id. Any other
+    database error becomes :class:`StoreRefused`: the driver's statement and
+    parameters never reach a run's error, a caller or a log.
     """
 
     @functools.wraps(fn)
@@ -55,6 +57,8 @@ def retrying(fn: _F) -> _F:
                 log.warning("database unreachable (%s); retrying in %.2fs", e.orig, delay)
                 time.sleep(delay)
                 delay = min(2.0, delay * 2)
+            except sa.exc.SQLAlchemyError as e:
+                raise StoreRefused(e) from None
 
     return cast(_F, wrapper)
 
@@ -89,11 +93,15 @@ class Database:
 
     def _engine(self, url: str, sqlite_sync: str) -> Engine:
         if not self.is_sqlite:
-            return sa.create_engine(url, pool_pre_ping=True)
+            return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            hide_parameters=True,
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi: Any, _rec: Any) -> None:

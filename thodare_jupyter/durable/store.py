@@ -371,7 +371,8 @@ class Store(Database):
         with self._write() as c:
             self._fence(c, run_id, owner)
             c.execute(_FINISH, {
-                "p_run": run_id, "p_status": status, "p_error": error, "p_failed": failed_block,
+                "p_run": run_id, "p_status": status, "p_error": _text(error),
+                "p_failed": failed_block,
                 "p_outputs": dumps(outputs) if outputs is not None else None,
                 "p_now": time.time(),
             })  # fmt: skip
@@ -461,7 +462,7 @@ class Store(Database):
             now = time.time()
             self._fence(c, run_id, owner)
             row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": status,
-                   "attempt": attempt, "started_at": now, "ended_at": now, "error": error,
+                   "attempt": attempt, "started_at": now, "ended_at": now, "error": _text(error),
                    "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
             c.execute(self._step_end, row)
 
@@ -592,3 +593,8 @@ class Store(Database):
                 consumptions.insert().values(signal_id=row.id, run_id=run_id, block_id=block_id)
             )
         return True, json.loads(row.payload_json)
+
+
+def _text(message: str | None) -> str | None:
+    """A message as every database stores it: PostgreSQL text cannot hold a NUL byte."""
+    return None if message is None else message.replace("\x00", "\\x00")

@@ -79,8 +79,9 @@ class _RunExecution:
         attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
         while True:
             ctx = StepContext(
-                run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env
-            )
+                run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env,
+                redactor=self.redactor,
+            )  # fmt: skip
             try:
                 out = await conn.execute(params, ctx)
                 if isinstance(out, PauseInfo):
@@ -98,7 +99,7 @@ class _RunExecution:
                     continue
                 self.store.step_finished(
                     self.row.id, self.owner, block_id, conn.type, "failed",
-                    error=error_text(e), attempt=attempt,
+                    error=self.redactor(error_text(e)), attempt=attempt,
                 )  # fmt: skip
                 raise
             self.store.step_finished(
@@ -108,7 +109,9 @@ class _RunExecution:
             return out
 
     async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
-        ctx = StepContext(run_id=self.row.id, block_id=block_id, env=self.w.env)
+        ctx = StepContext(
+            run_id=self.row.id, block_id=block_id, env=self.w.env, redactor=self.redactor
+        )
         pause = await conn.execute(params, ctx)
         wake_at = self.store.step_waiting(
             self.row.id, self.owner, block_id, conn.type, event=pause.resume_on_event,
@@ -152,6 +155,7 @@ class _RunExecution:
         except ThodareError as e:
             self.store.finish_run(self.row.id, self.owner, "failed", error=str(e))
             return
+        self.redactor = self.plan.redactor(self.w.env)
         state = self.state()
         records: list[StepRecord] = []
         coro = walk(
@@ -163,6 +167,7 @@ class _RunExecution:
             records=records,
             stop_at_pause=False,
             abort_on=(LeaseLost, BackendUnavailable),
+            redactor=self.redactor,
         )
         deadline = self.row.deadline_at
         try:

@@ -79,12 +79,15 @@ async def _execute(
     catalog: Catalog,
     env: Mapping[str, str],
 ) -> InMemoryRun:
+    redactor = plan.redactor(env)
+
     async def dispatch(block_id: str, params: dict[str, Any]) -> Any:
-        ctx = StepContext(run_id=run.run_id, block_id=block_id, env=env)
+        ctx = StepContext(run_id=run.run_id, block_id=block_id, env=env, redactor=redactor)
         return await plan.connectors[block_id].execute(params, ctx)
 
     outcome = await walk(
-        plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch, records=run.steps
+        plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch, records=run.steps,
+        redactor=redactor,
     )
     run.status, run.pause = outcome.status, outcome.pause
     run.error, run.failed_block = outcome.error, outcome.failed_block

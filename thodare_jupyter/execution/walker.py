@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from ..connectors import Catalog, Connector
 from ..errors import ThodareError, WorkflowInvalid
 from ..graph import build_graph, handle_of, topological_order
+from ..redaction import Redactor, run_redactor
 from ..templates import Scope, resolve
 from ..validation import check_structure, check_workflow, ids_by_name
 from ..wire import PauseInfo, SerializedBlock, SerializedWorkflow
@@ -113,6 +114,16 @@ class Plan:
             for n in self.order
         }
 
+    def redactor(self, env: Mapping[str, str]) -> Redactor:
+        """The run's secrets before it starts: env values it reads or that look secret,
+        and the values of hidden params written into the workflow."""
+        hidden = [
+            block.params.get(name)
+            for bid, block in self.blocks.items()
+            for name in self.connectors[bid].hidden_params
+        ]
+        return run_redactor(self.workflow.to_dict(), env, hidden)
+
 
 class _Walk:
     def __init__(
@@ -126,8 +137,10 @@ class _Walk:
         records: list[StepRecord],
         stop_at_pause: bool,
         abort_on: tuple[type[BaseException], ...],
+        redactor: Redactor,
     ) -> None:
         self.plan, self.state, self.dispatch, self.records = plan, state, dispatch, records
+        self.redactor = redactor
         self.stop_at_pause, self.abort_on = stop_at_pause, abort_on
         self.trigger = trigger
         self.scope = Scope(
@@ -260,7 +273,7 @@ class _Walk:
                 if isinstance(exc, self.abort_on):
                     raise exc
                 if exc is not None:
-                    rec.status, rec.error = "failed", error_text(exc)
+                    rec.status, rec.error = "failed", self.redactor(error_text(exc))
                     if not self.fail(node, rec.error) and outcome is None:
                         outcome = WalkOutcome("failed", error=rec.error, failed_block=node)
                     continue
@@ -290,6 +303,7 @@ async def walk(
     records: list[StepRecord],
     stop_at_pause: bool = True,
     abort_on: tuple[type[BaseException], ...] = (),
+    redactor: Redactor | None = None,
 ) -> WalkOutcome:
     """Walk ``plan`` from ``state`` (mutated in place), appending to ``records``.
 
@@ -298,6 +312,7 @@ async def walk(
     do not wait go on. Steps already running always finish, so their outputs
     are kept. An exception of a type in ``abort_on`` (the database is gone,
     the lease was lost) is no step failure: it ends the walk and propagates.
+    Step errors are masked by ``redactor`` (default: ``plan.redactor(env)``).
     """
     return await _Walk(
         plan,
@@ -308,4 +323,5 @@ async def walk(
         records=records,
         stop_at_pause=stop_at_pause,
         abort_on=abort_on,
+        redactor=redactor if redactor is not None else plan.redactor(env),
     ).run()

@@ -1,0 +1,121 @@
+"""Secrets out of text: which values of a run are secret, and scrubbing them from messages.
+
+A run's secrets are the values of the ``env`` entries its workflow reads
+(``{{env.X}}``) or whose names look secret (``*KEY*``, ``*TOKEN*``, ...), the
+values of hidden params, and every ``env`` value a step reads through
+``ctx.env``. A :class:`Redactor` replaces each of them, and the ways it is
+written inside JSON, a ``repr`` or a URL, by ``***``. Errors pass through one
+before they are stored, shown, logged or sent to a model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from .templates import iter_refs
+
+MASK = "***"
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE", re.I)
+MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary text
+
+
+class Redactor:
+    """Replaces known secret values by ``***``; grows as a run reveals more (thread-safe)."""
+
+    def __init__(self, secrets: Iterable[Any] = ()) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+        self.add(secrets)
+
+    def add(self, *values: Any) -> None:
+        """Treat every string (and number) inside ``values`` as a secret from now on."""
+        found = {s for s in _strings(values) if len(s) >= MIN_SECRET_LEN}
+        with self._lock:
+            if found - self._values:
+                self._values |= found
+                self._pattern = None
+
+    def __bool__(self) -> bool:
+        return bool(self._values)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with every secret, in every encoding we know, replaced by ``***``."""
+        pattern = self._compiled()
+        return text if pattern is None else pattern.sub(MASK, text)
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        with self._lock:
+            if self._pattern is None and self._values:
+                forms = {f for v in self._values for f in _encodings(v) if f}
+                alternatives = sorted(forms, key=len, reverse=True)  # longest first
+                self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+            return self._pattern
+
+
+class ReadingEnv(Mapping[str, str]):
+    """``ctx.env``: the run's env, where every value a step reads becomes a secret."""
+
+    def __init__(self, env: Mapping[str, str], redactor: Redactor) -> None:
+        self._env, self._redactor = env, redactor
+
+    def __getitem__(self, key: str) -> str:
+        value = self._env[key]
+        self._redactor.add(value)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._env)
+
+    def __len__(self) -> int:
+        return len(self._env)
+
+
+def env_names_read(workflow_json: Any) -> set[str]:
+    """Names of the env entries referenced by ``{{env.X}}`` anywhere in a workflow's JSON."""
+    return {r.split(".")[1] for r in iter_refs(workflow_json) if r.startswith("env.") and "." in r}
+
+
+def run_redactor(
+    workflow_json: Any, env: Mapping[str, str], hidden_values: Iterable[Any] = ()
+) -> Redactor:
+    """The secrets known before a run starts: env values it reads or that look secret."""
+    read = env_names_read(workflow_json)
+    return Redactor(
+        [v for k, v in env.items() if k in read or SECRET_NAME.search(k)] + list(hidden_values)
+    )
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        try:
+            yield str(value)
+        except ValueError:  # an int too long to print is no secret we could match
+            return
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for v in value:
+            yield from _strings(v)
+
+
+def _encodings(value: str) -> set[str]:
+    """The value as written raw, inside JSON (both escapings), a ``repr`` and a URL."""
+    return {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
