@@ -224,3 +224,34 @@ def test_paused_step_record_carries_the_pause(catalog) -> None:
     assert "wait" not in run.outputs
     # PauseInfo is plain JSON data.
     assert PauseInfo.model_validate_json(p.model_dump_json()) == p
+
+
+# ── what a human_approval outputs when it wakes ─────────────────────────────
+
+
+def test_approval_output_always_carries_the_seed_keys() -> None:
+    """``approved``, ``by`` and ``note`` (the seed's outputs), ``comment`` and ``timedOut``."""
+    from thodare_jupyter.connectors import wait_output
+
+    keys = {"approved", "by", "note", "comment", "timedOut"}
+    # kit.approve sends {approved, by, comment}: the comment is the note.
+    out = wait_output("approval", {"approved": False, "by": "ada", "comment": "too steep"})
+    assert out == {
+        "approved": False, "by": "ada", "note": "too steep", "comment": "too steep",
+        "timedOut": False,
+    }  # fmt: skip
+    # The seed's resumer sends {approved, by, note}: the note is the comment.
+    assert wait_output("approval", {"approved": True, "note": "fine"})["comment"] == "fine"
+    # Both given: each kept as given. Extra answer fields pass through, as in the seed.
+    both = wait_output("approval", {"approved": True, "note": "n", "comment": "c", "ticket": 7})
+    assert (both["note"], both["comment"], both["ticket"]) == ("n", "c", 7)
+    for payload in (None, {}, "yes", {"approved": True}):
+        out = wait_output("approval", payload)
+        assert keys <= set(out) and out["timedOut"] is False
+    late = wait_output("approval", {"approved": True, "by": "late"}, timed_out=True)
+    assert late == dict.fromkeys(keys) | {"timedOut": True}
+
+
+def test_approval_declares_the_keys_it_outputs(catalog) -> None:
+    conn = catalog.find("human_approval")
+    assert set(conn.output_fields) == {"approved", "by", "note", "comment", "timedOut"}

@@ -182,7 +182,9 @@ def test_human_approval_approved_flows_downstream(kits: KitFactory, db: Path) ->
         assert h.describe().steps[0].waiting_for == f"human_approval:{h.id}:approve"
         kit.approve(h.id, "approve", approved=True, by="carol", comment="lgtm")
         out = h.result(timeout=15)
-    assert out["approve"] == {"approved": True, "by": "carol", "comment": "lgtm", "timedOut": False}
+    assert out["approve"] == {
+        "approved": True, "by": "carol", "note": "lgtm", "comment": "lgtm", "timedOut": False,
+    }  # fmt: skip
     assert out["ship"]["result"] == {"shipped": "o-1", "by": "carol", "note": "lgtm"}
     assert "rejected" not in out
     assert steps_of(db, h.id).get("rejected") == "skipped"

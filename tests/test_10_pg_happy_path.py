@@ -73,7 +73,8 @@ def seed_ops(api_url: str) -> list[dict[str, Any]]:
 def lead_workflow(api_url: str) -> SerializedWorkflow:
     empty = {"version": "1.0.0", "metadata": {"name": "wf-pg-happy"}, "blocks": [],
              "connections": []}  # fmt: skip
-    r = apply_operations(empty, seed_ops(api_url))
+    # The seed's ops read {{env.API_SECRET}}, which the empty workflow does not: allow it.
+    r = apply_operations(empty, seed_ops(api_url), allow_env={"API_SECRET"})
     assert r.ok, r.summary
     return r.workflow
 
@@ -113,7 +114,7 @@ def test_llm_built_workflow_runs_trigger_http_slack_on_postgres(
     )
     assert [t["table_name"] for t in tables] == [
         "thodare_alembic_version", "thodare_definitions", "thodare_runs", "thodare_schedules",
-        "thodare_signal_consumptions", "thodare_signals", "thodare_steps",
+        "thodare_signal_consumptions", "thodare_signals", "thodare_steps", "thodare_workers",
     ]  # fmt: skip
     runs = pg_rows(pg_url, "SELECT * FROM thodare_runs")
     assert len(runs) == 1

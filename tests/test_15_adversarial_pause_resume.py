@@ -140,12 +140,11 @@ def test_unexpected_resume_payload_shape_for_an_approval(payload: Any) -> None:
     assert done.status == "completed", done.error
     # Our design differs from the seed's in-memory executor (which hands the raw
     # payload on, so {{h}} was 42): an approval's output is shaped like the
-    # durable runtime's, {**answer, "timedOut": ...}; an answer that is not an
-    # object contributes nothing (as spreading 42 does in the seed's durable walk).
-    if isinstance(payload, dict):
-        expected = {"approved": None, **payload, "timedOut": False}
-    else:
-        expected = {"approved": None, "timedOut": False}
+    # durable runtime's: the answer's fields plus every declared key (approved,
+    # by, note, comment, timedOut); an answer that is not an object contributes
+    # nothing (as spreading 42 does in the seed's durable walk).
+    blank = {"approved": None, "by": None, "note": None, "comment": None}
+    expected = {**blank, **(payload if isinstance(payload, dict) else {}), "timedOut": False}
     assert seen == [expected]
     assert done.outputs["wait"] == expected
 
@@ -244,7 +243,9 @@ def test_paused_run_survives_a_json_round_trip_and_resumes_with_its_catalog() ->
     done = resume_in_memory(loaded, {"approved": True, "by": "ada"}, catalog=cat, env={})
     assert done.status == "completed", done.error
     assert calls == [1]
-    assert done.outputs["wait"] == {"approved": True, "by": "ada", "timedOut": False}
+    assert done.outputs["wait"] == {
+        "approved": True, "by": "ada", "note": None, "comment": None, "timedOut": False,
+    }  # fmt: skip
     assert done.outputs["echo"] == {"result": {"who": "ada", "in": "v", "n": 1}}
     assert done.run_id == r1.run_id
     assert [s.block_id for s in done.steps] == ["trg", "wait", "wait", "after", "echo"]

@@ -17,6 +17,9 @@ custom ``vault_query`` connector with a ``Hidden[str]`` and a ``UserOnly[str]`` 
   value comes from the input or from an op addressed to that block (no value is resurrected);
 * no op sets a hidden or user-only param; hidden params of surviving blocks are never lost;
   no hidden value (old or attempted) is ever echoed back;
+* an op whose params hold a value that is not plain JSON, or that would read an ``{{env.X}}``
+  the input does not read (and ``allow_env`` does not name), changes nothing; refs of disabled
+  blocks follow the same rules as enabled ones;
 * the ApplyResult serializes to JSON and round-trips.
 """
 
@@ -329,7 +332,7 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
     heads = st.sampled_from(
         existing + NEW_IDS + NAMES + HOSTILE + ["trigger", "env", "vars", "ghost", ""]
     )
-    fields = st.none() | st.sampled_from([*OUTPUT_FIELDS, "email", "nope", *HOSTILE])
+    fields = st.none() | st.sampled_from([*OUTPUT_FIELDS, "email", "nope", "API_BASE", *HOSTILE])
     refs = st.builds(_ref, heads, fields) | st.builds(
         lambda h, f: f"{{{{ {h}.{f} }}}}", st.sampled_from(existing), st.sampled_from(OUTPUT_FIELDS)
     )
@@ -474,34 +477,63 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[SerializedWorkflow, list[Any], str, int]:
+def cases(draw: st.DrawFn) -> tuple[SerializedWorkflow, list[Any], str, int, tuple[str, ...]]:
     wf = draw(workflows())
     ops = draw(op_batches(wf))
     form = draw(st.sampled_from(["model", "dict", "json"]))
     max_ops = draw(st.sampled_from([500, 500, 500, 500, 0, 2, 5]))
-    return wf, ops, form, max_ops
+    allow_env = draw(st.sampled_from([(), (), ("rows",), ("email", "body")]))
+    return wf, ops, form, max_ops, allow_env
 
 
 # ── oracles (written independently of patch.py) ──
 
 
+def _plain_json(value: Any, depth: int) -> bool:
+    """The documented policy: exact JSON types, finite floats, ints under 101 digits, depth."""
+    if value is None or type(value) in (bool, str):
+        return True
+    if type(value) is int:
+        return len(str(abs(value))) <= 100
+    if type(value) is float:
+        return value == value and abs(value) != float("inf")
+    if type(value) is list:
+        return depth > 0 and all(_plain_json(v, depth - 1) for v in value)
+    if type(value) is dict:
+        return depth > 0 and all(
+            type(k) is str and _plain_json(v, depth - 1) for k, v in value.items()
+        )
+    return False
+
+
 def _parse(raw: Any) -> Any:
-    if isinstance(raw, OP_MODELS):
-        return raw
     if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
+        raw = dict(raw)
+    if not _plain_json(raw, 66):
+        return None
     try:
         return EDIT_OP_ADAPTER.validate_python(raw)
     except ValidationError:
         return None
 
 
+def _env_names(value: Any) -> set[str]:
+    return {r.split(".", 1)[1] for r in iter_refs(value) if r.startswith("env.")}
+
+
+def _reads_new_env(typ: str, params: dict[str, Any], allowed: set[str]) -> bool:
+    settable = CATALOG.get(typ).llm_settable
+    return any(_env_names(v) - allowed for k, v in params.items() if k in settable)
+
+
 def simulate_blocks(
-    wf: SerializedWorkflow, ops: list[Any], max_ops: int
+    wf: SerializedWorkflow, ops: list[Any], max_ops: int, allow_env: tuple[str, ...] = ()
 ) -> tuple[set[str], set[str], dict[str, list[dict[str, Any]]], list[Any]]:
     """Which blocks exist after the batch, which were deleted at some point, and the params
     dicts of the ops addressed to each block's current incarnation."""
     exists = {b.id for b in wf.blocks}
+    types = {b.id: b.type for b in wf.blocks}
+    env_ok = _env_names([b.params for b in wf.blocks]) | set(allow_env)
     deleted: set[str] = set()
     sources: dict[str, list[dict[str, Any]]] = {}
     connects = []
@@ -512,11 +544,17 @@ def simulate_blocks(
                 op.block_id not in exists
                 and block_id_problem(op.block_id) is None
                 and op.type in CATALOG
+                and not _reads_new_env(op.type, op.params, env_ok)
             ):
                 exists.add(op.block_id)
+                types[op.block_id] = op.type
                 sources[op.block_id] = [op.params]
         elif isinstance(op, EditBlockOp):
-            if op.block_id in exists and op.params:
+            if (
+                op.block_id in exists
+                and op.params
+                and not _reads_new_env(types[op.block_id], op.params, env_ok)
+            ):
                 sources.setdefault(op.block_id, []).append(op.params)
         elif isinstance(op, DeleteOp):
             if op.block_id in exists:
@@ -577,7 +615,8 @@ def ref_resolves(
 
 
 def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
-    """(block, param) pairs of enabled blocks holding a ref that does not resolve."""
+    """(block, param) pairs holding a ref that does not resolve. A disabled block is judged as
+    if it were enabled, with only its edges from enabled blocks."""
     enabled = [b for b in wf.blocks if b.enabled]
     g: nx.DiGraph = nx.DiGraph()
     g.add_nodes_from(b.id for b in enabled)
@@ -588,19 +627,33 @@ def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
     for b in enabled:
         if b.name:
             by_name.setdefault(b.name, b.id)
-    return {
-        (b.id, key)
-        for b in enabled
-        for key, value in b.params.items()
-        if not all(ref_resolves(r, b.id, wf, g, by_name) for r in iter_refs(value))
-    }
+    out = set()
+    for b in wf.blocks:
+        gb = g
+        if not b.enabled:
+            gb = g.copy()
+            gb.add_edges_from(
+                (c.source, b.id) for c in wf.connections if c.target == b.id and c.source in g
+            )
+        out |= {
+            (b.id, key)
+            for key, value in b.params.items()
+            if not all(ref_resolves(r, b.id, wf, gb, by_name) for r in iter_refs(value))
+        }
+    return out
 
 
-def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: ApplyResult) -> None:
+def check_result(
+    wf: SerializedWorkflow,
+    ops: list[Any],
+    max_ops: int,
+    res: ApplyResult,
+    allow_env: tuple[str, ...] = (),
+) -> None:
     out = res.workflow
     before = {b.id: b for b in wf.blocks}
     after = {b.id: b for b in out.blocks}
-    exists, deleted, sources, connects = simulate_blocks(wf, ops, max_ops)
+    exists, deleted, sources, connects = simulate_blocks(wf, ops, max_ops, allow_env)
 
     # ok means exactly: nothing skipped, nothing left to fix.
     assert res.ok == (not res.skipped_items and not res.validation_errors), res.summary
@@ -628,7 +681,7 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
         # A hidden param is reported on its block without its name (the LLM never sees it).
         named = (bid, None if key in HIDDEN[after[bid].type] else key)
         assert not res.ok and named in reported, f"unreported bad ref at {bid}.{key}: {res.summary}"
-    assert {(i.block_id, i.field) for i in check_refs(out, CATALOG)} == bad
+    assert {(i.block_id, i.field) for i in check_refs(out, CATALOG, disabled=True)} == bad
     if res.ok:
         assert check_refs(out, CATALOG) == []
         assert check_workflow(out, CATALOG) == [], "ok=True but the workflow does not compile"
@@ -663,8 +716,7 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
             )
             # A value an op set stays only if its refs resolve, and (when literal) only if the
             # connector's params model accepts it.
-            if block.enabled:
-                assert (bid, key) not in bad, f"op-set {bid}.{key} kept with a bad ref"
+            assert (bid, key) not in bad, f"op-set {bid}.{key} kept with a bad ref"
             if not has_template(value):
                 assert field_accepts(block.type, key, value), (
                     f"{bid}.{key} = {value!r:.80} kept, but {block.type} rejects it at run time"
@@ -683,6 +735,11 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
     assert ORIG_SECRET not in res.summary
     assert ORIG_SECRET not in json.dumps(redact_for_llm(out, CATALOG))
 
+    # No env ref the input did not read, unless allowed.
+    assert _env_names([b.params for b in out.blocks]) <= (
+        _env_names([b.params for b in wf.blocks]) | set(allow_env)
+    )
+
     # The result serializes and round-trips.
     text = res.model_dump_json()
     assert json.loads(text)["ok"] is res.ok
@@ -694,12 +751,14 @@ def check_result(wf: SerializedWorkflow, ops: list[Any], max_ops: int, res: Appl
 # ── the properties ──
 
 
-def _run(wf: SerializedWorkflow, ops: list[Any], form: str, max_ops: int) -> ApplyResult:
+def _run(
+    wf: SerializedWorkflow, ops: list[Any], form: str, max_ops: int, allow_env: Any = ()
+) -> ApplyResult:
     wf_json = wf.to_json()
     ops_copy = copy.deepcopy(ops)
     arg: Any = {"model": wf, "dict": wf.to_dict(), "json": wf_json}[form]
     arg_copy = copy.deepcopy(arg)
-    res = apply_operations(arg, ops, CATALOG, max_ops=max_ops)  # must not raise
+    res = apply_operations(arg, ops, CATALOG, max_ops=max_ops, allow_env=allow_env)
     assert isinstance(res, ApplyResult)
     assert wf.to_json() == wf_json, "the input workflow was mutated"
     assert arg == arg_copy, "the input workflow was mutated"
@@ -778,11 +837,12 @@ _REVERT_TO_NULL = (  # the value before the batch is JSON null: the revert must 
 )
 @given(case=cases())
 def test_apply_operations_keeps_every_guarantee(case: tuple[Any, ...]) -> None:
-    wf, ops, form, max_ops = case
-    res = _run(wf, ops, form, max_ops)
+    wf, ops, form, max_ops, allow_env = case
+    res = _run(wf, ops, form, max_ops, allow_env)
     event(f"ok={res.ok}")
     event(f"reverted={any('was not changed' in i.error for i in res.validation_errors)}")
-    check_result(wf, ops, max_ops, res)
+    event(f"env_refused={any(s.reason_code == 'env_ref_not_allowed' for s in res.skipped_items)}")
+    check_result(wf, ops, max_ops, res, allow_env)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,11 +11,14 @@ no nulls.
 
 import json
 
+from durable_helpers import KitFactory
+
 from thodare_jupyter import (
     Catalog,
     SerializedWorkflow,
     apply_operations,
     compile_workflow,
+    resume_in_memory,
     run_in_memory,
 )
 
@@ -168,3 +171,75 @@ def test_llm_edits_to_a_seed_workflow_keep_the_seed_keys() -> None:
     before = json.loads(SEED_JSON)
     assert out["blocks"][: len(before["blocks"])] == before["blocks"]
     assert out["connections"][: len(before["connections"])] == before["connections"]
+
+
+# ── human_approval: the seed's outputs (approved, by, note) ───────────────────
+
+APPROVAL_JSON = """
+{
+  "version": "1.0.0",
+  "metadata": {"name": "discount-approval"},
+  "blocks": [
+    {"id": "trg", "type": "trigger_webhook", "enabled": true, "params": {"path": "/deals"}},
+    {"id": "approve", "type": "human_approval", "enabled": true,
+     "params": {"prompt": "Approve a {{trigger.pct}}% discount?", "timeoutHours": 24}},
+    {"id": "record", "type": "transform", "enabled": true,
+     "params": {"template": {"ok": "{{approve.approved}}", "who": "{{approve.by}}",
+                            "why": "{{approve.note}}", "late": "{{approve.timedOut}}"}}}
+  ],
+  "connections": [
+    {"source": "trg", "target": "approve"},
+    {"source": "approve", "target": "record"}
+  ]
+}
+"""
+
+
+def test_a_seed_approval_workflow_reading_note_compiles() -> None:
+    # The seed declares human_approval's outputs as approved, by and note.
+    wf = SerializedWorkflow.from_json(APPROVAL_JSON)
+    assert compile_workflow(wf, Catalog()) is wf
+
+
+def test_a_seed_approval_workflow_runs_in_memory_with_the_seed_payload() -> None:
+    paused = run_in_memory(APPROVAL_JSON, {"pct": 20}, env={})
+    assert paused.status == "paused" and paused.pause is not None
+    assert paused.pause.metadata["prompt"] == "Approve a 20% discount?"
+    # The seed's resumer sends {approved, by, note}; `comment` says the same thing.
+    done = resume_in_memory(paused, {"approved": True, "by": "ada", "note": "ok"})
+    assert done.status == "completed", done.error
+    assert done.outputs["approve"] == {
+        "approved": True, "by": "ada", "note": "ok", "comment": "ok", "timedOut": False,
+    }  # fmt: skip
+    assert done.outputs["record"] == {
+        "result": {"ok": True, "who": "ada", "why": "ok", "late": False}
+    }
+    late = resume_in_memory(paused, timed_out=True)
+    assert late.outputs["approve"] == {
+        "approved": None, "by": None, "note": None, "comment": None, "timedOut": True,
+    }  # fmt: skip
+    assert late.outputs["record"] == {
+        "result": {"ok": None, "who": None, "why": None, "late": True}
+    }
+
+
+def test_a_seed_approval_workflow_runs_durably_after_kit_approve(any_kits: KitFactory) -> None:
+    kit = any_kits().start()
+    h = kit.run(kit.compile(APPROVAL_JSON), {"pct": 20})
+    kit.approve(h.id, "approve", by="ada", comment="ok")
+    out = h.result(timeout=30)
+    assert out["approve"] == {
+        "approved": True, "by": "ada", "note": "ok", "comment": "ok", "timedOut": False,
+    }  # fmt: skip
+    assert out["record"] == {"result": {"ok": True, "who": "ada", "why": "ok", "late": False}}
+
+
+def test_a_timed_out_seed_approval_carries_every_key(any_kits: KitFactory) -> None:
+    kit = any_kits().start()
+    quick = json.loads(APPROVAL_JSON)
+    quick["blocks"][1]["params"]["timeoutHours"] = 0.5 / 3600  # half a second
+    out = kit.run(quick, {"pct": 5}).result(timeout=30)
+    assert out["approve"] == {
+        "approved": None, "by": None, "note": None, "comment": None, "timedOut": True,
+    }  # fmt: skip
+    assert out["record"] == {"result": {"ok": None, "who": None, "why": None, "late": True}}

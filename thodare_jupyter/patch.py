@@ -7,13 +7,20 @@ here raises on LLM input, and the input workflow is never mutated.
 Guarantees: hidden params are never shown, accepted or dropped; user-only
 params are never set by an op; no cycle is ever introduced; a param an op
 sets whose ``{{ref}}`` does not resolve (exists, upstream, declared output)
-at the end of the batch is not applied.
+at the end of the batch is not applied, on disabled blocks too.
+
+What an op may carry: plain JSON values only (see :func:`validation.json_copy`:
+str keys, finite floats, ints of at most 100 digits, at most 64 levels deep);
+an op holding anything else is skipped as ``invalid_operation``. An op may not
+introduce an ``{{env.X}}`` the workflow does not read yet (``env_ref_not_allowed``)
+unless X is in ``allow_env``, nor add a block whose id is the name of another
+block that a ref reads by name (``block_id_shadows_name``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
@@ -21,8 +28,17 @@ from pydantic import BaseModel, ValidationError
 from .connectors import Catalog, Connector
 from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
-from .templates import has_template
-from .validation import block_id_problem, check_params, check_refs
+from .templates import env_refs, has_template, iter_refs, ref_head
+from .validation import (
+    MAX_DEPTH,
+    NotJson,
+    block_id_problem,
+    check_params,
+    check_refs,
+    clip,
+    json_copy,
+    kind,
+)
 from .wire import (
     EDIT_OP_ADAPTER,
     AddOp,
@@ -48,9 +64,14 @@ _REVERTED = object()
 
 
 class _Patcher:
-    def __init__(self, workflow: SerializedWorkflow, catalog: Catalog) -> None:
+    def __init__(
+        self, workflow: SerializedWorkflow, catalog: Catalog, allow_env: Collection[str]
+    ) -> None:
         self.wf = workflow
         self.catalog = catalog
+        self.allow_env = allow_env
+        self.input_params = [dict(b.params) for b in workflow.blocks]  # values are replaced,
+        self._env_ok: set[str] | None = None  # never edited in place: env refs read lazily
         self.blocks = {b.id: b for b in workflow.blocks}
         self.graph: nx.DiGraph[str] = build_graph(workflow, include_disabled=True)
         self.pairs = Counter((c.source, c.target) for c in workflow.connections)
@@ -61,12 +82,12 @@ class _Patcher:
         self.changed: set[str] = set()  # blocks added or edited by this batch
 
     # ── bookkeeping ──
-    def skip(self, code: SkipReason, op: str, block_id: Any, reason: str, **details: Any) -> None:
+    def skip(self, code: SkipReason, op: str, block_id: str, reason: str, **details: Any) -> None:
         self.skipped.append(
             SkippedItem(
                 reason_code=code,
                 operation_type=op,
-                block_id=str(block_id)[:200],
+                block_id=block_id[:200],
                 reason=reason,
                 details=details or None,
             )
@@ -115,6 +136,45 @@ class _Patcher:
             self.touched.setdefault((block.id, key), block.params.get(key, _ABSENT))
             block.params[key] = value
 
+    def new_env_ref(self, op: str, block_id: str, conn: Connector, raw: dict[str, Any]) -> bool:
+        """Skip the op (True) when a param it would set reads an env value not yet read."""
+        settable = conn.llm_settable
+        for key, value in raw.items():
+            if key not in settable:
+                continue  # dropped with an issue anyway
+            reads = env_refs(value)
+            if not reads:
+                continue
+            if self._env_ok is None:
+                self._env_ok = env_refs(self.input_params) | set(self.allow_env)
+            new = sorted(reads - self._env_ok)
+            if new:
+                name = clip(new[0], 80)
+                self.skip(
+                    "env_ref_not_allowed",
+                    op,
+                    block_id,
+                    f"Block '{clip(block_id)}' param '{clip(key)}' would read "
+                    f"{{{{env.{name}}}}}, which this workflow does not use; secrets are set by "
+                    f"the user. Leave the param out or ask the user to allow env {name}.",
+                    param=key,
+                    env=new,
+                )
+                return True
+        return False
+
+    def shadowed(self, block_id: str) -> str | None:
+        """The block whose name ``block_id`` equals, when some ref reads that name."""
+        owner = next(
+            (b.id for b in self.wf.blocks if b.name == block_id and b.id != block_id), None
+        )
+        if owner is None:
+            return None
+        for b in self.wf.blocks:
+            if any(ref_head(r)[0] == block_id for r in iter_refs(b.params)):
+                return owner
+        return None
+
     # ── ops ──
     def add(self, op: AddOp) -> None:
         if op.block_id in self.blocks:
@@ -138,6 +198,19 @@ class _Patcher:
                 f"Block type '{op.type}' is not registered. Available: "
                 f"{listing(self.catalog.types())}.",
             )
+            return
+        owner = self.shadowed(op.block_id)
+        if owner is not None:
+            self.skip(
+                "block_id_shadows_name",
+                "add",
+                op.block_id,
+                f"Block id '{op.block_id}' is the name of block '{owner}', and refs "
+                f"{{{{{op.block_id}.…}}}} read '{owner}' by that name; a block with this id "
+                "would take them over. Choose another id.",
+            )
+            return
+        if self.new_env_ref("add", op.block_id, conn, op.params):
             return
         block = SerializedBlock(id=op.block_id, type=op.type, name=op.name)
         self.blocks[block.id] = block
@@ -165,6 +238,8 @@ class _Patcher:
                 op.block_id,
                 f"Block type {block.type} is not registered.",
             )
+            return
+        if op.params and self.new_env_ref("edit", block.id, conn, op.params):
             return
         self.changed.add(block.id)
         if op.name is not None:
@@ -285,7 +360,9 @@ class _Patcher:
         up = Upstream(enabled_graph)
         bad = [
             i
-            for i in check_refs(self.wf, self.catalog, only=self.changed, upstream=up)
+            for i in check_refs(
+                self.wf, self.catalog, only=self.changed, upstream=up, disabled=True
+            )
             if (i.block_id, i.field) in self.touched
         ]
         for i in bad:
@@ -308,7 +385,9 @@ class _Patcher:
                     block_id="*", block_type="*", error=f"Graph invalid: cycle {' → '.join(cycle)}."
                 )
             )
-        self.issues += [self.redact(i) for i in check_refs(self.wf, self.catalog, upstream=up)]
+        self.issues += [
+            self.redact(i) for i in check_refs(self.wf, self.catalog, upstream=up, disabled=True)
+        ]
         for bid in sorted(self.changed & set(self.blocks)):
             block = self.blocks[bid]
             conn = self.catalog.find(block.type)
@@ -316,23 +395,59 @@ class _Patcher:
                 self.issues += check_params(block, conn, names=())
 
 
-def _parse(raw: Any) -> AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectOp | str:
-    """An op model, or why it is malformed."""
-    if isinstance(raw, AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectOp):
-        return raw
+Op = AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectOp
+_SHAPE = (
+    "Each op is a JSON object with operation_type (add|edit|delete|connect|disconnect) "
+    "and its fields."
+)
+
+
+def _read(raw: Any) -> Op | str:
+    """An op model holding only plain JSON values, or why ``raw`` is not one."""
     if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
+        try:
+            raw = dict(raw)  # its fields, shallow; the values are checked below
+        except Exception:
+            return f"A {kind(raw)} could not be read as an operation. {_SHAPE}"
+    if not isinstance(raw, dict):
+        return f"An operation must be a JSON object, got a {kind(raw)}. {_SHAPE}"
+    clean: dict[str, Any] = {}
     try:
-        return EDIT_OP_ADAPTER.validate_python(raw)
+        for key, value in dict.items(raw):
+            if type(key) is not str:
+                raise NotJson(f"operation keys must be strings, got a {kind(key)} key")
+            clean[key] = json_copy(value, clip(key), MAX_DEPTH + 1)  # +1: the params object
+    except NotJson as e:
+        return f"Malformed operation ({e})."
+    try:
+        return EDIT_OP_ADAPTER.validate_python(clean)
     except ValidationError as e:
         errs = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'op'}: {err['msg']}"
+            f"{'.'.join(clip(str(p)) for p in err['loc']) or 'op'}: {err['msg']}"
             for err in e.errors()[:3]
         )
-        return (
-            f"Malformed operation ({errs}). Each op needs operation_type "
-            "(add|edit|delete|connect|disconnect) and its fields."
-        )
+        return f"Malformed operation ({errs}). {_SHAPE}"
+
+
+def _text_field(raw: Any, key: str, default: str) -> str:
+    """``raw[key]`` when ``raw`` is a dict and that value is a plain str, else ``default``."""
+    if isinstance(raw, dict):
+        for k, v in dict.items(raw):
+            if type(k) is str and k == key and type(v) is str:
+                return v
+    return default
+
+
+def _as_list(ops: Any) -> list[Any] | None:
+    """The ops as a list, or None when ``ops`` is not a list of ops (one object, text, ...)."""
+    if isinstance(ops, list):
+        return ops
+    if isinstance(ops, dict | str | bytes | BaseModel) or not isinstance(ops, Iterable):
+        return None
+    try:
+        return list(ops)
+    except Exception:
+        return None
 
 
 def apply_operations(
@@ -340,6 +455,7 @@ def apply_operations(
     ops: Iterable[Any],
     catalog: Catalog | None = None,
     *,
+    allow_env: Collection[str] = (),
     max_ops: int = MAX_OPS,
 ) -> ApplyResult:
     """Apply LLM edit ops to a copy of ``workflow``; skip bad ops, never raise on them.
@@ -348,6 +464,8 @@ def apply_operations(
         workflow: The workflow (model, dict or JSON); never mutated.
         ops: ``EditOp`` models or raw dicts, straight from the model's answer.
         catalog: The connectors the LLM may use (builtins by default).
+        allow_env: Env names ops may read (``{{env.X}}``) although the workflow does not
+            read them yet; any other new env ref skips its op as ``env_ref_not_allowed``.
         max_ops: Ops past this many are skipped as ``too_many_operations``.
 
     Returns:
@@ -361,8 +479,17 @@ def apply_operations(
         wf = SerializedWorkflow.model_validate_json(workflow)
     else:
         wf = SerializedWorkflow.model_validate(workflow)
-    p = _Patcher(wf, catalog if catalog is not None else Catalog())
-    ops = list(ops) if not isinstance(ops, list) else ops
+    p = _Patcher(wf, catalog if catalog is not None else Catalog(), allow_env)
+    listed = _as_list(ops)
+    if listed is None:
+        p.skip(
+            "invalid_operation",
+            "*",
+            "*",
+            f"The operations must be a list of operation objects, got a {kind(ops)}. "
+            "Send [{...}, {...}] (one object per op).",
+        )
+    ops = listed if listed is not None else []
     for i, raw in enumerate(ops):
         if i >= max_ops:
             p.skip(
@@ -373,11 +500,10 @@ def apply_operations(
                 "were not. Send the rest in another batch.",
             )
             break
-        op = _parse(raw)
+        op = _read(raw)
         if isinstance(op, str):
-            bid = raw.get("block_id", "?") if isinstance(raw, dict) else "?"
-            otype = raw.get("operation_type", "?") if isinstance(raw, dict) else "?"
-            p.skip("invalid_operation", str(otype)[:40], bid, op)
+            otype = clip(_text_field(raw, "operation_type", "?"), 40)
+            p.skip("invalid_operation", otype, _text_field(raw, "block_id", "?"), op)
         elif isinstance(op, AddOp):
             p.add(op)
         elif isinstance(op, EditBlockOp):
@@ -394,7 +520,7 @@ def apply_operations(
         workflow=p.wf,
         validation_errors=p.issues,
         skipped_items=p.skipped,
-        summary=summarize(len(ops), p.skipped, p.issues),
+        summary=summarize(len(ops) if listed is not None else 1, p.skipped, p.issues),
     )
 
 

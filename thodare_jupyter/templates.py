@@ -16,28 +16,59 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-TEMPLATE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
+from .wire import SerializedWorkflow
+
+# The path is group(1).strip(). No lazy quantifier next to ``\s*``: ``{{`` followed by
+# thousands of spaces made the old ``\{\{\s*([^{}]+?)\s*\}\}`` backtrack for minutes.
+TEMPLATE = re.compile(r"\{\{([^{}]+)\}\}")
 NAMESPACES = ("trigger", "env", "vars")
 MISSING: Any = None
 
 
 def iter_refs(value: Any) -> Iterator[str]:
-    """Yield every reference path inside ``value`` (strings, lists, dicts), in order."""
+    """Yield every reference path inside ``value`` (strings, lists, dicts), in order.
+
+    Walks with its own stack, so any depth works, and never enters a container that is
+    already on the path, so a list that contains itself ends.
+    """
     if isinstance(value, str):
         if "{{" in value:
             for m in TEMPLATE.finditer(value):
                 yield m.group(1).strip()
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from iter_refs(v)
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from iter_refs(v)
+        return
+    if not isinstance(value, list | tuple | dict):
+        return
+    stack: list[tuple[int, Iterator[Any]]] = [(0, iter((value,)))]
+    path: set[int] = set()
+    while stack:
+        for v in stack[-1][1]:
+            if isinstance(v, str):
+                if "{{" in v:
+                    for m in TEMPLATE.finditer(v):
+                        yield m.group(1).strip()
+            elif isinstance(v, list | tuple | dict) and id(v) not in path:
+                path.add(id(v))
+                stack.append((id(v), iter(v.values() if isinstance(v, dict) else v)))
+                break
+        else:
+            path.discard(stack.pop()[0])
 
 
 def extract_refs(value: Any) -> list[str]:
     """Every reference path inside ``value``, e.g. ``["enrich.name", "env.TOKEN"]``."""
     return list(iter_refs(value))
+
+
+def env_refs(value: SerializedWorkflow | Any) -> set[str]:
+    """The env names ``{{env.X}}`` refs read in a workflow (every block's params) or a value."""
+    if isinstance(value, SerializedWorkflow):
+        value = [b.params for b in value.blocks]
+    out = set()
+    for ref in iter_refs(value):
+        head, rest = ref_head(ref)
+        if head == "env" and rest:
+            out.add(".".join(rest))
+    return out
 
 
 def has_template(value: Any) -> bool:

@@ -7,8 +7,9 @@ executors.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -16,11 +17,73 @@ from pydantic import BaseModel, ValidationError
 from .connectors import Catalog, Connector
 from .errors import InputInvalid, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
+from .input_schema import schema_model
 from .templates import NAMESPACES, has_template, iter_refs, ref_head
 from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
 
 RESERVED_IDS = frozenset(NAMESPACES)
 _BAD_ID_CHARS = frozenset(".{} \t\r\n")
+MAX_DEPTH = 64
+"""How many levels of lists/objects one param value (or op field) may nest."""
+MAX_INT_DIGITS = 100
+"""The most digits an integer in an op may have (larger ones travel as strings)."""
+_INT_LIMIT = 10**MAX_INT_DIGITS
+
+
+class NotJson(ValueError):
+    """An op holds a value that is not a plain JSON value; the message names where and why."""
+
+
+def kind(value: Any) -> str:
+    """The type name of any value, for messages; never calls its ``__str__``/``__repr__``."""
+    try:
+        name = type(value).__name__
+    except Exception:  # a metaclass can make even this raise
+        name = ""
+    return name[:40] if type(name) is str and name else "object"
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters (with an ellipsis), for messages."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def json_copy(value: Any, path: str, depth: int = MAX_DEPTH) -> Any:
+    """A copy of ``value`` made of exact JSON types, or :class:`NotJson`.
+
+    Allowed: ``None``, ``bool``, ``str``, ``int`` of at most :data:`MAX_INT_DIGITS` digits,
+    finite ``float``, ``list`` and ``dict`` with ``str`` keys, nested at most ``depth`` levels.
+    Subclasses (a ``str`` with its own ``__repr__``), tuples, sets, bytes and other objects are
+    refused. Never calls ``str``/``repr`` on the value, so the message is always safe to build.
+    """
+    t = type(value)
+    if value is None or t is bool or t is str:
+        return value
+    if t is int:
+        if -_INT_LIMIT < value < _INT_LIMIT:
+            return value
+        raise NotJson(
+            f"{path}: an integer of more than {MAX_INT_DIGITS} digits; send it as a string"
+        )
+    if t is float:
+        if math.isfinite(value):
+            return value
+        raise NotJson(f"{path}: NaN and infinity are not JSON numbers; send a finite number")
+    if t is not list and t is not dict:
+        raise NotJson(
+            f"{path}: a {kind(value)} is not a JSON value; send a string, number, "
+            "boolean, null, list or object"
+        )
+    if depth <= 0:
+        raise NotJson(f"{path}: nesting deeper than {MAX_DEPTH} levels; send a flatter value")
+    if t is list:
+        return [json_copy(v, f"{path}[{i}]", depth - 1) for i, v in enumerate(value)]
+    out = {}
+    for k, v in dict.items(value):
+        if type(k) is not str:
+            raise NotJson(f"{path}: object keys must be strings, got a {kind(k)} key")
+        out[k] = json_copy(v, f"{path}.{clip(k, 40)}", depth - 1)
+    return out
 
 
 def block_id_problem(block_id: Any) -> str | None:
@@ -83,11 +146,15 @@ def check_refs(
     *,
     only: Iterable[str] | None = None,
     upstream: Upstream | None = None,
+    disabled: bool = False,
 ) -> list[ValidationIssue]:
     """Every ``{{ref}}`` must exist, be upstream and name a declared output.
 
     ``only`` limits the check to those block ids; ``upstream`` reuses a
-    computed :class:`Upstream` of the enabled graph.
+    computed :class:`Upstream` of the enabled graph. With ``disabled`` the
+    refs FROM disabled blocks are checked too, as if the block were enabled
+    (upstream = its enabled predecessors and their ancestors); a ref TO a
+    disabled block is always a problem, since that block produces no output.
     """
     up = upstream if upstream is not None else Upstream(build_graph(workflow))
     blocks = {b.id: b for b in workflow.blocks}
@@ -95,16 +162,47 @@ def check_refs(
     input_fields = _input_fields(workflow)
     variables = workflow.variables or {}
     wanted = set(only) if only is not None else None
+    preds: dict[str, set[str]] | None = None
     issues: list[ValidationIssue] = []
     for block in workflow.blocks:
-        if not block.enabled or (wanted is not None and block.id not in wanted):
+        if wanted is not None and block.id not in wanted:
+            continue
+        is_up: Callable[[str], bool]
+        if block.enabled:
+            is_up = _upstream_of(up, block.id)
+        elif disabled:
+            if preds is None:
+                preds = _enabled_preds(workflow, blocks)
+            above = set(preds.get(block.id, ()))
+            for p in preds.get(block.id, ()):
+                above |= up.ancestors(p)
+            is_up = above.__contains__
+        else:
             continue
         for key, value in block.params.items():
             for ref in iter_refs(value):
-                why = _ref_problem(ref, block, blocks, names, up, catalog, input_fields, variables)
+                why = _ref_problem(
+                    ref, block, blocks, names, is_up, catalog, input_fields, variables
+                )
                 if why:
                     issues.append(_issue(block, key, why, f"{{{{{ref}}}}}"))
     return issues
+
+
+def _upstream_of(up: Upstream, block_id: str) -> Callable[[str], bool]:
+    return lambda candidate: up.is_upstream(candidate, block_id)
+
+
+def _enabled_preds(
+    workflow: SerializedWorkflow, blocks: Mapping[str, SerializedBlock]
+) -> dict[str, set[str]]:
+    """Target id → the enabled blocks with an edge into it."""
+    out: dict[str, set[str]] = {}
+    for c in workflow.connections:
+        src = blocks.get(c.source)
+        if src is not None and src.enabled:
+            out.setdefault(c.target, set()).add(c.source)
+    return out
 
 
 def _ref_problem(
@@ -112,7 +210,7 @@ def _ref_problem(
     block: SerializedBlock,
     blocks: Mapping[str, SerializedBlock],
     names: Mapping[str, str],
-    up: Upstream,
+    is_up: Callable[[str], bool],
     catalog: Catalog,
     input_fields: set[str] | None,
     variables: Mapping[str, Any],
@@ -143,7 +241,7 @@ def _ref_problem(
             return (
                 f"Reference '{head}' does not match any block id or name. Blocks: {listing(known)}."
             )
-    if not up.is_upstream(target.id, block.id):
+    if not is_up(target.id):
         return (
             f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
             f"— connect them ({target.id} → … → {block.id})."
@@ -247,3 +345,14 @@ def validate_input(model: type[BaseModel] | None, data: Any, workflow: str | Non
             for err in e.errors()
         ]
         raise InputInvalid(workflow, problems) from None
+
+
+def input_model_of(workflow: SerializedWorkflow) -> type[BaseModel] | None:
+    """The model ``workflow``'s run input is validated with.
+
+    Its Python model when it was built in Python, else one read from
+    ``metadata.inputSchema`` (a workflow loaded from JSON), else None (any input).
+    """
+    if workflow.input_model is not None:
+        return workflow.input_model
+    return schema_model(workflow.metadata.input_schema if workflow.metadata else None)

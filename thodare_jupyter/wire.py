@@ -159,6 +159,8 @@ SkipReason = Literal[
     "cycle_introduced",
     "invalid_operation",
     "too_many_operations",
+    "block_id_shadows_name",
+    "env_ref_not_allowed",
 ]
 
 

@@ -94,8 +94,16 @@ class HumanApprovalParams(BaseModel):
 
 
 class HumanApprovalOut(BaseModel):
+    """A ``human_approval`` step's output: the seed's ``approved``, ``by`` and ``note``.
+
+    ``note`` is the approver's free text, as in the seed; ``comment`` is the
+    same text under the name :meth:`Wfkit.approve` takes, so an answer giving
+    either fills both. ``approved`` is None when nobody answered (``timedOut``).
+    """
+
     approved: bool | None = None
     by: str | None = None
+    note: str | None = None
     comment: str | None = None
     timedOut: bool = False
 
@@ -118,15 +126,24 @@ def _human_approval(p: HumanApprovalParams, ctx: StepContext) -> PauseInfo:
 def wait_output(kind: PauseKind, payload: Any, *, timed_out: bool = False) -> dict[str, Any]:
     """The output a wait block produces when it wakes.
 
-    duration → ``{resumedAt}``; event → ``{data, timedOut}``;
-    approval → ``{...the answer, timedOut}``.
+    duration → ``{resumedAt}``; event → ``{data, timedOut}``; approval → the
+    answer's fields (as in the seed) with every key of :class:`HumanApprovalOut`
+    present: ``note`` and ``comment`` fill each other; a timeout keeps no answer.
     """
     if kind == "duration":
         return {"resumedAt": _iso(_now())}
     if kind == "event":
         return {"data": None if timed_out else payload, "timedOut": timed_out}
     answer = payload if isinstance(payload, dict) and not timed_out else {}
-    return {"approved": None, **answer, "timedOut": timed_out}
+    note, comment = answer.get("note"), answer.get("comment")
+    return {
+        **answer,
+        "approved": answer.get("approved"),
+        "by": answer.get("by"),
+        "note": comment if note is None else note,
+        "comment": note if comment is None else comment,
+        "timedOut": timed_out,
+    }
 
 
 WAITS: tuple[Connector, ...] = (

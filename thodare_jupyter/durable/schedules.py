@@ -27,7 +27,7 @@ import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 
 from ..errors import ThodareError
-from ..validation import validate_input
+from ..validation import input_model_of, validate_input
 from ..wire import SerializedWorkflow
 from .cron import latest_tick, next_tick
 from .database import retrying
@@ -229,7 +229,7 @@ class Schedules:
         key = f"cron:{row.name}:{stamp}"
         try:
             wf = SerializedWorkflow.from_json(row.workflow_json)
-            data = validate_input(wf.input_model, json.loads(row.input_json), wf.name)
+            data = validate_input(input_model_of(wf), json.loads(row.input_json), wf.name)
         except (ThodareError, ValueError) as e:  # a broken row: report it, keep the others going
             log.warning("schedule %s: tick %s not started: %s", row.name, stamp, e)
             report.failed.append((row.name, str(e)))

@@ -19,7 +19,7 @@ from pydantic import BaseModel, PrivateAttr
 from .._aio import run_sync
 from ..connectors import Catalog, StepContext, wait_output
 from ..errors import NotPaused
-from ..validation import validate_input
+from ..validation import input_model_of, validate_input
 from ..wire import PauseInfo, SerializedWorkflow
 from .walker import Plan, StepRecord, WalkState, walk
 
@@ -86,7 +86,12 @@ async def _execute(
         return await plan.connectors[block_id].execute(params, ctx)
 
     outcome = await walk(
-        plan, run.state, trigger=run.trigger, env=env, dispatch=dispatch, records=run.steps,
+        plan,
+        run.state,
+        trigger=run.trigger,
+        env=env,
+        dispatch=dispatch,
+        records=run.steps,
         redactor=redactor,
     )
     run.status, run.pause = outcome.status, outcome.pause
@@ -108,7 +113,7 @@ async def arun_in_memory(
     wf = _as_workflow(workflow)
     cat = catalog if catalog is not None else Catalog()
     plan = Plan(wf, cat, validate=validate)
-    trigger = validate_input(wf.input_model, input, wf.name)
+    trigger = validate_input(input_model_of(wf), input, wf.name)
     run = InMemoryRun(
         run_id=run_id or uuid.uuid4().hex,
         workflow=wf,
