@@ -8,15 +8,21 @@ unknown path is 404 ``no_route``; matching is method-aware (the seed answered
 input the spec rejects is 400 ``validation_failed`` with ``{path, message}``
 issues and no run row; an idempotency key dedupes duplicate deliveries (also
 concurrent ones) to one run; several routes coexist. Beyond the seed: a
-``from_request`` that raises is 500 with its message, a spec without a
-workflow is 500 ``dispatch_failed``, a shared secret and an HMAC signature are
-enforced (401 and no run otherwise), ``from_request`` may be async, a compiled
-workflow is a target too, and the database work leaves the event loop free.
-Finally the ASGI app runs under a real uvicorn process (with and without
-lifespan) on 127.0.0.1: signed JSON in, 202/400/401/404/405/413 out, raw
-percent-encoding kept for ``:param`` captures, and a kit in this process
-executes the runs it created; without ``THODARE_WEBHOOKS`` the server refuses
-to start and names the variable.
+``from_request`` or ``idempotency_key`` callback that raises is 500 with a
+``ThodareError``'s message or only the exception's type name (the traceback
+goes to the log, the request's body and secret headers do not), a spec
+without a workflow is 500 ``dispatch_failed``, idempotency keys are scoped by
+route and ``:param`` values (two tenants never share a run), a shared secret
+and an HMAC signature are enforced (401 and no run otherwise),
+``from_request`` may be async, a compiled workflow is a target too, and the
+database work leaves the event loop free. Finally the ASGI app runs under a
+real uvicorn process (with and without lifespan) on 127.0.0.1: signed JSON in,
+202/400/401/404/405/413 out, raw percent-encoding kept for ``:param``
+captures, and a kit in this process executes the runs it created; hostile
+JSON (100,000 ``[``, NaN, 1e999, a 5,000-digit int, bytes that are not UTF-8)
+is 400 ``invalid_json`` naming the problem, before routing and without a
+traceback; without ``THODARE_WEBHOOKS`` the server refuses to start and
+names the variable.
 """
 
 from __future__ import annotations
@@ -274,19 +280,95 @@ def test_from_request_errors_and_dispatch_errors_are_500_without_a_run(
     router.register("/badkey", spec, idempotency_key=lambda req: req.body["nope"])
 
     r = call(router, "POST", "/strict", {})
-    assert (r.status, r.body) == (
-        500, {"error": "from_request_failed", "message": "missing X-Tenant header"}
-    )  # fmt: skip
+    assert (r.status, r.body) == (500, {"error": "from_request_failed", "message": "ValueError"})
     assert "Traceback" not in json.dumps(r.body)
     d = call(router, "POST", "/orphan", {"id": "1"})
     assert d.status == 500 and d.body["error"] == "dispatch_failed"
     assert "No workflow implements spec 'wh-orphan@1'" in d.body["message"]
     k = call(router, "POST", "/badkey", {"id": "1"})
-    assert (k.status, k.body["error"]) == (500, "idempotency_key_failed")
+    assert (k.status, k.body) == (500, {"error": "idempotency_key_failed", "message": "KeyError"})
     assert kit.runs() == []
 
     assert output(kit, call(router, "POST", "/strict", {}, headers={"X-Tenant": "t1"})) == "t1"
     assert output(kit, call(router, "POST", "/async", {"n": 5})) == "async:5"
+
+
+def test_a_500_says_a_thodare_message_or_only_the_type_and_logs_no_request_data(
+    kits: KitFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    spec = define_workflow_spec("wh-500", "1", input=IdIn)
+    kit = kit_with(kits, (spec, lambda r: r.input.id))
+    router = create_webhook_router(kit, secret="hdr-secret-value")
+
+    def leaky(req: WebhookRequest) -> Any:
+        raise ValueError(f"cannot use token {req.headers['authorization']}")
+
+    def told(req: WebhookRequest) -> Any:
+        raise ThodareError("Send the tenant in X-Tenant.")
+
+    async def leaky_async(req: WebhookRequest) -> Any:
+        raise RuntimeError(f"db password is {req.headers['x-thodare-secret']}")
+
+    router.register("/fr", spec, from_request=leaky)
+    router.register("/told", spec, from_request=told)
+    router.register("/key", spec, idempotency_key=leaky)
+    router.register("/key-async", spec, idempotency_key=leaky_async)
+    router.register("/key-told", spec, idempotency_key=told)
+    headers = {"X-Thodare-Secret": "hdr-secret-value", "Authorization": "Bearer tok-XYZ"}
+    body = {"id": "body-marker-123"}
+    caplog.set_level("WARNING", logger="thodare_jupyter.integrations.webhooks")
+    answers = {p: call(router, "POST", p, body, headers=headers)
+               for p in ("/fr", "/told", "/key", "/key-async", "/key-told")}  # fmt: skip
+    assert {p: (r.status, r.body) for p, r in answers.items()} == {
+        "/fr": (500, {"error": "from_request_failed", "message": "ValueError"}),
+        "/told": (500, {"error": "from_request_failed", "message": "Send the tenant in X-Tenant."}),
+        "/key": (500, {"error": "idempotency_key_failed", "message": "ValueError"}),
+        "/key-async": (500, {"error": "idempotency_key_failed", "message": "RuntimeError"}),
+        "/key-told": (500, {"error": "idempotency_key_failed",
+                            "message": "Send the tenant in X-Tenant."}),
+    }  # fmt: skip
+    assert kit.runs() == []
+    # The operator's log has each traceback's frames, and nothing of the request.
+    failures = [r.getMessage() for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(failures) == 5
+    assert "in leaky\n" in failures[0] and failures[0].endswith("\nValueError")
+    assert "Send the tenant in X-Tenant." in failures[1]
+    for private in ("body-marker-123", "hdr-secret-value", "tok-XYZ"):
+        assert private not in caplog.text
+
+
+def test_idempotency_keys_are_scoped_by_route_and_params(any_kits: KitFactory) -> None:
+    class LeadIn(BaseModel):
+        tenant: str
+
+    spec = define_workflow_spec("wh-tenant", "1", input=LeadIn)
+    kit = kit_with(any_kits, (spec, lambda r: r.input.tenant))
+    router = create_webhook_router(kit)
+    delivery = lambda req: req.headers.get("x-delivery")  # noqa: E731
+    tenant = lambda req: {"tenant": req.params["tenant"]}  # noqa: E731
+    router.register("/tenants/:tenant/leads", spec, from_request=tenant, idempotency_key=delivery)
+    router.register("/tenants/:tenant/other", spec, from_request=tenant, idempotency_key=delivery)
+
+    def send(path: str, key: str) -> str:
+        r = call(router, "POST", path, {}, headers={"X-Delivery": key})
+        assert r.status == 202, r.body
+        return str(r.body["runId"])
+
+    a = send("/tenants/a/leads", "d-1")
+    b = send("/tenants/b/leads", "d-1")  # another tenant, the same delivery key
+    other = send("/tenants/a/other", "d-1")  # another route
+    assert len({a, b, other}) == 3
+    assert send("/tenants/a/leads/", "d-1") == a  # a redelivery: the first run
+    assert send("/tenants/b/leads", "d-1") == b
+    assert [output(kit, call(router, "POST", f"/tenants/{t}/leads", {}, headers={"X-Delivery": k}))
+            for t, k in (("a", "d-1"), ("b", "d-1"))] == ["a", "b"]  # fmt: skip
+    # A key far longer than the database column still dedupes (it is hashed).
+    long_key = "k" * 5000
+    first = send("/tenants/a/leads", long_key)
+    assert send("/tenants/a/leads", long_key) == first not in (a, b, other)
+    nul = send("/tenants/a/leads", "d\x00-2")  # PostgreSQL stores no NUL in text: hashed too
+    assert send("/tenants/a/leads", "d\x00-2") == nul not in (a, b, other, first)
+    assert len(kit.runs()) == 5
 
 
 def test_shared_secret_and_hmac_signature_are_enforced(any_kits: KitFactory) -> None:
@@ -473,7 +555,8 @@ def test_uvicorn_serves_the_router_and_a_kit_here_runs_the_work(
     assert (dup.status_code, dup.json()) == (202, {"runId": run_id})
 
     bad_json = post("/events/gh", b"{not json")
-    assert (bad_json.status_code, bad_json.json()) == (400, {"error": "invalid_json"})
+    assert (bad_json.status_code, bad_json.json()["error"]) == (400, "invalid_json")
+    assert bad_json.json()["message"].startswith("body: not JSON (Expecting property name")
     invalid = post("/events/gh", json.dumps({"nope": 1}).encode())
     assert invalid.status_code == 400 and invalid.json()["issues"][0]["path"] == ["id"]
     unsigned = httpx.post(f"{server}/events/gh", content=body, timeout=10)
@@ -483,7 +566,10 @@ def test_uvicorn_serves_the_router_and_a_kit_here_runs_the_work(
     get = httpx.get(f"{server}/events/gh", timeout=10)
     assert get.status_code == 405 and get.headers["allow"] == "POST"
     too_big = post("/events/gh", b" " * (MAX_BODY + 1))
-    assert (too_big.status_code, too_big.json()) == (413, {"error": "payload_too_large"})
+    assert (too_big.status_code, too_big.json()) == (413, {
+        "error": "payload_too_large",
+        "message": f"body: over {MAX_BODY} bytes (1 MiB); send less or raise max_body.",
+    })  # fmt: skip
     # A non-JSON content type is not parsed: body is None, so this from_request fails.
     text = post("/events/gh", b"{not json", ctype="text/plain")
     assert (text.status_code, text.json()["error"]) == (500, "from_request_failed")
@@ -492,6 +578,34 @@ def test_uvicorn_serves_the_router_and_a_kit_here_runs_the_work(
     kit.register(webhook_app.echo).start()
     assert kit.get_handle(run_id).result(timeout=30)["e"]["msg"] == "git/hub:x1:v1"
     assert [r.id for r in kit.runs()] == [run_id]
+
+
+@pytest.mark.parametrize("server", ["on"], indirect=True)
+def test_uvicorn_refuses_hostile_json_with_400_before_routing(server: str, tmp_path: Path) -> None:
+    def post(raw: bytes, path: str = "/events/gh") -> httpx.Response:
+        headers = {"content-type": "application/json"}  # unsigned: parsing comes first
+        return httpx.post(f"{server}{path}", content=raw, headers=headers, timeout=30)
+
+    cases = {
+        b"[" * 100_000: "body: nested more than 64 levels deep",
+        b'{"id": ' * 70 + b"1" + b"}" * 70: "body: nested more than 64 levels deep",
+        b'{"id": NaN}': "body: NaN is not allowed",
+        b'{"id": Infinity}': "body: Infinity is not allowed",
+        b'{"id": 1e999}': "body: number '1e999' is out of range",
+        b'{"id": ' + b"7" * 5000 + b"}": "body: an integer has 5000 digits; at most 4300",
+        b'{"id": "caf\xe9"}': "body: not UTF-8 (invalid continuation byte at byte 11)",
+        b"\xff\xfe{\x00}\x00": "body: not UTF-8",
+        b'{"id": "\\ud800"}': "body: a string holds an unpaired surrogate escape",
+    }
+    for raw, problem in cases.items():
+        for path in ("/events/gh", "/nowhere"):  # before routing: an unknown path too
+            r = post(raw, path)
+            assert (r.status_code, r.json()["error"]) == (400, "invalid_json"), (raw[:20], r.text)
+            assert r.json()["message"].startswith(problem), r.json()
+    health = httpx.get(f"{server}/healthz", timeout=10)
+    assert health.status_code == 200
+    log = (tmp_path / "uvicorn.log").read_text()
+    assert "Traceback" not in log and "RecursionError" not in log, log
 
 
 def test_uvicorn_without_the_variable_refuses_to_start_and_names_it(tmp_path: Path) -> None:

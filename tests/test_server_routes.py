@@ -5,6 +5,10 @@ pytest-jupyter starts a Jupyter server with ``thodare_jupyter.server`` enabled;
 in a kernel) at one temp SQLite file. Every route is called through
 ``jp_fetch`` (which sends the server's token); without a valid token each is
 refused. Waiting runs are canceled and woken through the routes for real.
+Hostile input is refused with 400/404/413 naming the field, never a 500: odd
+``limit`` and ``status`` values, run ids that cannot exist, deeply nested or
+oversized signal bodies. The runs list leaves out inputs and outputs (the run
+route has them), so a poll stays small however big runs get.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from traitlets.config import Config
 
 from thodare_jupyter import Wfkit
 from thodare_jupyter.errors import RunCanceled
+from thodare_jupyter.server.handlers import MAX_SIGNAL_BODY
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
@@ -33,7 +38,7 @@ APPROVAL = chain_wf(
 )
 QUICK = chain_wf("quick", block("hello", "transform", {"template": {"text": "hi"}}))
 ROUTES = [("GET", "runs"), ("GET", "runs/x"), ("POST", "runs/x/cancel"),
-          ("GET", "runs/x/dag.svg"), ("POST", "signals")]  # fmt: skip
+          ("GET", "runs/x/dag.svg"), ("POST", "signals"), ("GET", "workers")]  # fmt: skip
 
 
 @pytest.fixture
@@ -110,6 +115,86 @@ async def test_bad_query_values_are_400_naming_the_field(jp_fetch: Fetch, kit: W
     for bad in ("0", "abc", "1001"):
         code, msg = await error(jp_fetch, "runs", params={"limit": bad})
         assert (code, msg) == (400, f"limit: {bad!r} is not a whole number from 1 to 1000.")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"limit": "\u00b2"}, "limit: '\u00b2' is not a whole number from 1 to 1000."),
+        ({"limit": "\u0661\u0662"}, "limit: '\u0661\u0662' is not a whole number from 1 to 1000."),
+        ({"limit": "1" * 5000}, "limit: '11111111111111111111111111111111…' (5000 characters) "
+                                "is not a whole number from 1 to 1000."),
+        ({"limit": "+5"}, "limit: '+5' is not a whole number from 1 to 1000."),
+        ({"limit": "5_0"}, "limit: '5_0' is not a whole number from 1 to 1000."),
+        ({"status": "x" * 5000}, "status: 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (5000 characters) "
+                                 "is not one of pending, running, waiting, completed, failed, "
+                                 "canceled."),
+    ],
+)  # fmt: skip
+async def test_hostile_query_values_are_400_naming_the_field(
+    jp_fetch: Fetch, kit: Wfkit, params: dict[str, str], message: str
+) -> None:
+    assert await error(jp_fetch, "runs", params=params) == (400, message)
+
+
+async def test_a_run_id_that_cannot_exist_is_404_with_a_short_message(
+    jp_fetch: Fetch, kit: Wfkit
+) -> None:
+    for bad in ("x" * 5000, "a\x00b", "\u00e9" * 70):
+        code, msg = await error(jp_fetch, "runs", bad)
+        assert code == 404 and msg.startswith("No run ") and len(msg) < 120, msg
+    code, msg = await error(jp_fetch, "runs", "x" * 5000, "cancel", **post(""))
+    assert (code, msg) == (404, "No run 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (5000 characters) "
+                                "in this database.")  # fmt: skip
+
+
+async def test_hostile_signal_bodies_are_400_or_413(jp_fetch: Fetch, kit: Wfkit) -> None:
+    deep = '{"event": "e", "payload": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    big = json.dumps({"event": "e", "payload": "x" * MAX_SIGNAL_BODY})
+    assert len(deep) < MAX_SIGNAL_BODY < len(big)
+    cases = [
+        (deep, 400, "body: nested more than 64 levels deep"),
+        ('{"event": "e", "payload": NaN}', 400, "body: NaN is not allowed"),
+        ('{"event": "e", "payload": "\\udfff"}', 400,
+         "body: a string holds an unpaired surrogate escape (\\udfff); send valid Unicode."),
+        ('{"event": "e", "payload": ' + "9" * 5000 + "}", 400,
+         "body: an integer has 5000 digits; at most 4300 are allowed"),
+        ("null", 400, "body: expected a JSON object."),
+        ('"e"', 400, "body: expected a JSON object."),
+        (big, 413, f"body: is {len(big)} bytes; at most {MAX_SIGNAL_BODY} are allowed "
+         "(256 KiB); send less or store the data elsewhere and send a reference."),
+        (json.dumps({"event": "e" * 513}), 400, "event: at most 512 characters (got 513)."),
+        (json.dumps({"event": "e", "correlation_key": "k" * 513}), 400,
+         "correlation_key: at most 512 characters (got 513)."),
+        (json.dumps({"event": "e\x00"}), 400, "event: 'e\\x00' holds a control character."),
+        (json.dumps({"event": "e", "x" * 5000: 1}), 400,
+         "'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' (5000 characters): unknown field"),
+    ]  # fmt: skip
+    for body, status, message in cases:
+        code, msg = await error(jp_fetch, "signals", **post(body))
+        assert (code, msg[: len(message)]) == (status, message), msg[:200]
+    ok = await fetch_json(jp_fetch, "signals", **post({"event": "e", "payload": [[[1]]]}))
+    assert isinstance(ok["signal_id"], int)
+
+
+async def test_the_runs_list_leaves_out_inputs_and_outputs(jp_fetch: Fetch, kit: Wfkit) -> None:
+    big = "x" * 100_000
+    wf = chain_wf("echoes", block("hello", "transform", {"template": {"text": "{{trigger.big}}"}}))
+    done = kit.run(wf, {"big": big})
+    await asyncio.to_thread(done.result, 15)
+
+    resp = await jp_fetch("thodare", "api", "runs")
+    assert len(resp.body) < 2000
+    (listed,) = json.loads(resp.body)
+    assert "input" not in listed and "outputs" not in listed
+    assert [(s["block_id"], sorted(s)) for s in listed["steps"]] == [
+        ("hello", ["attempt", "block_id", "ended_at", "error", "started_at", "status", "type",
+                   "waiting_for"])]  # fmt: skip
+    assert (listed["id"], listed["status"], listed["workflow"]) == (done.id, "completed", "echoes")
+    one = await fetch_json(jp_fetch, "runs", done.id)  # the run route keeps them
+    assert one["input"] == {"big": big} and one["outputs"]["hello"]["result"] == {"text": big}
+    steps = {s["block_id"]: s for s in one["steps"]}
+    assert steps["hello"]["output"] == {"result": {"text": big}}
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "cancel"),
@@ -211,3 +296,11 @@ class TestUnreachableDatabase:
         code, msg = await error(jp_fetch, "runs")
         assert code == 503
         assert msg.startswith(f"Cannot use the database at sqlite:///{tmp_path}/not-a-dir/runs.db")
+
+
+async def test_workers_lists_the_live_workers(jp_fetch: Fetch, kit: Wfkit) -> None:
+    workers = await fetch_json(jp_fetch, "workers")
+    assert [w["id"] for w in workers] == [kit.worker.owner]
+    assert workers[0]["runs_held"] == 0 and "transform" in workers[0]["connector_types"]
+    kit.stop()  # a clean stop forgets the worker at once
+    assert await fetch_json(jp_fetch, "workers") == []

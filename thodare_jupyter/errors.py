@@ -7,9 +7,11 @@ an exception.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus
 
 
 class ThodareError(Exception):
@@ -122,15 +124,21 @@ class RunCanceled(ThodareError):
 class RunTimeout(ThodareError):
     """Waiting for a result took longer than the caller allowed (the run goes on)."""
 
-    def __init__(self, run_id: str, timeout: float, status: str) -> None:
+    def __init__(
+        self, run_id: str, timeout: float, status: str, missing: Sequence[str] | None = None
+    ) -> None:
         self.run_id = run_id
         self.timeout = timeout
         self.status = status
-        hint = (
-            " No worker has picked it up: start one with kit.start() or `thodare worker`."
-            if status == "pending"
-            else ""
-        )
+        self.missing_connectors = list(missing) if missing is not None else None
+        hint = ""
+        if missing:
+            hint = (
+                f" No live worker has connector type(s) {', '.join(missing)}: register them "
+                "(kit.register, or `thodare worker --import` a module defining them)."
+            )
+        elif status == "pending":
+            hint = " No worker has picked it up: start one with kit.start() or `thodare worker`."
         super().__init__(
             f"Run {run_id} is still {status} after {timeout:g}s; it keeps going.{hint} "
             "Call result() again with a longer timeout, or timeout=None to wait for good."
@@ -181,13 +189,52 @@ class StoreRefused(ThodareError):
         )
 
 
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+
+
+def _secret(name: str) -> bool:
+    """Whether a parameter name (maybe percent-encoded) looks like it holds a secret."""
+    low = unquote_plus(name).lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
+def _masked(query: str) -> str:
+    """A query string with the value of every secret-looking parameter replaced by ``***``."""
+    parts = re.split(r"([&;])", query)
+    out = []
+    for part in parts:
+        name, eq, _ = part.partition("=")
+        out.append(f"{name}=***" if eq and _secret(name) else part)
+    return "".join(out)
+
+
 def safe_url(url: str) -> str:
-    """``scheme://user:***@host/db``: a URL safe to print."""
-    head, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in creds:
-        return url
-    return f"{head}://{creds.split(':', 1)[0]}:***@{host}"
+    """``scheme://user:***@host/db?password=***``: a URL or DSN safe to print; never raises.
+
+    Masks the userinfo's password (also one with unencoded ``@``, ``/``, ``?``
+    or ``#``) and the value of every query parameter, or libpq ``key=value``,
+    whose name looks secret (``password``, ``passwd``, ``pwd``, ``secret``,
+    ``*token*``, ``*key*``, ``*auth*``, ``*credential*``, any case, also
+    percent-encoded). The rest stays as written; an unparseable value shows ``***``.
+    """
+    try:
+        text = str(url)
+        head, sep, rest = text.partition("://")
+        if not sep:  # a path, or a libpq keyword DSN (host=db password=...)
+            pair = r"([\w.-]+)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)"
+            return re.sub(pair, lambda m: f"{m[1]}{m[2]}***" if _secret(m[1]) else m[0], text)
+        auth = ""  # "user:***@": the last '@' before a host[:port], after a user without /?#
+        for at in reversed([m.start() for m in re.finditer("@", rest)]):
+            host = re.split(r"[/?#]", rest[at + 1 :], maxsplit=1)[0]
+            user, colon, _ = rest[:at].partition(":")
+            if re.fullmatch(r"[\w.\-\[\]:%]*", host) and not re.search(r"[/?#]", user):
+                auth, rest = (f"{user}:***@" if colon else f"{user}@"), rest[at + 1 :]
+                break
+        base, q, query = rest.partition("?")
+        query, hsh, frag = query.partition("#")
+        return f"{head}://{auth}{base}{q}{_masked(query) if q else query}{hsh}{frag}"
+    except Exception:
+        return "***"
 
 
 def listing(names: Iterable[str], limit: int = 30) -> str:

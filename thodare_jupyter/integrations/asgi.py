@@ -21,11 +21,14 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from ..errors import ThodareError
+from ..jsonsafe import MAX_DEPTH, JsonRejected, loads_bounded
 from .webhooks import WebhookRequest, WebhookResponse, WebhookRouter
 
 ENV_VAR = "THODARE_WEBHOOKS"
 MAX_BODY = 1 << 20
 """Default body limit in bytes (1 MiB); a larger body gets 413."""
+MAX_JSON_DEPTH = MAX_DEPTH
+"""JSON bodies nested deeper than this (64 arrays/objects) get 400 ``invalid_json``."""
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,9 +76,13 @@ def load_router(ref: str | None = None) -> WebhookRouter:
 class WebhookApp:
     """An ASGI 3 application: JSON in, :meth:`WebhookRouter.handle`, JSON out.
 
-    The whole body is read (up to ``max_body`` bytes, else 413) and parsed as
-    JSON unless a non-JSON ``content-type`` is sent (then ``body`` is None and
-    ``raw_body`` holds the bytes); bad JSON gets 400 ``invalid_json``.
+    The whole body is read (up to ``max_body`` bytes, else 413
+    ``payload_too_large``) and parsed as JSON unless a non-JSON ``content-type``
+    is sent (then ``body`` is None and ``raw_body`` holds the bytes). JSON that
+    is malformed, not UTF-8, nested deeper than :data:`MAX_JSON_DEPTH`, or holds
+    ``NaN``/``Infinity``, a number out of range or an integer of over 4,300
+    digits gets 400 ``invalid_json`` with a message naming the problem. Both
+    answers come before routing (and before the signature check).
     """
 
     def __init__(
@@ -147,14 +154,15 @@ class WebhookApp:
         except _ClientGone:  # a cut-off body never starts a run
             return None
         if raw is None:
-            return await _answer(send, WebhookResponse(413, {"error": "payload_too_large"}))
+            return await _answer(send, _too_large(self.max_body))
         body: Any = None
         ctype = headers.get("content-type", "")
         if raw and (not ctype or "json" in ctype):
             try:
-                body = json.loads(raw)
-            except ValueError:
-                return await _answer(send, WebhookResponse(400, {"error": "invalid_json"}))
+                body = loads_bounded(raw, max_bytes=self.max_body, max_depth=MAX_JSON_DEPTH)
+            except JsonRejected as e:
+                bad = WebhookResponse(400, {"error": "invalid_json", "message": f"body: {e}."})
+                return await _answer(send, bad)
         qs = scope.get("query_string", b"").decode("latin-1")
         query = dict(parse_qsl(qs, keep_blank_values=True))
         req = WebhookRequest(method, path, headers, body, raw, query)
@@ -168,6 +176,12 @@ def create_asgi_app(router: WebhookRouter, *, max_body: int = MAX_BODY) -> Webho
 
 app = WebhookApp(loader=load_router)
 """``uvicorn thodare_jupyter.integrations.asgi:app``: serves ``$THODARE_WEBHOOKS``."""
+
+
+def _too_large(limit: int) -> WebhookResponse:
+    mib = f" ({limit >> 20} MiB)" if limit and limit % (1 << 20) == 0 else ""
+    why = f"body: over {limit} bytes{mib}; send less or raise max_body."
+    return WebhookResponse(413, {"error": "payload_too_large", "message": why})
 
 
 class _ClientGone(Exception):

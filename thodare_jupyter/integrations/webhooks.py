@@ -6,7 +6,9 @@ any server (:mod:`thodare_jupyter.integrations.asgi` serves it with uvicorn) or
 into test code. A route matches a method and a path template
 (``/tenants/:tenant/events``), builds the run input from the request, checks
 it against the target's input model before any run row exists, and starts
-the run: ``202 {"runId": ...}``.
+the run: ``202 {"runId": ...}``. A failure is a 500 whose message is a
+:class:`ThodareError`'s own or only the exception's type name (the traceback
+goes to the log), so a secret in an exception never reaches the caller.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import dataclasses
 import hashlib
 import hmac
 import inspect
+import json
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 RequestFn = Callable[["WebhookRequest"], Any]
 """``fn(request)``, sync or ``async``."""
+MAX_KEY_CHARS = 256
+"""A stored idempotency key longer than this is replaced by its SHA-256 (see :func:`scoped_key`)."""
 
 
 @dataclass
@@ -90,6 +96,11 @@ class _Route:
     target: WorkflowSpec | SerializedWorkflow
     from_request: RequestFn | None
     idempotency_key: RequestFn | None
+
+    @property
+    def scope(self) -> str:
+        """``METHOD /path/:template`` (normalised): what idempotency keys are scoped by."""
+        return f"{self.info.method} /{'/'.join(self.segments)}"
 
     @property
     def model(self) -> type[BaseModel] | None:
@@ -153,8 +164,9 @@ class WebhookRouter:
             from_request: ``fn(request)`` (sync or async) returning the run input;
                 default: the JSON body.
             idempotency_key: ``fn(request)`` (sync or async) returning a key, or
-                None: a delivery with a key seen before returns the first run's id.
-                Keys are shared by every workflow in the kit's namespace.
+                None: a delivery with a key seen before on this route, with the
+                same ``:param`` values, returns the first run's id. The stored key
+                is scoped: see :func:`scoped_key`.
 
         Raises:
             ThodareError: The template is malformed or the route exists already.
@@ -209,23 +221,24 @@ class WebhookRouter:
         try:
             data = req.body if route.from_request is None else await _call(route.from_request, req)
         except Exception as e:
-            return _failed("from_request_failed", str(e) or type(e).__name__, route)
+            return _failed("from_request_failed", e, route)
         issues = _issues(route.model, data)
         if issues:
             return WebhookResponse(400, {"error": "validation_failed", "issues": issues})
         try:
             key = None if route.idempotency_key is None else await _call(route.idempotency_key, req)
         except Exception as e:
-            return _failed("idempotency_key_failed", str(e) or type(e).__name__, route)
+            return _failed("idempotency_key_failed", e, route)
+        scoped = scoped_key(route.scope, req.params, key) if key else None
         try:
-            handle = await asyncio.to_thread(self._start, route.target, data, key or None)
-        except Exception as e:  # a ThodareError's message says what to do; others may hold SQL
-            msg = str(e) if isinstance(e, ThodareError) else f"{type(e).__name__} (see the log)"
-            return _failed("dispatch_failed", msg, route)
+            handle = await asyncio.to_thread(self._start, route.target, data, scoped)
+        except Exception as e:
+            return _failed("dispatch_failed", e, route)
         return WebhookResponse(202, {"runId": handle.id})
 
-    def _start(self, target: WorkflowSpec | SerializedWorkflow, data: Any, key: Any) -> RunHandle:
-        k = None if key is None else str(key)
+    def _start(
+        self, target: WorkflowSpec | SerializedWorkflow, data: Any, k: str | None
+    ) -> RunHandle:
         if isinstance(target, WorkflowSpec):
             return self.kit.run_spec(target, data, idempotency_key=k)
         return self.kit.run(target, data, idempotency_key=k)
@@ -323,8 +336,35 @@ def _issues(model: type[BaseModel] | None, data: Any) -> list[dict[str, Any]]:
     return []
 
 
-def _failed(code: str, message: str, route: _Route) -> WebhookResponse:
-    log.warning(  # called in an except block: the traceback goes to the log, not the answer
-        "webhook %s %s: %s: %s", route.info.method, route.info.path, code, message, exc_info=True
-    )
+def scoped_key(route: str, params: dict[str, str], key: Any) -> str:
+    """The idempotency key stored for a delivery: ``webhook:<route>:<params>:<key>``.
+
+    ``<route>`` is the JSON string ``"METHOD /path/:template"`` and ``<params>``
+    the ``:param`` values as sorted JSON, so the same delivery key on two
+    routes, or for two tenants (``/tenants/:tenant/…``), never names one run.
+    A result over :data:`MAX_KEY_CHARS` characters, or with a character that
+    is not printable (NUL, newline, ...), is stored as ``webhook:sha256:<hex>``
+    of itself.
+    """
+    where = json.dumps(route, ensure_ascii=False)
+    values = json.dumps(params, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    full = f"webhook:{where}:{values}:{key}"
+    if len(full) <= MAX_KEY_CHARS and full.isprintable():
+        return full
+    return "webhook:sha256:" + hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _failed(code: str, error: Exception, route: _Route) -> WebhookResponse:
+    """A 500: a ThodareError's message (it says what to do), else only the exception's type.
+
+    Any other message may hold request data, a secret or SQL: it is sent
+    nowhere. The log gets the traceback's frames and the same message, never
+    the request's body or headers.
+    """
+    message = str(error) if isinstance(error, ThodareError) else type(error).__name__
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.warning(
+        "webhook %s %s: %s: %s\nTraceback (most recent call last):\n%s%s",
+        route.info.method, route.info.path, code, message, frames, type(error).__name__,
+    )  # fmt: skip
     return WebhookResponse(500, {"error": code, "message": message})

@@ -1,9 +1,15 @@
-"""Tornado handlers of ``/thodare/api/…``: JSON in and out, blocking work off the event loop."""
+"""Tornado handlers of ``/thodare/api/…``: JSON in and out, blocking work off the event loop.
+
+Input from the browser is checked before any database work: query values,
+run ids and signal bodies that cannot be right are 400/404/413 with a short
+message naming the field (a value is echoed 32 characters at most).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -11,10 +17,30 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..errors import BackendUnavailable
+from ..jsonsafe import MAX_DEPTH, JsonRejected, JsonTooLarge, loads_bounded
 from .runs import RUN_STATUSES, RunNotFound, Runs
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
+"""``limit`` is a whole number (ASCII digits) from 1 to this."""
+MAX_SIGNAL_BODY = 256 << 10
+"""A ``POST /signals`` body over this many bytes (256 KiB) gets 413."""
+MAX_SIGNAL_DEPTH = MAX_DEPTH
+"""A signal body nested deeper than this (64 arrays/objects) gets 400."""
+MAX_KEY_CHARS = 512
+"""``event`` and ``correlation_key`` are at most this long (their database columns)."""
+MAX_RUN_ID = 64
+"""A run id longer than this (or with control characters) cannot exist: 404 at once."""
+_LIMIT = re.compile(r"[0-9]{1,4}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown(value: str) -> str:
+    """``value`` for a message: its repr, cut to 32 characters with the length said."""
+    if len(value) <= 32:
+        return repr(value)
+    cut = repr(value[:32])
+    return f"{cut[:-1]}…{cut[-1]} ({len(value)} characters)"
 
 
 class _Base(APIHandler):
@@ -30,19 +56,36 @@ class _Base(APIHandler):
         try:
             return await asyncio.to_thread(fn, *args)
         except RunNotFound as e:
-            raise web.HTTPError(404, f"No run {e.args[0]!r} in this database.") from None
+            raise _no_run(e.args[0]) from None
         except BackendUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
 
-    def body(self) -> dict[str, Any]:
-        """The JSON object sent, or a 400 saying what is wrong with it."""
+    def body(self, max_bytes: int) -> dict[str, Any]:
+        """The JSON object sent, or a 400 (413 when too big) saying what is wrong with it."""
         try:
-            data = json.loads(self.request.body or b"null")
-        except ValueError as e:
-            raise web.HTTPError(400, f"body: not JSON ({e}).") from None
+            data = loads_bounded(
+                self.request.body or b"null", max_bytes=max_bytes, max_depth=MAX_SIGNAL_DEPTH
+            )
+        except JsonTooLarge as e:
+            kib = f" ({max_bytes >> 10} KiB)" if max_bytes % 1024 == 0 else ""
+            why = f"body: {e}{kib}; send less or store the data elsewhere and send a reference."
+            raise web.HTTPError(413, why) from None
+        except JsonRejected as e:
+            raise web.HTTPError(400, f"body: {e}.") from None
         if not isinstance(data, dict):
             raise web.HTTPError(400, "body: expected a JSON object.")
         return data
+
+
+def run_id_of(raw: str) -> str:
+    """The run id from the URL, or a 404 when it cannot name a run (too long, control chars)."""
+    if len(raw) > MAX_RUN_ID or _CONTROL.search(raw):
+        raise _no_run(raw)
+    return raw
+
+
+def _no_run(run_id: str) -> web.HTTPError:
+    return web.HTTPError(404, f"No run {shown(run_id)} in this database.")
 
 
 class RunsHandler(_Base):
@@ -52,11 +95,13 @@ class RunsHandler(_Base):
     async def get(self) -> None:
         status = self.get_query_argument("status", "") or None
         if status is not None and status not in RUN_STATUSES:
-            raise web.HTTPError(400, f"status: {status!r} is not one of {', '.join(RUN_STATUSES)}.")
+            choices = ", ".join(RUN_STATUSES)
+            raise web.HTTPError(400, f"status: {shown(status)} is not one of {choices}.")
         raw = self.get_query_argument("limit", "50")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-            raise web.HTTPError(400, f"limit: {raw!r} is not a whole number from 1 to {MAX_LIMIT}.")
-        self.finish(json.dumps(await self.call(self.runs.list, status, int(raw))))
+        if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+            why = f"limit: {shown(raw)} is not a whole number from 1 to {MAX_LIMIT}."
+            raise web.HTTPError(400, why)
+        self.finish(json.dumps(await self.call(self.runs.recent, status, int(raw))))
 
 
 class RunHandler(_Base):
@@ -64,7 +109,7 @@ class RunHandler(_Base):
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        self.finish(json.dumps(await self.call(self.runs.describe, run_id)))
+        self.finish(json.dumps(await self.call(self.runs.describe, run_id_of(run_id))))
 
 
 class CancelHandler(_Base):
@@ -72,7 +117,7 @@ class CancelHandler(_Base):
 
     @web.authenticated
     async def post(self, run_id: str) -> None:
-        self.finish(json.dumps(await self.call(self.runs.cancel, run_id)))
+        self.finish(json.dumps(await self.call(self.runs.cancel, run_id_of(run_id))))
 
 
 class DagHandler(_Base):
@@ -80,25 +125,45 @@ class DagHandler(_Base):
 
     @web.authenticated
     async def get(self, run_id: str) -> None:
-        svg = await self.call(self.runs.dag_svg, run_id)
+        svg = await self.call(self.runs.dag_svg, run_id_of(run_id))
         self.finish(svg, set_content_type="image/svg+xml; charset=UTF-8")
 
 
+class WorkersHandler(_Base):
+    """``GET /thodare/api/workers``: live workers, their connector types and the runs held."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        self.finish(json.dumps(await self.call(self.runs.workers)))
+
+
 class SignalsHandler(_Base):
-    """``POST /thodare/api/signals`` with ``{event, payload, correlation_key?}``."""
+    """``POST /thodare/api/signals`` with ``{event, payload, correlation_key?}``.
+
+    The body is at most :data:`MAX_SIGNAL_BODY` bytes (else 413), nested at most
+    :data:`MAX_SIGNAL_DEPTH` deep; ``event`` and ``correlation_key`` at most
+    :data:`MAX_KEY_CHARS` characters, without control characters.
+    """
 
     @web.authenticated
     async def post(self) -> None:
-        data = self.body()
+        data = self.body(MAX_SIGNAL_BODY)
         event, key = data.get("event"), data.get("correlation_key")
         if not isinstance(event, str) or not event.strip():
             raise web.HTTPError(400, "event: required, a non-empty string.")
         if key is not None and not isinstance(key, str):
             raise web.HTTPError(400, "correlation_key: must be a string or null.")
+        for name, value in (("event", event), ("correlation_key", key)):
+            if value is not None and len(value) > MAX_KEY_CHARS:
+                why = f"{name}: at most {MAX_KEY_CHARS} characters (got {len(value)})."
+                raise web.HTTPError(400, why)
+            if value is not None and _CONTROL.search(value):
+                raise web.HTTPError(400, f"{name}: {shown(value)} holds a control character.")
         unknown = sorted(set(data) - {"event", "payload", "correlation_key"})
         if unknown:
+            name = unknown[0] if len(unknown[0]) <= 64 else shown(unknown[0])
             raise web.HTTPError(
-                400, f"{unknown[0]}: unknown field (expected event, payload, correlation_key)."
+                400, f"{name}: unknown field (expected event, payload, correlation_key)."
             )
         out = await self.call(self.runs.signal, event, data.get("payload"), key)
         self.finish(json.dumps(out))
@@ -111,5 +176,6 @@ ROUTES: list[tuple[str, type[APIHandler]]] = [
     (f"runs/{RUN_ID}/cancel", CancelHandler),
     (f"runs/{RUN_ID}/dag.svg", DagHandler),
     ("signals", SignalsHandler),
+    ("workers", WorkersHandler),
 ]
 """Route patterns under ``{base_url}thodare/api/``."""

@@ -14,6 +14,8 @@ from ..notebook.svg import render_svg, run_statuses
 from ..wire import SerializedWorkflow
 
 RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "canceled")
+LIST_EXCLUDES: dict[str, Any] = {"input": True, "outputs": True, "steps": {"__all__": {"output"}}}
+"""What the runs list leaves out of each run (the run route keeps it)."""
 
 
 class RunNotFound(LookupError):
@@ -43,9 +45,15 @@ class Runs:
                 self._kit.close()
                 self._kit = None
 
-    def list(self, status: str | None, limit: int) -> list[dict[str, Any]]:
-        """Recent runs, newest first, steps included."""
-        return [r.model_dump(mode="json") for r in self.kit.runs(status, limit)]
+    def recent(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Recent runs, newest first, steps included; without inputs and outputs.
+
+        A poll stays small however big runs get: ``input``, ``outputs`` and each
+        step's ``output`` are left out (:meth:`describe` has them).
+        """
+        return [
+            r.model_dump(mode="json", exclude=LIST_EXCLUDES) for r in self.kit.runs(status, limit)
+        ]
 
     def describe(self, run_id: str) -> dict[str, Any]:
         """One run with its steps."""
@@ -53,6 +61,10 @@ class Runs:
             return self.kit.get_handle(run_id).describe().model_dump(mode="json")
         except KeyError:
             raise RunNotFound(run_id) from None
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Live workers on this database and namespace."""
+        return [w.model_dump(mode="json") for w in self.kit.workers()]
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a run; ``canceled`` is False when it had already ended."""
