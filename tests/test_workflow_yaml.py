@@ -276,19 +276,23 @@ def test_two_hundred_steps_compile(cat: Catalog) -> None:
 # ── located errors ──────────────────────────────────────────────────────────
 
 
-def test_yaml_syntax_error_is_located_by_ruamel_mark(cat: Catalog) -> None:
+def test_yaml_syntax_error_is_located_and_says_what_to_do(cat: Catalog) -> None:
     text = "steps:\n  a: {uses: transform\n  b: x\n"
     p = only(text, cat, first_line=2)
-    assert (p.line, p.field, p.choices) == (4, "", ())
-    assert p.message.startswith("YAML syntax: ")
+    assert (where(p), p.field, p.choices) == (at(text, "{", 2), "", ())  # the unclosed '{'
+    assert p.message == (
+        "this '{' is never closed; add '}' after its last item, or ',' between items "
+        "(YAML was still inside it at line 4, col 4)"
+    )
     dup = only("steps:\n  a: {uses: transform}\n  a: {uses: http}\n", cat)
     assert where(dup) == (3, 3)
-    assert "duplicate key" in dup.message
+    assert dup.message == "duplicate key 'a' (first at line 2); keep one"
     text = "steps:\n  a: {uses: transform, with: {template: 'x\x07'}}\n"
     bad_char = only(text, cat)
     assert where(bad_char) == at(text, "\x07") == (2, 43)
     assert bad_char.message == (
-        "YAML syntax: unacceptable character #x0007: special characters are not allowed"
+        'the character U+0007 is not allowed in YAML; delete it, or write "\\u0007" in a '
+        "double-quoted string"
     )
 
 

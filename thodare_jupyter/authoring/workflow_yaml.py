@@ -15,7 +15,9 @@
 Every mistake is collected and raised once as :class:`WorkflowYamlError`, each
 located in the cell (line, column), named by field, with the valid choices.
 The text is read with ruamel.yaml's round-trip loader, so a cell can later be
-rewritten in place with its comments kept.
+rewritten in place with its comments kept, after :mod:`.cell_yaml` has screened
+it: no anchors, tags, directives or second documents, nesting at most 64 deep,
+integers within ±(2**53 - 1); an unquoted date stays the text written.
 """
 
 from __future__ import annotations
@@ -24,13 +26,10 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, create_model
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
@@ -40,6 +39,7 @@ from ..templates import NAMESPACES, iter_refs, ref_head
 from ..validation import block_id_problem, check_params, compile_workflow
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID, assemble_workflow
+from .cell_yaml import CellYamlError, load_cell
 
 TOP_KEYS = ("description", "input", "steps", "vars")
 STEP_KEYS = ("name", "needs", "uses", "with")
@@ -89,20 +89,10 @@ class _Compiler:
 
     def load(self, text: str) -> CommentedMap | None:
         try:
-            doc = YAML(typ="rt").load(text)
-        except MarkedYAMLError as e:
-            mark = e.problem_mark or e.context_mark
-            pos = (mark.line, mark.column) if mark is not None else (0, 0)
-            context = f" ({e.context})" if e.context else ""
-            self.add(pos, "", f"YAML syntax: {e.problem}{context}")
-            return None
-        except YAMLError as e:  # a ReaderError: a character YAML does not allow
-            at = int(getattr(e, "position", 0))
-            pos = (text.count("\n", 0, at), at - text.rfind("\n", 0, at) - 1)
-            self.add(pos, "", f"YAML syntax: {str(e).splitlines()[0]}")
-            return None
-        if not isinstance(doc, CommentedMap):
-            self.add((0, 0), "", "the cell must be a YAML mapping with at least `steps:`")
+            doc = load_cell(text, self.first_line)
+        except CellYamlError as e:
+            for pos, message in e.problems:
+                self.add(pos, "", message)
             return None
         for key in doc:
             if key not in TOP_KEYS:
@@ -365,7 +355,7 @@ def _leaves(node: Any, where: str, pos: Pos) -> Iterator[tuple[str, str, Pos]]:
 
 
 def _plain(value: Any) -> Any:
-    """ruamel's round-trip values as plain JSON-ready Python (dates become ISO strings)."""
+    """ruamel's round-trip values as plain JSON-ready Python."""
     if isinstance(value, CommentedMap):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, CommentedSeq):
@@ -375,7 +365,7 @@ def _plain(value: Any) -> Any:
     for kind in (int, float, str):
         if isinstance(value, kind):
             return kind(value)
-    return value.isoformat() if isinstance(value, date) else value
+    return value
 
 
 def _hint(value: Any, choices: Iterable[str]) -> str:

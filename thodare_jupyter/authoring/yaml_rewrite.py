@@ -22,11 +22,12 @@ from ..graph import descendants, digraph
 from ..templates import iter_refs, ref_head
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID
+from .cell_yaml import make_yaml
 from .workflow_yaml import _plain, workflow_from_yaml
 
 
 def _yaml() -> YAML:
-    y = YAML(typ="rt")
+    y = make_yaml()  # the cell's own reading: a date stays the text written
     y.preserve_quotes = True
     y.width = 4096  # never fold a long template
     y.indent(mapping=2, sequence=4, offset=2)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import html
 import shlex
+from dataclasses import replace
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import HTML
 
+from ..assistant.loop import env_names
 from ..durable.handle import RunList
 from ..errors import AssistantError, ThodareError, WorkflowYamlError
 from ..wire import SerializedWorkflow
@@ -20,7 +22,10 @@ USAGE = (
     "%workflow list | %workflow show NAME | %workflow runs [NAME] | "
     "%workflow history NAME | %workflow undo NAME"
 )
-ASSIST_USAGE = "Usage: %%assist NAME [--run RUN_ID|last], then your request in words."
+ASSIST_USAGE = (
+    "Usage: %%assist NAME [--run RUN_ID|last] [--allow-env NAME,NAME], then your request in "
+    "words. --allow-env lets the patch make blocks read those env values."
+)
 
 
 def located(cell: str, error: WorkflowYamlError) -> str:
@@ -28,13 +33,25 @@ def located(cell: str, error: WorkflowYamlError) -> str:
     lines = ["%%workflow", *cell.splitlines()]
     out = [f"{len(error.problems)} problem(s) in this %%workflow cell:"]
     for p in error.problems:
-        out.append(f"\nline {p.line}, col {p.column}: {p.field}: {p.message}")
+        out.append(f"\n{replace(p, choices=())}")  # the choices get a line of their own
         if 1 <= p.line <= len(lines):
             out.append(f"  {lines[p.line - 1]}")
             out.append("  " + " " * max(0, p.column - 1) + "^")
         if p.choices:
             out.append(f"  choices: {', '.join(p.choices)}")
     return "\n".join(out)
+
+
+def _option(args: list[str], flag: str) -> str | None:
+    """Remove ``flag VALUE`` from ``args``; the value, or None when the flag is absent."""
+    if flag not in args:
+        return None
+    at = args.index(flag)
+    if at + 1 >= len(args) or args[at + 1].startswith("--"):
+        raise UsageError(f"{flag} needs a value. {ASSIST_USAGE}")
+    value = args[at + 1]
+    del args[at : at + 2]
+    return value
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> Any:
@@ -71,13 +88,7 @@ class WorkflowMagics(Magics):
     def assist(self, line: str, cell: str) -> Any:
         """Ask the assistant to change workflow NAME; shows the proposal with Accept/Reject."""
         args = shlex.split(line)
-        run_id = None
-        if "--run" in args:
-            at = args.index("--run")
-            if at + 1 >= len(args):
-                raise UsageError(ASSIST_USAGE)
-            run_id = args[at + 1]
-            del args[at : at + 2]
+        run_id, allow = _option(args, "--run"), _option(args, "--allow-env")
         if len(args) != 1 or not cell.strip():
             raise UsageError(ASSIST_USAGE)
 
@@ -87,8 +98,10 @@ class WorkflowMagics(Magics):
             print(f"{what} (attempt {attempt} of {budget})…", flush=True)
 
         try:
-            pending = self.session.propose(args[0], cell.strip(), run_id=run_id,
-                                           progress=progress)  # fmt: skip
+            pending = self.session.propose(
+                args[0], cell.strip(), run_id=run_id, progress=progress,
+                allow_env=env_names(allow) if allow is not None else None,
+            )  # fmt: skip
         except AssistantError as e:
             raise UsageError(f"The assistant could not answer: {e}") from None
         except ThodareError as e:
