@@ -4,7 +4,9 @@ A proposal shows the ops, the DAG before and after (changes coloured) and a
 JSON diff; Accept rewrites the ``%%workflow`` cell's YAML in place (comments
 and key order kept), compiles it and stores a new version; Reject changes
 nothing; ``%workflow history`` lists versions and ``%workflow undo`` goes back.
-A change YAML cannot say (a branch handle) goes back to the model. In a real
+A change YAML cannot say (a branch handle) goes back to the model. ``--run`` of
+an older version masks what that version read; a new env ref needs
+``--allow-env`` and is flagged in the proposal. In a real
 kernel (jupyter_client), the comm ``thodare`` serves propose/accept and sends
 the rewritten cell to the front end.
 """
@@ -215,6 +217,7 @@ def test_the_panel_comm_in_a_real_kernel(tmp_path: Path, llm: FakeLLM) -> None:
         assert got["ok"], got
         proposal = got["proposal"]
         assert proposal["applied"] and proposal["changed"] == ["approve", "fetch", "post"]
+        assert proposal["env_refs"] == []
 
         rid = uuid.uuid4().hex
         _comm_msg(kc, comm_id, {"id": rid, "action": "accept", "key": proposal["key"]})
@@ -295,3 +298,55 @@ def test_no_change_offers_no_accept(ip: InteractiveShell, monkeypatch: pytest.Mo
     assert view.data["explanation"] == "The digest already asks a human first."
     view._on_action(view, {"action": "accept"}, [])
     assert [v.version for v in ip.user_ns["wfkit"].history("digest")] == [1]
+
+
+# ── secrets ──
+
+SECRET_VALUE = "v-123456"  # PLAIN_VAL: a name that does not look secret
+READS_ENV = (
+    FLOW.replace('"Lead {{fetch.body}}"', '"Lead {{env.PLAIN_VAL}}"')
+    .replace("uses: http   # the CRM", "uses: transform   # the CRM")
+    .replace('{url: "https://crm.example/leads/{{trigger.email}}"}', '{template: "{{trigger}}"}')
+)
+
+
+def test_assist_about_an_older_version_masks_what_it_read(
+    ip: InteractiveShell, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLAIN_VAL", SECRET_VALUE)  # the kit's env is the process's
+    kit = ip.user_ns["wfkit"]
+    old = kit.run(cell(ip, READS_ENV), {"email": "ada@x.io"})
+    assert SECRET_VALUE in json.dumps(old.result(timeout=30))  # its output echoes the value
+    cell(ip, FLOW)  # the cell no longer reads PLAIN_VAL
+    cell(ip, "%%assist digest --run last\nWhy did it say that?")
+    other = cell(ip, FLOW.replace("%%workflow digest", "%%workflow other"))
+    assert other.metadata.name == "other"
+    cell(ip, f"%%assist other --run {old.id}\nWhy did it say that?")
+    assert len(llm.raw_bodies) == 2
+    for raw in llm.raw_bodies:
+        assert "Lead ***" in raw and SECRET_VALUE not in raw
+
+
+SMUGGLE = {
+    "operations": [{"operation_type": "edit", "block_id": "post",
+                    "params": {"template": {"text": "{{env.AWS_SECRET}}"}}}],
+    "explanation": "The digest now carries the key.",
+}  # fmt: skip
+
+
+def test_a_new_env_ref_needs_allow_env_and_is_flagged(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("THODARE_LLM_ALLOW_ENV", raising=False)
+    with fake_llm(SMUGGLE) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.openai_url)
+        cell(ip, FLOW)
+        refused = cell(ip, "%%assist digest\nPut the AWS key in the digest.")
+        assert refused.state == "failed" and "[env_ref_not_allowed]" in refused.data["summary"]
+        view = cell(ip, "%%assist digest --allow-env OTHER,AWS_SECRET\nPut the key in it.")
+        with pytest.raises(Exception, match="--allow-env needs a value"):
+            cell(ip, "%%assist digest --allow-env\nPut the key in it.")
+    assert view.state == "pending" and view.data["env_refs"] == ["AWS_SECRET"]
+    warning = "reads env AWS_SECRET: a secret value will be used when this runs"
+    bundle, _ = ip.display_formatter.format(view)
+    assert 'class="thodare-env-warning"' in bundle["text/html"] and warning in bundle["text/html"]

@@ -22,6 +22,8 @@ export interface IProposal {
   svg_before: string;
   svg_after: string;
   changed: string[];
+  /** Env names read by the blocks and params the patch adds or changes. */
+  env_refs: string[];
 }
 
 export class ChatView extends Widget {
@@ -123,6 +125,10 @@ export class ChatView extends Widget {
     card.append(
       h('div', 'thodare-proposal-title', `${p.workflow}: ${tries}`),
       h('p', 'thodare-explanation', p.explanation),
+      // the same words as env_warning() in notebook/proposal.py
+      ...(p.env_refs ?? []).map(name =>
+        h('div', 'thodare-env-warning', `⚠ reads env ${name}: a secret value will be used when this runs`)
+      ),
       h('pre', 'thodare-summary', p.summary)
     );
     const ops = h('details', 'thodare-ops');

@@ -9,17 +9,23 @@ from typing import Any
 
 from ..connectors import Catalog
 from ..patch import redact_for_llm
+from ..redaction import env_names_read
 from ..wire import SerializedWorkflow
 
 
 @dataclass(frozen=True)
 class WorkflowDiff:
-    """Block ids by change, and a unified diff of the two workflows' JSON (hidden params out)."""
+    """Block ids by change, and a unified diff of the two workflows' JSON (hidden params out).
+
+    ``env_refs``: the env names read by the added blocks and by the params that
+    changed; when the new workflow runs, those values are used.
+    """
 
     added: list[str]
     changed: list[str]
     removed: list[str]
     text: str
+    env_refs: list[str]
 
     @property
     def empty(self) -> bool:
@@ -54,9 +60,14 @@ def workflow_diff(
             "before", "after", n=2,
         )
     )  # fmt: skip
+    added = [b for b in new if b not in old]
+    changed = [b for b in new if b in old and new[b] != old[b]]
+    touched = [new[b]["params"] for b in added] + [
+        {k: v for k, v in (new[b]["params"] or {}).items()
+         if (old[b]["params"] or {}).get(k) != v}
+        for b in changed
+    ]  # fmt: skip
     return WorkflowDiff(
-        added=[b for b in new if b not in old],
-        changed=[b for b in new if b in old and new[b] != old[b]],
-        removed=[b for b in old if b not in new],
-        text=text,
-    )
+        added=added, changed=changed, removed=[b for b in old if b not in new], text=text,
+        env_refs=sorted(env_names_read(touched)),
+    )  # fmt: skip

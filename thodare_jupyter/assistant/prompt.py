@@ -2,26 +2,21 @@
 """What the model is told: the rules, the catalog and workflow as it may see them, feedback.
 
 Secrets never leave: the catalog and the workflow come redacted (hidden params
-have neither name nor value in them), a run's outputs and errors are masked,
-and :class:`Masker` scrubs every message once more before it is sent.
+have neither name nor value in them), and :func:`masker` scrubs every message
+(a run's outputs and errors included) before it is sent.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..connectors import Catalog
 from ..durable.handle import RunDescription
 from ..patch import redact_for_llm
-from ..templates import iter_refs
+from ..redaction import Redactor, run_redactor
 from ..wire import ApplyResult, SerializedWorkflow
-
-MASK = "***"
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE", re.I)
-MIN_SECRET_LEN = 4  # shorter values ("1", "yes") would mask ordinary text
 
 SYSTEM = """\
 You change workflows of thodare-jupyter by sending edit operations. You never write whole workflows.
@@ -97,41 +92,25 @@ def run_context(run: RunDescription) -> dict[str, Any]:
     }
 
 
-class Masker:
-    """Replaces every secret the model must not see by ``***`` in outgoing text.
+def masker(
+    workflows: Iterable[Mapping[str, Any]], catalog: Catalog, env: Mapping[str, str]
+) -> Redactor:
+    """Scrubs every secret of these workflows (as JSON dicts) from outgoing text.
 
-    The secrets: values of the environment variables the workflow reads
-    (``{{env.X}}``) or whose names look secret (``*_KEY``, ``*TOKEN*``, ...), and
-    literal values of hidden params.
+    The secrets: values of the ``env`` entries any of them reads (``{{env.X}}``)
+    or whose names look secret (``*KEY*``, ``*TOKEN*``, ...), and the literal
+    values of their hidden params (as the catalog says which params are hidden).
     """
-
-    def __init__(
-        self, workflow: SerializedWorkflow, catalog: Catalog, env: Mapping[str, str]
-    ) -> None:
-        read = {r.split(".", 1)[1].split(".")[0] for r in iter_refs(workflow.to_dict())
-                if r.startswith("env.")}  # fmt: skip
-        values = {v for k, v in env.items() if k in read or SECRET_NAME.search(k)}
-        for block in workflow.blocks:
-            conn = catalog.find(block.type)
-            for name in conn.hidden_params if conn is not None else ():
-                values |= set(_strings(block.params.get(name)))
-        self.secrets = sorted((v for v in values if len(v) >= MIN_SECRET_LEN), key=len)[::-1]
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
-            encoded = json.dumps(secret)[1:-1]  # the same value inside a JSON string
-            if encoded != secret:
-                text = text.replace(encoded, MASK)
-        return text
+    shown = list(workflows)
+    hidden = [
+        block.get("params", {}).get(name)
+        for wf in shown
+        for block in wf.get("blocks", [])
+        for name in _hidden(catalog, block.get("type"))
+    ]
+    return run_redactor(shown, env, hidden)
 
 
-def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
+def _hidden(catalog: Catalog, block_type: Any) -> frozenset[str]:
+    conn = catalog.find(block_type) if isinstance(block_type, str) else None
+    return conn.hidden_params if conn is not None else frozenset()

@@ -1,5 +1,5 @@
-// The proposal widget's front end (anywidget ESM): explanation, ops, summary,
-// before/after DAGs, the JSON diff, and Accept / Reject.
+// The proposal widget's front end (anywidget ESM): explanation, env warnings, ops,
+// summary, before/after DAGs, the JSON diff, and Accept / Reject.
 function html(tag, attrs = {}, text) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
@@ -27,6 +27,11 @@ function draw(model, root) {
   root.dataset.state = state;
   root.replaceChildren();
   root.append(html("div", { class: "thodare-explanation" }, d.explanation || "(no explanation)"));
+  // the same words as env_warning() in proposal.py
+  for (const name of d.env_refs || []) {
+    root.append(html("div", { class: "thodare-env-warning" },
+      `⚠ reads env ${name}: a secret value will be used when this runs`));
+  }
   const ops = html("ol", { class: "thodare-ops" });
   for (const op of d.ops || []) ops.append(html("li", {}, describe(op)));
   root.append(ops);

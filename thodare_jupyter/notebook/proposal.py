@@ -1,9 +1,10 @@
 """The proposal widget of ``%%assist``: what the assistant wants to change, Accept or Reject.
 
-It shows the model's explanation, its operations, the engine's summary, the
-DAG before and after (added, changed and removed blocks coloured) and the JSON
-diff. Accept hands the proposal to the session (the ``%%workflow`` cell is
-rewritten, compiled and stored as a new version); Reject changes nothing.
+It shows the model's explanation, a warning for each env value the patch makes
+a block read, its operations, the engine's summary, the DAG before and after
+(added, changed and removed blocks coloured) and the JSON diff. Accept hands
+the proposal to the session (the ``%%workflow`` cell is rewritten, compiled and
+stored as a new version); Reject changes nothing.
 Where no widget front end runs, the same content shows as static HTML.
 """
 
@@ -22,6 +23,7 @@ from .session import Pending, Session, cell_source, proposal_view_data
 
 REWRITE_WAIT_S = 10.0
 """How long Accept waits for the lab extension to say it rewrote the cell."""
+WARNING_STYLE = "color:#8a4b00;background:#fff4e5;border-left:3px solid #ef6c00;padding:2px 6px"
 
 
 class ProposalView(anywidget.AnyWidget):
@@ -105,13 +107,22 @@ class ProposalView(anywidget.AnyWidget):
             self.reject()
 
 
+def env_warning(name: str) -> str:
+    """The warning shown for each env name a proposal's patch reads (proposal.js says it too)."""
+    return f"reads env {name}: a secret value will be used when this runs"
+
+
 def static_html(d: dict[str, Any]) -> str:
     """The proposal as plain HTML (nbconvert, GitHub): no buttons."""
     esc = html.escape
     ops = "".join(f"<li><code>{esc(json.dumps(op))}</code></li>" for op in d.get("ops", []))
+    warnings = "".join(
+        f'<div class="thodare-env-warning" style="{WARNING_STYLE}">⚠ {esc(env_warning(n))}</div>'
+        for n in d.get("env_refs", [])
+    )
     return (
         f'<div class="thodare-proposal-static"><p><b>{esc(d.get("workflow", ""))}</b>: '
-        f"{esc(d.get('explanation', ''))}</p><ol>{ops}</ol>"
+        f"{esc(d.get('explanation', ''))}</p>{warnings}<ol>{ops}</ol>"
         f"<pre>{esc(d.get('summary', ''))}</pre>"
         f'<div style="display:flex;gap:8px">{d.get("svg_before", "")}{d.get("svg_after", "")}</div>'
         f"<details><summary>JSON diff</summary><pre>{esc(d.get('diff', ''))}</pre></details></div>"

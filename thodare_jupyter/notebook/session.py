@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +59,7 @@ class Session:
         self.pending: dict[str, Pending] = {}
         self.rewriters: list[RewriteCell] = []
         """Front ends that can rewrite a cell (the lab extension's comm)."""
-        self.assistant = Assistant(env=kit.env)
+        self.assistant = Assistant(kit=kit)
         self._lock = threading.Lock()
         self._rewritten: dict[str, bool | None] = {}
         self._answered = threading.Condition(self._lock)
@@ -95,12 +95,19 @@ class Session:
     # ── the assistant ──
 
     def propose(
-        self, name: str, ask: str, *, run_id: str | None = None, progress: Progress | None = None
+        self,
+        name: str,
+        ask: str,
+        *,
+        run_id: str | None = None,
+        progress: Progress | None = None,
+        allow_env: Collection[str] | None = None,
     ) -> Pending:
         """Ask the assistant to change workflow ``name``; the proposal waits for a decision.
 
         ``run_id`` (or ``"last"``: the newest run of this workflow) shows the model
-        that run's statuses, outputs and error.
+        that run's statuses, outputs and error. ``allow_env``: env names the patch
+        may start reading (default: ``THODARE_LLM_ALLOW_ENV``).
         """
         wf = self.get(name)
         run = None
@@ -110,15 +117,18 @@ class Session:
                 raise ThodareError(f"Workflow {name!r} has no runs yet: drop --run.")
             run_id = last.id
         if run_id:
-            run = self.kit.get_handle(run_id).describe()
+            run = self.kit.get_handle(run_id)
+            if self.kit.store.get_run(run_id) is None:
+                raise ThodareError(f"No run {run_id!r} in this kit: see %workflow runs {name}.")
         source = self.sources.get(name)
 
         def check(after: SerializedWorkflow) -> list[str]:
             return yaml_problems(name, source, after, self.kit.catalog) if source else []
 
         proposal = self.assistant.propose(
-            wf, ask, self.kit.catalog, run=run, check=check, progress=progress
-        )
+            wf, ask, self.kit.catalog, run=run, check=check, progress=progress,
+            allow_env=allow_env,
+        )  # fmt: skip
         pending = Pending(uuid.uuid4().hex[:12], name, proposal)
         with self._lock:
             self.pending[pending.key] = pending
@@ -195,7 +205,11 @@ class Session:
 
 
 def proposal_view_data(pending: Pending) -> dict[str, Any]:
-    """A proposal as the widget and the lab panel show it (JSON-ready, secrets out)."""
+    """A proposal as the widget and the lab panel show it (JSON-ready, secrets out).
+
+    ``env_refs``: the env names the patch's added blocks and changed params read;
+    each front end shows one warning line per name.
+    """
     p, d = pending.proposal, pending.proposal.diff
     before = {b.id: "unchanged" for b in p.before.blocks} | dict.fromkeys(d.changed, "changed")
     before |= dict.fromkeys(d.removed, "removed")
@@ -207,5 +221,5 @@ def proposal_view_data(pending: Pending) -> dict[str, Any]:
         "applied": p.applied, "summary": p.summary, "attempts": p.attempts, "diff": d.text,
         "svg_before": render_svg(p.before, before, title="before"),
         "svg_after": render_svg(p.workflow, after, title="after"),
-        "changed": [*d.added, *d.changed, *d.removed],
+        "changed": [*d.added, *d.changed, *d.removed], "env_refs": p.env_refs,
     }  # fmt: skip
