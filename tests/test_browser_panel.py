@@ -53,6 +53,9 @@ def test_panel_lists_cancels_and_opens_runs(chromium: Path, lab: Lab) -> None:
         expect(done.locator(".thodare-run-workflow")).to_have_text("quick")
         expect(waiting.locator(".thodare-run-workflow")).to_have_text("needs-ok")
         expect(done.locator(".thodare-run-cancel")).to_be_hidden()
+        # the notebook's kernel is a live worker on the same database
+        expect(panel.locator(".thodare-workers-label")).to_have_text("1 live worker:")
+        expect(panel.locator(".thodare-worker")).to_contain_text("kernel")
         page.screenshot(path=str(ARTIFACTS / "panel-runs.png"))
 
         panel.locator(".thodare-status-filter").select_option("waiting")

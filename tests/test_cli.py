@@ -355,3 +355,20 @@ def test_sigterm_hands_a_run_in_flight_back(db: Path, procs: list[subprocess.Pop
         ]
     finally:
         kit.store.dispose()
+
+
+def test_workers_lists_live_workers_and_runs_show_names_what_is_missing(
+    kits: KitFactory, db: Path
+) -> None:
+    assert "No live workers" in cli("workers", "--db", str(db)).output
+    serving = kits().register(BOOM).start()
+    res = cli("workers", "--db", str(db))
+    assert res.exit_code == 0, res.output
+    assert serving.worker.owner in res.output
+    assert "cli-boom" in res.output and "transform" not in res.output  # builtins summarised
+    needs = define_connector(type="cli-nobody-has", params=Name, run=lambda p: {})
+    creator = kits().register(needs)
+    wf = define_workflow("orphan").step("x", needs, lambda r: {"name": "n"}).build()
+    run_id = creator.run(wf, {}).id
+    shown = cli("runs", "show", run_id, "--db", str(db)).output
+    assert "Waiting   for a worker with cli-nobody-has (see `thodare workers`)" in shown

@@ -118,8 +118,11 @@ def database_text(url: str) -> bytes:
 
 @pytest.mark.parametrize(
     ("wf", "secret_hint"),
-    [(LEAKY, "login failed with ***"), (READER, "cannot open ***/sales in ***"),
-     (COUNT, "count (expected integer)")],
+    [
+        (LEAKY, "login failed with ***"),
+        (READER, "cannot open ***/sales in ***"),
+        (COUNT, "count (expected integer)"),
+    ],
     ids=["hidden-from-env", "ctx-env-read", "params-invalid"],
 )
 def test_durable_errors_are_scrubbed_everywhere(
@@ -190,9 +193,7 @@ async def test_rest_routes_show_scrubbed_errors(
     monkeypatch.setenv("THODARE_DB", str(db))
     kit = kits(env=ENV).start()
     kit.register(leaky, reader)
-    ids = [
-        kit.run(SerializedWorkflow.model_validate(wf), {}).id for wf in (LEAKY, READER)
-    ]
+    ids = [kit.run(SerializedWorkflow.model_validate(wf), {}).id for wf in (LEAKY, READER)]
     for run_id in ids:
         with pytest.raises(RunFailed):
             kit.get_handle(run_id).result(timeout=20)

@@ -253,6 +253,9 @@ def show(
         typer.echo(f"Failed at {run.failed_block}")
     if run.error:
         typer.echo(f"Error     {run.error}")
+    if run.missing_connectors:
+        typer.echo(f"Waiting   for a worker with {', '.join(run.missing_connectors)} "
+                   "(see `thodare workers`)")  # fmt: skip
     if not run.steps:
         typer.echo("\nNo steps yet.")
         return
@@ -269,6 +272,22 @@ def show(
         ["BLOCK", "TYPE", "STATUS", "ATTEMPT", "STARTED", "ENDED", "ERROR / OUTPUT"],
         [[s.block_id, s.type, s.status, str(s.attempt), _when(s.started_at), _when(s.ended_at),
           detail(s)] for s in run.steps],
+    ))  # fmt: skip
+
+
+@app.command()
+def workers(db: Db = None, namespace: Namespace = None) -> None:
+    """Live workers: where they run, their connector types, the runs they hold."""
+    with _open(db, namespace) as kit:
+        found = kit.workers()
+    if not found:
+        typer.echo("No live workers. Start one with `thodare worker --import MODULE`.")
+        return
+    builtins = {c.type for c in BUILTINS}
+    typer.echo(_table(
+        ["WORKER", "KIND", "RUNS", "SLOTS", "LAST HEARTBEAT", "CONNECTORS (+ builtins)"],
+        [[w.id, w.kind, str(w.runs_held), str(w.concurrency), _when(w.last_heartbeat),
+          ", ".join(t for t in w.connector_types if t not in builtins) or "-"] for w in found],
     ))  # fmt: skip
 
 

@@ -22,14 +22,14 @@ from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .connectors import Catalog, Connector
 from .durable.cron import check_cron, next_tick, zone
 from .durable.definitions import Definitions, DefinitionVersion
-from .durable.handle import RunHandle, RunList, describe_run
+from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
 from .errors import ScheduleInvalid, ThodareError
 from .graph import Upstream, build_graph
 from .patch import apply_operations
-from .validation import compile_workflow, validate_input
+from .validation import compile_workflow, input_model_of, validate_input
 from .wire import ApplyResult, SerializedWorkflow
 
 
@@ -78,14 +78,21 @@ class Wfkit:
     def register(self, *connectors: Connector, replace: bool = False) -> Wfkit:
         """Make connectors available to workflows run by this kit."""
         self.catalog.register(*connectors, replace=replace)
+        self.worker.connectors_changed()  # claims the runs that waited for these
         return self
 
     def compile(self, workflow: SerializedWorkflow | dict[str, Any] | str) -> SerializedWorkflow:
-        """Check ``workflow`` against this kit's connectors; raises ``WorkflowInvalid``."""
+        """Check ``workflow`` against this kit's connectors; raises ``WorkflowInvalid``.
+
+        A workflow loaded from JSON gets the input model read from its
+        ``metadata.inputSchema`` (``input_model``), so its runs are validated too.
+        """
         wf = (workflow if isinstance(workflow, SerializedWorkflow)
               else SerializedWorkflow.from_json(workflow) if isinstance(workflow, str)
               else SerializedWorkflow.model_validate(workflow))  # fmt: skip
-        return compile_workflow(wf, self.catalog)
+        compiled = compile_workflow(wf, self.catalog)
+        compiled._input_model = input_model_of(compiled)
+        return compiled
 
     def workflow_from_spec(
         self, spec: WorkflowSpec, steps: Callable[[WorkflowBuilder], WorkflowBuilder]
@@ -235,6 +242,11 @@ class Wfkit:
         return RunList(
             describe_run(r, self.store.get_steps(r.id)) for r in self.store.list_runs(status, limit)
         )
+
+    def workers(self) -> list[WorkerInfo]:
+        """Live workers on this database and namespace (kernels, ``thodare worker``s):
+        their connector types, the runs they hold, their last heartbeat."""
+        return [describe_worker(w, self.store.namespace) for w in self.store.list_workers()]
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run (also a waiting one); False when it had already ended."""
@@ -388,7 +400,11 @@ class Wfkit:
         by: str | None = None,
         comment: str | None = None,
     ) -> int:
-        """Answer a ``human_approval`` step; its output becomes ``{approved, by, comment}``."""
+        """Answer a ``human_approval`` step.
+
+        Its output becomes ``{approved, by, note, comment, timedOut: false}``;
+        ``note`` (the seed's name) is ``comment``.
+        """
         return self.signal(
             f"human_approval:{run_id}:{block_id}",
             {"approved": approved, "by": by, "comment": comment},

@@ -29,6 +29,16 @@ export interface IRun {
   steps: IStep[];
 }
 
+/** A live worker (a kernel's, a `thodare worker`), as `kit.workers()` gives it. */
+export interface IWorker {
+  id: string;
+  kind: string;
+  connector_types: string[];
+  concurrency: number;
+  runs_held: number;
+  last_heartbeat: string;
+}
+
 export const RUN_STATUSES = [
   'pending',
   'running',
@@ -71,6 +81,11 @@ export async function listRuns(status: string, limit = 50): Promise<IRun[]> {
     status ? { status, limit: String(limit) } : { limit: String(limit) }
   );
   return (await call(`runs${query}`)).json();
+}
+
+/** Live workers on the database the server reads. */
+export async function listWorkers(): Promise<IWorker[]> {
+  return (await call('workers')).json();
 }
 
 /** One run with its steps. */

@@ -1,7 +1,15 @@
 /**
  * The runs list of the Workflows panel: live, filtered by status, with Cancel and Open.
  */
-import { IRun, RUN_STATUSES, TERMINAL, cancelRun, listRuns } from './api';
+import {
+  IRun,
+  IWorker,
+  RUN_STATUSES,
+  TERMINAL,
+  cancelRun,
+  listRuns,
+  listWorkers
+} from './api';
 import { clock, h } from './dom';
 import { PollingWidget } from './poller';
 
@@ -16,16 +24,38 @@ export class RunsView extends PollingWidget {
       this.filter.append(new Option(s, s));
     }
     this.filter.onchange = () => this.poke();
-    this.node.append(bar, this.error, this.list);
+    this.node.append(bar, this.workers, this.error, this.list);
   }
 
   protected async refresh(): Promise<void> {
     try {
-      this.render(await listRuns(this.filter.value));
+      const [runs, workers] = await Promise.all([
+        listRuns(this.filter.value),
+        listWorkers()
+      ]);
+      this.render(runs);
+      this.renderWorkers(workers);
       this.error.textContent = '';
     } catch (e) {
       this.error.textContent = (e as Error).message;
     }
+  }
+
+  /** One chip per live worker: its kind, the runs it holds; its connectors on hover. */
+  private renderWorkers(workers: IWorker[]): void {
+    const label = workers.length
+      ? `${workers.length} live worker${workers.length === 1 ? '' : 's'}:`
+      : 'No live worker: runs wait until a kernel or `thodare worker` starts.';
+    const chips = workers.map(w => {
+      const chip = h(
+        'span',
+        'thodare-worker',
+        `${w.kind} ${w.id.split(':').slice(0, 2).join(':')} · ${w.runs_held}/${w.concurrency}`
+      );
+      chip.title = `${w.id}\nconnectors: ${w.connector_types.join(', ')}`;
+      return chip;
+    });
+    this.workers.replaceChildren(h('span', 'thodare-workers-label', label), ...chips);
   }
 
   /** Update the rows in place (keyed by run id) so clicks never land on a stale row. */
@@ -84,6 +114,7 @@ export class RunsView extends PollingWidget {
   }
 
   private readonly filter = h('select', 'thodare-status-filter');
+  private readonly workers = h('div', 'thodare-workers');
   private readonly error = h('div', 'thodare-error thodare-runs-error');
   private readonly list = h('ul', 'thodare-run-list');
   private readonly rows = new Map<string, HTMLLIElement>();

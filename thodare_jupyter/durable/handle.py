@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ..errors import RunCanceled, RunFailed, RunTimeout
-from .store import TERMINAL, RunRow, StepRow, Store
+from .store import TERMINAL, RunRow, StepRow, Store, WorkerRow
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -50,6 +50,31 @@ class RunDescription(BaseModel):
     outputs: dict[str, Any] | None = None
     input: Any = None
     idempotency_key: str | None = None
+    missing_connectors: list[str] | None = None
+    """For a pending run that live workers cannot take: the connector types it lacks
+    (the fewest any live worker lacks). None while some live worker can, or none is alive."""
+
+
+class WorkerInfo(BaseModel):
+    """A live worker: where it runs, what it can run, what it holds."""
+
+    id: str
+    kind: str
+    namespace: str
+    connector_types: list[str]
+    concurrency: int
+    runs_held: int
+    started_at: str
+    last_heartbeat: str
+
+
+def describe_worker(row: WorkerRow, namespace: str) -> WorkerInfo:
+    """A :class:`WorkerInfo` from its stored row."""
+    return WorkerInfo(
+        id=row.id, kind=row.kind, namespace=namespace, connector_types=row.connector_types,
+        concurrency=row.concurrency, runs_held=row.runs_held,
+        started_at=_iso(row.started_at) or "", last_heartbeat=_iso(row.heartbeat_at) or "",
+    )  # fmt: skip
 
 
 _COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "running": "#1565c0",
@@ -123,8 +148,21 @@ class RunHandle:
         return self._row().status
 
     def describe(self) -> RunDescription:
-        """Status, timestamps and every step's attempts, output and error."""
-        return describe_run(self._row(), self.store.get_steps(self.id))
+        """Status, timestamps, every step's attempts, output and error; for a run no
+        live worker can take, the connector types it lacks."""
+        row = self._row()
+        desc = describe_run(row, self.store.get_steps(self.id))
+        if row.status == "pending":
+            desc.missing_connectors = self._missing(row)
+        return desc
+
+    def _missing(self, row: RunRow) -> list[str] | None:
+        needs = set(row.needs or ())
+        lacks: list[set[str]] = [needs - set(w.connector_types) for w in self.store.list_workers()]
+        if not lacks or any(not lack for lack in lacks):
+            return None
+        fewest = min(lacks, key=len)
+        return sorted(fewest)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the run to end; its outputs by block id.
@@ -146,7 +184,8 @@ class RunHandle:
                 break
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
-                raise RunTimeout(self.id, timeout or 0.0, row.status)
+                missing = self._missing(row) if row.status == "pending" else None
+                raise RunTimeout(self.id, timeout or 0.0, row.status, missing)
             if local is not None:  # woken when a walk here ends; polls for other processes
                 local.wait_walk_end(seen, min(0.5, left) if left is not None else 0.5)
             else:

@@ -45,6 +45,7 @@ runs = Table(
     Column("error", Text),
     Column("failed_block", String(512)),
     Column("outputs_json", Text),
+    Column("needs", Text),  # JSON list of the connector types the run uses; NULL: any worker
     UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_runs_idem"),
     Index("ix_thodare_runs_claim", "namespace", "status", "wake_at"),
 )
@@ -127,4 +128,17 @@ definitions = Table(
     Column("note", Text),
     Column("undone", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
+)
+
+workers = Table(
+    "thodare_workers",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("id", String(128), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("connector_types", Text, nullable=False),  # JSON list, sorted
+    Column("concurrency", Integer, nullable=False),
+    Column("lease_s", Float, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
 )

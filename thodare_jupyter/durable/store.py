@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .database import Database, retrying
-from .schema import consumptions, runs, signals, steps
+from .schema import consumptions, runs, signals, steps, workers
 
 TERMINAL = ("completed", "failed", "canceled")
 log = logging.getLogger("thodare.store")
@@ -57,6 +57,21 @@ class RunRow:
     failed_block: str | None
     outputs: dict[str, Any] | None
     lease_owner: str | None
+    needs: list[str] | None
+
+
+@dataclass
+class WorkerRow:
+    """A worker as it recorded itself: what it can run and when it was last alive."""
+
+    id: str
+    kind: str
+    connector_types: list[str]
+    concurrency: int
+    lease_s: float
+    started_at: float
+    heartbeat_at: float
+    runs_held: int
 
 
 @dataclass
@@ -87,6 +102,7 @@ def _run(row: Any) -> RunRow:
         error=m["error"], failed_block=m["failed_block"],
         outputs=json.loads(m["outputs_json"]) if m["outputs_json"] else None,
         lease_owner=m["lease_owner"],
+        needs=json.loads(m["needs"]) if m["needs"] else None,
     )  # fmt: skip
 
 
@@ -124,23 +140,28 @@ def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Inse
     return steps.insert().from_select(["run_id", *cols], src)
 
 
-_DUE = (
-    sa.select(runs)
-    .where(
-        runs.c.namespace == sa.bindparam("p_ns"),
-        sa.or_(
-            runs.c.status == "pending",
-            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
-            sa.and_(
-                runs.c.status == "running",
-                runs.c.lease_expires_at < sa.bindparam("p_now"),
-                runs.c.lease_owner != sa.bindparam("p_owner"),  # never what this worker walks
+def _due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    """Runs this worker may take now: new, woken, or whose lease ran out elsewhere."""
+    return (
+        sa.select(runs)
+        .where(
+            runs.c.namespace == sa.bindparam("p_ns"),
+            capable,
+            sa.or_(
+                runs.c.status == "pending",
+                sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
+                sa.and_(
+                    runs.c.status == "running",
+                    runs.c.lease_expires_at < sa.bindparam("p_now"),
+                    runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
+                ),
             ),
-        ),
+        )
+        .order_by(runs.c.created_at)
+        .limit(sa.bindparam("p_limit"))
     )
-    .order_by(runs.c.created_at)
-    .limit(sa.bindparam("p_limit"))
-)
+
+
 _TAKE = (
     runs.update()
     .where(runs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
@@ -151,15 +172,40 @@ _TAKE = (
         started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
     )
 )  # fmt: skip
-_NEXT_DUE = sa.select(
-    sa.func.min(
-        sa.case((runs.c.status == "running", runs.c.lease_expires_at), else_=runs.c.wake_at)
+
+
+def _next_due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return sa.select(
+        sa.func.min(
+            sa.case((runs.c.status == "running", runs.c.lease_expires_at), else_=runs.c.wake_at)
+        )
+    ).where(
+        runs.c.namespace == sa.bindparam("p_ns"),
+        capable,
+        runs.c.status.in_(("pending", "waiting", "running")),
+        sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != sa.bindparam("p_owner")),
     )
-).where(
-    runs.c.namespace == sa.bindparam("p_ns"),
-    runs.c.status.in_(("pending", "waiting", "running")),
-    sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != sa.bindparam("p_owner")),
-)
+
+
+def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:
+    """A run whose every connector type is in ``p_types`` (a JSON list), or one from
+    before runs recorded their needs."""
+    if is_sqlite:
+        need = sa.func.json_each(runs.c.needs).table_valued("value").alias("need")
+        have = sa.func.json_each(sa.bindparam("p_types")).table_valued("value").alias("have")
+        lacking = sa.exists().where(need.c.value.not_in(sa.select(have.c.value)))
+        return sa.or_(runs.c.needs.is_(None), ~lacking)
+    jsonb = sa.dialects.postgresql.JSONB
+    have_all = sa.cast(runs.c.needs, jsonb).op("<@")(sa.cast(sa.bindparam("p_types"), jsonb))
+    return sa.or_(runs.c.needs.is_(None), have_all)
+
+
+def needs_of(workflow_json: str) -> str:
+    """The connector types a run of this workflow needs: a sorted JSON list."""
+    blocks = json.loads(workflow_json).get("blocks") or []
+    return dumps(sorted({b["type"] for b in blocks if b.get("enabled", True)}))
+
+
 _FINISH = (
     runs.update()
     .where(runs.c.id == sa.bindparam("p_run"))
@@ -193,6 +239,10 @@ class Store(Database):
         outage_s: float = 60.0,
     ) -> None:
         super().__init__(url, namespace, sqlite_sync=sqlite_sync, outage_s=outage_s)
+        capable = _capable(self.is_sqlite)
+        self._due, self._next_due = _due(capable), _next_due(capable)
+        if not self.is_sqlite:
+            self._due = self._due.with_for_update(skip_locked=True)
         insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
         new_step = insert(steps)
         key = [steps.c.run_id, steps.c.block_id]
@@ -273,7 +323,8 @@ class Store(Database):
             "workflow_json": workflow_json, "input_json": dumps(input),
             "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
             "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
-            "wake_requested": False, "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
+            "needs": needs_of(workflow_json), "wake_requested": False,
+            "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
         })  # fmt: skip
         self._notify(c)
 
@@ -306,32 +357,79 @@ class Store(Database):
         return [_step(r) for r in rows]
 
     @retrying
-    def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
-        """Take up to ``limit`` due runs (new, woken, or whose lease ran out).
+    def claim(
+        self, owner: str, limit: int, lease_s: float, types: Sequence[str]
+    ) -> tuple[list[RunRow], float | None]:
+        """Take up to ``limit`` due runs (new, woken, or whose lease ran out) that need
+        only connector ``types``.
 
-        Returns the runs and the earliest time another run becomes due.
+        Returns the runs and the earliest time another such run becomes due.
         """
+        args = {"p_ns": self.namespace, "p_owner": owner, "p_limit": limit,
+                "p_types": dumps(sorted(types))}  # fmt: skip
         with self._write(lazy=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
-            return self._claim(c, owner, limit, lease_s, now)
+            rows = c.execute(self._due, {**args, "p_now": now}).all() if limit > 0 else []
+            if rows:
+                c.execute(_TAKE, {**args, "p_now": now, "p_ids": [r.id for r in rows],
+                                  "p_until": now + lease_s})  # fmt: skip
+            return [_run(r) for r in rows], c.execute(self._next_due, args).scalar()
 
-    def _claim(
-        self, c: Connection, owner: str, limit: int, lease_s: float, now: float
-    ) -> tuple[list[RunRow], float | None]:
-        args = {"p_ns": self.namespace, "p_now": now, "p_owner": owner, "p_limit": limit}
-        due = _DUE.with_for_update(skip_locked=True) if not self.is_sqlite else _DUE
-        rows = c.execute(due, args).all() if limit > 0 else []
-        if rows:
-            c.execute(_TAKE, {**args, "p_ids": [r.id for r in rows], "p_until": now + lease_s})
-        return [_run(r) for r in rows], c.execute(_NEXT_DUE, args).scalar()
+    # ── workers ─────────────────────────────────────────────────────────
 
     @retrying
-    def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
-        """Extend leases; returns the ids this worker still owns (and that are not canceled)."""
-        if not run_ids:
-            return set()
+    def register_worker(
+        self, owner: str, kind: str, types: Sequence[str], concurrency: int, lease_s: float
+    ) -> None:
+        """Record a worker and what it can run; forget workers gone for over an hour."""
+        now = time.time()
+        row = {"namespace": self.namespace, "id": owner, "kind": kind,
+               "connector_types": dumps(sorted(types)), "concurrency": concurrency,
+               "lease_s": lease_s, "started_at": now, "heartbeat_at": now}  # fmt: skip
+        with self._write() as c:
+            c.execute(workers.delete().where(
+                workers.c.namespace == self.namespace, workers.c.heartbeat_at < now - 3600
+            ))  # fmt: skip
+            c.execute(workers.delete().where(workers.c.id == owner))
+            c.execute(workers.insert(), row)
+            self._notify(c)  # a run that waited for these connectors may be claimable now
+
+    @retrying
+    def list_workers(self, live_only: bool = True) -> list[WorkerRow]:
+        """Workers of this namespace (by default those whose last heartbeat is within
+        their lease), each with the count of runs it holds."""
+        held = (
+            sa.select(sa.func.count())
+            .where(runs.c.lease_owner == workers.c.id, runs.c.status == "running")
+            .scalar_subquery()
+        )
+        q = sa.select(workers, held.label("held")).where(workers.c.namespace == self.namespace)
+        if live_only:
+            q = q.where(workers.c.heartbeat_at + workers.c.lease_s >= time.time())
+        with self._read() as c:
+            rows = c.execute(q.order_by(workers.c.started_at)).all()
+        return [
+            WorkerRow(id=r.id, kind=r.kind, connector_types=json.loads(r.connector_types),
+                      concurrency=r.concurrency, lease_s=r.lease_s, started_at=r.started_at,
+                      heartbeat_at=r.heartbeat_at, runs_held=r.held)
+            for r in rows
+        ]  # fmt: skip
+
+    @retrying
+    def heartbeat(
+        self, owner: str, run_ids: Sequence[str], lease_s: float, types: Sequence[str] = ()
+    ) -> set[str]:
+        """Extend leases and say this worker (with connector ``types``) is alive;
+        returns the ids it still owns (and that are not canceled)."""
         with self._write(lazy=True) as c:
             now = time.time()
+            c.execute(
+                workers.update()
+                .where(workers.c.namespace == self.namespace, workers.c.id == owner)
+                .values(heartbeat_at=now, connector_types=dumps(sorted(types)))
+            )
+            if not run_ids:
+                return set()
             c.execute(
                 runs.update()
                 .where(
@@ -395,8 +493,9 @@ class Store(Database):
 
     @retrying
     def release(self, owner: str) -> None:
-        """Hand back every run this worker holds (a clean shutdown)."""
+        """Hand back every run this worker holds and forget it (a clean shutdown)."""
         with self._write() as c:
+            c.execute(workers.delete().where(workers.c.id == owner))
             c.execute(
                 runs.update()
                 .where(runs.c.lease_owner == owner, runs.c.status == "running")

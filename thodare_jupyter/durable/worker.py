@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ..connectors import Catalog, Connector, StepContext, wait_output
@@ -203,6 +205,13 @@ class _RunExecution:
             self.store.park_run(self.row.id, self.owner, min(timers) if timers else None)
 
 
+def _kind() -> str:
+    """What runs this worker, as ``thodare workers`` shows it."""
+    if "ipykernel" in sys.modules:
+        return "kernel"
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+
+
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
@@ -227,6 +236,7 @@ class Worker:
         self._listener: PgListener | None = None
         self._ended_count = 0
         self._schedules_at = 0.0  # when to look at the schedules next
+        self._types_changed = False
 
     @property
     def running(self) -> bool:
@@ -254,6 +264,11 @@ class Worker:
         if loop is not None and ev is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
+
+    def connectors_changed(self) -> None:
+        """Record the catalog's new connector types and claim what they allow (thread-safe)."""
+        self._types_changed = True
+        self.wake()
 
     def schedules_changed(self) -> None:
         """Look at the schedules now (thread-safe; after one was added or resumed)."""
@@ -290,16 +305,26 @@ class Worker:
         self._thread = None
 
     def _thread_main(self) -> None:
-        asyncio.run(self._main())
-
-    async def _main(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(
-            ThreadPoolExecutor(
-                max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
-            )
+        loop = asyncio.new_event_loop()
+        steps = ThreadPoolExecutor(
+            max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
         )
+        loop.set_default_executor(steps)
+        try:
+            loop.run_until_complete(self._main(loop))
+        finally:  # a sync step still blocking was handed back with its run: don't wait for it
+            steps.shutdown(wait=False, cancel_futures=True)
+            loop.close()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop, self._wake = loop, asyncio.Event()
+        try:
+            self.store.register_worker(
+                self.owner, _kind(), self.catalog.types(), self.config.concurrency,
+                self.config.lease_s,
+            )  # fmt: skip
+        except Exception as e:  # the database is down: the heartbeat records us later
+            log.warning("worker %s: cannot record itself: %s", self.owner, e)
         self._ready.set()
         beat = asyncio.create_task(self._heartbeat())
         schedules = Schedules(self.store)
@@ -307,6 +332,9 @@ class Worker:
             while not self._stopping:
                 self._wake.clear()
                 try:
+                    if self._types_changed:
+                        self._types_changed = False
+                        self._beat([])
                     if time.time() >= self._schedules_at:
                         self._dispatch(schedules)
                     nxt = self._claim()
@@ -337,8 +365,9 @@ class Worker:
     def _claim(self) -> float | None:
         """Start walking what is due; returns when the next run becomes due."""
         rows, nxt = self.store.claim(
-            self.owner, self.config.concurrency - len(self._active), self.config.lease_s
-        )
+            self.owner, self.config.concurrency - len(self._active), self.config.lease_s,
+            self.catalog.types(),
+        )  # fmt: skip
         for row in rows:
             if row.id not in self._active:
                 self._active[row.id] = asyncio.create_task(self._execute(row))
@@ -364,12 +393,15 @@ class Worker:
             if self._wake is not None:
                 self._wake.set()
 
+    def _beat(self, run_ids: list[str]) -> set[str]:
+        return self.store.heartbeat(self.owner, run_ids, self.config.lease_s, self.catalog.types())
+
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
             ids = list(self._active)
             try:
-                kept = self.store.heartbeat(self.owner, ids, self.config.lease_s)
+                kept = self._beat(ids)
             except Exception as e:
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue

@@ -228,9 +228,11 @@ class TracedStore:
 
     # ── operations of the worker ──
 
-    def claim(self, owner: str, limit: int, lease_s: float) -> tuple[list[RunRow], float | None]:
+    def claim(
+        self, owner: str, limit: int, lease_s: float, types: Sequence[str]
+    ) -> tuple[list[RunRow], float | None]:
         """``Store.claim``, then ``on_run_start`` for each run claimed."""
-        rows, nxt = self.wrapped.claim(owner, limit, lease_s)
+        rows, nxt = self.wrapped.claim(owner, limit, lease_s, types)
         for r in rows:
             info = RunStarted(r.id, r.workflow_name, r.status, owner)
             with self._lock:
@@ -282,9 +284,11 @@ class TracedStore:
         for run_id in mine:
             self._close_walk(run_id, "released")
 
-    def heartbeat(self, owner: str, run_ids: Sequence[str], lease_s: float) -> set[str]:
+    def heartbeat(
+        self, owner: str, run_ids: Sequence[str], lease_s: float, types: Sequence[str] = ()
+    ) -> set[str]:
         """``Store.heartbeat``; a walk whose lease is gone ends (canceled) or parks."""
-        kept = self.wrapped.heartbeat(owner, run_ids, lease_s)
+        kept = self.wrapped.heartbeat(owner, run_ids, lease_s, types)
         with self._lock:
             lost = [rid for rid in run_ids if rid not in kept and rid in self._walks]
         for run_id in lost:

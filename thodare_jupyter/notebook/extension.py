@@ -9,6 +9,9 @@ defining one again replaces it. A comm to the JupyterLab panel is opened.
 
 from __future__ import annotations
 
+import atexit
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..connectors import Connector
@@ -22,9 +25,18 @@ def _register_new_connectors(ip: Any, kit: Wfkit) -> None:
     seen: dict[str, Connector] = _state.setdefault("seen", {})
     for value in list(ip.user_ns.values()):
         if isinstance(value, Connector) and seen.get(value.type) is not value:
-            kit.register(value, replace=True)
+            kit.register(value, replace=True)  # runs waiting for it can go on
             seen[value.type] = value
-    kit.worker.wake()  # runs parked on a connector defined just now can go on
+
+
+def _at_exit(fn: Callable[[], None]) -> None:
+    """Call ``fn`` when the kernel exits, before Python waits for threads still running a
+    step (so the hand-back is never stuck behind them); ``atexit`` where that hook is missing."""
+    register = getattr(threading, "_register_atexit", None)
+    try:
+        register(fn)  # type: ignore[misc]
+    except Exception:
+        atexit.register(fn)
 
 
 def load_ipython_extension(ip: Any) -> None:
@@ -38,6 +50,7 @@ def load_ipython_extension(ip: Any) -> None:
     from .session import Session
 
     kit = create_wfkit().start()
+    _at_exit(kit.close)  # a kernel's shutdown or restart hands its runs back at once
     session = Session(kit, ip.user_ns)
     _state.update(kit=kit, session=session, channels=PanelChannels(session))
     ip.user_ns["wfkit"] = kit
