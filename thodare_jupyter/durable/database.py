@@ -13,6 +13,7 @@ import functools
 import hashlib
 import logging
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -78,8 +79,10 @@ class Database:
         self.namespace = namespace
         self.outage_s = outage_s
         self.is_sqlite = url.startswith("sqlite")
+        self.origin = uuid.uuid4().hex[:16]  # this store's NOTIFY payload: its listener skips them
         try:
             self.engine = self._engine(url, sqlite_sync)
+            self._lazy_engine = self.engine if self.is_sqlite else self._engine(url, lazy=True)
             self.migrate()
             self.channel = self._channel()
         except ImportError as e:
@@ -91,9 +94,14 @@ class Database:
 
     # ── connection setup ────────────────────────────────────────────────
 
-    def _engine(self, url: str, sqlite_sync: str) -> Engine:
-        if not self.is_sqlite:
-            return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
+    def _engine(self, url: str, sqlite_sync: str = "FULL", *, lazy: bool = False) -> Engine:
+        if not self.is_sqlite:  # no pre-ping: a dead pooled connection fails once, then retrying
+            args = {}
+            if lazy:  # commits that do not wait for the disk; keeps the URL's own options
+                given = sa.engine.make_url(url).query.get("options", "")
+                given = " ".join(given) if isinstance(given, tuple) else given
+                args["options"] = f"{given} -c synchronous_commit=off".strip()
+            return sa.create_engine(url, hide_parameters=True, connect_args=args)
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -132,11 +140,9 @@ class Database:
     def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
         """A write transaction. ``lazy``: commit without waiting for the disk; for facts
         whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
-        with self.engine.connect() as conn:
+        with (self._lazy_engine if lazy else self.engine).connect() as conn:
             conn = conn.execution_options(thodare_lazy=lazy)
             with conn.begin():
-                if lazy and not self.is_sqlite:
-                    conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
                 yield conn
 
     @contextlib.contextmanager
@@ -203,8 +209,16 @@ class Database:
     def _notify(self, c: Connection) -> None:
         """Wake the workers listening on this namespace when the transaction commits."""
         if not self.is_sqlite:
-            c.execute(sa.select(sa.func.pg_notify(self.channel, "")))
+            c.execute(sa.select(sa.func.pg_notify(self.channel, self.origin)))
+
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine this database uses (PostgreSQL: one more for lazy commits)."""
+        return (
+            (self.engine,) if self._lazy_engine is self.engine else (self.engine, self._lazy_engine)
+        )
 
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        self._lazy_engine.dispose()

@@ -5,20 +5,17 @@ from __future__ import annotations
 import html
 import time
 from collections import Counter
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from ..errors import RunCanceled, RunFailed, RunTimeout
-from .store import TERMINAL, RunRow, StepRow, Store, WorkerRow
+from ..clock import from_iso, to_iso
+from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout
+from ..wire import TERMINAL_STATUSES, RunStatus
+from .store import RunRow, StepRow, Store, WorkerRow
 
 if TYPE_CHECKING:
     from .worker import Worker
-
-
-def _iso(t: float | None) -> str | None:
-    return datetime.fromtimestamp(t).astimezone().isoformat() if t is not None else None
 
 
 class StepDescription(BaseModel):
@@ -40,7 +37,7 @@ class RunDescription(BaseModel):
 
     id: str
     workflow: str | None
-    status: str
+    status: RunStatus
     created_at: str
     started_at: str | None
     ended_at: str | None
@@ -73,12 +70,12 @@ def describe_worker(row: WorkerRow, namespace: str) -> WorkerInfo:
     return WorkerInfo(
         id=row.id, kind=row.kind, namespace=namespace, connector_types=row.connector_types,
         concurrency=row.concurrency, runs_held=row.runs_held,
-        started_at=_iso(row.started_at) or "", last_heartbeat=_iso(row.heartbeat_at) or "",
+        started_at=to_iso(row.started_at) or "", last_heartbeat=to_iso(row.heartbeat_at) or "",
     )  # fmt: skip
 
 
-_COLOURS = {"completed": "#2e7d32", "failed": "#c62828", "running": "#1565c0",
-            "waiting": "#b26a00", "pending": "#616161", "canceled": "#424242"}  # fmt: skip
+_COLOURS: dict[RunStatus, str] = {"completed": "#2e7d32", "failed": "#c62828",
+    "running": "#1565c0", "waiting": "#b26a00", "pending": "#616161", "canceled": "#424242"}  # fmt: skip
 
 
 class RunList(list[RunDescription]):
@@ -96,8 +93,7 @@ class RunList(list[RunDescription]):
         for r in self:
             took = ""
             if r.started_at and r.ended_at:
-                delta = datetime.fromisoformat(r.ended_at) - datetime.fromisoformat(r.started_at)
-                took = f"{delta.total_seconds():.2f}s"
+                took = f"{from_iso(r.ended_at) - from_iso(r.started_at):.2f}s"
             rows.append(
                 f"<tr><td><code>{r.id[:12]}</code></td><td>{html.escape(r.workflow or '-')}</td>"
                 f"<td style='color:{_COLOURS.get(r.status, '#616161')};font-weight:600'>"
@@ -114,12 +110,12 @@ def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
     """A :class:`RunDescription` from stored rows."""
     return RunDescription(
         id=row.id, workflow=row.workflow_name, status=row.status,
-        created_at=_iso(row.created_at) or "", started_at=_iso(row.started_at),
-        ended_at=_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
+        created_at=to_iso(row.created_at), started_at=to_iso(row.started_at),
+        ended_at=to_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
         outputs=row.outputs, input=row.input, idempotency_key=row.idempotency_key,
         steps=[StepDescription(
             block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
-            started_at=_iso(s.started_at), ended_at=_iso(s.ended_at), output=s.output,
+            started_at=to_iso(s.started_at), ended_at=to_iso(s.ended_at), output=s.output,
             error=s.error, waiting_for=s.wait_event if s.status == "waiting" else None,
         ) for s in step_rows],
     )  # fmt: skip
@@ -129,9 +125,16 @@ class RunHandle:
     """A durable run by id. Works in any process that can reach the database."""
 
     def __init__(
-        self, store: Store, run_id: str, worker: Worker | None = None, poll_s: float = 0.05
+        self,
+        store: Store,
+        run_id: str,
+        worker: Worker | None = None,
+        poll_s: float = 0.05,
+        *,
+        created: bool = False,
     ) -> None:
         self.store, self.id, self._worker, self._poll_s = store, run_id, worker, poll_s
+        self._created = created  # just created here: result() need not read it before a walk
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id} {self.status}>"
@@ -139,11 +142,11 @@ class RunHandle:
     def _row(self) -> RunRow:
         row = self.store.get_run(self.id)
         if row is None:
-            raise KeyError(f"No run {self.id!r} in namespace {self.store.namespace!r}.")
+            raise RunNotFound(self.id, self.store.namespace)
         return row
 
     @property
-    def status(self) -> str:
+    def status(self) -> RunStatus:
         """pending, running, waiting, completed, failed or canceled."""
         return self._row().status
 
@@ -179,8 +182,22 @@ class RunHandle:
         local = self._worker if self._worker is not None and self._worker.running else None
         while True:
             seen = local.ended_count if local is not None else 0
+            ended = local.outcome(self.id) if local is not None else None
+            if ended is not None:  # this process walked it to its end: no read needed
+                status, outputs, error, failed_block = ended
+                break
+            if self._created and local is not None:  # still pending: wait for a walk first
+                self._created = False
+                local.wait_walk_end(seen, 0.5 if end is None else min(0.5, timeout or 0.0))
+                continue
             row = self._row()
-            if row.status in TERMINAL:
+            if row.status in TERMINAL_STATUSES:
+                status, outputs, error, failed_block = (
+                    row.status,
+                    row.outputs,
+                    row.error,
+                    row.failed_block,
+                )
                 break
             left = None if end is None else end - time.monotonic()
             if left is not None and left <= 0:
@@ -191,11 +208,11 @@ class RunHandle:
             else:
                 time.sleep(min(delay, left) if left is not None else delay)
                 delay = min(self._poll_s, delay * 2)
-        if row.status == "failed":
-            raise RunFailed(self.id, row.failed_block, row.error or "unknown error")
-        if row.status == "canceled":
+        if status == "failed":
+            raise RunFailed(self.id, failed_block, error or "unknown error")
+        if status == "canceled":
             raise RunCanceled(self.id)
-        return row.outputs or {}
+        return outputs or {}
 
     def cancel(self) -> bool:
         """Cancel the run (also while it waits); False when it had already ended."""

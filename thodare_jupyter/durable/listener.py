@@ -16,13 +16,17 @@ log = logging.getLogger("thodare.listener")
 
 
 class PgListener:
-    """A thread that LISTENs on ``channel`` and calls ``on_notify`` for each NOTIFY."""
+    """A thread that LISTENs on ``channel`` and calls ``on_notify`` for each NOTIFY
+    but those whose payload is ``skip`` (sent by this process, which woke itself)."""
 
-    def __init__(self, url: str, channel: str, on_notify: Callable[[], None]) -> None:
+    def __init__(
+        self, url: str, channel: str, on_notify: Callable[[], None], skip: str = ""
+    ) -> None:
         u = sa.engine.make_url(url)
         self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
         self._channel = channel
         self._on_notify = on_notify
+        self._skip = skip
         self._stop = threading.Event()
         self.connected = threading.Event()
         self._thread = threading.Thread(target=self._main, name="thodare-listen", daemon=True)
@@ -48,8 +52,9 @@ class PgListener:
                     delay = 0.1
                     self._on_notify()  # catch up on anything sent while we were away
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5):
-                            self._on_notify()
+                        for n in conn.notifies(timeout=0.5):
+                            if not self._skip or n.payload != self._skip:
+                                self._on_notify()
             except psycopg.Error as e:
                 if self.connected.is_set():
                     log.warning("LISTEN connection lost (%s); polling until it is back", e)

@@ -46,6 +46,7 @@ runs = Table(
     Column("failed_block", String(512)),
     Column("outputs_json", Text),
     Column("needs", Text),  # JSON list of the connector types the run uses; NULL: any worker
+    Column("claimed_from", String(16)),  # the status before the last claim
     UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_runs_idem"),
     Index("ix_thodare_runs_claim", "namespace", "status", "wake_at"),
 )

@@ -7,12 +7,13 @@ suspected, run taken over) cannot overwrite the new owner's work.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,25 @@ class RunRow:
     outputs: dict[str, Any] | None
     lease_owner: str | None
     needs: list[str] | None
+    claimed_from: str | None
+    """For a claimed run: its status before the claim (pending, waiting or running)."""
+    memo: list[tuple[str, str, Any]] | None = None
+    """For a claimed run: ``(block_id, status, output)`` of its ended steps."""
+
+
+@dataclass(frozen=True)
+class StepWrite:
+    """One step row to write: a start marker (``running``) or an end
+    (``completed``, ``failed``, ``skipped``)."""
+
+    block_id: str
+    type: str
+    status: str
+    attempt: int = 1
+    output: Any = None
+    error: str | None = None
+    at: float = field(default_factory=time.time)
+    """When the step started (a start marker) or ended."""
 
 
 @dataclass
@@ -93,6 +113,9 @@ class StepRow:
 
 def _run(row: Any) -> RunRow:
     m = row._mapping
+    memo = m.get("memo")
+    if isinstance(memo, str):
+        memo = json.loads(memo)
     return RunRow(
         id=m["id"], namespace=m["namespace"], workflow_name=m["workflow_name"],
         workflow_json=m["workflow_json"], input=json.loads(m["input_json"]), status=m["status"],
@@ -102,7 +125,10 @@ def _run(row: Any) -> RunRow:
         error=m["error"], failed_block=m["failed_block"],
         outputs=json.loads(m["outputs_json"]) if m["outputs_json"] else None,
         lease_owner=m["lease_owner"],
-        needs=json.loads(m["needs"]) if m["needs"] else None,
+        needs=json.loads(m["needs"]) if m["needs"] else None, claimed_from=m["claimed_from"],
+        memo=None if "memo" not in m else [
+            (b, st, json.loads(out) if out is not None else None) for b, st, out in memo or ()
+        ],
     )  # fmt: skip
 
 
@@ -140,38 +166,53 @@ def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Inse
     return steps.insert().from_select(["run_id", *cols], src)
 
 
-def _due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
+def _due(capable: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
     """Runs this worker may take now: new, woken, or whose lease ran out elsewhere."""
-    return (
-        sa.select(runs)
-        .where(
-            runs.c.namespace == sa.bindparam("p_ns"),
-            capable,
-            sa.or_(
-                runs.c.status == "pending",
-                sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
-                sa.and_(
-                    runs.c.status == "running",
-                    runs.c.lease_expires_at < sa.bindparam("p_now"),
-                    runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
-                ),
+    return sa.and_(
+        runs.c.namespace == sa.bindparam("p_ns"),
+        capable,
+        sa.or_(
+            runs.c.status == "pending",
+            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
+            sa.and_(
+                runs.c.status == "running",
+                runs.c.lease_expires_at < sa.bindparam("p_now"),
+                runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
             ),
-        )
-        .order_by(runs.c.created_at)
-        .limit(sa.bindparam("p_limit"))
+        ),
     )
 
 
-_TAKE = (
-    runs.update()
-    .where(runs.c.id.in_(sa.bindparam("p_ids", expanding=True)))
-    .values(
-        status="running", lease_owner=sa.bindparam("p_owner"),
-        lease_expires_at=sa.bindparam("p_until"), wake_requested=False,
-        updated_at=sa.bindparam("p_now"),
-        started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
+def _memo(is_sqlite: bool) -> sa.Label[Any]:
+    """A run's ended steps as one JSON value ``[[block_id, status, output_json], …]``:
+    the claim brings them in the same round trip."""
+    cols = (steps.c.block_id, steps.c.status, steps.c.output_json)
+    agg = (sa.func.json_group_array(sa.func.json_array(*cols)) if is_sqlite
+           else sa.func.json_agg(sa.func.json_build_array(*cols)))  # fmt: skip
+    ended = sa.select(agg).where(
+        steps.c.run_id == runs.c.id, steps.c.status.in_(("completed", "failed"))
     )
+    return ended.scalar_subquery().label("memo")
+
+
+_TAKEN = dict(
+    status="running", lease_owner=sa.bindparam("p_owner"),
+    lease_expires_at=sa.bindparam("p_until"), wake_requested=False,
+    updated_at=sa.bindparam("p_now"),
+    started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
 )  # fmt: skip
+
+
+def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
+    """One ``UPDATE … RETURNING`` of the due runs (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL; SQLite has one writer at a time), with their ended steps."""
+    pick = sa.select(runs.c.id).where(_due(capable)).order_by(runs.c.created_at)
+    pick = pick.limit(sa.bindparam("p_limit"))
+    if not is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()))
+    take = take.values(**_TAKEN, claimed_from=runs.c.status)
+    return take.returning(*runs.c, _memo(is_sqlite))
 
 
 def _next_due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
@@ -216,11 +257,43 @@ _FINISH = (
         lease_owner=None, lease_expires_at=None, wake_at=None,
     )
 )  # fmt: skip
-_FENCE = sa.select(runs.c.id).where(
+_LEASED = sa.exists().where(
     runs.c.id == sa.bindparam("p_run"),
     runs.c.lease_owner == sa.bindparam("p_owner"),
     runs.c.status == "running",
 )
+_FINISH = _FINISH.where(runs.c.lease_owner == sa.bindparam("p_owner"), runs.c.status == "running")
+_STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
+              "started_at", "ended_at")  # fmt: skip
+_INSERT_RUN = runs.insert().values(
+    {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
+    | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _step_upsert(is_sqlite: bool, n: int) -> Any:
+    """Upsert ``n`` step rows in one statement that lands only while the writer holds
+    the run's lease (the fence is in the statement). A start marker (status
+    ``running``) counts an attempt; an end keeps the highest attempt seen."""
+    rows = [
+        sa.select(*(sa.cast(sa.bindparam(f"{c}{i}"), steps.c[c].type).label(c)
+                    for c in _STEP_COLS))
+        for i in range(n)
+    ]  # fmt: skip
+    src = (sa.union_all(*rows) if n > 1 else rows[0]).subquery("v")
+    new = (sa.dialects.sqlite.insert if is_sqlite else sa.dialects.postgresql.insert)(steps)
+    ins = new.from_select(list(_STEP_COLS), sa.select(*src.c).where(_LEASED))
+    ex = ins.excluded
+    attempt = sa.case(
+        (ex.status == "running", steps.c.attempt + 1),
+        (steps.c.attempt >= ex.attempt, steps.c.attempt),
+        else_=ex.attempt,
+    )
+    set_ = {c: ex[c] for c in ("type", "status", "output_json", "error", "ended_at")}
+    return ins.on_conflict_do_update(
+        index_elements=[steps.c.run_id, steps.c.block_id], set_={**set_, "attempt": attempt}
+    ).returning(steps.c.block_id, steps.c.attempt)
 
 
 class LeaseLost(Exception):
@@ -240,27 +313,8 @@ class Store(Database):
     ) -> None:
         super().__init__(url, namespace, sqlite_sync=sqlite_sync, outage_s=outage_s)
         capable = _capable(self.is_sqlite)
-        self._due, self._next_due = _due(capable), _next_due(capable)
-        if not self.is_sqlite:
-            self._due = self._due.with_for_update(skip_locked=True)
-        insert = sa.dialects.sqlite.insert if self.is_sqlite else sa.dialects.postgresql.insert
-        new_step = insert(steps)
-        key = [steps.c.run_id, steps.c.block_id]
-        self._step_start = new_step.on_conflict_do_update(
-            index_elements=key,
-            set_={"status": "running", "attempt": steps.c.attempt + 1, "error": None},
-        ).returning(steps.c.attempt)
-        self._step_end = new_step.on_conflict_do_update(
-            index_elements=key,
-            set_={
-                **{c: new_step.excluded[c] for c in
-                   ("type", "status", "ended_at", "error", "output_json")},
-                "attempt": sa.case(
-                    (steps.c.attempt >= new_step.excluded.attempt, steps.c.attempt),
-                    else_=new_step.excluded.attempt,
-                ),
-            },
-        )  # fmt: skip
+        self._claim = _claim_statement(self.is_sqlite, capable)
+        self._next_due = _next_due(capable)
 
     # ── runs ────────────────────────────────────────────────────────────
 
@@ -318,15 +372,21 @@ class Store(Database):
     ) -> None:
         """Insert a pending run inside the caller's write transaction (and wake workers)."""
         now = time.time()
-        c.execute(runs.insert(), {
+        row: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
+        row.update({
             "id": run_id, "namespace": self.namespace, "workflow_name": workflow_name,
             "workflow_json": workflow_json, "input_json": dumps(input),
             "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
             "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
             "needs": needs_of(workflow_json), "wake_requested": False,
-            "signal_horizon": c.execute(_MAX_SIGNAL).scalar_one(),
         })  # fmt: skip
-        self._notify(c)
+        if self.is_sqlite:
+            c.execute(_INSERT_RUN, row)
+        else:  # the insert and the wake-up in one statement
+            created = _INSERT_RUN.returning(runs.c.id).cte("created")
+            c.execute(
+                sa.select(sa.func.pg_notify(self.channel, self.origin)).select_from(created), row
+            )
 
     def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
         """The id of the run created with ``idempotency_key``, in the caller's transaction."""
@@ -357,23 +417,25 @@ class Store(Database):
         return [_step(r) for r in rows]
 
     @retrying
-    def claim(
-        self, owner: str, limit: int, lease_s: float, types: Sequence[str]
-    ) -> tuple[list[RunRow], float | None]:
+    def claim(self, owner: str, limit: int, lease_s: float, types: Sequence[str]) -> list[RunRow]:
         """Take up to ``limit`` due runs (new, woken, or whose lease ran out) that need
-        only connector ``types``.
-
-        Returns the runs and the earliest time another such run becomes due.
-        """
+        only connector ``types``, each with its ended steps (``RunRow.memo``) and the
+        status it was claimed from; one statement on PostgreSQL."""
+        if limit <= 0:
+            return []
         args = {"p_ns": self.namespace, "p_owner": owner, "p_limit": limit,
                 "p_types": dumps(sorted(types))}  # fmt: skip
         with self._write(lazy=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
-            rows = c.execute(self._due, {**args, "p_now": now}).all() if limit > 0 else []
-            if rows:
-                c.execute(_TAKE, {**args, "p_now": now, "p_ids": [r.id for r in rows],
-                                  "p_until": now + lease_s})  # fmt: skip
-            return [_run(r) for r in rows], c.execute(self._next_due, args).scalar()
+            args.update(p_now=now, p_until=now + lease_s)
+            return [_run(r) for r in c.execute(self._claim, args).all()]
+
+    @retrying
+    def next_due(self, owner: str, types: Sequence[str]) -> float | None:
+        """When the next run this worker could take becomes due (a timer, a lease)."""
+        args = {"p_ns": self.namespace, "p_owner": owner, "p_types": dumps(sorted(types))}
+        with self._read() as c:
+            return c.execute(self._next_due, args).scalar()
 
     # ── workers ─────────────────────────────────────────────────────────
 
@@ -450,9 +512,45 @@ class Store(Database):
             )
         return set(kept)
 
-    def _fence(self, c: Connection, run_id: str, owner: str) -> None:
-        if c.execute(_FENCE, {"p_run": run_id, "p_owner": owner}).first() is None:
+    @retrying
+    def write_steps(self, run_id: str, owner: str, *, steps: Sequence[StepWrite]) -> dict[str, int]:
+        """Write step rows in one fenced statement; returns each block's attempt.
+
+        Only start markers: committed without waiting for the disk (a lost marker
+        costs an attempt number, never a result). Raises :class:`LeaseLost`.
+        """
+        if not steps:
+            return {}
+        lazy = all(w.status == "running" for w in steps)
+        with self._write(lazy=lazy) as c:
+            return self._write_steps(c, run_id, owner, steps)
+
+    def _write_steps(
+        self, c: Connection, run_id: str, owner: str, writes: Sequence[StepWrite]
+    ) -> dict[str, int]:
+        if len({w.block_id for w in writes}) < len(writes):  # one row cannot change twice
+            got: dict[str, int] = {}
+            for w in writes:
+                got.update(self._write_steps(c, run_id, owner, [w]))
+            return got
+        params = self._step_params(run_id, owner, writes)
+        rows = c.execute(_step_upsert(self.is_sqlite, len(writes)), params).all()
+        if not rows:
             raise LeaseLost(run_id)
+        return {b: a for b, a in rows}
+
+    def _step_params(self, run_id: str, owner: str, writes: Sequence[StepWrite]) -> dict[str, Any]:
+        params: dict[str, Any] = {"p_run": run_id, "p_owner": owner}
+        for i, w in enumerate(writes):
+            ended = w.status != "running"
+            params.update({
+                f"run_id{i}": run_id, f"block_id{i}": w.block_id, f"type{i}": w.type,
+                f"status{i}": w.status, f"attempt{i}": w.attempt,
+                f"output_json{i}": dumps(w.output) if w.status == "completed" else None,
+                f"error{i}": _text(w.error), f"started_at{i}": w.at,
+                f"ended_at{i}": w.at if ended else None,
+            })  # fmt: skip
+        return params
 
     @retrying
     def finish_run(
@@ -464,32 +562,50 @@ class Store(Database):
         outputs: dict[str, Any] | None = None,
         error: str | None = None,
         failed_block: str | None = None,
+        steps: Sequence[StepWrite] = (),
     ) -> None:
-        """Mark a run completed or failed (fenced)."""
+        """Mark a run completed or failed, with its last step rows (fenced; one
+        statement on PostgreSQL)."""
+        params = {
+            "p_run": run_id, "p_owner": owner, "p_status": status, "p_error": _text(error),
+            "p_failed": failed_block, "p_now": time.time(),
+            "p_outputs": dumps(outputs) if outputs is not None else None,
+        }  # fmt: skip
         with self._write() as c:
-            self._fence(c, run_id, owner)
-            c.execute(_FINISH, {
-                "p_run": run_id, "p_status": status, "p_error": _text(error),
-                "p_failed": failed_block,
-                "p_outputs": dumps(outputs) if outputs is not None else None,
-                "p_now": time.time(),
-            })  # fmt: skip
+            finish = _FINISH
+            if steps and (self.is_sqlite or len({w.block_id for w in steps}) < len(steps)):
+                self._write_steps(c, run_id, owner, steps)
+            elif steps:
+                params.update(self._step_params(run_id, owner, steps))
+                finish = _FINISH.add_cte(_step_upsert(False, len(steps)).cte("ended"))
+            if not c.execute(finish, params).rowcount:
+                raise LeaseLost(run_id)
 
     @retrying
-    def park_run(self, run_id: str, owner: str, wake_at: float | None) -> None:
-        """Release a run that waits; a signal that raced in wakes it at once."""
+    def park_run(
+        self, run_id: str, owner: str, wake_at: float | None, steps: Sequence[StepWrite] = ()
+    ) -> bool:
+        """Release a run that waits (fenced), with its last step rows; a signal that
+        raced in wakes it at once (then True)."""
         with self._write() as c:
+            if steps:
+                self._write_steps(c, run_id, owner, steps)
             now = time.time()
-            self._fence(c, run_id, owner)
-            flagged = c.execute(
-                sa.select(runs.c.wake_requested).where(runs.c.id == run_id)
-            ).scalar()
-            c.execute(runs.update().where(runs.c.id == run_id).values(
-                status="waiting", wake_at=now if flagged else wake_at, wake_requested=False,
-                lease_owner=None, lease_expires_at=None, updated_at=now,
-            ))  # fmt: skip
-            if flagged:
+            parked = c.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.lease_owner == owner,
+                       runs.c.status == "running")
+                .values(status="waiting", wake_requested=False, lease_owner=None,
+                        lease_expires_at=None, updated_at=now,
+                        wake_at=sa.case((runs.c.wake_requested, now), else_=wake_at))
+                .returning(runs.c.wake_at)
+            ).first()  # fmt: skip
+            if parked is None:
+                raise LeaseLost(run_id)
+            if parked.wake_at == now:  # a signal came while it walked
                 self._notify(c)
+                return True
+            return False
 
     @retrying
     def release(self, owner: str) -> None:
@@ -530,40 +646,9 @@ class Store(Database):
 
     # ── steps ───────────────────────────────────────────────────────────
 
-    @retrying
-    def step_started(self, run_id: str, owner: str, block_id: str, type_: str) -> int:
-        """Record an attempt of a step; returns its attempt number (1 on the first try)."""
-        with self._write(lazy=True) as c:
-            self._fence(c, run_id, owner)
-            row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": "running",
-                   "attempt": 1, "started_at": time.time(), "ended_at": None, "error": None,
-                   "output_json": None}  # fmt: skip
-            return int(c.execute(self._step_start, row).scalar_one())
-
-    @retrying
-    def step_finished(
-        self,
-        run_id: str,
-        owner: str,
-        block_id: str,
-        type_: str,
-        status: str,
-        *,
-        output: Any = None,
-        error: str | None = None,
-        attempt: int = 0,
-    ) -> None:
-        """Record a step's end (completed, failed or skipped) in one fenced write.
-
-        ``attempt`` is kept when the (lazily written) start marker was lost.
-        """
-        with self._write() as c:
-            now = time.time()
-            self._fence(c, run_id, owner)
-            row = {"run_id": run_id, "block_id": block_id, "type": type_, "status": status,
-                   "attempt": attempt, "started_at": now, "ended_at": now, "error": _text(error),
-                   "output_json": dumps(output) if status == "completed" else None}  # fmt: skip
-            c.execute(self._step_end, row)
+    def _fence(self, c: Connection, run_id: str, owner: str) -> None:
+        if not c.execute(sa.select(_LEASED), {"p_run": run_id, "p_owner": owner}).scalar():
+            raise LeaseLost(run_id)
 
     @retrying
     def step_waiting(

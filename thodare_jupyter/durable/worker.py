@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -18,12 +19,12 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..connectors import Catalog, Connector, StepContext, wait_output
 from ..errors import BackendUnavailable, ThodareError
@@ -31,9 +32,10 @@ from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
 from .listener import PgListener
 from .schedules import Schedules
-from .store import LeaseLost, RunRow, Store
+from .store import LeaseLost, RunRow, StepWrite, Store
 
 log = logging.getLogger("thodare.worker")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -64,12 +66,50 @@ class StepFailed(ThodareError):
     """A durable step failed for good (after its retries)."""
 
 
+Outcome = tuple[str, dict[str, Any] | None, str | None, str | None]
+"""A run's end as a handle needs it: status, outputs, error, failed block."""
+_OUTCOMES_KEPT = 1024
+_HOLD_S = 0.05
+"""A step's end waits at most this long for the next write of its run to carry it."""
+
+
 class _RunExecution:
-    """One claimed run, walked once by this worker."""
+    """One claimed run, walked once by this worker.
+
+    A step's end is held and written with the run's next write (the next step's
+    start, or the run's end), so a sequential run costs one statement a step;
+    that write lands before anything downstream starts, and a held end is
+    written within ``_HOLD_S`` anyway. The run's writes go in order, one at a time.
+    """
 
     def __init__(self, worker: Worker, row: RunRow) -> None:
         self.w, self.row, self.store = worker, row, worker.store
         self.owner = worker.owner
+        self.ended: list[StepWrite] = []
+        self.lock = asyncio.Lock()
+        self.flush: asyncio.TimerHandle | None = None
+
+    async def write(self, fn: Any, *args: Any, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
+        """Call a store write that takes ``steps``: the held step ends, then ``also``."""
+        async with self.lock:
+            ended, self.ended = self.ended, []
+            steps = [*ended, *also]
+            return await self.w.io(fn, self.row.id, self.owner, *args, steps=steps, **kw)
+
+    def hold(self, end: StepWrite) -> None:
+        self.ended.append(end)
+        if self.flush is None:
+            self.flush = asyncio.get_running_loop().call_later(_HOLD_S, self.write_held)
+
+    def write_held(self) -> None:
+        self.flush = None
+        if self.ended:
+            self.w.spawn(self.write(self.store.write_steps))
+
+    async def start(self, block_id: str, type_: str) -> int:
+        start = StepWrite(block_id, type_, "running")
+        attempts = await self.write(self.store.write_steps, also=[start])
+        return int(attempts[block_id])
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
         conn = self.plan.connectors[block_id]
@@ -78,7 +118,7 @@ class _RunExecution:
         return await self.compute(block_id, conn, params)
 
     async def compute(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
-        attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
+        attempt = await self.start(block_id, conn.type)
         while True:
             ctx = StepContext(
                 run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env,
@@ -97,17 +137,12 @@ class _RunExecution:
             except Exception as e:
                 if attempt < conn.retries.max_attempts and not isinstance(e, StepFailed):
                     await asyncio.sleep(conn.retries.delay(attempt))
-                    attempt = self.store.step_started(self.row.id, self.owner, block_id, conn.type)
+                    attempt = await self.start(block_id, conn.type)
                     continue
-                self.store.step_finished(
-                    self.row.id, self.owner, block_id, conn.type, "failed",
-                    error=self.redactor(error_text(e)), attempt=attempt,
-                )  # fmt: skip
+                error = self.redactor(error_text(e))
+                self.hold(StepWrite(block_id, conn.type, "failed", attempt, error=error))
                 raise
-            self.store.step_finished(
-                self.row.id, self.owner, block_id, conn.type, "completed", output=out,
-                attempt=attempt,
-            )  # fmt: skip
+            self.hold(StepWrite(block_id, conn.type, "completed", attempt, output=out))
             return out
 
     async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
@@ -115,47 +150,58 @@ class _RunExecution:
             run_id=self.row.id, block_id=block_id, env=self.w.env, redactor=self.redactor
         )
         pause = await conn.execute(params, ctx)
-        wake_at = self.store.step_waiting(
-            self.row.id, self.owner, block_id, conn.type, event=pause.resume_on_event,
-            key=pause.correlation_key, wake_at=_epoch(pause.resume_at),
-        )  # fmt: skip
-        output: dict[str, Any] | None = None
-        if pause.resume_on_event:
-            found, payload = self.store.take_signal(
-                self.row.id, self.owner, block_id, pause.resume_on_event, pause.correlation_key,
-                self.row.signal_horizon,
+        async with self.lock:
+            ended, self.ended = self.ended, []
+            if ended:
+                await self.w.io(self.store.write_steps, self.row.id, self.owner, steps=ended)
+            wake_at = await self.w.io(
+                self.store.step_waiting, self.row.id, self.owner, block_id, conn.type,
+                event=pause.resume_on_event, key=pause.correlation_key,
+                wake_at=_epoch(pause.resume_at),
             )  # fmt: skip
-            if found:
-                output = wait_output(pause.kind, payload)
+            output: dict[str, Any] | None = None
+            if pause.resume_on_event:
+                found, payload = await self.w.io(
+                    self.store.take_signal, self.row.id, self.owner, block_id,
+                    pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
+                )  # fmt: skip
+                if found:
+                    output = wait_output(pause.kind, payload)
         if output is None and wake_at is not None and time.time() >= wake_at:
             output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
         if output is None:
             return pause.model_copy(update={"resume_at": _iso(wake_at)})
-        self.store.step_finished(
-            self.row.id, self.owner, block_id, conn.type, "completed", output=output, attempt=1
-        )
+        self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
         return output
 
     def state(self) -> WalkState:
         state = WalkState()
-        for s in self.store.get_steps(self.row.id):
-            if s.status == "completed":
-                state.outputs[s.block_id] = s.output
-                state.completed.append(s.block_id)
+        for block_id, status, output in self.row.memo or ():
+            if status == "completed":
+                state.outputs[block_id] = output
+                state.completed.append(block_id)
             elif (
-                s.status == "failed"
-                and s.block_id in self.plan.blocks
-                and any(h == "error" for _, h in self.plan.succs[s.block_id])
+                status == "failed"
+                and block_id in self.plan.blocks
+                and any(h == "error" for _, h in self.plan.succs[block_id])
             ):
-                state.failed.append(s.block_id)
+                state.failed.append(block_id)
         return state
 
     async def execute(self) -> None:
         try:
+            await self.walk()
+        finally:
+            if self.flush is not None:
+                self.flush.cancel()
+
+    async def walk(self) -> None:
+        finish = self.store.finish_run
+        try:
             wf = SerializedWorkflow.from_json(self.row.workflow_json)
             self.plan = Plan(wf, self.w.catalog, validate=False)
         except ThodareError as e:
-            self.store.finish_run(self.row.id, self.owner, "failed", error=str(e))
+            await self.write(finish, "failed", error=str(e))
             return
         self.redactor = self.plan.redactor(self.w.env)
         state = self.state()
@@ -178,31 +224,30 @@ class _RunExecution:
             else:
                 outcome = await coro
         except TimeoutError:
-            self.store.finish_run(
-                self.row.id,
-                self.owner,
-                "failed",
-                error="The run's deadline passed before it finished.",
+            await self.write(
+                finish, "failed", error="The run's deadline passed before it finished."
             )
             return
         for r in records:
             if r.status == "skipped":
-                self.store.step_finished(self.row.id, self.owner, r.block_id, r.type, "skipped")
+                self.ended.append(StepWrite(r.block_id, r.type, "skipped", 0))
         if outcome.status == "completed":
-            self.store.finish_run(self.row.id, self.owner, "completed", outputs=state.outputs)
+            await self.write(finish, "completed", outputs=state.outputs)
+            self.w.ended(self.row.id, ("completed", state.outputs, None, None))
         elif outcome.status == "failed":
-            self.store.finish_run(
-                self.row.id,
-                self.owner,
-                "failed",
-                error=outcome.error,
-                failed_block=outcome.failed_block,
+            await self.write(
+                finish, "failed", error=outcome.error, failed_block=outcome.failed_block
             )
+            self.w.ended(self.row.id, ("failed", None, outcome.error, outcome.failed_block))
         else:
             timers = [t for p in outcome.pauses if (t := _epoch(p.resume_at)) is not None]
             if deadline is not None:
                 timers.append(deadline)
-            self.store.park_run(self.row.id, self.owner, min(timers) if timers else None)
+            wake_at = min(timers) if timers else None
+            if await self.write(self.store.park_run, wake_at):
+                self.w.wake()  # a signal came while it walked
+            elif wake_at is not None:
+                self.w.timer(wake_at)
 
 
 def _kind() -> str:
@@ -236,7 +281,12 @@ class Worker:
         self._listener: PgListener | None = None
         self._ended_count = 0
         self._schedules_at = 0.0  # when to look at the schedules next
+        self._due_at = 0.0  # when to ask the database for the next due run
         self._types_changed = False
+        self._full = False  # every slot was taken at the last claim
+        self._db: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outcomes: dict[str, Outcome] = {}  # the newest runs this worker ended
 
     @property
     def running(self) -> bool:
@@ -255,7 +305,9 @@ class Worker:
         self._thread.start()
         self._ready.wait(timeout=10)
         if self.config.listen and not self.store.is_sqlite:
-            self._listener = PgListener(self.store.url, self.store.channel, self.wake)
+            self._listener = PgListener(
+                self.store.url, self.store.channel, self.wake, skip=self.store.origin
+            )
             self._listener.start()
 
     def wake(self) -> None:
@@ -264,6 +316,26 @@ class Worker:
         if loop is not None and ev is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
+
+    def timer(self, at: float) -> None:
+        """Look for due work at ``at`` (a run this worker parked wakes then; loop thread)."""
+        self._due_at = min(self._due_at, at)
+
+    async def io(self, fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        """Run a (blocking) store call off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kw))
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background on the loop; its failure is logged."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._spawned_done)
+
+    def _spawned_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("worker %s: background write failed: %s", self.owner, task.exception())
 
     def connectors_changed(self) -> None:
         """Record the catalog's new connector types and claim what they allow (thread-safe)."""
@@ -274,6 +346,16 @@ class Worker:
         """Look at the schedules now (thread-safe; after one was added or resumed)."""
         self._schedules_at = 0.0
         self.wake()
+
+    def outcome(self, run_id: str) -> Outcome | None:
+        """How this worker ended ``run_id``, if it did lately (thread-safe)."""
+        return self._outcomes.get(run_id)
+
+    def ended(self, run_id: str, outcome: Outcome) -> None:
+        """Remember how a run ended (loop thread), for :meth:`outcome`."""
+        self._outcomes[run_id] = outcome
+        if len(self._outcomes) > _OUTCOMES_KEPT:
+            self._outcomes.pop(next(iter(self._outcomes)))
 
     @property
     def ended_count(self) -> int:
@@ -310,18 +392,22 @@ class Worker:
             max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
         )
         loop.set_default_executor(steps)
+        self._db = ThreadPoolExecutor(
+            max_workers=self.config.concurrency + 2, thread_name_prefix="thodare-db"
+        )
         try:
             loop.run_until_complete(self._main(loop))
         finally:  # a sync step still blocking was handed back with its run: don't wait for it
             steps.shutdown(wait=False, cancel_futures=True)
+            self._db.shutdown(wait=True)
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop, self._wake = loop, asyncio.Event()
         try:
-            self.store.register_worker(
-                self.owner, _kind(), self.catalog.types(), self.config.concurrency,
-                self.config.lease_s,
+            await self.io(
+                self.store.register_worker, self.owner, _kind(), self.catalog.types(),
+                self.config.concurrency, self.config.lease_s,
             )  # fmt: skip
         except Exception as e:  # the database is down: the heartbeat records us later
             log.warning("worker %s: cannot record itself: %s", self.owner, e)
@@ -334,45 +420,50 @@ class Worker:
                 try:
                     if self._types_changed:
                         self._types_changed = False
-                        self._beat([])
+                        await self.io(self._beat, [])
                     if time.time() >= self._schedules_at:
-                        self._dispatch(schedules)
-                    nxt = self._claim()
+                        await self._dispatch(schedules)
+                    await self._claim()
+                    if time.time() >= self._due_at:
+                        await self._next_due()
                 except Exception as e:  # database trouble: keep running, try again soon
                     log.warning("worker %s: database error: %s", self.owner, e)
-                    nxt = None
-                timeout = self.config.poll_s
-                for due in (self._schedules_at, nxt):
-                    if due is not None:
-                        timeout = min(timeout, max(0.0, due - time.time()) + 0.001)
+                timeout = max(0.0, min(self._schedules_at, self._due_at) - time.time()) + 0.001
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    await asyncio.wait_for(self._wake.wait(), min(self.config.poll_s, timeout))
         finally:
             beat.cancel()
             for task in self._active.values():
                 task.cancel()
-            await asyncio.gather(*self._active.values(), beat, return_exceptions=True)
+            await asyncio.gather(*self._active.values(), *self._tasks, beat, return_exceptions=True)
             with contextlib.suppress(Exception):
-                self.store.release(self.owner)
+                await self.io(self.store.release, self.owner)
 
-    def _dispatch(self, schedules: Schedules) -> None:
+    async def _dispatch(self, schedules: Schedules) -> None:
         """Start the runs of due schedule ticks; look again at the next tick or poll."""
         self._schedules_at = time.time() + self.config.poll_s
-        report = schedules.dispatch_due()
+        report = await self.io(schedules.dispatch_due)
         if report.next_at is not None:
             self._schedules_at = min(self._schedules_at, report.next_at)
 
-    def _claim(self) -> float | None:
-        """Start walking what is due; returns when the next run becomes due."""
-        rows, nxt = self.store.claim(
-            self.owner, self.config.concurrency - len(self._active), self.config.lease_s,
-            self.catalog.types(),
-        )  # fmt: skip
+    async def _claim(self) -> None:
+        """Start walking what is due, up to the free slots."""
+        free = self.config.concurrency - len(self._active)
+        rows = await self.io(
+            self.store.claim, self.owner, free, self.config.lease_s, self.catalog.types()
+        )
         for row in rows:
             if row.id not in self._active:
                 self._active[row.id] = asyncio.create_task(self._execute(row))
-        # all slots busy: the next look comes when a walk ends, not when something is due
-        return nxt if len(self._active) < self.config.concurrency else None
+        self._full = len(self._active) >= self.config.concurrency
+
+    async def _next_due(self) -> None:
+        """Ask when the next run becomes due (timers and leases of other workers'
+        runs); once a poll interval, not at every wake-up."""
+        self._due_at = time.time() + self.config.poll_s
+        nxt = await self.io(self.store.next_due, self.owner, self.catalog.types())
+        if nxt is not None:
+            self._due_at = min(self._due_at, nxt)
 
     async def _execute(self, row: RunRow) -> None:
         try:
@@ -390,7 +481,7 @@ class Worker:
             with self._ended:
                 self._ended_count += 1
                 self._ended.notify_all()
-            if self._wake is not None:
+            if self._full and self._wake is not None:  # a slot opened for what waited
                 self._wake.set()
 
     def _beat(self, run_ids: list[str]) -> set[str]:
@@ -401,7 +492,7 @@ class Worker:
             await asyncio.sleep(self.config.lease_s / 3)
             ids = list(self._active)
             try:
-                kept = self._beat(ids)
+                kept = await self.io(self._beat, ids)
             except Exception as e:
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue
