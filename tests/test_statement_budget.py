@@ -1,0 +1,54 @@
+"""The runtime's budget (DESIGN §9): a sequential 3-step run costs a handful of SQL
+statements and commits, counted through SQLAlchemy's events on every engine the
+store uses (creation, claim, steps, finish, and the caller's wait), on SQLite and
+PostgreSQL. Counts, not timings: the same on a busy machine."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from tests.conftest import KitFactory
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+from workloads import INC, THREE
+
+RUNS = 20
+
+
+def test_a_sequential_three_step_run_costs_at_most_eight_statements(
+    any_kits: KitFactory,
+) -> None:
+    kit = any_kits(poll_s=1.0)  # the default poll: a tick costs a few statements
+    kit.register(INC)
+    kit.start()
+    assert kit.run(THREE, {"n": 0}).result(timeout=30)["s3"] == {"n": 3}  # warm: caches, pools
+    kinds: Counter[str] = Counter()
+    commits = [0]
+
+    def counted(conn: Any, cur: Any, statement: str, *_: Any) -> None:
+        kinds[statement.split()[0].upper()] += 1
+
+    def committed(conn: Any) -> None:
+        commits[0] += 1
+
+    for engine in kit.store.engines:
+        sa.event.listen(engine, "before_cursor_execute", counted)
+        sa.event.listen(engine, "commit", committed)
+    try:
+        for i in range(RUNS):
+            assert kit.run(THREE, {"n": i}).result(timeout=30)["s3"] == {"n": i + 3}
+    finally:
+        for engine in kit.store.engines:
+            sa.event.remove(engine, "before_cursor_execute", counted)
+            sa.event.remove(engine, "commit", committed)
+    statements = sum(n for kind, n in kinds.items() if kind != "BEGIN") / RUNS
+    # create 1, claim 1, three step writes (each carries the previous step's end), the
+    # finish (with the last step's end: one statement on PostgreSQL, two on SQLite);
+    # an occasional poll (schedules, next due run) comes on top
+    assert statements <= 8, (statements, kinds)
+    assert commits[0] / RUNS <= 7, (commits, kinds)
