@@ -1,24 +1,39 @@
-"""Benchmark (not a test): our durable runtime on SQLite vs DBOS Transact vs the disk's ceiling.
+"""Benchmark (not a test): our durable runtime vs DBOS Transact, in-process, SQLite and PostgreSQL.
 
-    .venv/bin/python bench/durable.py [--runs N] [--burst N] [--concurrency K] [--no-dbos]
+    .venv/bin/python bench/durable.py [--runs 200] [--burst 200] [--repeat 3]
+                                      [--db sqlite,postgresql] [--pg URL] [--sqlite-modes FULL]
+                                      [--concurrency 8] [--no-dbos]
 
-Everything runs in this one process, on fresh SQLite files in a temp dir:
+The workload is ``workloads.THREE``: a 3-step sequential workflow of trivial steps. Ours is a
+kit started in this process (``kit.run`` then ``handle.result()``); DBOS's is ``@DBOS.workflow``
+of three ``@DBOS.step`` calls launched in this process (``DBOS.start_workflow`` then
+``get_result()``). For each database and each of ``--repeat`` rounds (ours and DBOS
+interleaved; medians are printed, with the range), on a fresh database each time:
 
-(a) latency: a 3-step sequential workflow of trivial steps, runs started one
-    after another and each awaited; the median per run (and per step = /3).
-    Ours is timed two ways: wall (``kit.run`` to ``result()``, which polls)
-    and engine (the run row's created_at to ended_at).
-(b) throughput: ``--burst`` runs started at once, time until all ended -> runs/s.
-(c) the same two workloads with DBOS Transact (``pip install dbos``) on SQLite:
-    ``@DBOS.workflow`` of three ``@DBOS.step`` calls, ``DBOS.start_workflow``
-    then ``get_result()``. DBOS is run with its own SQLite defaults
-    (rollback journal, synchronous FULL) and, to compare like with like, with
-    the same WAL + synchronous setting as ours.
-(d) the ceiling: single-row INSERT commits per second with sqlite3 on the same
-    disk (WAL with synchronous FULL and NORMAL; rollback journal FULL). The
-    ceiling column turns it into a bound for the workload: with W write
-    commits per run (counted here for each engine) a run cannot take less than
-    W commits and the disk cannot end more than rate / W runs a second.
+(a) sequential: 5 warm-up runs, then ``--runs`` runs one after another, each awaited:
+    runs/s over the whole loop, and the median latency of one run.
+(b) at once: ``--burst`` runs started together, time until the last result is read: runs/s.
+(c) SQL per run: SQLAlchemy events count, over each timed window (everything the runtime
+    does then: creating the runs, claims, steps, finishing, the waiting caller's reads,
+    pollers), the statements sent (BEGIN counted apart), commits, commits of transactions
+    that wrote and waited for the disk, pool checkouts; divided by the runs. Ours: on the
+    kit's engines (``kit.store.engine``, and its PostgreSQL engine for commits that do not
+    wait). DBOS: on every SQLAlchemy engine (only DBOS runs during its window).
+(d) the ceiling of each database, before and after each round (median): single-row INSERT
+    commits per second on that database (SQLite: sqlite3 on a file in the same temp dir,
+    same journal and synchronous mode; PostgreSQL: psycopg on 1 connection for (a) and
+    ``--concurrency`` connections for (b)). The ceiling column turns it into a bound: with
+    W durable write commits per run a run cannot need fewer than W commits, so the
+    database cannot end more than rate / W runs a second.
+
+Databases: ``sqlite``: fresh files in a temp dir. ``--sqlite-modes`` picks the modes: FULL
+(WAL + synchronous=FULL: ours by default; DBOS forced to the same), NORMAL (WAL +
+synchronous=NORMAL for both), DELETE (DBOS's own default, rollback journal + FULL; ours has
+no such mode, so only DBOS). ``postgresql``: the server of ``--pg`` (default
+``THODARE_TEST_PG`` or ``postgresql+psycopg://postgres@127.0.0.1:5432/test``; that database
+is only used to create and drop others): a fresh database ``thodare_durable_<hex>`` with one
+schema per round for ours, one database per round for DBOS, all dropped at the end. A
+measurement during which PostgreSQL restarted is taken again.
 """
 
 from __future__ import annotations
@@ -27,9 +42,7 @@ import argparse
 import os
 import platform
 import sqlite3
-import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,302 +50,289 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from harness import (
+    DEFAULT_PG,
+    WHAT_IS_COUNTED,
+    Server,
+    SqlCount,
+    SqlCounter,
+    dbos_burst,
+    dbos_launched,
+    dbos_missing,
+    dbos_sequential,
+    fmt,
+    kit_engines,
+    median,
+    our_kit,
+    ours_burst,
+    ours_sequential,
+    pg_commit_rate,
+    print_table,
+    ratio,
+    spread,
+    sqlite_commit_rate,
+)
 
-from thodare_jupyter import create_wfkit
+WARMUPS = 5
 
-# ── counting write transactions of any SQLAlchemy engine ──
-
-
-class WriteCommits:
-    """Counts commits of transactions that wrote (INSERT/UPDATE/DELETE), for every engine."""
-
-    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-
-    def __init__(self) -> None:
-        self.n = 0
-        self._lock = threading.Lock()
-        sa.event.listen(sa.engine.Engine, "before_cursor_execute", self._statement)
-        sa.event.listen(sa.engine.Engine, "commit", self._commit)
-
-    def _statement(self, conn: Any, _cur: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip()[:7].upper().startswith(self.WRITES):
-            conn.info["thodare_bench_wrote"] = True
-
-    def _commit(self, conn: Any) -> None:
-        if conn.info.pop("thodare_bench_wrote", False):
-            with self._lock:
-                self.n += 1
-
-
-COMMITS = WriteCommits()
-
-
-# ── (d) the disk's ceiling ──
-
-
-def commit_rate(path: Path, journal: str, sync: str, seconds: float = 1.5) -> float:
-    """Single-row INSERT commits per second with sqlite3."""
-    con = sqlite3.connect(path, isolation_level=None)
-    try:
-        con.execute(f"PRAGMA journal_mode={journal}")
-        con.execute(f"PRAGMA synchronous={sync}")
-        con.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-        n, start = 0, time.perf_counter()
-        while (elapsed := time.perf_counter() - start) < seconds:
-            con.execute("BEGIN IMMEDIATE")
-            con.execute("INSERT INTO t (v) VALUES (?)", ("x" * 200,))
-            con.execute("COMMIT")
-            n += 1
-        return n / elapsed
-    finally:
-        con.close()
-
-
-# ── results ──
+# ── one engine on one database ──
 
 
 @dataclass
 class Result:
-    """One engine in one SQLite mode, over every repeat."""
+    """One engine on one database, over every round."""
 
-    burst: int
-    latency_ms: list[float] = field(default_factory=list)  # wall, per run
-    engine_ms: list[float] = field(default_factory=list)  # created -> ended, per run
-    burst_s: list[float] = field(default_factory=list)  # one per repeat
-    writes: list[float] = field(default_factory=list)  # write commits per run, per repeat
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.latency_ms)
-
-    @property
-    def runs_per_s(self) -> float:
-        return self.burst / statistics.median(self.burst_s)
-
-    @property
-    def writes_per_run(self) -> float:
-        return statistics.mean(self.writes)
+    latency_s: list[float] = field(default_factory=list)  # per sequential run
+    seq_rate: list[float] = field(default_factory=list)  # runs/s, per round
+    burst_rate: list[float] = field(default_factory=list)  # runs/s, per round
+    seq_sql: list[SqlCount] = field(default_factory=list)  # per run, per round
+    burst_sql: list[SqlCount] = field(default_factory=list)
 
     def measure(
-        self, runs: int, one: Callable[[int], float | None], many: Callable[[], None]
+        self,
+        counter: SqlCounter,
+        runs: int,
+        burst: int,
+        sequential: Callable[[int, int], list[float]],
+        at_once: Callable[[int], float],
     ) -> None:
-        """(a) ``runs`` awaited one by one after 5 warm-ups, then (b) one burst."""
-        for i in range(5):
-            one(-1 - i)
-        before = COMMITS.n
-        for i in range(runs):
+        """(a) then (b), counting (c) over each window."""
+        try:
+            sequential(WARMUPS, -WARMUPS)
+            c0 = counter.snapshot()
             start = time.perf_counter()
-            engine_s = one(i)
-            self.latency_ms.append((time.perf_counter() - start) * 1000)
-            if engine_s is not None:
-                self.engine_ms.append(engine_s * 1000)
-        self.writes.append((COMMITS.n - before) / runs)
-        start = time.perf_counter()
-        many()
-        self.burst_s.append(time.perf_counter() - start)
+            self.latency_s += sequential(runs, 0)
+            self.seq_rate.append(runs / (time.perf_counter() - start))
+            c1 = counter.snapshot()
+            self.burst_rate.append(burst / at_once(burst))
+            c2 = counter.snapshot()
+        finally:
+            counter.detach()
+        self.seq_sql.append((c1 - c0).per(runs))
+        self.burst_sql.append((c2 - c1).per(burst))
 
 
-# ── (a) + (b): ours ──
+def sql_median(xs: list[SqlCount], attr: str) -> float | None:
+    return median(getattr(x, attr) for x in xs)
 
 
-from workloads import INC, THREE  # noqa: E402
+def run_ours(url: str, sync: str, concurrency: int, runs: int, burst: int, res: Result) -> None:
+    with our_kit(url, concurrency=concurrency, sqlite_sync=sync) as kit:
+        res.measure(
+            SqlCounter(kit_engines(kit)),
+            runs,
+            burst,
+            lambda n, first: ours_sequential(kit, n, first),
+            lambda n: ours_burst(kit, n),
+        )
 
 
-def bench_ours(db: Path, sync: str, runs: int, res: Result, concurrency: int) -> None:
-    kit = create_wfkit(f"sqlite:///{db}", env={}, sqlite_sync=sync, concurrency=concurrency)
-    kit.register(INC)
-    with kit:
-
-        def one(i: int) -> float:
-            h = kit.run(THREE, {"n": i})
-            assert h.result(timeout=60)["s3"] == {"n": i + 3}
-            row = kit.store.get_run(h.id)
-            assert row is not None and row.ended_at is not None
-            return row.ended_at - row.created_at
-
-        def many() -> None:
-            handles = [kit.run(THREE, {"n": i}) for i in range(res.burst)]
-            for i, h in enumerate(handles):
-                assert h.result(timeout=300)["s3"] == {"n": i + 3}
-
-        res.measure(runs, one, many)
-    kit.store.dispose()
+def run_dbos(url: str, pragmas: tuple[str, str] | None, runs: int, burst: int, res: Result) -> None:
+    with dbos_launched(url, sqlite_pragmas=pragmas) as three:
+        res.measure(
+            SqlCounter([sa.engine.Engine]),  # only DBOS uses SQLAlchemy meanwhile
+            runs,
+            burst,
+            lambda n, first: dbos_sequential(three, n, first),
+            lambda n: dbos_burst(three, n),
+        )
 
 
-# ── (c): DBOS Transact ──
-
-_DBOS_PRAGMAS: tuple[str, str] | None = None  # (journal_mode, synchronous) forced on DBOS's file
+# ── the databases ──
 
 
-def _force_pragmas(dbapi_conn: Any, _rec: Any) -> None:
-    if _DBOS_PRAGMAS is not None and isinstance(dbapi_conn, sqlite3.Connection):
-        dbapi_conn.execute(f"PRAGMA journal_mode={_DBOS_PRAGMAS[0]}")
-        dbapi_conn.execute(f"PRAGMA synchronous={_DBOS_PRAGMAS[1]}")
+@dataclass
+class Case:
+    """One database (and mode): how to get a fresh one per round for each engine, and its
+    ceiling (commits/s) for a number of connections."""
+
+    label: str
+    ours_url: Callable[[int], str] | None  # round -> URL; None: ours does not run here
+    dbos_url: Callable[[int], str]
+    ceiling: Callable[[int, int], float]  # (round, connections) -> commits/s
+    conns_burst: int  # connections the ceiling of (b) is measured with
+    sync: str = "FULL"  # ours (SQLite)
+    pragmas: tuple[str, str] | None = None  # forced on DBOS's SQLite connections
+    measured: Callable[..., Any] = lambda _what, fn, *a: fn(*a)
+    ours: Result = field(default_factory=Result)
+    dbos: Result = field(default_factory=Result)
+    rates: dict[int, list[float]] = field(default_factory=dict)  # connections -> commits/s
+
+    def take_ceiling(self, rnd: int) -> None:
+        for c in sorted({1, self.conns_burst}):
+            rate = self.measured("the ceiling", self.ceiling, rnd, c)
+            self.rates.setdefault(c, []).append(rate)
 
 
-_DBOS_FNS: dict[str, Any] = {}
+SQLITE_MODES = {  # mode -> (journal_mode, synchronous); DELETE: DBOS's own default, ours has none
+    "FULL": ("WAL", "FULL"),
+    "NORMAL": ("WAL", "NORMAL"),
+    "DELETE": ("DELETE", "FULL"),
+}
 
 
-def _dbos_workflow() -> Any:
-    """Register the DBOS workflow once (DBOS keeps a global registry)."""
-    if "three" not in _DBOS_FNS:
-        from dbos import DBOS
+def sqlite_case(tmp: Path, mode: str) -> Case:
+    jm, sync = SQLITE_MODES[mode]
 
-        @DBOS.step()
-        def inc(n: int) -> int:
-            return n + 1
+    def ceiling(rnd: int, _conns: int) -> float:  # one writer at a time, whatever the conns
+        return sqlite_commit_rate(tmp / f"ceiling-{mode}-{rnd}-{time.monotonic_ns()}.db", jm, sync)
 
-        @DBOS.workflow()
-        def three(n: int) -> int:
-            return inc(inc(inc(n)))
+    return Case(
+        label=f"SQLite {jm} {sync}",
+        ours_url=None if jm == "DELETE" else (lambda r: f"sqlite:///{tmp}/ours-{mode}-{r}.db"),
+        dbos_url=lambda r: f"sqlite:///{tmp}/dbos-{mode}-{r}.db",
+        ceiling=ceiling,
+        conns_burst=1,
+        sync=sync,
+        pragmas=None if jm == "DELETE" else (jm, sync),
+    )
 
-        _DBOS_FNS["three"] = three
-    return _DBOS_FNS["three"]
 
-
-def bench_dbos(db: Path, pragmas: tuple[str, str] | None, runs: int, res: Result) -> None:
-    global _DBOS_PRAGMAS
-    from dbos import DBOS
-
-    three = _dbos_workflow()
-    _DBOS_PRAGMAS = pragmas
-    DBOS(config={"name": "thodare-bench", "system_database_url": f"sqlite:///{db}",
-                 "log_level": "ERROR"})  # fmt: skip
-    try:
-        DBOS.launch()
-
-        def one(i: int) -> None:  # (DBOS's SQLite rows carry no usable end time)
-            h = DBOS.start_workflow(three, i)
-            assert h.get_result() == i + 3
-
-        def many() -> None:
-            handles = [DBOS.start_workflow(three, i) for i in range(res.burst)]
-            for i, h in enumerate(handles):
-                assert h.get_result() == i + 3
-
-        res.measure(runs, one, many)
-    finally:
-        DBOS.destroy()
-        _DBOS_PRAGMAS = None
-    with sqlite3.connect(db) as con:  # what DBOS actually ran with
-        mode = con.execute("PRAGMA journal_mode").fetchone()[0]
-    expected = (pragmas[0] if pragmas else "delete").lower()
-    assert mode.lower() == expected, f"DBOS file is in {mode} mode, expected {expected}"
+def pg_case(server: Server, concurrency: int) -> Case:
+    db = server.database()
+    return Case(
+        label="PostgreSQL",
+        ours_url=lambda r: server.schema(db, f"ours_{r}"),
+        dbos_url=lambda r: server.database(f"dbos_{r}", create=False),  # DBOS creates it
+        ceiling=lambda _r, conns: pg_commit_rate(db, conns),
+        conns_burst=concurrency,
+        measured=server.measured,
+    )
 
 
 # ── report ──
 
 
-def fmt(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{x:,.{digits}f}"
+def rows_for(case: Case, burst: int) -> list[list[str]]:
+    o, d = case.ours, case.dbos
+    base = o if o.seq_sql else d  # the ceiling bound uses ours' commits, DBOS's without ours
+    rows: list[list[str]] = []
+    for kind, conns in (("sequential", 1), (f"{burst} at once", case.conns_burst)):
+        seq = kind == "sequential"
+        o_rate = median(o.seq_rate if seq else o.burst_rate)
+        d_rate = median(d.seq_rate if seq else d.burst_rate)
+        counts = "seq_sql" if seq else "burst_sql"
+        rate = median(case.rates.get(conns))
+        w = sql_median(getattr(base, counts), "write_commits")
+        bound = f"<= {rate / w:,.0f} runs/s" if rate and w else "-"
+        rows.append([f"{case.label}: {kind}, runs/s",
+                     fmt(o_rate) + spread(o.seq_rate if seq else o.burst_rate),
+                     fmt(d_rate) + spread(d.seq_rate if seq else d.burst_rate),
+                     ratio(o_rate, d_rate), bound])  # fmt: skip
+        if seq:
+            o_ms = median(o.latency_s)
+            d_ms = median(d.latency_s)
+            rows.append(["  run latency, median ms", fmt(o_ms and o_ms * 1000, 2),
+                         fmt(d_ms and d_ms * 1000, 2), ratio(o_ms, d_ms),
+                         f">= {w / rate * 1000:.2f} ms" if rate and w else "-"])  # fmt: skip
+        for label, attr in (("statements per run (BEGIN apart)", "statements"),
+                            ("BEGIN per run", "begins"),
+                            ("commits per run", "commits"),
+                            ("durable write commits per run", "write_commits"),
+                            ("lazy write commits per run (no disk wait)", "lazy_commits"),
+                            ("pool checkouts per run", "checkouts")):  # fmt: skip
+            ov = sql_median(getattr(o, counts), attr)
+            dv = sql_median(getattr(d, counts), attr)
+            ceil = "-"
+            if attr == "write_commits" and rate:
+                ceil = f"{rate:,.0f} commits/s ({conns} conn)"
+            rows.append([f"  {label}", fmt(ov), fmt(dv), ratio(ov, dv), ceil])
+    return rows
 
 
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "-"
-
-
-def mode_rows(
-    mode: str, ours: Result | None, theirs: Result | None, rate: float, burst: int
-) -> list[list[str]]:
-    """Table rows for one SQLite mode; the ceiling is for ours (DBOS's when ours did not run)."""
-    base = ours or theirs
-    if base is None:
-        return []
-    tag = f"[{'journal' if mode == 'DELETE/FULL' else 'WAL'} {mode.split('/')[-1]}]"
-    who = "" if ours else " (DBOS)"
-    floor_ms = base.writes_per_run / rate * 1000
-    o_med = ours.median_ms if ours else None
-    t_med = theirs.median_ms if theirs else None
-    o_eng = statistics.median(ours.engine_ms) if ours and ours.engine_ms else None
-    o_tp = ours.runs_per_s if ours else None
-    t_tp = theirs.runs_per_s if theirs else None
-    o_w = ours.writes_per_run if ours else None
-    t_w = theirs.writes_per_run if theirs else None
-    per_step = [None if x is None else x / 3 for x in (o_med, t_med)]
-    return [
-        [f"run latency, median ms {tag}", fmt(o_med), fmt(t_med), ratio(o_med, t_med),
-         f">= {floor_ms:.2f} ms{who}"],
-        [f"  per step ms (/3) {tag}", fmt(per_step[0]), fmt(per_step[1]), ratio(o_med, t_med),
-         f">= {floor_ms / 3:.2f} ms{who}"],
-        [f"  engine created->ended ms {tag}", fmt(o_eng), "-", "-", f">= {floor_ms:.2f} ms{who}"],
-        [f"throughput, {burst} at once, runs/s {tag}", fmt(o_tp, 1), fmt(t_tp, 1),
-         ratio(o_tp, t_tp), f"<= {rate / base.writes_per_run:,.0f} runs/s{who}"],
-        [f"  write commits per run {tag}", fmt(o_w, 1), fmt(t_w, 1), ratio(o_w, t_w),
-         f"{rate:,.0f} commits/s"],
-    ]  # fmt: skip
-
-
-def print_table(rows: list[list[str]]) -> None:
-    headers = ["metric", "ours", "DBOS", "ours/DBOS", "ceiling (disk bound)"]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    for r in [headers, ["-" * w for w in widths], *rows]:
-        cells = zip(r, widths, strict=True)
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells)))
+def goals(cases: list[Case], burst: int) -> None:
+    print("\ngoals (issue 14):")
+    for case in cases:
+        if not case.ours.seq_rate:
+            continue
+        o_, d_ = case.ours, case.dbos
+        for kind, o, d in (("sequential", o_.seq_rate, d_.seq_rate),
+                           (f"{burst} at once", o_.burst_rate, d_.burst_rate)):  # fmt: skip
+            mo, md = median(o), median(d)
+            if md is None or mo is None:
+                print(f"  ----  {case.label}, {kind}: >= 3x DBOS's runs/s: DBOS not measured")
+                continue
+            ok = "PASS" if mo >= 3 * md else "MISS"
+            print(f"  {ok}  {case.label}, {kind}: >= 3x DBOS's runs/s ({ratio(mo, md)})")
+        st = sql_median(case.ours.seq_sql, "statements")
+        bg = sql_median(case.ours.seq_sql, "begins") or 0.0
+        ok = "PASS" if st is not None and st <= 8 else "MISS"
+        print(f"  {ok}  {case.label}: <= 8 statements per sequential 3-step run "
+              f"({fmt(st)} without BEGIN, {fmt(st and st + bg)} with it)")  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=50, help="sequential runs timed for latency")
+    ap.add_argument("--runs", type=int, default=200, help="sequential runs per round")
     ap.add_argument("--burst", type=int, default=200, help="runs started at once")
-    ap.add_argument("--concurrency", type=int, default=8, help="our worker's concurrency")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; medians over all of them")
+    ap.add_argument("--db", default="sqlite,postgresql", help="databases: sqlite, postgresql")
+    ap.add_argument("--pg", default=DEFAULT_PG, help="a PostgreSQL database to connect to")
+    ap.add_argument("--sqlite-modes", default="FULL", help="FULL, NORMAL, DELETE (comma list)")
+    ap.add_argument("--concurrency", type=int, default=8, help="our worker's concurrency")
     ap.add_argument("--no-dbos", action="store_true", help="skip DBOS")
     args = ap.parse_args()
+    dbs = [x.strip() for x in args.db.split(",") if x.strip()]
+    dbos_error = dbos_missing(args.no_dbos)
 
-    tmp = Path(tempfile.mkdtemp(prefix="thodare-bench-"))
-    print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
-          f"{os.cpu_count()} cpus, files in {tmp}")  # fmt: skip
-    dbos_error: str | None = None
-    if args.no_dbos:
-        dbos_error = "skipped (--no-dbos)"
-    else:
+    tmp = Path(tempfile.mkdtemp(prefix="thodare-durable-"))
+    cases: list[Case] = []
+    if "sqlite" in dbs:
+        cases += [sqlite_case(tmp, m.strip().upper()) for m in args.sqlite_modes.split(",")]
+    server: Server | None = None
+    pg_info = ""
+    if "postgresql" in dbs:
         try:
-            import dbos  # noqa: F401
-        except ImportError as e:
-            dbos_error = f"{type(e).__name__}: {e} (pip install dbos)"
-        else:
-            sa.event.listen(sa.engine.Engine, "connect", _force_pragmas)
-
-    # mode -> (journal_mode, synchronous); ours has no rollback-journal mode
-    modes = {"FULL": ("WAL", "FULL"), "NORMAL": ("WAL", "NORMAL"), "DELETE/FULL": None}
-    rates: dict[str, list[float]] = {m: [] for m in modes}
-    ours = {m: Result(args.burst) for m in modes if modes[m] is not None}
-    theirs = {m: Result(args.burst) for m in modes}
-    for rep in range(args.repeat):  # interleaved so drift of the disk hits both sides alike
-        for mode, pragmas in modes.items():
-            jm, sync = pragmas or ("DELETE", "FULL")
-            tag = f"{mode}-{rep}".replace("/", "-")
-            print(f"... repeat {rep + 1}/{args.repeat}, {jm} + synchronous={sync}", flush=True)
-            rates[mode].append(commit_rate(tmp / f"ceiling-{tag}.db", jm, sync))
-            if mode in ours:
-                bench_ours(tmp / f"ours-{tag}.db", sync, args.runs, ours[mode], args.concurrency)
-            if dbos_error is None:
-                try:
-                    bench_dbos(tmp / f"dbos-{tag}.db", pragmas, args.runs, theirs[mode])
-                except Exception as e:  # say why, keep ours
-                    dbos_error = f"{type(e).__name__}: {e}"
-            rates[mode].append(commit_rate(tmp / f"ceiling-{tag}-after.db", jm, sync))
-    ceilings = {m: statistics.median(r) for m, r in rates.items()}
-    print("(d) ceiling, single-row INSERT commits/s (median; min-max): " + "; ".join(
-        f"{m} {ceilings[m]:,.0f} ({min(r):,.0f}-{max(r):,.0f})" for m, r in rates.items()
-    ))  # fmt: skip
-
-    print()
-    print_table([
-        row for mode, rate in ceilings.items()
-        for row in mode_rows(
-            mode, ours.get(mode), theirs[mode] if theirs[mode].writes else None, rate, args.burst
+            server = Server(args.pg, prefix="thodare_durable")
+            pg_info = f", PostgreSQL {server.version()} ({server.settings()})"
+            cases.append(pg_case(server, args.concurrency))
+        except Exception as e:
+            print(f"PostgreSQL not measured: {type(e).__name__}: {e}")
+    print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}{pg_info}, "
+          f"{os.cpu_count()} cpus; files in {tmp}", flush=True)  # fmt: skip
+    started = time.monotonic()
+    try:
+        for rnd in range(args.repeat):  # interleaved so drift hits both engines alike
+            for case in cases:
+                say = f"[{time.monotonic() - started:3.0f} s] round {rnd + 1}/{args.repeat}"
+                print(f"{say}: {case.label}", flush=True)
+                case.take_ceiling(rnd)
+                if case.ours_url is not None:
+                    case.measured("ours", lambda c=case, r=rnd: run_ours(
+                        c.ours_url(r), c.sync, args.concurrency, args.runs, args.burst, c.ours
+                    ))  # fmt: skip
+                if dbos_error is None:
+                    try:
+                        case.measured("DBOS", lambda c=case, r=rnd: run_dbos(
+                            c.dbos_url(r), c.pragmas, args.runs, args.burst, c.dbos
+                        ))  # fmt: skip
+                    except Exception as e:  # say why, keep ours
+                        dbos_error = f"{type(e).__name__}: {e}"
+                case.take_ceiling(rnd)
+        print()
+        print_table(
+            ["metric", "ours", "DBOS", "ours/DBOS", "ceiling (commit rate)"],
+            [row for case in cases for row in rows_for(case, args.burst)],
         )
-    ])  # fmt: skip
-    print(
-        f"\nours: worker concurrency {args.concurrency}. Latency: median of {args.runs} runs x "
-        f"{args.repeat} rounds (5 warm-ups each); throughput: median round.\n"
-        "Wall latency: run() to result() (woken in-process); engine = run row timestamps.\n"
-        "ours/DBOS: below 1 is better for latency and commits, above 1 for throughput.\n"
-        "ceiling: write commits per run (counted) at the sqlite3 commit rate of that mode."
-    )
-    if dbos_error:
-        print(f"DBOS not measured (or not fully): {dbos_error}")
+        print(
+            f"\nours: a kit in this process, worker concurrency {args.concurrency}; DBOS: "
+            "DBOS.launch() in this process, DBOS.start_workflow + get_result.\n"
+            f"sequential: {args.runs} runs one after another (after {WARMUPS} warm-ups); "
+            f"at once: {args.burst} started together, until the last result is read.\n"
+            f"Medians of {args.repeat} round(s) (range in brackets). ours/DBOS: above 1 is "
+            "better for runs/s, below 1 for latency and SQL.\n"
+            "ceiling: single-row INSERT commits/s on the same database (1 connection for "
+            "sequential; for 'at once' PostgreSQL uses\nas many connections as our worker's "
+            "concurrency) / durable write commits per run = the most runs/s the database "
+            "allows.\n" + WHAT_IS_COUNTED
+        )
+        goals(cases, args.burst)
+        if dbos_error:
+            print(f"\nDBOS not measured (or not fully): {dbos_error}")
+        print(f"\ntotal {time.monotonic() - started:.0f} s")
+    finally:
+        if server is not None:
+            server.drop_all()
 
 
 if __name__ == "__main__":
