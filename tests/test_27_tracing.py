@@ -1,18 +1,21 @@
 """Seed proof 27 (tracing): ``with_tracing`` hooks, and the OpenTelemetry adapter.
 
 Every case runs on SQLite and on PostgreSQL (``any_kits``). The seed's checks:
-with no hooks the proxy is a no-op (the run completes; no extra database
+with no hooks nothing is subscribed (the run completes; no extra database
 query either); create / get / cancel hooks fire at their boundaries with the
 run's id (create once, get at least once); an ``async def`` hook is awaited
 before the call returns (also one fired on the worker's event loop thread);
-methods that are not hooked pass through; a hook that raises goes to
-``on_error`` (or to a logged warning) and never breaks the run, and an
-``on_error`` that raises is swallowed.
+the store is not wrapped (a bare store is refused: it has no lifecycle); a
+hook that raises goes to ``on_error`` (or to a logged warning) and never
+breaks the run, and an ``on_error`` that raises is swallowed.
 
 Beyond the seed, the worker's boundaries: a walk starts, its steps start
 and end (completed, skipped, failed after a retry, waiting, interrupted by a
 cancel or a stop) and the walk ends or parks; a wait makes a second walk.
-``with_tracing`` refuses a started kit. The OTel adapter, on a private
+Hooks subscribe to the kit's lifecycle events, so runs made by a schedule
+(the worker's dispatcher and ``kit.dispatch_schedules``) and by a webhook fire
+``on_run_create`` and then their walks' hooks; tracing a started kit reports
+the walks begun after it. Emitting with no listener builds no event. The OTel adapter, on a private
 ``TracerProvider`` with an in-memory exporter: a run span with one child
 span per step, the trace id is the run id (a resumed run stays in one
 trace), a failing step's span and its run's span have status ERROR; the
@@ -28,7 +31,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -45,19 +50,22 @@ from thodare_jupyter import (
     RunCanceled,
     RunDescription,
     RunFailed,
-    ThodareError,
     Wfkit,
     define_connector,
     define_workflow,
 )
+from thodare_jupyter.durable import lifecycle
+from thodare_jupyter.durable.lifecycle import Lifecycle
+from thodare_jupyter.durable.store import Store
+from thodare_jupyter.errors import TracingTargetInvalid
 from thodare_jupyter.integrations.otel import with_otel
 from thodare_jupyter.integrations.tracing import (
     RunCreateParams,
     StepEnded,
-    TracedStore,
     TracingHooks,
     with_tracing,
 )
+from thodare_jupyter.integrations.webhooks import WebhookRequest, create_webhook_router
 
 WORKER_HOOKS = ("on_run_start", "on_step_start", "on_step_end", "on_run_park", "on_run_end")
 
@@ -129,9 +137,9 @@ class Recorder:
 # ── the seed's cases ─────────────────────────────────────────────────────────
 
 
-def test_with_no_hooks_the_proxy_passes_everything_through(any_kits: KitFactory) -> None:
+def test_with_no_hooks_nothing_is_subscribed_and_runs_complete(any_kits: KitFactory) -> None:
     kit = with_tracing(any_kits(), TracingHooks())
-    assert isinstance(kit.store, TracedStore) and kit.worker.store is kit.store
+    assert repr(kit.lifecycle) == "<Lifecycle 0 listener(s)>" and not kit.lifecycle.walking
     echo = define_connector(type="tr-echo", params=Msg, outputs=Msg, run=lambda p: p)
     kit.register(echo)
     wf = define_workflow("tr-noop").input(Msg).step("e", echo, lambda r: {"msg": r.input.msg})
@@ -143,27 +151,61 @@ def test_with_no_hooks_the_proxy_passes_everything_through(any_kits: KitFactory)
 
 def test_unset_hooks_add_no_database_query(any_kits: KitFactory) -> None:
     kit = any_kits()  # never started: the only queries are ours
-    bare, queries = kit.store, []
-    sa.event.listen(bare.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    wf, queries = noop_kit(kit, "tr-quiet"), []
+    sa.event.listen(kit.store.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
 
     def count(call: Callable[[], Any]) -> int:
         queries.clear()
         call()
         return len(queries)
 
-    run_id, _ = bare.create_run("wf", "{}", {})
-    quiet = with_tracing(bare, TracingHooks(on_run_start=lambda ev: None))
-    for op in ("get_run", "cancel_run"):
-        assert count(lambda: getattr(quiet, op)(run_id)) == count(  # noqa: B023
-            lambda: getattr(bare, op)(run_id)  # noqa: B023
-        ), op
-    assert count(lambda: quiet.create_run("wf", "{}", {})) == count(
-        lambda: bare.create_run("wf", "{}", {})
-    )
+    def costs(key: str) -> tuple[int, ...]:
+        h = kit.run(wf, {})
+        return (count(lambda: kit.run(wf, {})), count(lambda: kit.run(wf, {}, idempotency_key=key)),
+                count(lambda: kit.run(wf, {}, idempotency_key=key)),  # a key hit
+                count(lambda: h.status), count(h.cancel), count(h.cancel))  # fmt: skip
+
+    bare = costs("k1")
+    with_tracing(kit, TracingHooks(on_run_start=lambda ev: None, on_step_end=lambda ev: None))
+    assert costs("k2") == bare
     seen: list[RunDescription | None] = []
-    hooked = with_tracing(bare, TracingHooks(on_run_get=seen.append))
-    assert count(lambda: hooked.get_run(run_id)) > count(lambda: bare.get_run(run_id))
-    assert seen and seen[0] is not None and seen[0].id == run_id
+    with_tracing(kit, TracingHooks(on_run_get=seen.append))
+    h = kit.get_handle(kit.runs()[0].id)
+    assert count(lambda: h.status) > bare[3]
+    assert seen and seen[0] is not None and seen[0].id == h.id
+
+
+def test_emitting_with_no_listener_builds_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    def built(*a: Any) -> None:
+        raise AssertionError("an event was built with no listener for it")
+
+    for name in ("RunCreateParams", "RunRead", "RunCancel", "RunStarted", "StepStarted",
+                 "StepEnded", "RunParked", "RunEnded"):  # fmt: skip
+        monkeypatch.setattr(lifecycle, name, built)
+    hub, row = Lifecycle(), object()
+
+    def emit_all() -> None:
+        hub.run_created("r", "wf", {}, None, None, True)
+        hub.run_read("r", None)
+        hub.run_canceled("r")
+        hub.run_started(row, "w")  # type: ignore[arg-type]
+        hub.steps_written("r", [row], {})  # type: ignore[list-item]
+        hub.step_waiting("r", "b", "t", None)
+        hub.run_ended("r", "completed")
+        hub.run_parked("r", None)
+        hub.walk_stopped("r", "aborted")
+        hub.released("w")
+        hub.lease_lost("r", built)
+
+    emit_all()
+    unsubscribe = hub.subscribe(SimpleNamespace(on_run_create=lambda ev: None))  # kit-side only
+    assert not hub.walking
+    with pytest.raises(AssertionError, match="an event was built"):
+        emit_all()  # run_created builds its event now; the walk events still do not
+    unsubscribe()
+    emit_all()
+    with pytest.raises(TypeError, match="handles no event"):
+        hub.subscribe(object())
 
 
 def test_create_get_and_cancel_hooks_fire_with_the_run_id(any_kits: KitFactory) -> None:
@@ -188,6 +230,8 @@ def test_create_get_and_cancel_hooks_fire_with_the_run_id(any_kits: KitFactory) 
         assert [(p.workflow, p.idempotency_key, p.created) for p in created] == [
             ("tr-hooks", "k-1", True), ("tr-hooks", "k-1", False)]  # fmt: skip
         assert creates[1].status == "completed"  # [0]: read at once, a worker may have it already
+        assert h.status == "completed"  # a handle's read (result() may need none here)
+        gets = rec.of("on_run_get")
         assert len(gets) >= 1 and gets[-1].status == "completed"
         assert {e.id for n, e in rec.events} == {h.id}
         assert rec.of("on_run_cancel") == []
@@ -220,19 +264,16 @@ def test_async_hooks_are_awaited_before_the_call_returns(any_kits: KitFactory) -
         assert ended == ["n"]
 
 
-def test_methods_that_are_not_hooked_pass_through(any_kits: KitFactory) -> None:
+def test_the_store_is_not_wrapped_and_a_bare_store_is_refused(any_kits: KitFactory) -> None:
     kit = any_kits()
-    traced = with_tracing(kit.store, TracingHooks(on_run_create=lambda p, r: None))
-    assert isinstance(traced, TracedStore) and traced.wrapped is kit.store
-    assert traced.list_runs() == []
-    wf = noop_kit(kit, "tr-pass")
-    with kit:
-        h = kit.run(wf, {})
-        h.result(timeout=30)
-    assert [r.id for r in traced.list_runs(status="completed")] == [h.id]
-    assert [(s.block_id, s.status) for s in traced.get_steps(h.id)] == [("n", "completed")]
-    assert (traced.namespace, traced.url, traced.is_sqlite) == (
-        kit.store.namespace, kit.store.url, kit.store.is_sqlite)  # fmt: skip
+    store = kit.store
+    assert with_tracing(kit, TracingHooks(on_run_create=lambda p, r: None)) is kit
+    assert type(kit.store) is Store and kit.store is store and kit.worker.store is store
+    no_lifecycle = r"takes a Wfkit, not Store: .*lifecycle events \(a bare Store has none\)"
+    with pytest.raises(TracingTargetInvalid, match=no_lifecycle):
+        with_tracing(kit.store, TracingHooks())  # type: ignore[arg-type]
+    with pytest.raises(TracingTargetInvalid, match="not str"):
+        with_tracing("sqlite:///x.db", TracingHooks())  # type: ignore[arg-type]
 
 
 def boom(*_: Any) -> None:
@@ -365,13 +406,76 @@ def test_a_cancel_or_a_stop_ends_the_walk_and_interrupts_its_step(any_kits: KitF
     assert [r.id for r in rec.of("on_run_cancel")] == [canceled.id]
 
 
-def test_with_tracing_refuses_a_started_kit(any_kits: KitFactory) -> None:
-    kit = any_kits().start()
-    with pytest.raises(ThodareError, match=r"before kit\.start\(\)"):
-        with_tracing(kit, TracingHooks())
-    assert not isinstance(kit.store, TracedStore)
-    with pytest.raises(ThodareError, match="takes a Wfkit or a Store"):
-        with_tracing("sqlite:///x.db", TracingHooks())  # type: ignore[call-overload]
+def test_tracing_a_started_kit_reports_the_walks_begun_after_it(any_kits: KitFactory) -> None:
+    kit = any_kits()
+    wf = noop_kit(kit, "tr-late")
+    with kit:
+        before = kit.run(wf, {})
+        before.result(timeout=30)
+        rec = Recorder()
+        with_tracing(kit, rec.hooks("on_run_create", *WORKER_HOOKS))
+        after = kit.run(wf, {})
+        after.result(timeout=30)
+        wait_until(lambda: rec.of("on_run_end", after.id), 30, "the traced run's end")
+    assert rec.of("on_run_start", before.id) == []
+    assert rec.walk_log(after.id) == [
+        ("run_start", "pending"), ("step_start", "n", "1"), ("step_end", "n", "completed", "1"),
+        ("run_end", "completed"),
+    ]  # fmt: skip
+
+
+# ── runs made by schedules and webhooks ───────────────────────────────────────
+
+
+def created_then_walked(rec: Recorder, run_id: str) -> list[str]:
+    """The hook names of one run, in order, from its creation to its end."""
+    with rec.lock:
+        return [n for n, e in rec.events if run_of(e) == run_id]
+
+
+def test_a_schedule_made_run_fires_on_run_create_then_its_walk(any_kits: KitFactory) -> None:
+    rec = Recorder()
+    kit = with_tracing(any_kits(), rec.hooks("on_run_create", *WORKER_HOOKS))
+    wf = noop_kit(kit, "tr-cron")
+    with kit:  # the worker's own dispatcher
+        kit.schedule(wf, "* * * * * *", {}, name="tr-every-second")
+        wait_until(lambda: rec.of("on_run_end"), 30, "a scheduled run's end")
+        kit.unschedule("tr-every-second")
+    [run, *_] = rec.of("on_run_end")
+    assert created_then_walked(rec, run.run_id) == [
+        "on_run_create", "on_run_start", "on_step_start", "on_step_end", "on_run_end"]  # fmt: skip
+    [made] = [d for d in rec.of("on_run_create") if d.id == run.run_id]
+    assert made.workflow == "tr-cron" and (made.idempotency_key or "").startswith(
+        "cron:tr-every-second:")  # fmt: skip
+
+    # by hand: kit.dispatch_schedules, one create per tick (a tick again makes nothing)
+    params: list[RunCreateParams] = []
+    later = with_tracing(any_kits(), TracingHooks(on_run_create=lambda p, r: params.append(p)))
+    later.schedule(noop_kit(later, "tr-cron-2"), "0 9 * * *", {}, name="tr-nine")
+    at = time.time() + 86400 + 60
+    [(_, run_id)] = later.dispatch_schedules(at).fired
+    assert later.dispatch_schedules(at + 1).fired == []
+    assert [(p.run_id, p.workflow, p.created) for p in params] == [(run_id, "tr-cron-2", True)]
+
+
+def test_a_webhook_made_run_fires_on_run_create_then_its_walk(any_kits: KitFactory) -> None:
+    rec = Recorder()
+    kit = with_tracing(any_kits(), rec.hooks("on_run_create", *WORKER_HOOKS))
+    wf = noop_kit(kit, "tr-hook")
+    router = create_webhook_router(kit)
+    router.register("/tr", wf, method="post", idempotency_key=lambda req: "same")
+    with kit:
+        resp = asyncio.run(router.handle(WebhookRequest("POST", "/tr", body={})))
+        assert resp.status == 202, resp.body
+        run_id = resp.body["runId"]
+        kit.get_handle(run_id).result(timeout=30)
+        wait_until(lambda: rec.of("on_run_end", run_id), 30, "the webhook run's end")
+        again = asyncio.run(router.handle(WebhookRequest("POST", "/tr", body={})))  # redelivered
+        assert again.body["runId"] == run_id
+    assert created_then_walked(rec, run_id) == [
+        "on_run_create", "on_run_start", "on_step_start", "on_step_end", "on_run_end",
+        "on_run_create"]  # fmt: skip
+    assert [r.status for r in rec.of("on_run_create", run_id)][1] == "completed"
 
 
 # ── OpenTelemetry ───────────────────────────────────────────────────────────

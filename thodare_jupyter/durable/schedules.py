@@ -19,21 +19,25 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql
 import sqlalchemy.dialects.sqlite
 
-from ..errors import ThodareError
+from ..clock import utc, utc_iso
+from ..errors import ScheduleNotFound, ThodareError
 from ..validation import input_model_of, validate_input
 from ..wire import SerializedWorkflow
 from .cron import latest_tick, next_tick
 from .database import retrying
+from .lifecycle import Lifecycle
 from .schema import schedules
 from .store import Store, dumps
 
+_Made = list[tuple[Any, ...]]
+"""The runs a tick made, each as ``Lifecycle.run_created`` takes it."""
 MISSED_GRACE_S = 60.0
 """With ``missed="skip"``, a tick dispatched later than this is dropped."""
 
@@ -48,10 +52,6 @@ _DUE = (
     .order_by(schedules.c.next_at)
     .limit(1)
 )
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return datetime.fromtimestamp(epoch, UTC) if epoch is not None else None
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def _info(r: Any) -> ScheduleInfo:
     return ScheduleInfo(
         name=r.name, workflow_name=r.workflow_name, cron=r.cron, tz=r.tz,
         input=json.loads(r.input_json), missed=r.missed, status=r.status,
-        next_at=_dt(r.next_at), until=_dt(r.until_at), last_tick=_dt(r.last_tick_at),
+        next_at=utc(r.next_at), until=utc(r.until_at), last_tick=utc(r.last_tick_at),
         last_run_id=r.last_run_id, last_error=r.last_error,
-        created_at=_dt(r.created_at) or datetime.now(UTC),
+        created_at=utc(time.time() if r.created_at is None else r.created_at),
     )  # fmt: skip
 
 
@@ -99,8 +99,10 @@ class DispatchReport:
 class Schedules:
     """The schedule rows of one store (database and namespace)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, lifecycle: Lifecycle | None = None) -> None:
         self.store = store
+        self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        """Fires ``on_run_create`` for each run a tick creates (after its commit)."""
         self.url, self.is_sqlite, self.outage_s = store.url, store.is_sqlite, store.outage_s
         dialect = sa.dialects.sqlite if self.is_sqlite else sa.dialects.postgresql
         self._insert = dialect.insert(schedules)
@@ -145,11 +147,10 @@ class Schedules:
         return _info(row) if row else None
 
     def get(self, name: str) -> ScheduleInfo:
-        """Schedule ``name``; raises :class:`ThodareError` naming the schedules that exist."""
+        """Schedule ``name``; raises :class:`ScheduleNotFound` naming the schedules that exist."""
         info = self.find(name)
         if info is None:
-            known = ", ".join(s.name for s in self.list()) or "none"
-            raise ThodareError(f"No schedule named {name!r} (schedules: {known}).")
+            raise ScheduleNotFound(name, [s.name for s in self.list()])
         return info
 
     @retrying
@@ -183,8 +184,9 @@ class Schedules:
     def dispatch_due(self, now: float | None = None) -> DispatchReport:
         """Start the run of every due tick (each once); ``now`` defaults to the clock."""
         report = DispatchReport()
-        while self._dispatch_one(time.time() if now is None else now, report):
-            pass
+        while (made := self._dispatch_one(time.time() if now is None else now, report)) is not None:
+            for run in made:  # committed: now the lifecycle hears of them
+                self.lifecycle.run_created(*run)
         report.next_at = self._next_at()
         return report
 
@@ -197,19 +199,22 @@ class Schedules:
             return c.execute(q).scalar()
 
     @retrying
-    def _dispatch_one(self, now: float, report: DispatchReport) -> bool:
+    def _dispatch_one(self, now: float, report: DispatchReport) -> _Made | None:
+        """Handle one due schedule; None when none was due, else the runs its tick
+        made, as :meth:`Lifecycle.run_created` takes them."""
         due = _DUE if self.is_sqlite else _DUE.with_for_update(skip_locked=True)
+        made: _Made = []
         with self.store._write() as c:
             row = c.execute(due, {"p_ns": self.store.namespace, "p_now": now}).first()
             if row is None:
-                return False
-            values = self._tick(c, row, now, report)
+                return None
+            values = self._tick(c, row, now, report, made)
             values["updated_at"] = now
             c.execute(schedules.update().where(*self._mine, schedules.c.name == row.name), values)
-        return True
+        return made
 
     def _tick(
-        self, c: sa.Connection, row: Any, now: float, report: DispatchReport
+        self, c: sa.Connection, row: Any, now: float, report: DispatchReport, made: _Made
     ) -> dict[str, Any]:
         """Fire ``row``'s latest due tick (per its policy); the new values of the row."""
         until = row.until_at
@@ -225,7 +230,7 @@ class Schedules:
         if row.missed == "skip" and now - tick > MISSED_GRACE_S:
             report.skipped_missed.append(row.name)
             return values
-        stamp = datetime.fromtimestamp(tick, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = utc_iso(tick, seconds=True)
         key = f"cron:{row.name}:{stamp}"
         try:
             wf = SerializedWorkflow.from_json(row.workflow_json)
@@ -235,8 +240,10 @@ class Schedules:
             report.failed.append((row.name, str(e)))
             return {**values, "last_tick_at": tick, "last_error": str(e)}
         run_id = self.store.run_by_key(c, key)
+        created = run_id is None
         if run_id is None:
             run_id = uuid.uuid4().hex
             self.store.insert_run(c, run_id, wf.name, row.workflow_json, data, idempotency_key=key)
+        made.append((run_id, wf.name, data, key, None, created))
         report.fired.append((row.name, run_id))
         return {**values, "last_tick_at": tick, "last_run_id": run_id, "last_error": None}

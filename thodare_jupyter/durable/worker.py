@@ -22,14 +22,15 @@ import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
+from .lifecycle import Lifecycle
 from .listener import PgListener
 from .schedules import Schedules
 from .store import LeaseLost, RunRow, StepWrite, Store
@@ -56,10 +57,6 @@ class WorkerConfig:
     lease_s: float = 30.0
     poll_s: float = 1.0
     listen: bool = True
-
-
-def _epoch(iso: str | None) -> float | None:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() if iso else None
 
 
 class StepFailed(ThodareError):
@@ -94,7 +91,9 @@ class _RunExecution:
         async with self.lock:
             ended, self.ended = self.ended, []
             steps = [*ended, *also]
-            return await self.w.io(fn, self.row.id, self.owner, *args, steps=steps, **kw)
+            done = await self.w.io(fn, self.row.id, self.owner, *args, steps=steps, **kw)
+            self.w.lifecycle.steps_written(self.row.id, steps, done)
+            return done
 
     def hold(self, end: StepWrite) -> None:
         self.ended.append(end)
@@ -154,11 +153,13 @@ class _RunExecution:
             ended, self.ended = self.ended, []
             if ended:
                 await self.w.io(self.store.write_steps, self.row.id, self.owner, steps=ended)
+                self.w.lifecycle.steps_written(self.row.id, ended)
             wake_at = await self.w.io(
                 self.store.step_waiting, self.row.id, self.owner, block_id, conn.type,
                 event=pause.resume_on_event, key=pause.correlation_key,
-                wake_at=_epoch(pause.resume_at),
+                wake_at=from_iso(pause.resume_at),
             )  # fmt: skip
+            self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
             output: dict[str, Any] | None = None
             if pause.resume_on_event:
                 found, payload = await self.w.io(
@@ -170,7 +171,7 @@ class _RunExecution:
         if output is None and wake_at is not None and time.time() >= wake_at:
             output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
         if output is None:
-            return pause.model_copy(update={"resume_at": _iso(wake_at)})
+            return pause.model_copy(update={"resume_at": to_iso(wake_at)})
         self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
         return output
 
@@ -202,6 +203,7 @@ class _RunExecution:
             self.plan = Plan(wf, self.w.catalog, validate=False)
         except ThodareError as e:
             await self.write(finish, "failed", error=str(e))
+            self.w.lifecycle.run_ended(self.row.id, "failed", str(e))
             return
         self.redactor = self.plan.redactor(self.w.env)
         state = self.state()
@@ -224,27 +226,31 @@ class _RunExecution:
             else:
                 outcome = await coro
         except TimeoutError:
-            await self.write(
-                finish, "failed", error="The run's deadline passed before it finished."
-            )
+            error = "The run's deadline passed before it finished."
+            await self.write(finish, "failed", error=error)
+            self.w.lifecycle.run_ended(self.row.id, "failed", error)
             return
         for r in records:
             if r.status == "skipped":
                 self.ended.append(StepWrite(r.block_id, r.type, "skipped", 0))
         if outcome.status == "completed":
             await self.write(finish, "completed", outputs=state.outputs)
+            self.w.lifecycle.run_ended(self.row.id, "completed")
             self.w.ended(self.row.id, ("completed", state.outputs, None, None))
         elif outcome.status == "failed":
             await self.write(
                 finish, "failed", error=outcome.error, failed_block=outcome.failed_block
             )
+            self.w.lifecycle.run_ended(self.row.id, "failed", outcome.error, outcome.failed_block)
             self.w.ended(self.row.id, ("failed", None, outcome.error, outcome.failed_block))
         else:
-            timers = [t for p in outcome.pauses if (t := _epoch(p.resume_at)) is not None]
+            timers = [t for p in outcome.pauses if (t := from_iso(p.resume_at)) is not None]
             if deadline is not None:
                 timers.append(deadline)
             wake_at = min(timers) if timers else None
-            if await self.write(self.store.park_run, wake_at):
+            woke = await self.write(self.store.park_run, wake_at)
+            self.w.lifecycle.run_parked(self.row.id, wake_at)
+            if woke:
                 self.w.wake()  # a signal came while it walked
             elif wake_at is not None:
                 self.w.timer(wake_at)
@@ -257,19 +263,21 @@ def _kind() -> str:
     return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
 
 
-def _iso(epoch: float | None) -> str | None:
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch).astimezone().isoformat()
-
-
 class Worker:
     """Claims and walks runs in a background thread with its own event loop."""
 
     def __init__(
-        self, store: Store, catalog: Catalog, env: Mapping[str, str], config: WorkerConfig
+        self,
+        store: Store,
+        catalog: Catalog,
+        env: Mapping[str, str],
+        config: WorkerConfig,
+        *,
+        lifecycle: Lifecycle | None = None,
     ) -> None:
         self.store, self.catalog, self.env, self.config = store, catalog, env, config
+        self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
+        """Where this worker's walks are reported (the kit's lifecycle events)."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -413,7 +421,7 @@ class Worker:
             log.warning("worker %s: cannot record itself: %s", self.owner, e)
         self._ready.set()
         beat = asyncio.create_task(self._heartbeat())
-        schedules = Schedules(self.store)
+        schedules = Schedules(self.store, self.lifecycle)
         try:
             while not self._stopping:
                 self._wake.clear()
@@ -438,6 +446,7 @@ class Worker:
             await asyncio.gather(*self._active.values(), *self._tasks, beat, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.io(self.store.release, self.owner)
+            self.lifecycle.released(self.owner)
 
     async def _dispatch(self, schedules: Schedules) -> None:
         """Start the runs of due schedule ticks; look again at the next tick or poll."""
@@ -454,6 +463,7 @@ class Worker:
         )
         for row in rows:
             if row.id not in self._active:
+                self.lifecycle.run_started(row, self.owner)
                 self._active[row.id] = asyncio.create_task(self._execute(row))
         self._full = len(self._active) >= self.config.concurrency
 
@@ -470,12 +480,15 @@ class Worker:
             await _RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
+            await self.io(self.lifecycle.lease_lost, row.id, self.store.get_run)
         except BackendUnavailable as e:  # the lease runs out; a worker takes the run over later
             log.warning("worker %s: run %s paused, database unreachable: %s", self.owner, row.id, e)
+            self.lifecycle.walk_stopped(row.id, "aborted")
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("worker %s: run %s crashed the walker", self.owner, row.id)
+            self.lifecycle.walk_stopped(row.id, "aborted")
         finally:
             self._active.pop(row.id, None)
             with self._ended:
@@ -498,5 +511,7 @@ class Worker:
                 continue
             for run_id in set(ids) - kept:  # canceled, or taken over after a long stall
                 task = self._active.get(run_id)
+                if self.lifecycle.walking:
+                    await self.io(self.lifecycle.lease_lost, run_id, self.store.get_run)
                 if task is not None:
                     task.cancel()

@@ -157,5 +157,5 @@ def otel_hooks(tracer: Tracer | None = None) -> TracingHooks:
 
 
 def with_otel(kit: Wfkit, tracer: Tracer | None = None) -> Wfkit:
-    """``with_tracing(kit, otel_hooks(tracer))``: call it before ``kit.start()``."""
+    """``with_tracing(kit, otel_hooks(tracer))``: spans for the runs walked from now on."""
     return with_tracing(kit, otel_hooks(tracer))
