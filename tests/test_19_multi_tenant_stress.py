@@ -32,7 +32,7 @@ import pytest
 from durable_helpers import block, chain_wf, event_wf, wait_until
 from durable_procs import pg_listeners, pg_rows
 
-from thodare_jupyter import Wfkit, create_wfkit
+from thodare_jupyter import RunNotFound, Wfkit, create_wfkit
 
 KitFactory = Callable[..., Wfkit]
 RNG_SEED = random.SystemRandom().randrange(2**32)
@@ -185,7 +185,7 @@ def test_five_namespaces_of_20_runs_each_are_isolated(kits: KitFactory, pg_url: 
         assert {r.status for r in listed} == {"completed"}
         assert all(r.workflow and r.workflow.startswith(f"{ns}_") for r in listed)
         other = next(iter(by_ns[nss[(nss.index(ns) + 1) % tenants]]))
-        with pytest.raises(KeyError):
+        with pytest.raises(RunNotFound):
             kit.get_handle(other).describe()
         assert kit.runs(status="waiting") == []
 
@@ -232,7 +232,7 @@ def test_a_signal_in_one_namespace_does_not_wake_a_run_in_another(
     assert pg_rows(pg_url, "SELECT signal_id, run_id FROM thodare_signal_consumptions") == [
         {"signal_id": sid_a, "run_id": ha.id}
     ]
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         b.get_handle(ha.id).describe()
     signals = pg_rows(pg_url, "SELECT namespace, event FROM thodare_signals")
     assert signals == [{"namespace": "tenant-a", "event": "invoice.paid"}]

@@ -42,6 +42,7 @@ from thodare_jupyter import (
     RetryPolicy,
     RunCanceled,
     RunDescription,
+    RunNotFound,
     RunTimeout,
     create_wfkit,
     define_connector,
@@ -206,8 +207,10 @@ def test_get_handle_reattaches_in_this_process(kits: KitFactory) -> None:
         assert again.id == h.id
         assert again.result(timeout=15)["done"]["result"] == {"ok": True}
         assert h.result(timeout=1) == again.result(timeout=1)
-        with pytest.raises(KeyError):
+        with pytest.raises(RunNotFound) as ei:
             _ = kit.get_handle("0" * 32).status
+        assert (ei.value.run_id, ei.value.namespace) == ("0" * 32, kit.store.namespace)
+        assert isinstance(ei.value, LookupError) and not isinstance(ei.value, KeyError)
 
 
 READER = textwrap.dedent(

@@ -282,7 +282,8 @@ def test_a_stale_proposal_never_overwrites_newer_work(ip: InteractiveShell, llm:
     edited = cell(ip, FLOW.replace("crm.example", "crm2.example"))  # the analyst edits the cell
     view._on_action(view, {"action": "accept"}, [])
     assert view.message == (
-        "ThodareError: digest changed after this proposal was made; nothing was applied. Ask again."
+        "ProposalOutdated: digest changed after this proposal was made; nothing was applied. "
+        "Ask again."
     )
     assert view.state == "failed" and ip.user_ns["digest"] is edited
     assert [v.origin for v in ip.user_ns["wfkit"].history("digest")] == ["cell", "cell"]

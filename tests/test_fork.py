@@ -13,7 +13,13 @@ import pytest
 from durable_helpers import KitFactory
 from pydantic import BaseModel
 
-from thodare_jupyter import RunFailed, ThodareError, define_connector, define_workflow
+from thodare_jupyter import (
+    ForkBlockNotFound,
+    RunFailed,
+    RunNotFound,
+    define_connector,
+    define_workflow,
+)
 
 
 class Email(BaseModel):
@@ -111,9 +117,9 @@ def test_fork_names_the_blocks_when_the_block_is_unknown(any_kits: KitFactory) -
     enrich, send = connectors(counts)
     kit = any_kits().register(enrich, send)  # type: ignore[arg-type]
     run = kit.run(lead_flow(enrich, send, "Hi NAME"), {"email": "cy@example.com"})
-    with pytest.raises(ThodareError) as ei:
+    with pytest.raises(ForkBlockNotFound) as ei:
         kit.fork(run.id, "notfy")
     assert "'notfy'" in str(ei.value) and "enrich" in str(ei.value) and "notify" in str(ei.value)
-    with pytest.raises(KeyError):
+    with pytest.raises(RunNotFound):
         kit.fork("no-such-run", "notify")
     assert len(kit.runs()) == 1

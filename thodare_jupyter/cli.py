@@ -26,18 +26,19 @@ import sys
 import threading
 from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Annotated, Any, NoReturn
 
 import typer
 
+from .clock import from_iso, local_text
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
 from .durable.handle import RunDescription, StepDescription
-from .errors import BackendUnavailable, ThodareError, safe_url
+from .errors import BackendUnavailable, RunNotFound, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
+from .wire import RUN_STATUSES, RunStatus
 
 app = typer.Typer(
     help="Durable workflow runs: a worker, run listings, signals, cancel, schedules.",
@@ -48,17 +49,6 @@ runs_app = typer.Typer(help="List recent runs, or `runs show ID` for one run's s
 app.add_typer(runs_app, name="runs")
 schedules_app = typer.Typer(help="List cron schedules; pause, resume or remove one.")
 app.add_typer(schedules_app, name="schedules")
-
-
-class Status(StrEnum):
-    """Run statuses accepted by ``--status``."""
-
-    pending = "pending"
-    running = "running"
-    waiting = "waiting"
-    completed = "completed"
-    failed = "failed"
-    canceled = "canceled"
 
 
 Db = Annotated[
@@ -101,13 +91,23 @@ def _open(db: str | None, namespace: str | None, **tuning: Any) -> Iterator[Wfki
 def _describe(kit: Wfkit, run_id: str) -> RunDescription:
     try:
         return kit.get_handle(run_id).describe()
-    except KeyError:
+    except RunNotFound:
         where = f"namespace {kit.store.namespace!r} of {safe_url(kit.store.url)}"
         _fail(f"No run {run_id!r} in {where}.")
 
 
 def _when(iso: str | None) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S") if iso else "-"
+    return local_text(from_iso(iso))
+
+
+def _run_status(value: str | None) -> RunStatus | None:
+    """``--status``: one of :data:`~thodare_jupyter.wire.RUN_STATUSES`, or a usage error."""
+    for s in RUN_STATUSES:
+        if value == s:
+            return s
+    if value is None:
+        return None
+    raise typer.BadParameter(f"{value!r} is not one of {', '.join(RUN_STATUSES)}.")
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -211,7 +211,14 @@ def worker(
 @runs_app.callback(invoke_without_command=True)
 def runs(
     ctx: typer.Context,
-    status: Annotated[Status | None, typer.Option(help="Only runs with this status.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="Only runs with this status.",
+            metavar="[" + "|".join(RUN_STATUSES) + "]",
+            callback=_run_status,
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
     db: Db = None,
     namespace: Namespace = None,
@@ -221,7 +228,7 @@ def runs(
         ctx.obj = (db, namespace)  # `thodare runs --db X show ID` also works
         return
     with _open(db, namespace) as kit:
-        found = kit.runs(status.value if status else None, limit)
+        found = kit.runs(_run_status(status), limit)
     if not found:
         typer.echo("No runs.")
         return
@@ -338,7 +345,7 @@ def cancel(
 
 
 def _stamp(when: datetime | None) -> str:
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else "-"
+    return local_text(when.timestamp() if when else None)
 
 
 @schedules_app.callback(invoke_without_command=True)

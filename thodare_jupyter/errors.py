@@ -145,6 +145,133 @@ class RunTimeout(ThodareError):
         )
 
 
+class RunNotFound(ThodareError, LookupError):
+    """No run with this id in the namespace (a :class:`LookupError`, never a ``KeyError``)."""
+
+    def __init__(self, run_id: str, namespace: str, message: str | None = None) -> None:
+        self.run_id = run_id
+        self.namespace = namespace
+        super().__init__(message or f"No run {run_id!r} in namespace {namespace!r}.")
+
+
+class ScheduleNotFound(ThodareError, LookupError):
+    """No schedule with this name in the namespace; ``known`` lists the ones that exist."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        self.name = name
+        self.known = list(known)
+        shown = ", ".join(self.known) or "none"
+        super().__init__(f"No schedule named {name!r} (schedules: {shown}).")
+
+
+class KitClosed(ThodareError):
+    """A kit was used after ``close()`` (or the end of its ``with`` block)."""
+
+    def __init__(self, call: str) -> None:
+        self.call = call
+        super().__init__(
+            f"kit.{call}(): this kit is closed (close() or the end of its `with` block "
+            "released its database). Create a new one with create_wfkit()."
+        )
+
+
+class SpecNotBuilt(ThodareError):
+    """``run_spec`` was given a spec no workflow implements in this kit."""
+
+    def __init__(self, spec: str, built: Sequence[str]) -> None:
+        self.spec = spec
+        self.built = sorted(built)
+        known = ", ".join(self.built) or "none yet"
+        super().__init__(
+            f"No workflow implements spec {spec!r} in this kit "
+            f"(built: {known}). Call kit.workflow_from_spec(spec, steps) first."
+        )
+
+
+class ForkBlockNotFound(ThodareError, LookupError):
+    """``fork`` was asked to start from a block the workflow does not have."""
+
+    def __init__(
+        self, run_id: str, block_id: str, workflow: str | None, blocks: Sequence[str]
+    ) -> None:
+        self.run_id = run_id
+        self.block_id = block_id
+        self.workflow_name = workflow
+        self.blocks = sorted(blocks)
+        super().__init__(
+            f"Cannot fork run {run_id} from {block_id!r}: no such block in workflow "
+            f"{workflow!r}. Blocks: {', '.join(self.blocks)}."
+        )
+
+
+class WorkflowNotNamed(ThodareError):
+    """Only a workflow with ``metadata.name`` can be versioned (saved, undone)."""
+
+    def __init__(self) -> None:
+        super().__init__("Only a named workflow can be versioned: set metadata.name.")
+
+
+class WebhookConfigError(ThodareError):
+    """A webhook router or its ASGI app was set up wrongly (the message says how)."""
+
+
+class WebhookPathInvalid(WebhookConfigError):
+    """A route's path template is malformed (a bad or repeated ``:param``)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
+class WebhookRouteConflict(WebhookConfigError):
+    """A route with this method and path shape is registered already."""
+
+    def __init__(self, method: str, path: str, existing_path: str, existing_target: str) -> None:
+        self.method = method
+        self.path = path
+        self.existing_path = existing_path
+        self.existing_target = existing_target
+        super().__init__(
+            f"A {method} route matching {path!r} exists already ({existing_path!r} → "
+            f"{existing_target}); register each method and path once."
+        )
+
+
+class WebhookSecretEmpty(WebhookConfigError):
+    """``create_webhook_router`` got an empty secret (use None for no secret)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"create_webhook_router: {name} is empty; pass a real secret or None.")
+
+
+class WebhookRouterNotLoaded(WebhookConfigError):
+    """``THODARE_WEBHOOKS`` (or the ref given) does not lead to a router."""
+
+    def __init__(self, ref: str, message: str) -> None:
+        self.ref = ref
+        super().__init__(message)
+
+
+class UnsupportedScope(ThodareError):
+    """The ASGI app was called with a scope type it does not serve (only HTTP and lifespan)."""
+
+    def __init__(self, scope_type: str) -> None:
+        self.scope_type = scope_type
+        super().__init__(f"WebhookApp serves HTTP only, not {scope_type!r}.")
+
+
+class TracingTargetInvalid(ThodareError):
+    """``with_tracing`` was given something other than a kit."""
+
+    def __init__(self, got: str) -> None:
+        self.got = got
+        super().__init__(
+            f"with_tracing() takes a Wfkit, not {got}: hooks subscribe to the kit's lifecycle "
+            "events (a bare Store has none). Pass the kit from create_wfkit()."
+        )
+
+
 class ScheduleInvalid(ThodareError):
     """A schedule's cron expression, time zone, end or policy is not usable."""
 
@@ -302,3 +429,56 @@ class NothingToUndo(ThodareError):
             f"Workflow {name!r} has no earlier version to go back to "
             f"(see its versions with %workflow history {name})."
         )
+
+
+class WorkflowNotDefined(ThodareError, LookupError):
+    """No workflow of this name in the notebook session; ``defined`` lists those that are."""
+
+    def __init__(self, name: str, defined: Sequence[str]) -> None:
+        self.workflow_name = name
+        self.defined = sorted(defined)
+        known = ", ".join(self.defined) or "none yet"
+        super().__init__(f"No workflow {name!r} in this session (defined: {known}).")
+
+
+class NoRunsYet(ThodareError):
+    """``--run last`` was asked of a workflow that has never run."""
+
+    def __init__(self, name: str) -> None:
+        self.workflow_name = name
+        super().__init__(f"Workflow {name!r} has no runs yet: drop --run.")
+
+
+class ProposalAlreadyDecided(ThodareError):
+    """An assistant proposal was accepted after it had been accepted or rejected."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__("This proposal was already accepted or rejected.")
+
+
+class ProposalNotApplied(ThodareError):
+    """An assistant proposal whose patch did not apply cannot be accepted."""
+
+    def __init__(self, key: str, summary: str) -> None:
+        self.key = key
+        self.summary = summary
+        super().__init__(f"This proposal did not apply; it cannot be accepted.\n{summary}")
+
+
+class ProposalOutdated(ThodareError):
+    """The workflow changed after the proposal was made; accepting it would lose that work."""
+
+    def __init__(self, name: str) -> None:
+        self.workflow_name = name
+        super().__init__(
+            f"{name} changed after this proposal was made; nothing was applied. Ask again."
+        )
+
+
+class UnknownPanelAction(ThodareError):
+    """The lab panel sent an action the kernel does not know (a version mismatch)."""
+
+    def __init__(self, action: object) -> None:
+        self.action = action
+        super().__init__(f"Unknown panel action {action!r}.")

@@ -19,18 +19,26 @@ import platformdirs
 
 from .authoring.builder import WorkflowBuilder
 from .authoring.spec import WorkflowSpec, workflow_from_spec
+from .clock import instant
 from .connectors import Catalog, Connector
 from .durable.cron import check_cron, next_tick, zone
 from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
+from .durable.lifecycle import Lifecycle
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
-from .errors import ScheduleInvalid, ThodareError
+from .errors import (
+    ForkBlockNotFound,
+    KitClosed,
+    ScheduleInvalid,
+    SpecNotBuilt,
+    WorkflowNotNamed,
+)
 from .graph import Upstream, build_graph
 from .patch import apply_operations
 from .validation import compile_workflow, input_model_of, validate_input
-from .wire import ApplyResult, SerializedWorkflow
+from .wire import ApplyResult, RunStatus, SerializedWorkflow
 
 
 def default_db_url() -> str:
@@ -62,8 +70,10 @@ class Wfkit:
         self.catalog = catalog
         self.env: Mapping[str, str] = env if env is not None else os.environ
         self.config = config
-        self.worker = Worker(store, catalog, self.env, config)
-        self._schedules = Schedules(store)
+        self.lifecycle = Lifecycle()
+        """The runtime's lifecycle events (``with_tracing`` subscribes to them)."""
+        self.worker = Worker(store, catalog, self.env, config, lifecycle=self.lifecycle)
+        self._schedules = Schedules(store, self.lifecycle)
         self._definitions = Definitions(store)
         self.workflows: dict[str, SerializedWorkflow] = {}
         """Workflows built by :meth:`workflow_from_spec`, by ``name@version``."""
@@ -128,10 +138,7 @@ class Wfkit:
 
     def _check_open(self, what: str) -> None:
         if self._closed:
-            raise ThodareError(
-                f"kit.{what}(): this kit is closed (close() or the end of its `with` block "
-                "released its database). Create a new one with create_wfkit()."
-            )
+            raise KitClosed(what)
 
     def __enter__(self) -> Wfkit:
         return self.start()
@@ -167,12 +174,13 @@ class Wfkit:
         wf = self.compile(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
-        run_id, _ = self.store.create_run(  # the id is chosen here, so a retried insert keeps it
+        run_id, created = self.store.create_run(  # the id is chosen here: a retry keeps it
             wf.name, wf.to_json(), data, idempotency_key=idempotency_key,
             deadline_at=deadline_at, run_id=uuid.uuid4().hex,
         )  # fmt: skip
+        self.lifecycle.run_created(run_id, wf.name, data, idempotency_key, deadline_at, created)
         self.worker.wake()
-        return self.get_handle(run_id)
+        return RunHandle(self.store, run_id, self.worker, created=created)
 
     def run_spec(
         self,
@@ -186,16 +194,12 @@ class Wfkit:
 
         Raises:
             InputInvalid: The input does not match ``spec.input`` (no run row exists).
-            ThodareError: No workflow was built for ``spec`` in this kit.
+            SpecNotBuilt: No workflow was built for ``spec`` in this kit.
         """
         data = spec.validate_input(input)
         wf = self.workflows.get(spec.runtime_name)
         if wf is None:
-            known = ", ".join(sorted(self.workflows)) or "none yet"
-            raise ThodareError(
-                f"No workflow implements spec {spec.runtime_name!r} in this kit "
-                f"(built: {known}). Call kit.workflow_from_spec(spec, steps) first."
-            )
+            raise SpecNotBuilt(spec.runtime_name, list(self.workflows))
         return self.run(wf, data, idempotency_key=idempotency_key, deadline=deadline)
 
     def fork(
@@ -213,23 +217,21 @@ class Wfkit:
         run gets the old run's input.
 
         Raises:
-            KeyError: No run ``run_id`` in this namespace.
-            ThodareError: ``from_block`` is not a block of the workflow.
+            RunNotFound: No run ``run_id`` in this namespace.
+            ForkBlockNotFound: ``from_block`` is not a block of the workflow.
         """
         self._check_open("fork")
         src = self.get_handle(run_id)._row()
         wf = self.compile(workflow if workflow is not None else src.workflow_json)
         g = build_graph(wf)
         if from_block not in g:
-            raise ThodareError(
-                f"Cannot fork run {run_id} from {from_block!r}: no such block in workflow "
-                f"{wf.name!r}. Blocks: {', '.join(sorted(g))}."
-            )
+            raise ForkBlockNotFound(run_id, from_block, wf.name, list(g))
         data = validate_input(wf.input_model, src.input, wf.name)
         new_id, _ = self.store.create_run(
             wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
             reuse=(run_id, sorted(Upstream(g).ancestors(from_block))),
         )  # fmt: skip
+        self.lifecycle.run_created(new_id, wf.name, data)
         self.worker.wake()
         return self.get_handle(new_id)
 
@@ -237,7 +239,7 @@ class Wfkit:
         """A handle on an existing run (also one started by another process)."""
         return RunHandle(self.store, run_id, self.worker)
 
-    def runs(self, status: str | None = None, limit: int = 50) -> RunList:
+    def runs(self, status: RunStatus | None = None, limit: int = 50) -> RunList:
         """Recent runs, newest first (steps included); a notebook shows them as a table."""
         return RunList(
             describe_run(r, self.store.get_steps(r.id)) for r in self.store.list_runs(status, limit)
@@ -343,7 +345,7 @@ class Wfkit:
         """
         self._check_open("save_version")
         if not workflow.name:
-            raise ThodareError("Only a named workflow can be versioned: set metadata.name.")
+            raise WorkflowNotNamed()
         return self._definitions.save(
             workflow.name, workflow, source=source, origin=origin, note=note
         )
@@ -413,23 +415,16 @@ class Wfkit:
 
 def _instant(when: datetime | str | float | None) -> float | None:
     """UNIX seconds from a datetime (naive = local time), an ISO string or a number."""
-    if when is None or isinstance(when, int | float):
-        return when
-    if isinstance(when, str):
-        try:
-            when = datetime.fromisoformat(when.replace("Z", "+00:00"))
-        except ValueError:
-            raise ScheduleInvalid("until", when, "is not an ISO date-time.") from None
-    return when.timestamp()
+    try:
+        return instant(when)
+    except ValueError:
+        raise ScheduleInvalid("until", when, "is not an ISO date-time.") from None
 
 
 def _deadline(deadline: float | timedelta | datetime | None) -> float | None:
-    if deadline is None:
-        return None
-    if isinstance(deadline, datetime):
-        return deadline.timestamp()
-    seconds = deadline.total_seconds() if isinstance(deadline, timedelta) else float(deadline)
-    return datetime.now().timestamp() + seconds
+    if deadline is None or isinstance(deadline, datetime | timedelta):
+        return instant(deadline)
+    return time.time() + float(deadline)
 
 
 def create_wfkit(

@@ -6,7 +6,7 @@ workflow written for @thodare/engine loads here unchanged. No logic lives here.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
@@ -209,3 +209,16 @@ class PauseInfo(_Wire):
     correlation_key: str | None = None
     resume_token: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+# ── Run statuses ───────────────────────────────────────────────────────────
+
+RunStatus = Literal["pending", "running", "waiting", "completed", "failed", "canceled"]
+"""A durable run's status: ``pending`` (no worker has it), ``running`` (a worker holds
+its lease), ``waiting`` (parked at a wait block), then one of the terminal three."""
+
+RUN_STATUSES: tuple[RunStatus, ...] = get_args(RunStatus)
+"""Every :data:`RunStatus`, in lifecycle order (for choices and validation)."""
+
+TERMINAL_STATUSES: tuple[RunStatus, ...] = ("completed", "failed", "canceled")
+"""The statuses a run never leaves."""

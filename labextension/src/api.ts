@@ -4,6 +4,32 @@
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
+/** Every status a durable run can have (`thodare_jupyter.wire.RunStatus`), in lifecycle order. */
+export const RUN_STATUSES = [
+  'pending',
+  'running',
+  'waiting',
+  'completed',
+  'failed',
+  'canceled'
+] as const;
+
+/** A durable run's status: declared once, as in `thodare_jupyter/wire.py`. */
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+/** The statuses a run never leaves (`TERMINAL_STATUSES` in `wire.py`). */
+export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'canceled'];
+
+/** Whether `status` (a run's, or a step's) is one that never changes again. */
+export function isTerminal(status: string): boolean {
+  return (TERMINAL_STATUSES as readonly string[]).includes(status);
+}
+
+/** `value` as a run status, or null when it is not one (an empty filter). */
+export function asRunStatus(value: string): RunStatus | null {
+  return RUN_STATUSES.find(s => s === value) ?? null;
+}
+
 /** One step of a durable run, as `RunHandle.describe()` gives it. */
 export interface IStep {
   block_id: string;
@@ -20,7 +46,7 @@ export interface IStep {
 export interface IRun {
   id: string;
   workflow: string | null;
-  status: string;
+  status: RunStatus;
   created_at: string;
   started_at: string | null;
   ended_at: string | null;
@@ -38,16 +64,6 @@ export interface IWorker {
   runs_held: number;
   last_heartbeat: string;
 }
-
-export const RUN_STATUSES = [
-  'pending',
-  'running',
-  'waiting',
-  'completed',
-  'failed',
-  'canceled'
-];
-export const TERMINAL = ['completed', 'failed', 'canceled'];
 
 const settings = ServerConnection.makeSettings();
 
@@ -75,8 +91,8 @@ async function call(path: string, init: RequestInit = {}): Promise<Response> {
   return response;
 }
 
-/** Recent runs, newest first (`status` filters). */
-export async function listRuns(status: string, limit = 50): Promise<IRun[]> {
+/** Recent runs, newest first (`status` filters; null: every status). */
+export async function listRuns(status: RunStatus | null, limit = 50): Promise<IRun[]> {
   const query = URLExt.objectToQueryString(
     status ? { status, limit: String(limit) } : { limit: String(limit) }
   );
@@ -94,7 +110,7 @@ export async function getRun(id: string): Promise<IRun> {
 }
 
 /** Cancel a run; resolves to its status afterwards. */
-export async function cancelRun(id: string): Promise<string> {
+export async function cancelRun(id: string): Promise<RunStatus> {
   const out = await call(`runs/${encodeURIComponent(id)}/cancel`, {
     method: 'POST'
   });

@@ -5,8 +5,9 @@ import {
   IRun,
   IWorker,
   RUN_STATUSES,
-  TERMINAL,
+  asRunStatus,
   cancelRun,
+  isTerminal,
   listRuns,
   listWorkers
 } from './api';
@@ -30,7 +31,7 @@ export class RunsView extends PollingWidget {
   protected async refresh(): Promise<void> {
     try {
       const [runs, workers] = await Promise.all([
-        listRuns(this.filter.value),
+        listRuns(asRunStatus(this.filter.value)),
         listWorkers()
       ]);
       this.render(runs);
@@ -110,7 +111,7 @@ export class RunsView extends PollingWidget {
     row.querySelector('.thodare-run-status')!.textContent = run.status;
     row.title = run.error ? `${run.failed_block ?? ''}: ${run.error}` : run.id;
     const cancel = row.querySelector<HTMLButtonElement>('.thodare-run-cancel')!;
-    cancel.hidden = TERMINAL.includes(run.status);
+    cancel.hidden = isTerminal(run.status);
   }
 
   private readonly filter = h('select', 'thodare-status-filter');

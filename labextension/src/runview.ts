@@ -1,7 +1,7 @@
 /**
  * One run in the main area: its DAG coloured by step status, and its steps.
  */
-import { IRun, TERMINAL, getRun, runSvg } from './api';
+import { IRun, getRun, isTerminal, runSvg } from './api';
 import { clock, h, svgNode, took } from './dom';
 import { PollingWidget } from './poller';
 
@@ -14,7 +14,7 @@ export class RunView extends PollingWidget {
   }
 
   protected get live(): boolean {
-    return !this.run || !TERMINAL.includes(this.run.status);
+    return !this.run || !isTerminal(this.run.status);
   }
 
   protected async refresh(): Promise<void> {
@@ -46,7 +46,7 @@ export class RunView extends PollingWidget {
     const body = table.createTBody();
     for (const s of run.steps) {
       // a canceled run's unfinished steps will not go on (as its DAG shows them)
-      const status = run.status === 'canceled' && !TERMINAL.includes(s.status) ? 'canceled' : s.status;
+      const status = run.status === 'canceled' && !isTerminal(s.status) ? 'canceled' : s.status;
       const tr = body.insertRow();
       tr.dataset.blockId = s.block_id;
       tr.dataset.status = status;

@@ -8,12 +8,13 @@ worker. Both executors build the block's output with :func:`wait_output`, so
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..clock import utc_iso
 from ..wire import PauseInfo, PauseKind
 from .connector import Connector, define_connector
 from .context import StepContext
@@ -35,14 +36,6 @@ def duration_seconds(duration: float, unit: str) -> float:
     return float(duration) * _SECONDS[unit]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.isoformat().replace("+00:00", "Z")
-
-
 class WaitDurationParams(BaseModel):
     duration: float = Field(ge=0, description="How long to wait, in `unit`s.")
     unit: Unit = Field(description="ms | s | m | h | d | w")
@@ -57,7 +50,7 @@ def _wait_duration(p: WaitDurationParams, ctx: StepContext) -> PauseInfo:
     return PauseInfo(
         block_id=ctx.block_id,
         kind="duration",
-        resume_at=_iso(_now() + timedelta(seconds=secs)),
+        resume_at=utc_iso(time.time() + secs),
         resume_token=uuid.uuid4().hex,
         metadata={"requested_ms": secs * 1000},
     )
@@ -82,7 +75,7 @@ def _wait_for_event(p: WaitForEventParams, ctx: StepContext) -> PauseInfo:
         kind="event",
         resume_on_event=p.eventName,
         correlation_key=p.correlationKey or None,
-        resume_at=_iso(_now() + timedelta(hours=p.timeoutHours)) if p.timeoutHours else None,
+        resume_at=utc_iso(time.time() + p.timeoutHours * 3600) if p.timeoutHours else None,
         resume_token=uuid.uuid4().hex,
     )
 
@@ -117,7 +110,7 @@ def _human_approval(p: HumanApprovalParams, ctx: StepContext) -> PauseInfo:
         block_id=ctx.block_id,
         kind="approval",
         resume_on_event=f"human_approval:{ctx.run_id}:{ctx.block_id}",
-        resume_at=_iso(_now() + timedelta(hours=p.timeoutHours)),
+        resume_at=utc_iso(time.time() + p.timeoutHours * 3600),
         resume_token=token,
         metadata=meta,
     )
@@ -131,7 +124,7 @@ def wait_output(kind: PauseKind, payload: Any, *, timed_out: bool = False) -> di
     present: ``note`` and ``comment`` fill each other; a timeout keeps no answer.
     """
     if kind == "duration":
-        return {"resumedAt": _iso(_now())}
+        return {"resumedAt": utc_iso()}
     if kind == "event":
         return {"data": None if timed_out else payload, "timedOut": timed_out}
     answer = payload if isinstance(payload, dict) and not timed_out else {}

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 
+from ..clock import utc
 from ..errors import NothingToUndo
 from ..wire import SerializedWorkflow
 from .database import retrying
@@ -49,7 +50,7 @@ def _version(r: Any) -> DefinitionVersion:
     return DefinitionVersion(
         name=r.name, version=r.version, workflow_json=r.workflow_json, source=r.source,
         origin=r.origin, note=r.note, undone=bool(r.undone),
-        created_at=datetime.fromtimestamp(r.created_at, UTC),
+        created_at=utc(r.created_at),
     )  # fmt: skip
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
 
@@ -74,8 +74,10 @@ def describe_worker(row: WorkerRow, namespace: str) -> WorkerInfo:
     )  # fmt: skip
 
 
-_COLOURS: dict[RunStatus, str] = {"completed": "#2e7d32", "failed": "#c62828",
-    "running": "#1565c0", "waiting": "#b26a00", "pending": "#616161", "canceled": "#424242"}  # fmt: skip
+_COLOURS: dict[RunStatus, str] = {
+    "completed": "#2e7d32", "failed": "#c62828", "running": "#1565c0",
+    "waiting": "#b26a00", "pending": "#616161", "canceled": "#424242",
+}  # fmt: skip
 
 
 class RunList(list[RunDescription]):
@@ -141,6 +143,8 @@ class RunHandle:
 
     def _row(self) -> RunRow:
         row = self.store.get_run(self.id)
+        if self._worker is not None:
+            self._worker.lifecycle.run_read(self.id, row)
         if row is None:
             raise RunNotFound(self.id, self.store.namespace)
         return row
@@ -148,7 +152,7 @@ class RunHandle:
     @property
     def status(self) -> RunStatus:
         """pending, running, waiting, completed, failed or canceled."""
-        return self._row().status
+        return cast(RunStatus, self._row().status)  # drop once RunRow.status is a RunStatus
 
     def describe(self) -> RunDescription:
         """Status, timestamps, every step's attempts, output and error; for a run no
@@ -218,5 +222,6 @@ class RunHandle:
         """Cancel the run (also while it waits); False when it had already ended."""
         done = self.store.cancel_run(self.id)
         if done and self._worker is not None:
+            self._worker.lifecycle.run_canceled(self.id)
             self._worker.abort(self.id)
         return done

@@ -23,10 +23,10 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .schema import consumptions, runs, signals, steps, workers
 
-TERMINAL = ("completed", "failed", "canceled")
 log = logging.getLogger("thodare.store")
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -631,7 +631,7 @@ class Store(Database):
                 .where(
                     runs.c.id == run_id,
                     runs.c.namespace == self.namespace,
-                    runs.c.status.not_in(TERMINAL),
+                    runs.c.status.not_in(TERMINAL_STATUSES),
                 )
                 .values(
                     status="canceled",

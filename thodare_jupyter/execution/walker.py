@@ -16,11 +16,11 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..clock import utc_iso
 from ..connectors import Catalog, Connector
 from ..errors import ThodareError, WorkflowInvalid
 from ..graph import build_graph, handle_of, topological_order
@@ -71,7 +71,7 @@ class WalkOutcome:
 
 def now_iso() -> str:
     """The current UTC time as ISO 8601 with a ``Z``."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    return utc_iso()
 
 
 def error_text(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from ..errors import ThodareError
+from ..errors import UnsupportedScope, WebhookConfigError, WebhookRouterNotLoaded
 from ..jsonsafe import MAX_DEPTH, JsonRejected, loads_bounded
 from .webhooks import WebhookRequest, WebhookResponse, WebhookRouter
 
@@ -42,34 +42,40 @@ def load_router(ref: str | None = None) -> WebhookRouter:
     """Import the router named by ``ref`` (default: env ``THODARE_WEBHOOKS``).
 
     Raises:
-        ThodareError: The name is unset or malformed, cannot be imported, or
+        WebhookRouterNotLoaded: The name is unset or malformed, cannot be imported, or
             names something that is not a router (the message names the variable).
     """
     ref = os.environ.get(ENV_VAR, "") if ref is None else ref
     hint = f"Set {ENV_VAR}='package.module:attribute' naming a WebhookRouter or a function "
     hint += "returning one (the module must be importable, e.g. on PYTHONPATH)."
     if not ref:
-        raise ThodareError(f"{ENV_VAR} is not set. {hint}")
+        raise WebhookRouterNotLoaded(ref, f"{ENV_VAR} is not set. {hint}")
     mod_name, _, attr = ref.partition(":")
     if not mod_name or not attr:
-        raise ThodareError(f"{ENV_VAR}={ref!r} names no router. {hint}")
+        raise WebhookRouterNotLoaded(ref, f"{ENV_VAR}={ref!r} names no router. {hint}")
     try:
         obj: Any = importlib.import_module(mod_name)
     except Exception as e:
-        raise ThodareError(
-            f"{ENV_VAR}={ref!r}: importing {mod_name!r} failed: {e!r}. {hint}"
+        raise WebhookRouterNotLoaded(
+            ref, f"{ENV_VAR}={ref!r}: importing {mod_name!r} failed: {e!r}. {hint}"
         ) from e
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ThodareError(f"{ENV_VAR}={ref!r}: {mod_name!r} has no attribute {attr!r}. {hint}")
+            raise WebhookRouterNotLoaded(
+                ref, f"{ENV_VAR}={ref!r}: {mod_name!r} has no attribute {attr!r}. {hint}"
+            )
         obj = getattr(obj, part)
     if not isinstance(obj, WebhookRouter) and callable(obj):
         try:
             obj = obj()
         except Exception as e:
-            raise ThodareError(f"{ENV_VAR}={ref!r}: calling {attr}() failed: {e!r}") from e
+            raise WebhookRouterNotLoaded(
+                ref, f"{ENV_VAR}={ref!r}: calling {attr}() failed: {e!r}"
+            ) from e
     if not isinstance(obj, WebhookRouter):
-        raise ThodareError(f"{ENV_VAR}={ref!r} is a {type(obj).__name__}, not a router. {hint}")
+        raise WebhookRouterNotLoaded(
+            ref, f"{ENV_VAR}={ref!r} is a {type(obj).__name__}, not a router. {hint}"
+        )
     return obj
 
 
@@ -93,7 +99,7 @@ class WebhookApp:
         max_body: int = MAX_BODY,
     ) -> None:
         if (router is None) == (loader is None):
-            raise ThodareError("WebhookApp needs a router or a loader (exactly one).")
+            raise WebhookConfigError("WebhookApp needs a router or a loader (exactly one).")
         self._router = router
         self._loader = loader
         self._lock = threading.Lock()
@@ -119,7 +125,7 @@ class WebhookApp:
         elif scope["type"] == "http":
             await self._http(scope, receive, send)
         else:
-            raise ThodareError(f"WebhookApp serves HTTP only, not {scope['type']!r}.")
+            raise UnsupportedScope(scope["type"])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

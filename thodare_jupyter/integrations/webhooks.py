@@ -29,7 +29,12 @@ from urllib.parse import unquote
 from pydantic import BaseModel, ValidationError
 
 from ..authoring.spec import WorkflowSpec
-from ..errors import ThodareError
+from ..errors import (
+    ThodareError,
+    WebhookPathInvalid,
+    WebhookRouteConflict,
+    WebhookSecretEmpty,
+)
 from ..wire import SerializedWorkflow
 
 if TYPE_CHECKING:
@@ -169,20 +174,20 @@ class WebhookRouter:
                 is scoped: see :func:`scoped_key`.
 
         Raises:
-            ThodareError: The template is malformed or the route exists already.
+            WebhookPathInvalid: The path template is malformed.
+            WebhookRouteConflict: A route with this method and path shape exists already.
             WorkflowInvalid: A workflow target does not compile on this kit.
         """
         segments = tuple(_template_segment(s, path) for s in _split(path))
         names = [s[1:] for s in segments if s.startswith(":")]
         if len(set(names)) != len(names):
-            raise ThodareError(f"Webhook path {path!r} uses a :param name twice; rename one.")
+            raise WebhookPathInvalid(
+                path, f"Webhook path {path!r} uses a :param name twice; rename one."
+            )
         verb = method.upper()
         for r in self._routes:
             if r.info.method == verb and _shape(r.segments) == _shape(segments):
-                raise ThodareError(
-                    f"A {verb} route matching {path!r} exists already ({r.info.path!r} → "
-                    f"{r.info.target}); register each method and path once."
-                )
+                raise WebhookRouteConflict(verb, path, r.info.path, r.info.target)
         tgt = target if isinstance(target, WorkflowSpec) else self.kit.compile(target)
         name = tgt.runtime_name if isinstance(tgt, WorkflowSpec) else (tgt.name or "(unnamed)")
         info = WebhookRoute(method=verb, path=path, target=name)
@@ -296,7 +301,7 @@ def _key(name: str, value: str | bytes | None) -> bytes | None:
         return None
     raw = value.encode() if isinstance(value, str) else value
     if not raw:
-        raise ThodareError(f"create_webhook_router: {name} is empty; pass a real secret or None.")
+        raise WebhookSecretEmpty(name)
     return raw
 
 
@@ -312,8 +317,8 @@ def _shape(segments: tuple[str, ...]) -> tuple[str, ...]:
 
 def _template_segment(seg: str, path: str) -> str:
     if seg.startswith(":") and not seg[1:].isidentifier():
-        raise ThodareError(
-            f"Webhook path {path!r}: {seg!r} is not a valid :param (use letters, digits, _)."
+        raise WebhookPathInvalid(
+            path, f"Webhook path {path!r}: {seg!r} is not a valid :param (use letters, digits, _)."
         )
     return seg
 

@@ -16,7 +16,7 @@ import logging
 import threading
 from typing import Any
 
-from ..errors import ThodareError
+from ..errors import ThodareError, UnknownPanelAction
 from .session import Session, proposal_view_data
 
 TARGET = "thodare"
@@ -96,7 +96,7 @@ class PanelChannel:
         if action == "reject":
             s.reject(str(data.get("key", "")))
             return {}
-        raise ThodareError(f"Unknown panel action {action!r}.")
+        raise UnknownPanelAction(action)
 
 
 class PanelChannels:

@@ -20,7 +20,14 @@ from ..assistant.loop import Progress
 from ..authoring.workflow_yaml import workflow_from_yaml
 from ..authoring.yaml_rewrite import rewrite_workflow_yaml, yaml_problems
 from ..durable.definitions import DefinitionVersion
-from ..errors import ThodareError
+from ..errors import (
+    NoRunsYet,
+    ProposalAlreadyDecided,
+    ProposalNotApplied,
+    ProposalOutdated,
+    RunNotFound,
+    WorkflowNotDefined,
+)
 from ..kit import Wfkit
 from ..wire import SerializedWorkflow
 from .svg import render_svg
@@ -81,8 +88,7 @@ class Session:
                                      SerializedWorkflow):  # fmt: skip
             wf = found
         if wf is None:
-            known = ", ".join(sorted(self.kit.workflows)) or "none yet"
-            raise ThodareError(f"No workflow {name!r} in this session (defined: {known}).")
+            raise WorkflowNotDefined(name, list(self.kit.workflows))
         return wf
 
     def _bind(self, name: str, wf: SerializedWorkflow, yaml_text: str | None) -> None:
@@ -114,12 +120,16 @@ class Session:
         if run_id == "last":
             last = next((r for r in self.kit.runs(limit=200) if r.workflow == wf.name), None)
             if last is None:
-                raise ThodareError(f"Workflow {name!r} has no runs yet: drop --run.")
+                raise NoRunsYet(name)
             run_id = last.id
         if run_id:
             run = self.kit.get_handle(run_id)
             if self.kit.store.get_run(run_id) is None:
-                raise ThodareError(f"No run {run_id!r} in this kit: see %workflow runs {name}.")
+                raise RunNotFound(
+                    run_id,
+                    self.kit.store.namespace,
+                    f"No run {run_id!r} in this kit: see %workflow runs {name}.",
+                )
         source = self.sources.get(name)
 
         def check(after: SerializedWorkflow) -> list[str]:
@@ -138,19 +148,19 @@ class Session:
         """Apply a proposal: rewrite the cell, compile, store a version, bind.
 
         Raises:
-            ThodareError: Unknown or already decided proposal, or one that did not apply.
+            ProposalAlreadyDecided: Unknown or already decided proposal.
+            ProposalNotApplied: The proposal's patch did not apply.
+            ProposalOutdated: The workflow changed since the proposal was made.
         """
         with self._lock:
             pending = self.pending.pop(key, None)
         if pending is None:
-            raise ThodareError("This proposal was already accepted or rejected.")
+            raise ProposalAlreadyDecided(key)
         p, name = pending.proposal, pending.name
         if not p.applied:
-            raise ThodareError(f"This proposal did not apply; it cannot be accepted.\n{p.summary}")
+            raise ProposalNotApplied(key, p.summary)
         if self.get(name).to_json() != p.before.to_json():  # never overwrite newer work
-            raise ThodareError(
-                f"{name} changed after this proposal was made; nothing was applied. Ask again."
-            )
+            raise ProposalOutdated(name)
         source = self.sources.get(name)
         if source is not None:
             source = rewrite_workflow_yaml(source, p.workflow)

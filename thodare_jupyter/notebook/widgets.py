@@ -21,9 +21,8 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..durable.store import TERMINAL
 from ..kit import Wfkit
-from ..wire import SerializedWorkflow
+from ..wire import TERMINAL_STATUSES, SerializedWorkflow
 from .layout import layout
 from .svg import STATUS_STYLE, render_svg, run_statuses
 
@@ -102,7 +101,7 @@ class DagView(anywidget.AnyWidget):
                     self.refresh()
                 except Exception:  # the kit was closed, the kernel is going away
                     return
-                if self.run.get("status") in TERMINAL:
+                if self.run.get("status") in TERMINAL_STATUSES:
                     return
 
         self._follower = threading.Thread(target=loop, name="thodare-dag-follow", daemon=True)

@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, RunNotFound
 from ..jsonsafe import MAX_DEPTH, JsonRejected, JsonTooLarge, loads_bounded
-from .runs import RUN_STATUSES, RunNotFound, Runs
+from ..wire import RUN_STATUSES, RunStatus
+from .runs import Runs
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -56,7 +57,7 @@ class _Base(APIHandler):
         try:
             return await asyncio.to_thread(fn, *args)
         except RunNotFound as e:
-            raise _no_run(e.args[0]) from None
+            raise _no_run(e.run_id) from None
         except BackendUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
 
@@ -84,6 +85,14 @@ def run_id_of(raw: str) -> str:
     return raw
 
 
+def _run_status(raw: str) -> RunStatus:
+    """``?status=`` as a :data:`~thodare_jupyter.wire.RunStatus`, or a 400 naming the choices."""
+    for s in RUN_STATUSES:
+        if raw == s:
+            return s
+    raise web.HTTPError(400, f"status: {shown(raw)} is not one of {', '.join(RUN_STATUSES)}.")
+
+
 def _no_run(run_id: str) -> web.HTTPError:
     return web.HTTPError(404, f"No run {shown(run_id)} in this database.")
 
@@ -93,10 +102,8 @@ class RunsHandler(_Base):
 
     @web.authenticated
     async def get(self) -> None:
-        status = self.get_query_argument("status", "") or None
-        if status is not None and status not in RUN_STATUSES:
-            choices = ", ".join(RUN_STATUSES)
-            raise web.HTTPError(400, f"status: {shown(status)} is not one of {choices}.")
+        raw_status = self.get_query_argument("status", "")
+        status = _run_status(raw_status) if raw_status else None
         raw = self.get_query_argument("limit", "50")
         if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
             why = f"limit: {shown(raw)} is not a whole number from 1 to {MAX_LIMIT}."

@@ -9,17 +9,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
 from ..notebook.svg import render_svg, run_statuses
-from ..wire import SerializedWorkflow
+from ..wire import RunStatus, SerializedWorkflow
 
-RUN_STATUSES = ("pending", "running", "waiting", "completed", "failed", "canceled")
 LIST_EXCLUDES: dict[str, Any] = {"input": True, "outputs": True, "steps": {"__all__": {"output"}}}
 """What the runs list leaves out of each run (the run route keeps it)."""
-
-
-class RunNotFound(LookupError):
-    """No run with this id in the namespace."""
 
 
 class Runs:
@@ -45,7 +41,7 @@ class Runs:
                 self._kit.close()
                 self._kit = None
 
-    def recent(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+    def recent(self, status: RunStatus | None, limit: int) -> list[dict[str, Any]]:
         """Recent runs, newest first, steps included; without inputs and outputs.
 
         A poll stays small however big runs get: ``input``, ``outputs`` and each
@@ -56,11 +52,8 @@ class Runs:
         ]
 
     def describe(self, run_id: str) -> dict[str, Any]:
-        """One run with its steps."""
-        try:
-            return self.kit.get_handle(run_id).describe().model_dump(mode="json")
-        except KeyError:
-            raise RunNotFound(run_id) from None
+        """One run with its steps; raises :class:`RunNotFound`."""
+        return self.kit.get_handle(run_id).describe().model_dump(mode="json")
 
     def workers(self) -> list[dict[str, Any]]:
         """Live workers on this database and namespace."""
@@ -69,10 +62,7 @@ class Runs:
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a run; ``canceled`` is False when it had already ended."""
         handle = self.kit.get_handle(run_id)
-        try:
-            handle.status  # noqa: B018 (raises KeyError for an unknown id)
-        except KeyError:
-            raise RunNotFound(run_id) from None
+        handle.status  # noqa: B018 (raises RunNotFound for an unknown id)
         done = handle.cancel()
         return {"id": run_id, "canceled": done, "status": handle.status}
 
@@ -85,7 +75,7 @@ class Runs:
         kit = self.kit
         row = kit.store.get_run(run_id)
         if row is None:
-            raise RunNotFound(run_id)
+            raise RunNotFound(run_id, kit.store.namespace)
         wf = SerializedWorkflow.from_json(row.workflow_json)
         steps = {s.block_id: s.status for s in kit.store.get_steps(run_id)}
         statuses = run_statuses(wf, row.status, steps)
