@@ -142,7 +142,7 @@ def test_until_fires_the_last_tick_before_it_once(any_kits: KitFactory) -> None:
     kit.schedule(target(), "0 * * * *", {"note": "z"}, name="hourly", until=until)
     report = kit.dispatch_schedules(until + 5 * 3600)  # long after the end
     assert len(report.fired) == 1 and report.ended == ["hourly"]
-    run = kit.store.get_run(report.fired[0][1])
+    run = kit.store.runs.get_run(report.fired[0][1])
     stamp = datetime.fromtimestamp(until - 1800, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert run is not None and run.idempotency_key == f"cron:hourly:{stamp}"
 

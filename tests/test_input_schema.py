@@ -94,7 +94,7 @@ def test_run_rejects_a_wrong_type_naming_the_field_and_type(any_kits: KitFactory
         kit.run(seed_doc(), ["not", "an", "object"])
     assert problems(e)[0].startswith("(input): Input should be")
     assert kit.runs() == []
-    assert kit.store.list_runs(None, 10) == []  # straight from the runs table
+    assert kit.store.runs.list_runs(None, 10) == []  # straight from the runs table
 
 
 def test_a_valid_input_is_stored_as_validated_and_runs(any_kits: KitFactory) -> None:

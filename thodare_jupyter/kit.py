@@ -174,7 +174,7 @@ class Wfkit:
         wf = self.compile(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
-        run_id, created = self.store.create_run(  # the id is chosen here: a retry keeps it
+        run_id, created = self.store.runs.create_run(  # the id is chosen here: a retry keeps it
             wf.name, wf.to_json(), data, idempotency_key=idempotency_key,
             deadline_at=deadline_at, run_id=uuid.uuid4().hex,
         )  # fmt: skip
@@ -227,7 +227,7 @@ class Wfkit:
         if from_block not in g:
             raise ForkBlockNotFound(run_id, from_block, wf.name, list(g))
         data = validate_input(wf.input_model, src.input, wf.name)
-        new_id, _ = self.store.create_run(
+        new_id, _ = self.store.runs.create_run(
             wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
             reuse=(run_id, sorted(Upstream(g).ancestors(from_block))),
         )  # fmt: skip
@@ -242,13 +242,14 @@ class Wfkit:
     def runs(self, status: RunStatus | None = None, limit: int = 50) -> RunList:
         """Recent runs, newest first (steps included); a notebook shows them as a table."""
         return RunList(
-            describe_run(r, self.store.get_steps(r.id)) for r in self.store.list_runs(status, limit)
+            describe_run(r, self.store.runs.get_steps(r.id))
+            for r in self.store.runs.list_runs(status, limit)
         )
 
     def workers(self) -> list[WorkerInfo]:
         """Live workers on this database and namespace (kernels, ``thodare worker``s):
         their connector types, the runs they hold, their last heartbeat."""
-        return [describe_worker(w, self.store.namespace) for w in self.store.list_workers()]
+        return [describe_worker(w, self.store.namespace) for w in self.store.workers.list_workers()]
 
     def cancel(self, run_id: str) -> bool:
         """Cancel a run (also a waiting one); False when it had already ended."""
@@ -389,7 +390,7 @@ class Wfkit:
         run created before it, whether the run waits already or gets there
         later; each run consumes it once. Returns the signal's id.
         """
-        sid, _ = self.store.send_signal(event, payload, correlation_key, idempotency_key)
+        sid, _ = self.store.signals.send_signal(event, payload, correlation_key, idempotency_key)
         self.worker.wake()
         return sid
 

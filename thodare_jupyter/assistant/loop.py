@@ -219,7 +219,7 @@ class Assistant:
     @staticmethod
     def _pinned(store: Store, run_id: str) -> list[dict[str, Any]]:
         """The workflow (as JSON) a stored run started with: its secrets are masked too."""
-        row = store.get_run(run_id)
+        row = store.runs.get_run(run_id)
         return [json.loads(row.workflow_json)] if row is not None else []
 
 

@@ -32,9 +32,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class _OnDatabase(Protocol):
-    url: str
-    is_sqlite: bool
-    outage_s: float
+    db: Database
 
 
 def retrying(fn: _F) -> _F:
@@ -48,13 +46,14 @@ def retrying(fn: _F) -> _F:
 
     @functools.wraps(fn)
     def wrapper(self: _OnDatabase, *args: Any, **kwargs: Any) -> Any:
-        delay, end = 0.05, time.monotonic() + self.outage_s
+        db = self.db
+        delay, end = 0.05, time.monotonic() + db.outage_s
         while True:
             try:
                 return fn(self, *args, **kwargs)
             except _TRANSIENT as e:
-                if self.is_sqlite or time.monotonic() >= end:
-                    raise BackendUnavailable(self.url, getattr(e, "orig", None) or e) from e
+                if db.is_sqlite or time.monotonic() >= end:
+                    raise BackendUnavailable(db.url, getattr(e, "orig", None) or e) from e
                 log.warning("database unreachable (%s); retrying in %.2fs", e.orig, delay)
                 time.sleep(delay)
                 delay = min(2.0, delay * 2)
@@ -137,7 +136,7 @@ class Database:
         return engine
 
     @contextlib.contextmanager
-    def _write(self, *, lazy: bool = False) -> Iterator[Connection]:
+    def write(self, *, lazy: bool = False) -> Iterator[Connection]:
         """A write transaction. ``lazy``: commit without waiting for the disk; for facts
         whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
         with (self._lazy_engine if lazy else self.engine).connect() as conn:
@@ -146,7 +145,7 @@ class Database:
                 yield conn
 
     @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
+    def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
             conn = conn.execution_options(thodare_read=True)
             with conn.begin():
@@ -179,7 +178,7 @@ class Database:
         """True when the schema is at the newest revision: then alembic is not even imported."""
         head = max(p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9]*.py"))
         try:
-            with self._read() as c:
+            with self.read() as c:
                 found = c.exec_driver_sql("SELECT version_num FROM thodare_alembic_version").all()
         except sa.exc.DBAPIError:  # no table yet
             return False
@@ -202,11 +201,11 @@ class Database:
         """The LISTEN/NOTIFY channel of this schema and namespace (PostgreSQL)."""
         if self.is_sqlite:
             return ""
-        with self._read() as c:
+        with self.read() as c:
             schema = c.exec_driver_sql("SELECT current_schema()").scalar()
         return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
 
-    def _notify(self, c: Connection) -> None:
+    def notify(self, c: Connection) -> None:
         """Wake the workers listening on this namespace when the transaction commits."""
         if not self.is_sqlite:
             c.execute(sa.select(sa.func.pg_notify(self.channel, self.origin)))

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from ..clock import utc
 from ..errors import NothingToUndo
 from ..wire import SerializedWorkflow
-from .database import retrying
+from .database import Database, retrying
 from .schema import definitions as t
 from .store import Store
 
@@ -59,11 +59,11 @@ class Definitions:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.url, self.is_sqlite, self.outage_s = store.url, store.is_sqlite, store.outage_s
+        self.db: Database = store
 
     def _lock(self, c: Any, name: str) -> None:
         """Serialize writers of one workflow's versions (SQLite: ``BEGIN IMMEDIATE`` does)."""
-        if not self.is_sqlite:
+        if not self.db.is_sqlite:
             key = sa.func.hashtext(f"thodare.definitions:{self.store.namespace}:{name}")
             c.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
@@ -83,7 +83,7 @@ class Definitions:
     ) -> DefinitionVersion:
         """Store a new version, unless it equals the newest live one (then return that)."""
         data = workflow.to_json()
-        with self.store._write() as c:
+        with self.db.write() as c:
             self._lock(c, name)
             rows = self._rows(c, name)
             live = next((v for v in rows if not v.undone), None)
@@ -101,7 +101,7 @@ class Definitions:
     @retrying
     def history(self, name: str) -> list[DefinitionVersion]:
         """Every version of ``name``, newest first (undone ones included)."""
-        with self.store._read() as c:
+        with self.db.read() as c:
             return self._rows(c, name)
 
     @retrying
@@ -111,7 +111,7 @@ class Definitions:
         Raises:
             NothingToUndo: Fewer than two live versions.
         """
-        with self.store._write() as c:
+        with self.db.write() as c:
             self._lock(c, name)
             live = [v for v in self._rows(c, name) if not v.undone]
             if len(live) < 2:

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from ..clock import from_iso, to_iso
 from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout
 from ..wire import TERMINAL_STATUSES, RunStatus
-from .store import RunRow, StepRow, Store, WorkerRow
+from .records import RunRow, StepRow, WorkerRow
+from .store import Store
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -142,7 +143,7 @@ class RunHandle:
         return f"<RunHandle {self.id} {self.status}>"
 
     def _row(self) -> RunRow:
-        row = self.store.get_run(self.id)
+        row = self.store.runs.get_run(self.id)
         if self._worker is not None:
             self._worker.lifecycle.run_read(self.id, row)
         if row is None:
@@ -158,14 +159,16 @@ class RunHandle:
         """Status, timestamps, every step's attempts, output and error; for a run no
         live worker can take, the connector types it lacks."""
         row = self._row()
-        desc = describe_run(row, self.store.get_steps(self.id))
+        desc = describe_run(row, self.store.runs.get_steps(self.id))
         if row.status == "pending":
             desc.missing_connectors = self._missing(row)
         return desc
 
     def _missing(self, row: RunRow) -> list[str] | None:
         needs = set(row.needs or ())
-        lacks: list[set[str]] = [needs - set(w.connector_types) for w in self.store.list_workers()]
+        lacks: list[set[str]] = [
+            needs - set(w.connector_types) for w in self.store.workers.list_workers()
+        ]
         if not lacks or any(not lack for lack in lacks):
             return None
         fewest = min(lacks, key=len)
@@ -220,7 +223,7 @@ class RunHandle:
 
     def cancel(self) -> bool:
         """Cancel the run (also while it waits); False when it had already ended."""
-        done = self.store.cancel_run(self.id)
+        done = self.store.runs.cancel_run(self.id)
         if done and self._worker is not None:
             self._worker.lifecycle.run_canceled(self.id)
             self._worker.abort(self.id)

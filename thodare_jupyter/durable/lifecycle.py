@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from .._aio import run_sync
 
 if TYPE_CHECKING:
-    from .store import RunRow, StepWrite
+    from .records import RunRow, StepWrite
 
 log = logging.getLogger("thodare.lifecycle")
 

@@ -31,10 +31,11 @@ from ..errors import ScheduleNotFound, ThodareError
 from ..validation import input_model_of, validate_input
 from ..wire import SerializedWorkflow
 from .cron import latest_tick, next_tick
-from .database import retrying
+from .database import Database, retrying
 from .lifecycle import Lifecycle
+from .records import dumps
 from .schema import schedules
-from .store import Store, dumps
+from .store import Store
 
 _Made = list[tuple[Any, ...]]
 """The runs a tick made, each as ``Lifecycle.run_created`` takes it."""
@@ -103,8 +104,8 @@ class Schedules:
         self.store = store
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
         """Fires ``on_run_create`` for each run a tick creates (after its commit)."""
-        self.url, self.is_sqlite, self.outage_s = store.url, store.is_sqlite, store.outage_s
-        dialect = sa.dialects.sqlite if self.is_sqlite else sa.dialects.postgresql
+        self.db: Database = store
+        dialect = sa.dialects.sqlite if self.db.is_sqlite else sa.dialects.postgresql
         self._insert = dialect.insert(schedules)
         self._mine = (schedules.c.namespace == store.namespace,)
 
@@ -134,14 +135,14 @@ class Schedules:
         stmt = self._insert.values(
             namespace=self.store.namespace, name=name, created_at=now, **row
         ).on_conflict_do_update(index_elements=[schedules.c.namespace, schedules.c.name], set_=row)
-        with self.store._write() as c:
+        with self.db.write() as c:
             c.execute(stmt)
         return self.get(name)
 
     @retrying
     def find(self, name: str) -> ScheduleInfo | None:
         """Schedule ``name``, or None."""
-        with self.store._read() as c:
+        with self.db.read() as c:
             q = sa.select(schedules).where(*self._mine, schedules.c.name == name)
             row = c.execute(q).first()
         return _info(row) if row else None
@@ -156,7 +157,7 @@ class Schedules:
     @retrying
     def list(self) -> list[ScheduleInfo]:
         """Every schedule of the namespace, by name."""
-        with self.store._read() as c:
+        with self.db.read() as c:
             rows = c.execute(sa.select(schedules).where(*self._mine).order_by(schedules.c.name))
             return [_info(r) for r in rows]
 
@@ -170,14 +171,14 @@ class Schedules:
             nxt = next_tick(info.cron, info.tz, now)
             ended = info.until is not None and nxt > info.until.timestamp()
             values = {"status": "ended" if ended else "active", "next_at": nxt, "updated_at": now}
-        with self.store._write() as c:
+        with self.db.write() as c:
             c.execute(schedules.update().where(*self._mine, schedules.c.name == name), values)
         return self.get(name)
 
     @retrying
     def remove(self, name: str) -> bool:
         """Delete schedule ``name`` (its past runs stay); False when there was none."""
-        with self.store._write() as c:
+        with self.db.write() as c:
             q = schedules.delete().where(*self._mine, schedules.c.name == name)
             return bool(c.execute(q).rowcount)
 
@@ -195,16 +196,16 @@ class Schedules:
         q = sa.select(sa.func.min(schedules.c.next_at)).where(
             *self._mine, schedules.c.status == "active"
         )
-        with self.store._read() as c:
+        with self.db.read() as c:
             return c.execute(q).scalar()
 
     @retrying
     def _dispatch_one(self, now: float, report: DispatchReport) -> _Made | None:
         """Handle one due schedule; None when none was due, else the runs its tick
         made, as :meth:`Lifecycle.run_created` takes them."""
-        due = _DUE if self.is_sqlite else _DUE.with_for_update(skip_locked=True)
+        due = _DUE if self.db.is_sqlite else _DUE.with_for_update(skip_locked=True)
         made: _Made = []
-        with self.store._write() as c:
+        with self.db.write() as c:
             row = c.execute(due, {"p_ns": self.store.namespace, "p_now": now}).first()
             if row is None:
                 return None
@@ -239,11 +240,13 @@ class Schedules:
             log.warning("schedule %s: tick %s not started: %s", row.name, stamp, e)
             report.failed.append((row.name, str(e)))
             return {**values, "last_tick_at": tick, "last_error": str(e)}
-        run_id = self.store.run_by_key(c, key)
+        run_id = self.store.runs.run_by_key(c, key)
         created = run_id is None
         if run_id is None:
             run_id = uuid.uuid4().hex
-            self.store.insert_run(c, run_id, wf.name, row.workflow_json, data, idempotency_key=key)
+            self.store.runs.insert_run(
+                c, run_id, wf.name, row.workflow_json, data, idempotency_key=key
+            )
         made.append((run_id, wf.name, data, key, None, created))
         report.fired.append((row.name, run_id))
         return {**values, "last_tick_at": tick, "last_run_id": run_id, "last_error": None}

@@ -32,8 +32,10 @@ from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
 from .lifecycle import Lifecycle
 from .listener import PgListener
+from .records import RunRow, StepWrite
+from .run_store import LeaseLost
 from .schedules import Schedules
-from .store import LeaseLost, RunRow, StepWrite, Store
+from .store import Store
 
 log = logging.getLogger("thodare.worker")
 _T = TypeVar("_T")
@@ -103,11 +105,11 @@ class _RunExecution:
     def write_held(self) -> None:
         self.flush = None
         if self.ended:
-            self.w.spawn(self.write(self.store.write_steps))
+            self.w.spawn(self.write(self.store.runs.write_steps))
 
     async def start(self, block_id: str, type_: str) -> int:
         start = StepWrite(block_id, type_, "running")
-        attempts = await self.write(self.store.write_steps, also=[start])
+        attempts = await self.write(self.store.runs.write_steps, also=[start])
         return int(attempts[block_id])
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
@@ -152,10 +154,10 @@ class _RunExecution:
         async with self.lock:
             ended, self.ended = self.ended, []
             if ended:
-                await self.w.io(self.store.write_steps, self.row.id, self.owner, steps=ended)
+                await self.w.io(self.store.runs.write_steps, self.row.id, self.owner, steps=ended)
                 self.w.lifecycle.steps_written(self.row.id, ended)
             wake_at = await self.w.io(
-                self.store.step_waiting, self.row.id, self.owner, block_id, conn.type,
+                self.store.runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
                 event=pause.resume_on_event, key=pause.correlation_key,
                 wake_at=from_iso(pause.resume_at),
             )  # fmt: skip
@@ -163,7 +165,7 @@ class _RunExecution:
             output: dict[str, Any] | None = None
             if pause.resume_on_event:
                 found, payload = await self.w.io(
-                    self.store.take_signal, self.row.id, self.owner, block_id,
+                    self.store.signals.take_signal, self.row.id, self.owner, block_id,
                     pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
                 )  # fmt: skip
                 if found:
@@ -197,7 +199,7 @@ class _RunExecution:
                 self.flush.cancel()
 
     async def walk(self) -> None:
-        finish = self.store.finish_run
+        finish = self.store.runs.finish_run
         try:
             wf = SerializedWorkflow.from_json(self.row.workflow_json)
             self.plan = Plan(wf, self.w.catalog, validate=False)
@@ -248,7 +250,7 @@ class _RunExecution:
             if deadline is not None:
                 timers.append(deadline)
             wake_at = min(timers) if timers else None
-            woke = await self.write(self.store.park_run, wake_at)
+            woke = await self.write(self.store.runs.park_run, wake_at)
             self.w.lifecycle.run_parked(self.row.id, wake_at)
             if woke:
                 self.w.wake()  # a signal came while it walked
@@ -414,7 +416,7 @@ class Worker:
         self._loop, self._wake = loop, asyncio.Event()
         try:
             await self.io(
-                self.store.register_worker, self.owner, _kind(), self.catalog.types(),
+                self.store.workers.register_worker, self.owner, _kind(), self.catalog.types(),
                 self.config.concurrency, self.config.lease_s,
             )  # fmt: skip
         except Exception as e:  # the database is down: the heartbeat records us later
@@ -445,7 +447,7 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*self._active.values(), *self._tasks, beat, return_exceptions=True)
             with contextlib.suppress(Exception):
-                await self.io(self.store.release, self.owner)
+                await self.io(self.store.workers.release, self.owner)
             self.lifecycle.released(self.owner)
 
     async def _dispatch(self, schedules: Schedules) -> None:
@@ -459,7 +461,7 @@ class Worker:
         """Start walking what is due, up to the free slots."""
         free = self.config.concurrency - len(self._active)
         rows = await self.io(
-            self.store.claim, self.owner, free, self.config.lease_s, self.catalog.types()
+            self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types()
         )
         for row in rows:
             if row.id not in self._active:
@@ -471,7 +473,7 @@ class Worker:
         """Ask when the next run becomes due (timers and leases of other workers'
         runs); once a poll interval, not at every wake-up."""
         self._due_at = time.time() + self.config.poll_s
-        nxt = await self.io(self.store.next_due, self.owner, self.catalog.types())
+        nxt = await self.io(self.store.runs.next_due, self.owner, self.catalog.types())
         if nxt is not None:
             self._due_at = min(self._due_at, nxt)
 
@@ -480,7 +482,7 @@ class Worker:
             await _RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
-            await self.io(self.lifecycle.lease_lost, row.id, self.store.get_run)
+            await self.io(self.lifecycle.lease_lost, row.id, self.store.runs.get_run)
         except BackendUnavailable as e:  # the lease runs out; a worker takes the run over later
             log.warning("worker %s: run %s paused, database unreachable: %s", self.owner, row.id, e)
             self.lifecycle.walk_stopped(row.id, "aborted")
@@ -498,7 +500,9 @@ class Worker:
                 self._wake.set()
 
     def _beat(self, run_ids: list[str]) -> set[str]:
-        return self.store.heartbeat(self.owner, run_ids, self.config.lease_s, self.catalog.types())
+        return self.store.workers.heartbeat(
+            self.owner, run_ids, self.config.lease_s, self.catalog.types()
+        )
 
     async def _heartbeat(self) -> None:
         while True:
@@ -512,6 +516,6 @@ class Worker:
             for run_id in set(ids) - kept:  # canceled, or taken over after a long stall
                 task = self._active.get(run_id)
                 if self.lifecycle.walking:
-                    await self.io(self.lifecycle.lease_lost, run_id, self.store.get_run)
+                    await self.io(self.lifecycle.lease_lost, run_id, self.store.runs.get_run)
                 if task is not None:
                     task.cancel()

@@ -103,23 +103,23 @@ class _TracingListener:
 
     def _create(self, params: RunCreateParams) -> _Ret:
         assert self.hooks.on_run_create is not None
-        row = self.store.get_run(params.run_id)
+        row = self.store.runs.get_run(params.run_id)
         if row is None:
             return None
-        steps = [] if params.created else self.store.get_steps(params.run_id)
+        steps = [] if params.created else self.store.runs.get_steps(params.run_id)
         return self.hooks.on_run_create(params, describe_run(row, steps))
 
     def _get(self, ev: RunRead) -> _Ret:
         assert self.hooks.on_run_get is not None
-        desc = describe_run(ev.row, self.store.get_steps(ev.run_id)) if ev.row else None
+        desc = describe_run(ev.row, self.store.runs.get_steps(ev.run_id)) if ev.row else None
         return self.hooks.on_run_get(desc)
 
     def _cancel(self, ev: RunCancel) -> _Ret:
         assert self.hooks.on_run_cancel is not None
-        row = self.store.get_run(ev.run_id)
+        row = self.store.runs.get_run(ev.run_id)
         if row is None:
             return None
-        return self.hooks.on_run_cancel(describe_run(row, self.store.get_steps(ev.run_id)))
+        return self.hooks.on_run_cancel(describe_run(row, self.store.runs.get_steps(ev.run_id)))
 
     def on_error(self, exc: Exception, name: str) -> _Ret:
         if self.hooks.on_error is not None:

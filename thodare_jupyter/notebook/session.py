@@ -124,7 +124,7 @@ class Session:
             run_id = last.id
         if run_id:
             run = self.kit.get_handle(run_id)
-            if self.kit.store.get_run(run_id) is None:
+            if self.kit.store.runs.get_run(run_id) is None:
                 raise RunNotFound(
                     run_id,
                     self.kit.store.namespace,

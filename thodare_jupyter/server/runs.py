@@ -73,10 +73,10 @@ class Runs:
     def dag_svg(self, run_id: str) -> str:
         """The run's DAG, each block coloured by its step's status."""
         kit = self.kit
-        row = kit.store.get_run(run_id)
+        row = kit.store.runs.get_run(run_id)
         if row is None:
             raise RunNotFound(run_id, kit.store.namespace)
         wf = SerializedWorkflow.from_json(row.workflow_json)
-        steps = {s.block_id: s.status for s in kit.store.get_steps(run_id)}
+        steps = {s.block_id: s.status for s in kit.store.runs.get_steps(run_id)}
         statuses = run_statuses(wf, row.status, steps)
         return render_svg(wf, statuses, title=f"{wf.name or 'run'} · {row.status}")

@@ -1,0 +1,478 @@
+"""Runs and their steps: every read and write of ``thodare_runs`` and ``thodare_steps``
+but the workers' leases (:mod:`.worker_store`).
+
+Writes that belong to a claimed run are fenced: they only land while the
+writer still holds the run's lease, so a worker that lost its lease (crash
+suspected, run taken over) cannot overwrite the new owner's work.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from ..wire import TERMINAL_STATUSES
+from .database import Database, retrying
+from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_row, step_row
+from .schema import runs, signals, steps
+
+_RUN_BY_KEY = sa.select(runs.c.id).where(
+    runs.c.namespace == sa.bindparam("p_ns"), runs.c.idempotency_key == sa.bindparam("p_key")
+)
+_MAX_SIGNAL = sa.select(sa.func.coalesce(sa.func.max(signals.c.id), 0))
+_GET_RUN = sa.select(runs).where(
+    runs.c.id == sa.bindparam("p_run"), runs.c.namespace == sa.bindparam("p_ns")
+)
+_GET_STEPS = (
+    sa.select(steps)
+    .where(steps.c.run_id == sa.bindparam("p_run"))
+    .order_by(sa.func.coalesce(steps.c.started_at, 0))
+)
+
+
+def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:
+    cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at"]
+    src = sa.select(sa.literal(to_run), *(steps.c[n] for n in cols)).where(
+        steps.c.run_id == from_run,
+        steps.c.status == "completed",
+        steps.c.block_id.in_(list(block_ids)),
+    )
+    return steps.insert().from_select(["run_id", *cols], src)
+
+
+def _due(capable: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+    """Runs this worker may take now: new, woken, or whose lease ran out elsewhere."""
+    return sa.and_(
+        runs.c.namespace == sa.bindparam("p_ns"),
+        capable,
+        sa.or_(
+            runs.c.status == "pending",
+            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
+            sa.and_(
+                runs.c.status == "running",
+                runs.c.lease_expires_at < sa.bindparam("p_now"),
+                runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
+            ),
+        ),
+    )
+
+
+def _memo(is_sqlite: bool) -> sa.Label[Any]:
+    """A run's ended steps as one JSON value ``[[block_id, status, output_json], …]``:
+    the claim brings them in the same round trip."""
+    cols = (steps.c.block_id, steps.c.status, steps.c.output_json)
+    agg = (sa.func.json_group_array(sa.func.json_array(*cols)) if is_sqlite
+           else sa.func.json_agg(sa.func.json_build_array(*cols)))  # fmt: skip
+    ended = sa.select(agg).where(
+        steps.c.run_id == runs.c.id, steps.c.status.in_(("completed", "failed"))
+    )
+    return ended.scalar_subquery().label("memo")
+
+
+_TAKEN = dict(
+    status="running", lease_owner=sa.bindparam("p_owner"),
+    lease_expires_at=sa.bindparam("p_until"), wake_requested=False,
+    updated_at=sa.bindparam("p_now"),
+    started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
+)  # fmt: skip
+
+
+def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
+    """One ``UPDATE … RETURNING`` of the due runs (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL; SQLite has one writer at a time), with their ended steps."""
+    pick = sa.select(runs.c.id).where(_due(capable)).order_by(runs.c.created_at)
+    pick = pick.limit(sa.bindparam("p_limit"))
+    if not is_sqlite:
+        pick = pick.with_for_update(skip_locked=True)
+    take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()))
+    take = take.values(**_TAKEN, claimed_from=runs.c.status)
+    return take.returning(*runs.c, _memo(is_sqlite))
+
+
+def _next_due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
+    return sa.select(
+        sa.func.min(
+            sa.case((runs.c.status == "running", runs.c.lease_expires_at), else_=runs.c.wake_at)
+        )
+    ).where(
+        runs.c.namespace == sa.bindparam("p_ns"),
+        capable,
+        runs.c.status.in_(("pending", "waiting", "running")),
+        sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != sa.bindparam("p_owner")),
+    )
+
+
+def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:
+    """A run whose every connector type is in ``p_types`` (a JSON list), or one from
+    before runs recorded their needs."""
+    if is_sqlite:
+        need = sa.func.json_each(runs.c.needs).table_valued("value").alias("need")
+        have = sa.func.json_each(sa.bindparam("p_types")).table_valued("value").alias("have")
+        lacking = sa.exists().where(need.c.value.not_in(sa.select(have.c.value)))
+        return sa.or_(runs.c.needs.is_(None), ~lacking)
+    jsonb = sa.dialects.postgresql.JSONB
+    have_all = sa.cast(runs.c.needs, jsonb).op("<@")(sa.cast(sa.bindparam("p_types"), jsonb))
+    return sa.or_(runs.c.needs.is_(None), have_all)
+
+
+def needs_of(workflow_json: str) -> str:
+    """The connector types a run of this workflow needs: a sorted JSON list."""
+    blocks = json.loads(workflow_json).get("blocks") or []
+    return dumps(sorted({b["type"] for b in blocks if b.get("enabled", True)}))
+
+
+_FINISH = (
+    runs.update()
+    .where(runs.c.id == sa.bindparam("p_run"))
+    .values(
+        status=sa.bindparam("p_status"), outputs_json=sa.bindparam("p_outputs"),
+        error=sa.bindparam("p_error"), failed_block=sa.bindparam("p_failed"),
+        ended_at=sa.bindparam("p_now"), updated_at=sa.bindparam("p_now"),
+        lease_owner=None, lease_expires_at=None, wake_at=None,
+    )
+)  # fmt: skip
+_LEASED = sa.exists().where(
+    runs.c.id == sa.bindparam("p_run"),
+    runs.c.lease_owner == sa.bindparam("p_owner"),
+    runs.c.status == "running",
+)
+_FINISH = _FINISH.where(runs.c.lease_owner == sa.bindparam("p_owner"), runs.c.status == "running")
+_STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
+              "started_at", "ended_at")  # fmt: skip
+_INSERT_RUN = runs.insert().values(
+    {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
+    | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _step_upsert(is_sqlite: bool, n: int) -> Any:
+    """Upsert ``n`` step rows in one statement that lands only while the writer holds
+    the run's lease (the fence is in the statement). A start marker (status
+    ``running``) counts an attempt; an end keeps the highest attempt seen."""
+    rows = [
+        sa.select(*(sa.cast(sa.bindparam(f"{c}{i}"), steps.c[c].type).label(c)
+                    for c in _STEP_COLS))
+        for i in range(n)
+    ]  # fmt: skip
+    src = (sa.union_all(*rows) if n > 1 else rows[0]).subquery("v")
+    new = (sa.dialects.sqlite.insert if is_sqlite else sa.dialects.postgresql.insert)(steps)
+    ins = new.from_select(list(_STEP_COLS), sa.select(*src.c).where(_LEASED))
+    ex = ins.excluded
+    attempt = sa.case(
+        (ex.status == "running", steps.c.attempt + 1),
+        (steps.c.attempt >= ex.attempt, steps.c.attempt),
+        else_=ex.attempt,
+    )
+    set_ = {c: ex[c] for c in ("type", "status", "output_json", "error", "ended_at")}
+    return ins.on_conflict_do_update(
+        index_elements=[steps.c.run_id, steps.c.block_id], set_={**set_, "attempt": attempt}
+    ).returning(steps.c.block_id, steps.c.attempt)
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run (taken over, or canceled)."""
+
+
+def check_lease(c: Connection, run_id: str, owner: str) -> None:
+    """Raise :class:`LeaseLost` unless ``owner`` holds ``run_id``'s lease (in ``c``)."""
+    if not c.execute(sa.select(_LEASED), {"p_run": run_id, "p_owner": owner}).scalar():
+        raise LeaseLost(run_id)
+
+
+class RunStore:
+    """Runs and steps of one database and namespace."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        capable = _capable(db.is_sqlite)
+        self._claim = _claim_statement(db.is_sqlite, capable)
+        self._next_due = _next_due(capable)
+
+    @retrying
+    def create_run(
+        self,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+        run_id: str | None = None,
+        reuse: tuple[str, Sequence[str]] | None = None,
+    ) -> tuple[str, bool]:
+        """Insert a pending run; with a known idempotency key, return the existing id.
+
+        ``reuse=(run_id, block_ids)`` copies those blocks' completed steps from
+        another run, in the same commit: the new run does not run them again.
+        Returns ``(run_id, created)``.
+        """
+        new_id = run_id or uuid.uuid4().hex
+        try:
+            with self.db.write() as c:
+                if idempotency_key is not None:
+                    found = self.run_by_key(c, idempotency_key)
+                    if found:
+                        return found, False
+                self.insert_run(
+                    c, new_id, workflow_name, workflow_json, input,
+                    idempotency_key=idempotency_key, deadline_at=deadline_at,
+                )  # fmt: skip
+                if reuse is not None:
+                    c.execute(_copy_steps(new_id, *reuse))
+        except IntegrityError:  # our own retried insert landed, or a concurrent same-key one won
+            with self.db.read() as c:
+                if c.execute(_GET_RUN, {"p_run": new_id, "p_ns": self.db.namespace}).first():
+                    return new_id, True
+                found = self.run_by_key(c, idempotency_key) if idempotency_key else None
+                if found is None:
+                    raise
+                return found, False
+        return new_id, True
+
+    def insert_run(
+        self,
+        c: Connection,
+        run_id: str,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        *,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
+        """Insert a pending run inside the caller's write transaction (and wake workers)."""
+        now = time.time()
+        row: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
+        row.update({
+            "id": run_id, "namespace": self.db.namespace, "workflow_name": workflow_name,
+            "workflow_json": workflow_json, "input_json": dumps(input),
+            "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
+            "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
+            "needs": needs_of(workflow_json), "wake_requested": False,
+        })  # fmt: skip
+        if self.db.is_sqlite:
+            c.execute(_INSERT_RUN, row)
+        else:  # the insert and the wake-up in one statement
+            created = _INSERT_RUN.returning(runs.c.id).cte("created")
+            wake = sa.select(sa.func.pg_notify(self.db.channel, self.db.origin))
+            c.execute(wake.select_from(created), row)
+
+    def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
+        """The id of the run created with ``idempotency_key``, in the caller's transaction."""
+        return c.execute(
+            _RUN_BY_KEY, {"p_ns": self.db.namespace, "p_key": idempotency_key}
+        ).scalar()
+
+    @retrying
+    def get_run(self, run_id: str) -> RunRow | None:
+        """One run, or None."""
+        with self.db.read() as c:
+            row = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).first()
+        return run_row(row) if row else None
+
+    @retrying
+    def list_runs(self, status: str | None = None, limit: int = 50) -> list[RunRow]:
+        """Newest runs first."""
+        q = sa.select(runs).where(runs.c.namespace == self.db.namespace)
+        if status:
+            q = q.where(runs.c.status == status)
+        with self.db.read() as c:
+            rows = c.execute(q.order_by(runs.c.created_at.desc()).limit(limit)).all()
+        return [run_row(r) for r in rows]
+
+    @retrying
+    def get_steps(self, run_id: str) -> list[StepRow]:
+        """The steps of a run, in the order they started."""
+        with self.db.read() as c:
+            rows = c.execute(_GET_STEPS, {"p_run": run_id}).all()
+        return [step_row(r) for r in rows]
+
+    @retrying
+    def claim(self, owner: str, limit: int, lease_s: float, types: Sequence[str]) -> list[RunRow]:
+        """Take up to ``limit`` due runs (new, woken, or whose lease ran out) that need
+        only connector ``types``, each with its ended steps (``RunRow.memo``) and the
+        status it was claimed from; one statement on PostgreSQL."""
+        if limit <= 0:
+            return []
+        args = {"p_ns": self.db.namespace, "p_owner": owner, "p_limit": limit,
+                "p_types": dumps(sorted(types))}  # fmt: skip
+        with self.db.write(lazy=True) as c:
+            now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
+            args.update(p_now=now, p_until=now + lease_s)
+            return [run_row(r) for r in c.execute(self._claim, args).all()]
+
+    @retrying
+    def next_due(self, owner: str, types: Sequence[str]) -> float | None:
+        """When the next run this worker could take becomes due (a timer, a lease)."""
+        args = {"p_ns": self.db.namespace, "p_owner": owner, "p_types": dumps(sorted(types))}
+        with self.db.read() as c:
+            return c.execute(self._next_due, args).scalar()
+
+    @retrying
+    def write_steps(self, run_id: str, owner: str, *, steps: Sequence[StepWrite]) -> dict[str, int]:
+        """Write step rows in one fenced statement; returns each block's attempt.
+
+        Only start markers: committed without waiting for the disk (a lost marker
+        costs an attempt number, never a result). Raises :class:`LeaseLost`.
+        """
+        if not steps:
+            return {}
+        lazy = all(w.status == "running" for w in steps)
+        with self.db.write(lazy=lazy) as c:
+            return self._write_steps(c, run_id, owner, steps)
+
+    def _write_steps(
+        self, c: Connection, run_id: str, owner: str, writes: Sequence[StepWrite]
+    ) -> dict[str, int]:
+        if len({w.block_id for w in writes}) < len(writes):  # one row cannot change twice
+            got: dict[str, int] = {}
+            for w in writes:
+                got.update(self._write_steps(c, run_id, owner, [w]))
+            return got
+        params = self._step_params(run_id, owner, writes)
+        rows = c.execute(_step_upsert(self.db.is_sqlite, len(writes)), params).all()
+        if not rows:
+            raise LeaseLost(run_id)
+        return {b: a for b, a in rows}
+
+    def _step_params(self, run_id: str, owner: str, writes: Sequence[StepWrite]) -> dict[str, Any]:
+        params: dict[str, Any] = {"p_run": run_id, "p_owner": owner}
+        for i, w in enumerate(writes):
+            ended = w.status != "running"
+            params.update({
+                f"run_id{i}": run_id, f"block_id{i}": w.block_id, f"type{i}": w.type,
+                f"status{i}": w.status, f"attempt{i}": w.attempt,
+                f"output_json{i}": dumps(w.output) if w.status == "completed" else None,
+                f"error{i}": db_text(w.error), f"started_at{i}": w.at,
+                f"ended_at{i}": w.at if ended else None,
+            })  # fmt: skip
+        return params
+
+    @retrying
+    def finish_run(
+        self,
+        run_id: str,
+        owner: str,
+        status: str,
+        *,
+        outputs: dict[str, Any] | None = None,
+        error: str | None = None,
+        failed_block: str | None = None,
+        steps: Sequence[StepWrite] = (),
+    ) -> None:
+        """Mark a run completed or failed, with its last step rows (fenced; one
+        statement on PostgreSQL)."""
+        params = {
+            "p_run": run_id, "p_owner": owner, "p_status": status, "p_error": db_text(error),
+            "p_failed": failed_block, "p_now": time.time(),
+            "p_outputs": dumps(outputs) if outputs is not None else None,
+        }  # fmt: skip
+        with self.db.write() as c:
+            finish = _FINISH
+            if steps and (self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps)):
+                self._write_steps(c, run_id, owner, steps)
+            elif steps:
+                params.update(self._step_params(run_id, owner, steps))
+                finish = _FINISH.add_cte(_step_upsert(False, len(steps)).cte("ended"))
+            if not c.execute(finish, params).rowcount:
+                raise LeaseLost(run_id)
+
+    @retrying
+    def park_run(
+        self, run_id: str, owner: str, wake_at: float | None, steps: Sequence[StepWrite] = ()
+    ) -> bool:
+        """Release a run that waits (fenced), with its last step rows; a signal that
+        raced in wakes it at once (then True)."""
+        with self.db.write() as c:
+            if steps:
+                self._write_steps(c, run_id, owner, steps)
+            now = time.time()
+            parked = c.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.lease_owner == owner,
+                       runs.c.status == "running")
+                .values(status="waiting", wake_requested=False, lease_owner=None,
+                        lease_expires_at=None, updated_at=now,
+                        wake_at=sa.case((runs.c.wake_requested, now), else_=wake_at))
+                .returning(runs.c.wake_at)
+            ).first()  # fmt: skip
+            if parked is None:
+                raise LeaseLost(run_id)
+            if parked.wake_at == now:  # a signal came while it walked
+                self.db.notify(c)
+                return True
+            return False
+
+    @retrying
+    def cancel_run(self, run_id: str) -> bool:
+        """Cancel a run that has not ended; False when it already had."""
+        with self.db.write() as c:
+            now = time.time()
+            res = c.execute(
+                runs.update()
+                .where(
+                    runs.c.id == run_id,
+                    runs.c.namespace == self.db.namespace,
+                    runs.c.status.not_in(TERMINAL_STATUSES),
+                )
+                .values(
+                    status="canceled",
+                    ended_at=now,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    wake_at=None,
+                )
+            )
+        return bool(res.rowcount)
+
+    @retrying
+    def step_waiting(
+        self,
+        run_id: str,
+        owner: str,
+        block_id: str,
+        type_: str,
+        *,
+        event: str | None,
+        key: str | None,
+        wake_at: float | None,
+    ) -> float | None:
+        """Park a step on a timer and/or an event; the first recorded timer is kept on replay."""
+        with self.db.write() as c:
+            now = time.time()
+            check_lease(c, run_id, owner)
+            row = c.execute(
+                sa.select(steps.c.status, steps.c.wake_at, steps.c.started_at).where(
+                    steps.c.run_id == run_id, steps.c.block_id == block_id
+                )
+            ).first()
+            if row is not None and row.status == "waiting":
+                return row.wake_at  # type: ignore[no-any-return]
+            values = dict(
+                type=type_, status="waiting", wait_event=event, wait_key=key, wake_at=wake_at
+            )
+            if row is None:
+                c.execute(
+                    steps.insert().values(
+                        run_id=run_id, block_id=block_id, attempt=1, started_at=now, **values
+                    )
+                )
+            else:
+                c.execute(
+                    steps.update()
+                    .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
+                    .values(**values)
+                )
+            return wake_at

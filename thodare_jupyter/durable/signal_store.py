@@ -1,0 +1,113 @@
+"""Signals: stored events that wake the runs waiting for them, consumed once per run."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from .database import Database, retrying
+from .records import dumps
+from .run_store import check_lease
+from .schema import consumptions, runs, signals, steps
+
+
+class SignalStore:
+    """The signals of one database and namespace."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @retrying
+    def send_signal(
+        self,
+        event: str,
+        payload: Any,
+        correlation_key: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> tuple[int, bool]:
+        """Store a signal and wake the runs waiting for it. Returns ``(id, created)``."""
+        try:
+            with self.db.write() as c:
+                now = time.time()
+                if idempotency_key is not None:
+                    found = c.execute(
+                        sa.select(signals.c.id).where(
+                            signals.c.namespace == self.db.namespace,
+                            signals.c.idempotency_key == idempotency_key,
+                        )
+                    ).scalar()
+                    if found is not None:
+                        return int(found), False
+                res = c.execute(signals.insert().values(
+                    namespace=self.db.namespace, event=event, correlation_key=correlation_key,
+                    payload_json=dumps(payload), idempotency_key=idempotency_key, created_at=now,
+                ))  # fmt: skip
+                sid = res.inserted_primary_key[0] if res.inserted_primary_key else 0
+                waiting = sa.select(steps.c.run_id).where(
+                    steps.c.status == "waiting",
+                    steps.c.wait_event == event,
+                    sa.or_(steps.c.wait_key.is_(None), steps.c.wait_key == correlation_key)
+                    if correlation_key is not None
+                    else steps.c.wait_key.is_(None),
+                )
+                c.execute(
+                    runs.update()
+                    .where(
+                        runs.c.namespace == self.db.namespace,
+                        runs.c.id.in_(waiting),
+                        runs.c.status.in_(("waiting", "running")),
+                    )
+                    .values(
+                        wake_requested=True,
+                        wake_at=sa.case((runs.c.status == "waiting", now), else_=runs.c.wake_at),
+                    )
+                )
+                self.db.notify(c)
+        except IntegrityError:
+            with self.db.read() as c:
+                return int(
+                    c.execute(
+                        sa.select(signals.c.id).where(
+                            signals.c.namespace == self.db.namespace,
+                            signals.c.idempotency_key == idempotency_key,
+                        )
+                    ).scalar_one()
+                ), False
+        return int(sid), True
+
+    @retrying
+    def take_signal(
+        self, run_id: str, owner: str, block_id: str, event: str, key: str | None, horizon: int
+    ) -> tuple[bool, Any]:
+        """Consume the oldest matching signal sent after the run was created, if any."""
+        keyed = (signals.c.correlation_key == key) if key is not None else sa.true()
+        used = sa.select(consumptions.c.signal_id).where(consumptions.c.run_id == run_id)
+        with self.db.write() as c:
+            check_lease(c, run_id, owner)
+            row = c.execute(
+                sa.select(signals.c.id, signals.c.payload_json)
+                .where(
+                    signals.c.namespace == self.db.namespace,
+                    signals.c.event == event,
+                    keyed,
+                    signals.c.id > horizon,
+                    signals.c.id.not_in(used),
+                )
+                .order_by(signals.c.id)
+                .limit(1)
+            ).first()
+            if row is None:
+                return False, None
+            c.execute(
+                consumptions.insert().values(signal_id=row.id, run_id=run_id, block_id=block_id)
+            )
+        return True, json.loads(row.payload_json)
+
+
+def db_text(message: str | None) -> str | None:
+    """A message as every database stores it: PostgreSQL text cannot hold a NUL byte."""
+    return None if message is None else message.replace("\x00", "\\x00")
