@@ -151,25 +151,21 @@ class _RunExecution:
             run_id=self.row.id, block_id=block_id, env=self.w.env, redactor=self.redactor
         )
         pause = await conn.execute(params, ctx)
-        async with self.lock:
-            ended, self.ended = self.ended, []
-            if ended:
-                await self.w.io(self.store.runs.write_steps, self.row.id, self.owner, steps=ended)
-                self.w.lifecycle.steps_written(self.row.id, ended)
-            wake_at = await self.w.io(
-                self.store.runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
-                event=pause.resume_on_event, key=pause.correlation_key,
-                wake_at=from_iso(pause.resume_at),
+        runs = self.store.runs  # held step ends need not land first: the park carries them
+        wake_at = await self.w.io(
+            runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
+            event=pause.resume_on_event, key=pause.correlation_key,
+            wake_at=from_iso(pause.resume_at),
+        )  # fmt: skip
+        self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
+        output: dict[str, Any] | None = None
+        if pause.resume_on_event:
+            found, payload = await self.w.io(
+                self.store.signals.take_signal, self.row.id, self.owner, block_id,
+                pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
             )  # fmt: skip
-            self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
-            output: dict[str, Any] | None = None
-            if pause.resume_on_event:
-                found, payload = await self.w.io(
-                    self.store.signals.take_signal, self.row.id, self.owner, block_id,
-                    pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
-                )  # fmt: skip
-                if found:
-                    output = wait_output(pause.kind, payload)
+            if found:
+                output = wait_output(pause.kind, payload)
         if output is None and wake_at is not None and time.time() >= wake_at:
             output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
         if output is None:
