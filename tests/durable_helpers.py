@@ -1,15 +1,19 @@
 """Plain helpers shared by the durable tests (a module, not a test file).
 
-* reading the SQLite file directly with ``sqlite3`` (no package code): :func:`q`
-  (rows as tuples), :func:`step_rows` / :func:`run_row` (rows as dicts),
-  :func:`steps_of`, :func:`run_status` and :func:`parked`;
+* reading the database directly, with ``sqlite3`` for a SQLite file (a path or a
+  ``sqlite:///`` URL) or ``psycopg`` for a ``postgresql+psycopg://`` URL (no
+  package code; SQL is written with ``?`` placeholders for both): :func:`q`
+  (rows as tuples), :func:`dict_rows`, :func:`step_rows` / :func:`run_row` (rows as
+  dicts), :func:`steps_of`, :func:`run_status`, :func:`parked` and
+  :func:`table_names`;
+* :data:`PG_ONLY`, which runs a test that takes ``db_url`` on PostgreSQL alone;
 * :func:`wait_until`, a polling wait that fails with a message;
 * serialized-workflow factories: :func:`block`, :func:`workflow` (a trigger,
   blocks and connections), :func:`chain_wf` (a trigger and a chain of blocks),
   :func:`event_wf` and :func:`duration_wf` (a wait and then a ``transform``).
 
-The ``db`` and ``kits`` fixtures live in ``conftest.py``; :data:`KitFactory` is
-the type of ``kits``.
+The ``db``, ``kits``, ``db_url`` and ``any_kits`` fixtures live in
+``conftest.py``; :data:`KitFactory` is the type of ``kits``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from thodare_jupyter import Wfkit
@@ -33,22 +38,56 @@ class NoParams(BaseModel):  # params of a test connector that takes none
     pass
 
 
-# ── the SQLite file, read directly ───────────────────────────────────────────
+# ── the database, read directly (SQLite file or PostgreSQL URL) ──────────────
+
+PG_ONLY = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+"""Mark a test that takes ``db_url`` (or ``any_kits``) to run on PostgreSQL only."""
+
+
+def is_pg(db: str | Path) -> bool:
+    """True for a PostgreSQL URL; anything else is a SQLite file (a path or a URL)."""
+    return str(db).startswith("postgresql")
+
+
+def sqlite_file(db: str | Path) -> str:
+    """The file of a SQLite path or ``sqlite:///`` URL."""
+    return str(db).removeprefix("sqlite:///")
+
+
+def _pg(db: str | Path, sql: str, args: tuple[Any, ...], as_dicts: bool) -> list[Any]:
+    import psycopg
+    from psycopg.rows import dict_row, tuple_row
+
+    dsn = str(db).replace("postgresql+psycopg://", "postgresql://", 1)  # search_path kept
+    sql = sql.replace("%", "%%").replace("?", "%s")
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        cur = conn.cursor(row_factory=dict_row if as_dicts else tuple_row)
+        return list(cur.execute(sql, args or None).fetchall())
 
 
 def q(db: str | Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    """Rows straight from the SQLite file (a separate connection, no package code)."""
-    con = sqlite3.connect(db)
+    """Rows as tuples, from a separate connection (no package code); ``?`` placeholders."""
+    if is_pg(db):
+        return _pg(db, sql, args, as_dicts=False)
+    con = sqlite3.connect(sqlite_file(db))
     try:
         return con.execute(sql, args).fetchall()
     finally:
         con.close()
 
 
+def dict_rows(db: str | Path, sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Rows as dicts, from a separate connection (no package code); ``?`` placeholders."""
+    if is_pg(db):
+        return _pg(db, sql, args, as_dicts=True)
+    with db_conn(db) as c:
+        return [dict(r) for r in c.execute(sql, args).fetchall()]
+
+
 @contextlib.contextmanager
 def db_conn(db: str | Path) -> Iterator[sqlite3.Connection]:
     """A plain sqlite3 connection to look at the rows directly (rows as ``sqlite3.Row``)."""
-    conn = sqlite3.connect(str(db), timeout=30)
+    conn = sqlite3.connect(sqlite_file(db), timeout=30)
     conn.row_factory = sqlite3.Row
     try:
         yield conn
@@ -56,19 +95,29 @@ def db_conn(db: str | Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
+def table_names(db: str | Path) -> list[str]:
+    """The names of the ``thodare*`` tables (the test's schema on PostgreSQL), sorted."""
+    if is_pg(db):
+        sql = (
+            "SELECT table_name AS name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_name LIKE 'thodare%'"
+        )
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'thodare%'"
+    return [r[0] for r in q(db, sql + " ORDER BY name")]
+
+
 def step_rows(db: str | Path, run_id: str) -> dict[str, dict[str, Any]]:
     """The thodare_steps rows of a run (as dicts) by block id."""
-    with db_conn(db) as c:
-        rows = c.execute("SELECT * FROM thodare_steps WHERE run_id = ?", (run_id,)).fetchall()
-    return {r["block_id"]: dict(r) for r in rows}
+    got = dict_rows(db, "SELECT * FROM thodare_steps WHERE run_id = ?", run_id)
+    return {r["block_id"]: r for r in got}
 
 
 def run_row(db: str | Path, run_id: str) -> dict[str, Any]:
     """The thodare_runs row of a run, as a dict."""
-    with db_conn(db) as c:
-        row = c.execute("SELECT * FROM thodare_runs WHERE id = ?", (run_id,)).fetchone()
-    assert row is not None, run_id
-    return dict(row)
+    got = dict_rows(db, "SELECT * FROM thodare_runs WHERE id = ?", run_id)
+    assert len(got) == 1, run_id
+    return got[0]
 
 
 def steps_of(db: str | Path, run_id: str) -> dict[str, str]:

@@ -32,8 +32,10 @@ Side-effect line formats (fields separated by one space):
 * ``dp_pid``: ``<run_id> <block_id> <attempt> <idempotency_key> <pid>`` when it
   starts; its output carries the same ``pid`` (which worker process ran it).
 
-``db`` may also be a PostgreSQL URL (``postgresql+psycopg://…``): the workers
-and :func:`client_kit` pass it to ``create_wfkit`` as is. :func:`pg_rows`,
+``db`` may also be a database URL (``sqlite:///…`` or ``postgresql+psycopg://…``,
+e.g. conftest's ``db_url``): the workers, :func:`client_kit` and
+``crash_env(tmp_path, url)`` pass it to ``create_wfkit`` as is, and
+``durable_helpers``' row readers take either backend. :func:`pg_rows`,
 :func:`pg_run_row`, :func:`pg_step_rows` and :func:`pg_listeners` read such a
 database directly with psycopg (no package code).
 """
@@ -380,18 +382,26 @@ class WorkerPool:
 
 @dataclass
 class Env:
-    """One crash proof's world: a database, its side-effect file, worker processes, a client kit."""
+    """One crash proof's world: a database, its side-effect file, worker processes, a client kit.
 
-    db: Path
+    ``db`` is a SQLite file's path or a database URL (SQLite or PostgreSQL);
+    ``durable_helpers``' row readers take either.
+    """
+
+    db: Path | str
     effects: Path
     pool: WorkerPool
     kit: Wfkit
 
 
 @contextlib.contextmanager
-def crash_env(tmp_path: Path) -> Iterator[Env]:
-    """An :class:`Env` in ``tmp_path``; at the end every worker is SIGKILLed, the kit disposed."""
-    db, effects = tmp_path / "runs.db", tmp_path / "effects.log"
+def crash_env(tmp_path: Path, url: str | None = None) -> Iterator[Env]:
+    """An :class:`Env` in ``tmp_path``; at the end every worker is SIGKILLed, the kit disposed.
+
+    The database is ``url`` (SQLite or PostgreSQL) if given, else ``tmp_path/runs.db``.
+    """
+    db: Path | str = url if url is not None else tmp_path / "runs.db"
+    effects = tmp_path / "effects.log"
     pool = WorkerPool(db, effects, tmp_path)
     kit = None
     try:

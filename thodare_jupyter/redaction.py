@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from .templates import iter_refs
+from .templates import env_refs
 
 MASK = "***"
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|COOKIE", re.I)
@@ -76,16 +76,11 @@ class ReadingEnv(Mapping[str, str]):
         return len(self._env)
 
 
-def env_names_read(workflow_json: Any) -> set[str]:
-    """Names of the env entries referenced by ``{{env.X}}`` anywhere in a workflow's JSON."""
-    return {r.split(".")[1] for r in iter_refs(workflow_json) if r.startswith("env.") and "." in r}
-
-
 def run_redactor(
     workflow_json: Any, env: Mapping[str, str], hidden_values: Iterable[Any] = ()
 ) -> Redactor:
     """The secrets known before a run starts: env values it reads or that look secret."""
-    read = env_names_read(workflow_json)
+    read = env_refs(workflow_json)
     return Redactor(
         [v for k, v in env.items() if k in read or SECRET_NAME.search(k)] + list(hidden_values)
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..connectors import Catalog
 from ..patch import redact_for_llm
-from ..redaction import env_names_read
+from ..templates import env_refs
 from ..wire import SerializedWorkflow
 
 
@@ -69,5 +69,5 @@ def workflow_diff(
     ]  # fmt: skip
     return WorkflowDiff(
         added=added, changed=changed, removed=[b for b in old if b not in new], text=text,
-        env_refs=sorted(env_names_read(touched)),
+        env_refs=sorted(env_refs(touched)),
     )  # fmt: skip
