@@ -258,7 +258,8 @@ def _kind() -> str:
     """What runs this worker, as ``thodare workers`` shows it."""
     if "ipykernel" in sys.modules:
         return "kernel"
-    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    script = sys.argv[0] if sys.argv else ""
+    return Path(script).name if script not in ("", "-", "-c") else "python"
 
 
 class Worker:
