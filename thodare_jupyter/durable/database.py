@@ -84,6 +84,7 @@ class Database:
             self._lazy_engine = self.engine if self.is_sqlite else self._engine(url, lazy=True)
             self.migrate()
             self.channel = self._channel()
+            self.end_channel = f"{self.channel}_end" if self.channel else ""
         except ImportError as e:
             raise BackendUnavailable(
                 url, f"{e}. For PostgreSQL: pip install 'thodare-jupyter[postgres]'"
@@ -204,6 +205,11 @@ class Database:
         with self.read() as c:
             schema = c.exec_driver_sql("SELECT current_schema()").scalar()
         return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
+
+    def announce_end(self, c: Connection, run_id: str) -> None:
+        """Tell handles waiting in other processes that ``run_id`` ended (at commit)."""
+        if not self.is_sqlite:
+            c.execute(sa.select(sa.func.pg_notify(self.end_channel, run_id)))
 
     def notify(self, c: Connection) -> None:
         """Wake the workers listening on this namespace when the transaction commits."""

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 
+_RECHECK_S = 5.0
+"""A handle waiting for an announced end reads the run at least this often anyway."""
+
+
 class StepDescription(BaseModel):
     """One step of a durable run as stored."""
 
@@ -187,8 +191,10 @@ class RunHandle:
         end = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         local = self._worker if self._worker is not None and self._worker.running else None
+        ends = self.store.run_ends if local is None else None  # PostgreSQL: no polling
         while True:
             seen = local.ended_count if local is not None else 0
+            heard = ends.mark(self.id) if ends is not None else None
             ended = local.outcome(self.id) if local is not None else None
             if ended is not None:  # this process walked it to its end: no read needed
                 status, outputs, error, failed_block = ended
@@ -210,9 +216,12 @@ class RunHandle:
             if left is not None and left <= 0:
                 missing = self._missing(row) if row.status == "pending" else None
                 raise RunTimeout(self.id, timeout or 0.0, row.status, missing)
-            if local is not None:  # woken when a walk here ends; polls for other processes
+            if local is not None:  # woken when a walk here ends
                 local.wait_walk_end(seen, min(0.5, left) if left is not None else 0.5)
-            else:
+            elif ends is not None and heard is not None:  # woken when the end is announced
+                wait = min(_RECHECK_S, left) if left is not None else _RECHECK_S
+                ends.wait(self.id, heard, wait)
+            else:  # SQLite, another process: poll
                 time.sleep(min(delay, left) if left is not None else delay)
                 delay = min(self._poll_s, delay * 2)
         if status == "failed":

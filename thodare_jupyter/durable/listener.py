@@ -16,11 +16,12 @@ log = logging.getLogger("thodare.listener")
 
 
 class PgListener:
-    """A thread that LISTENs on ``channel`` and calls ``on_notify`` for each NOTIFY
-    but those whose payload is ``skip`` (sent by this process, which woke itself)."""
+    """A thread that LISTENs on ``channel`` and calls ``on_notify(payload)`` for each
+    NOTIFY but those whose payload is ``skip`` (sent by this process, which woke
+    itself); ``on_notify("")`` after each (re)connect, for what may have been missed."""
 
     def __init__(
-        self, url: str, channel: str, on_notify: Callable[[], None], skip: str = ""
+        self, url: str, channel: str, on_notify: Callable[[str], None], skip: str = ""
     ) -> None:
         u = sa.engine.make_url(url)
         self._dsn = u.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -50,11 +51,11 @@ class PgListener:
                     conn.execute(f'LISTEN "{self._channel}"')
                     self.connected.set()
                     delay = 0.1
-                    self._on_notify()  # catch up on anything sent while we were away
+                    self._on_notify("")  # catch up on anything sent while we were away
                     while not self._stop.is_set():
                         for n in conn.notifies(timeout=0.5):
                             if not self._skip or n.payload != self._skip:
-                                self._on_notify()
+                                self._on_notify(n.payload)
             except psycopg.Error as e:
                 if self.connected.is_set():
                     log.warning("LISTEN connection lost (%s); polling until it is back", e)

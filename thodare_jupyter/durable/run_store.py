@@ -371,21 +371,27 @@ class RunStore:
         failed_block: str | None = None,
         steps: Sequence[StepWrite] = (),
     ) -> None:
-        """Mark a run completed or failed, with its last step rows (fenced; one
-        statement on PostgreSQL)."""
+        """Mark a run completed or failed, with its last step rows (fenced); on
+        PostgreSQL one statement that also announces the end (:mod:`.run_ends`)."""
         params = {
             "p_run": run_id, "p_owner": owner, "p_status": status, "p_error": db_text(error),
             "p_failed": failed_block, "p_now": time.time(),
             "p_outputs": dumps(outputs) if outputs is not None else None,
         }  # fmt: skip
         with self.db.write() as c:
-            finish = _FINISH
-            if steps and (self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps)):
-                self._write_steps(c, run_id, owner, steps)
-            elif steps:
+            if self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps):
+                if steps:
+                    self._write_steps(c, run_id, owner, steps)
+                if not c.execute(_FINISH, params).rowcount:
+                    raise LeaseLost(run_id)
+                return
+            # PostgreSQL: the last steps, the finish and its announcement in one statement
+            done = _FINISH.returning(runs.c.id).cte("done")
+            finish = sa.select(sa.func.pg_notify(self.db.end_channel, done.c.id)).select_from(done)
+            if steps:
                 params.update(self._step_params(run_id, owner, steps))
-                finish = _FINISH.add_cte(_step_upsert(False, len(steps)).cte("ended"))
-            if not c.execute(finish, params).rowcount:
+                finish = finish.add_cte(_step_upsert(False, len(steps)).cte("ended"))
+            if not c.execute(finish, params).all():
                 raise LeaseLost(run_id)
 
     @retrying
@@ -435,6 +441,8 @@ class RunStore:
                     wake_at=None,
                 )
             )
+            if res.rowcount:
+                self.db.announce_end(c, run_id)
         return bool(res.rowcount)
 
     @retrying

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .database import Database
+from .run_ends import RunEnds
 from .run_store import RunStore
 from .signal_store import SignalStore
 from .worker_store import WorkerStore
@@ -10,7 +11,8 @@ from .worker_store import WorkerStore
 
 class Store(Database):
     """One database URL and namespace with its stores: ``runs`` (runs and steps),
-    ``workers`` (who is alive, leases) and ``signals``."""
+    ``workers`` (who is alive, leases) and ``signals``; on PostgreSQL ``run_ends``
+    (runs' ends announced, for handles waiting in this process)."""
 
     def __init__(
         self,
@@ -24,3 +26,10 @@ class Store(Database):
         self.runs = RunStore(self)
         self.workers = WorkerStore(self)
         self.signals = SignalStore(self)
+        self.run_ends = None if self.is_sqlite else RunEnds(self)
+
+    def dispose(self) -> None:
+        """Stop listening and close every pooled connection."""
+        if self.run_ends is not None:
+            self.run_ends.close()
+        super().dispose()

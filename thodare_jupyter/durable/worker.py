@@ -313,7 +313,7 @@ class Worker:
         self._ready.wait(timeout=10)
         if self.config.listen and not self.store.is_sqlite:
             self._listener = PgListener(
-                self.store.url, self.store.channel, self.wake, skip=self.store.origin
+                self.store.url, self.store.channel, lambda _: self.wake(), skip=self.store.origin
             )
             self._listener.start()
 
