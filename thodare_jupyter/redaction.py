@@ -76,14 +76,20 @@ class ReadingEnv(Mapping[str, str]):
         return len(self._env)
 
 
+def run_secrets(
+    workflow_json: Any, env: Mapping[str, str], hidden_values: Iterable[Any] = ()
+) -> list[Any]:
+    """The secrets known before a run starts: env values it reads or that look secret,
+    and ``hidden_values``."""
+    read = env_refs(workflow_json)
+    return [v for k, v in env.items() if k in read or SECRET_NAME.search(k)] + list(hidden_values)
+
+
 def run_redactor(
     workflow_json: Any, env: Mapping[str, str], hidden_values: Iterable[Any] = ()
 ) -> Redactor:
-    """The secrets known before a run starts: env values it reads or that look secret."""
-    read = env_refs(workflow_json)
-    return Redactor(
-        [v for k, v in env.items() if k in read or SECRET_NAME.search(k)] + list(hidden_values)
-    )
+    """A :class:`Redactor` of :func:`run_secrets`."""
+    return Redactor(run_secrets(workflow_json, env, hidden_values))
 
 
 def _strings(value: Any) -> Iterator[str]:

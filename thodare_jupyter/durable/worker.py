@@ -68,6 +68,7 @@ class StepFailed(ThodareError):
 Outcome = tuple[str, dict[str, Any] | None, str | None, str | None]
 """A run's end as a handle needs it: status, outputs, error, failed block."""
 _OUTCOMES_KEPT = 1024
+_PLANS_KEPT = 128
 _HOLD_S = 0.05
 """A step's end waits at most this long for the next write of its run to carry it."""
 
@@ -197,8 +198,7 @@ class _RunExecution:
     async def walk(self) -> None:
         finish = self.store.runs.finish_run
         try:
-            wf = SerializedWorkflow.from_json(self.row.workflow_json)
-            self.plan = Plan(wf, self.w.catalog, validate=False)
+            self.plan = self.w.plan(self.row.workflow_json)
         except ThodareError as e:
             await self.write(finish, "failed", error=str(e))
             self.w.lifecycle.run_ended(self.row.id, "failed", str(e))
@@ -294,6 +294,7 @@ class Worker:
         self._db: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._outcomes: dict[str, Outcome] = {}  # the newest runs this worker ended
+        self._plans: dict[str, Plan] = {}  # by pinned workflow JSON
 
     @property
     def running(self) -> bool:
@@ -344,8 +345,19 @@ class Worker:
         if not task.cancelled() and task.exception() is not None:
             log.warning("worker %s: background write failed: %s", self.owner, task.exception())
 
+    def plan(self, workflow_json: str) -> Plan:
+        """The walkable plan of a pinned workflow, built once for its many runs."""
+        plan = self._plans.get(workflow_json)
+        if plan is None:
+            plan = Plan(SerializedWorkflow.from_json(workflow_json), self.catalog, validate=False)
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[workflow_json] = plan
+        return plan
+
     def connectors_changed(self) -> None:
         """Record the catalog's new connector types and claim what they allow (thread-safe)."""
+        self._plans.clear()  # plans hold the connectors they were built with
         self._types_changed = True
         self.wake()
 
@@ -400,7 +412,8 @@ class Worker:
         )
         loop.set_default_executor(steps)
         self._db = ThreadPoolExecutor(
-            max_workers=self.config.concurrency + 2, thread_name_prefix="thodare-db"
+            max_workers=1 if self.store.is_sqlite else self.config.concurrency + 2,
+            thread_name_prefix="thodare-db",
         )
         try:
             loop.run_until_complete(self._main(loop))
@@ -471,7 +484,7 @@ class Worker:
         runs); once a poll interval, not at every wake-up."""
         self._due_at = time.time() + self.config.poll_s
         nxt = await self.io(self.store.runs.next_due, self.owner, self.catalog.types())
-        if nxt is not None:
+        if nxt is not None and nxt > time.time():  # one due now waits for a free slot
             self._due_at = min(self._due_at, nxt)
 
     async def _execute(self, row: RunRow) -> None:

@@ -24,7 +24,7 @@ from ..clock import utc_iso
 from ..connectors import Catalog, Connector
 from ..errors import ThodareError, WorkflowInvalid
 from ..graph import build_graph, handle_of, topological_order
-from ..redaction import Redactor, run_redactor
+from ..redaction import Redactor, run_secrets
 from ..templates import Scope, resolve
 from ..validation import check_structure, check_workflow, ids_by_name
 from ..wire import PauseInfo, SerializedBlock, SerializedWorkflow
@@ -108,6 +108,7 @@ class Plan:
         self.block_refs = {**ids_by_name(workflow), **{bid: bid for bid in self.blocks}}
         self.order = topological_order(self.graph)
         self.rank = {n: i for i, n in enumerate(self.order)}
+        self._secrets: tuple[Mapping[str, str], list[Any]] | None = None
         self.preds = {n: list(self.graph.predecessors(n)) for n in self.order}
         self.succs = {
             n: [(t, handle_of(d["conn"])) for _, t, d in self.graph.out_edges(n, data=True)]
@@ -115,14 +116,17 @@ class Plan:
         }
 
     def redactor(self, env: Mapping[str, str]) -> Redactor:
-        """The run's secrets before it starts: env values it reads or that look secret,
-        and the values of hidden params written into the workflow."""
-        hidden = [
-            block.params.get(name)
-            for bid, block in self.blocks.items()
-            for name in self.connectors[bid].hidden_params
-        ]
-        return run_redactor(self.workflow.to_dict(), env, hidden)
+        """A new run's secrets before it starts: env values it reads or that look
+        secret, and the values of hidden params written into the workflow (worked
+        out once per ``env`` mapping: a worker walks one plan many times)."""
+        if self._secrets is None or self._secrets[0] is not env:
+            hidden = [
+                block.params.get(name)
+                for bid, block in self.blocks.items()
+                for name in self.connectors[bid].hidden_params
+            ]
+            self._secrets = (env, run_secrets(self.workflow.to_dict(), env, hidden))
+        return Redactor(self._secrets[1])
 
 
 class _Walk:
