@@ -50,21 +50,20 @@ def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Inse
     return steps.insert().from_select(["run_id", *cols], src)
 
 
-def _due(capable: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
-    """Runs this worker may take now: new, woken, or whose lease ran out elsewhere."""
-    return sa.and_(
-        runs.c.namespace == sa.bindparam("p_ns"),
-        capable,
-        sa.or_(
-            runs.c.status == "pending",
-            sa.and_(runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
-            sa.and_(
-                runs.c.status == "running",
-                runs.c.lease_expires_at < sa.bindparam("p_now"),
-                runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
-            ),
+def _due(capable: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
+    """Runs this worker may take now, as three conditions that each match one range
+    of ``ix_thodare_runs_due``: new, woken, or whose lease ran out elsewhere."""
+    mine = (runs.c.namespace == sa.bindparam("p_ns"), capable)
+    return [
+        sa.and_(*mine, runs.c.status == "pending"),
+        sa.and_(*mine, runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
+        sa.and_(
+            *mine,
+            runs.c.status == "running",
+            runs.c.lease_expires_at < sa.bindparam("p_now"),
+            runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
         ),
-    )
+    ]
 
 
 def _memo(is_sqlite: bool) -> sa.Label[Any]:
@@ -88,28 +87,40 @@ _TAKEN = dict(
 
 
 def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
-    """One ``UPDATE … RETURNING`` of the due runs (``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL; SQLite has one writer at a time), with their ended steps."""
-    pick = sa.select(runs.c.id).where(_due(capable)).order_by(runs.c.created_at)
-    pick = pick.limit(sa.bindparam("p_limit"))
-    if not is_sqlite:
+    """One ``UPDATE … RETURNING`` of the due runs, oldest first, with their ended steps.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` on one OR of the conditions (a bitmap
+    OR of index ranges). SQLite (one writer at a time) cannot use an index for an
+    OR across statuses: the conditions are a UNION ALL, each an index range.
+    """
+    if is_sqlite:
+        each = sa.union_all(*(sa.select(runs.c.id, runs.c.created_at).where(d)
+                              for d in _due(capable))).subquery("due")  # fmt: skip
+        pick = sa.select(each.c.id).order_by(each.c.created_at)
+    else:
+        pick = sa.select(runs.c.id).where(sa.or_(*_due(capable))).order_by(runs.c.created_at)
         pick = pick.with_for_update(skip_locked=True)
+    pick = pick.limit(sa.bindparam("p_limit"))
     take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()))
     take = take.values(**_TAKEN, claimed_from=runs.c.status)
     return take.returning(*runs.c, _memo(is_sqlite))
 
 
 def _next_due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    return sa.select(
-        sa.func.min(
-            sa.case((runs.c.status == "running", runs.c.lease_expires_at), else_=runs.c.wake_at)
+    """When the next run becomes due: the earliest of three index-ordered
+    lookups (a pending run, a timer, another worker's lease), not a scan."""
+    mine = (runs.c.namespace == sa.bindparam("p_ns"), capable)
+    firsts = [
+        sa.select(col).where(*mine, *where).order_by(col).limit(1).scalar_subquery()
+        for col, where in (
+            (runs.c.wake_at, (runs.c.status == "pending",)),
+            (runs.c.wake_at, (runs.c.status == "waiting", runs.c.wake_at.is_not(None))),
+            (runs.c.lease_expires_at, (runs.c.status == "running",
+                                       runs.c.lease_owner != sa.bindparam("p_owner"))),
         )
-    ).where(
-        runs.c.namespace == sa.bindparam("p_ns"),
-        capable,
-        runs.c.status.in_(("pending", "waiting", "running")),
-        sa.or_(runs.c.lease_owner.is_(None), runs.c.lease_owner != sa.bindparam("p_owner")),
-    )
+    ]  # fmt: skip
+    each = sa.union_all(*(sa.select(f.label("at")) for f in firsts)).subquery("firsts")
+    return sa.select(sa.func.min(each.c.at))
 
 
 def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:

@@ -57,9 +57,12 @@ runs = Table(
     # Claims, the next due time, signal wake-ups, held counts, releases: the active runs
     # by status, waiting ones by wake time. PostgreSQL keeps only active runs in it.
     Index(
-        "ix_thodare_runs_due", "namespace", "status", "wake_at",
+        "ix_thodare_runs_due",
+        "namespace",
+        "status",
+        "wake_at",
         postgresql_where=sa.text(ACTIVE),
-    ),  # fmt: skip
+    ),
     Index("ix_thodare_runs_list", "namespace", "created_at"),  # the runs list, newest first
     Index("ix_thodare_runs_status_list", "namespace", "status", "created_at"),  # ... by status
 )
@@ -83,9 +86,12 @@ steps = Table(
     Column("wake_at", Float),
     # A signal wakes the steps waiting for its event (and key): only waiting steps.
     Index(
-        "ix_thodare_steps_waiting", "wait_event", "wait_key",
-        postgresql_where=sa.text(WAITING), sqlite_where=sa.text(WAITING),
-    ),  # fmt: skip
+        "ix_thodare_steps_waiting",
+        "wait_event",
+        "wait_key",
+        postgresql_where=sa.text(WAITING),
+        sqlite_where=sa.text(WAITING),
+    ),
 )
 
 signals = Table(

@@ -42,7 +42,11 @@ class WorkerStore:
         their lease), each with the count of runs it holds."""
         held = (
             sa.select(sa.func.count())
-            .where(runs.c.lease_owner == workers.c.id, runs.c.status == "running")
+            .where(
+                runs.c.namespace == workers.c.namespace,
+                runs.c.status == "running",
+                runs.c.lease_owner == workers.c.id,
+            )
             .scalar_subquery()
         )
         q = sa.select(workers, held.label("held")).where(workers.c.namespace == self.db.namespace)
@@ -99,7 +103,11 @@ class WorkerStore:
             c.execute(workers.delete().where(workers.c.id == owner))
             c.execute(
                 runs.update()
-                .where(runs.c.lease_owner == owner, runs.c.status == "running")
+                .where(
+                    runs.c.namespace == self.db.namespace,
+                    runs.c.status == "running",
+                    runs.c.lease_owner == owner,
+                )
                 .values(
                     status="pending", lease_owner=None, lease_expires_at=None, wake_at=time.time()
                 )

@@ -59,9 +59,7 @@ def upgrade() -> None:
         postgresql_where=sa.text(WAITING),
         sqlite_where=sa.text(WAITING),
     )
-    op.create_index(
-        "ix_thodare_signals_event_id", "thodare_signals", ["namespace", "event", "id"]
-    )
+    op.create_index("ix_thodare_signals_event_id", "thodare_signals", ["namespace", "event", "id"])
     op.create_index("ix_thodare_consumptions_run", "thodare_signal_consumptions", ["run_id"])
 
 
