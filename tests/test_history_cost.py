@@ -116,6 +116,7 @@ def test_the_store_s_queries_use_indexes_with_a_long_history(seeded: Any) -> Non
     store.workers.register_worker(OWNER, "test", ["bench-inc"], 8, 30.0)
     ops: list[tuple[str, Callable[[], Any]]] = [
         ("claim", lambda: store.runs.claim(OWNER, 8, 30.0, ["bench-inc"])),
+        ("claim probe", lambda: store.runs.claim(OWNER, 8, 30.0, ["bench-inc"], probe=True)),
         ("next_due", lambda: store.runs.next_due(OWNER, ["bench-inc"])),
         ("send_signal", lambda: store.signals.send_signal("hist-hot", {"v": 1}, "k4")),
         ("send_signal (no key)", lambda: store.signals.send_signal("hist-evt-5", {"v": 2})),

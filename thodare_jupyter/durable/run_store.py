@@ -208,6 +208,8 @@ class RunStore:
         self.db = db
         capable = _capable(db.is_sqlite)
         self._claim = _claim_statement(db.is_sqlite, capable)
+        any_due = sa.or_(*(sa.exists().where(d) for d in _due(capable)))  # each an index range
+        self._any_due = sa.select(any_due) if db.is_sqlite else None
         self._next_due = _next_due(capable)
 
     @retrying
@@ -310,14 +312,24 @@ class RunStore:
         return [step_row(r) for r in rows]
 
     @retrying
-    def claim(self, owner: str, limit: int, lease_s: float, types: Sequence[str]) -> list[RunRow]:
+    def claim(
+        self, owner: str, limit: int, lease_s: float, types: Sequence[str], *, probe: bool = False
+    ) -> list[RunRow]:
         """Take up to ``limit`` due runs (new, woken, or whose lease ran out) that need
         only connector ``types``, each with its ended steps (``RunRow.memo``) and the
-        status it was claimed from; one statement on PostgreSQL."""
+        status it was claimed from, in one statement.
+
+        ``probe``: on SQLite, look with a read first and take the write lock only
+        when something is due (an idle worker's polls never block other writers).
+        """
         if limit <= 0:
             return []
         args = {"p_ns": self.db.namespace, "p_owner": owner, "p_limit": limit,
                 "p_types": dumps(sorted(types))}  # fmt: skip
+        if probe and self._any_due is not None:
+            with self.db.read() as c:
+                if not c.execute(self._any_due, {**args, "p_now": time.time()}).scalar():
+                    return []
         with self.db.write(lazy=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
             args.update(p_now=now, p_until=now + lease_s)

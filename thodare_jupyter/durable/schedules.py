@@ -185,6 +185,10 @@ class Schedules:
     def dispatch_due(self, now: float | None = None) -> DispatchReport:
         """Start the run of every due tick (each once); ``now`` defaults to the clock."""
         report = DispatchReport()
+        first = self._next_at()  # a read: the write lock only when a tick is due
+        if first is None or first > (time.time() if now is None else now):
+            report.next_at = first
+            return report
         while (made := self._dispatch_one(time.time() if now is None else now, report)) is not None:
             for run in made:  # committed: now the lifecycle hears of them
                 self.lifecycle.run_created(*run)

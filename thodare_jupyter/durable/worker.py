@@ -435,6 +435,7 @@ class Worker:
         beat = asyncio.create_task(self._heartbeat())
         schedules = Schedules(self.store, self.lifecycle)
         try:
+            woken = True
             while not self._stopping:
                 self._wake.clear()
                 try:
@@ -443,7 +444,7 @@ class Worker:
                         await self.io(self._beat, [])
                     if time.time() >= self._schedules_at:
                         await self._dispatch(schedules)
-                    await self._claim()
+                    await self._claim(probe=not woken)
                     if time.time() >= self._due_at:
                         await self._next_due()
                 except Exception as e:  # database trouble: keep running, try again soon
@@ -451,6 +452,7 @@ class Worker:
                 timeout = max(0.0, min(self._schedules_at, self._due_at) - time.time()) + 0.001
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), min(self.config.poll_s, timeout))
+                woken = self._wake.is_set()
         finally:
             beat.cancel()
             for task in self._active.values():
@@ -467,12 +469,13 @@ class Worker:
         if report.next_at is not None:
             self._schedules_at = min(self._schedules_at, report.next_at)
 
-    async def _claim(self) -> None:
-        """Start walking what is due, up to the free slots."""
+    async def _claim(self, *, probe: bool) -> None:
+        """Start walking what is due, up to the free slots (``probe``: after a quiet poll)."""
         free = self.config.concurrency - len(self._active)
         rows = await self.io(
-            self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types()
-        )
+            self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types(),
+            probe=probe,
+        )  # fmt: skip
         for row in rows:
             if row.id not in self._active:
                 self.lifecycle.run_started(row, self.owner)
