@@ -12,7 +12,7 @@ import functools
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
+from ..errors import StoreRefused
 from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_row, step_row
@@ -201,6 +202,13 @@ def check_lease(c: Connection, run_id: str, owner: str) -> None:
         raise LeaseLost(run_id)
 
 
+def _attempt(op: Callable[[Connection], Any], c: Connection) -> tuple[bool, Any]:
+    try:
+        return True, op(c)
+    except LeaseLost as e:
+        return False, e
+
+
 class RunStore:
     """Runs and steps of one database and namespace."""
 
@@ -351,20 +359,61 @@ class RunStore:
         """
         if not steps:
             return {}
-        lazy = all(w.status == "running" for w in steps)
-        with self.db.write(lazy=lazy) as c:
-            return self._write_steps(c, run_id, owner, steps)
+        with self.db.write(lazy=all(w.status == "running" for w in steps)) as c:
+            return self.write_steps_in(c, run_id, owner, steps=steps)
 
-    def _write_steps(
-        self, c: Connection, run_id: str, owner: str, writes: Sequence[StepWrite]
+    @retrying
+    def finish_run(self, run_id: str, owner: str, status: str, **kw: Any) -> None:
+        """:meth:`finish_in`, in a transaction of its own."""
+        with self.db.write() as c:
+            self.finish_in(c, run_id, owner, status, **kw)
+
+    @retrying
+    def park_run(
+        self, run_id: str, owner: str, wake_at: float | None, steps: Sequence[StepWrite] = ()
+    ) -> bool:
+        """:meth:`park_in`, in a transaction of its own."""
+        with self.db.write() as c:
+            return self.park_in(c, run_id, owner, wake_at, steps=steps)
+
+    @retrying
+    def run_batch(
+        self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool
+    ) -> list[tuple[bool, Any]]:
+        """Group commit: run the ``*_in`` writes ``ops`` of any runs in one transaction.
+
+        Returns ``(True, result)`` or ``(False, LeaseLost)`` per op; a lost lease
+        fails only its op. An op the database refuses (not a lost connection) is
+        not allowed to spoil the others: the batch rolls back and each op runs
+        alone, the refused one answering ``(False, StoreRefused)``.
+        """
+        try:
+            with self.db.write(lazy=lazy) as c:
+                return [_attempt(op, c) for op in ops]
+        except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError):
+            if len(ops) == 1:
+                raise
+        out: list[tuple[bool, Any]] = []
+        for op in ops:
+            try:
+                out.extend(self.run_batch([op], lazy=lazy))
+            except StoreRefused as e:
+                out.append((False, e))
+        return out
+
+    def write_steps_in(
+        self, c: Connection, run_id: str, owner: str, *, steps: Sequence[StepWrite]
     ) -> dict[str, int]:
-        if len({w.block_id for w in writes}) < len(writes):  # one row cannot change twice
+        """:meth:`write_steps` in the caller's transaction."""
+        if not steps:
+            return {}
+        if len({w.block_id for w in steps}) < len(steps):  # one row cannot change twice
             got: dict[str, int] = {}
-            for w in writes:
-                got.update(self._write_steps(c, run_id, owner, [w]))
+            for w in steps:
+                got.update(self.write_steps_in(c, run_id, owner, steps=[w]))
             return got
-        params = self._step_params(run_id, owner, writes)
-        rows = c.execute(_step_upsert(self.db.is_sqlite, len(writes)), params).all()
+        params = self._step_params(run_id, owner, steps)
+        rows = c.execute(_step_upsert(self.db.is_sqlite, len(steps)), params).all()
         if not rows:
             raise LeaseLost(run_id)
         return {b: a for b, a in rows}
@@ -382,9 +431,9 @@ class RunStore:
             })  # fmt: skip
         return params
 
-    @retrying
-    def finish_run(
+    def finish_in(
         self,
+        c: Connection,
         run_id: str,
         owner: str,
         status: str,
@@ -401,47 +450,48 @@ class RunStore:
             "p_failed": failed_block, "p_now": time.time(),
             "p_outputs": dumps(outputs) if outputs is not None else None,
         }  # fmt: skip
-        with self.db.write() as c:
-            if self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps):
-                if steps:
-                    self._write_steps(c, run_id, owner, steps)
-                if not c.execute(_FINISH, params).rowcount:
-                    raise LeaseLost(run_id)
-                return
-            # PostgreSQL: the last steps, the finish and its announcement in one statement
-            done = _FINISH.returning(runs.c.id).cte("done")
-            finish = sa.select(sa.func.pg_notify(self.db.end_channel, done.c.id)).select_from(done)
-            if steps:
-                params.update(self._step_params(run_id, owner, steps))
-                finish = finish.add_cte(_step_upsert(False, len(steps)).cte("ended"))
-            if not c.execute(finish, params).all():
+        if self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps):
+            self.write_steps_in(c, run_id, owner, steps=steps)
+            if not c.execute(_FINISH, params).rowcount:
                 raise LeaseLost(run_id)
+            self.db.announce_end(c, run_id)
+            return
+        # PostgreSQL: the last steps, the finish and its announcement in one statement
+        done = _FINISH.returning(runs.c.id).cte("done")
+        finish = sa.select(sa.func.pg_notify(self.db.end_channel, done.c.id)).select_from(done)
+        if steps:
+            params.update(self._step_params(run_id, owner, steps))
+            finish = finish.add_cte(_step_upsert(False, len(steps)).cte("ended"))
+        if not c.execute(finish, params).all():
+            raise LeaseLost(run_id)
 
-    @retrying
-    def park_run(
-        self, run_id: str, owner: str, wake_at: float | None, steps: Sequence[StepWrite] = ()
+    def park_in(
+        self,
+        c: Connection,
+        run_id: str,
+        owner: str,
+        wake_at: float | None,
+        *,
+        steps: Sequence[StepWrite] = (),
     ) -> bool:
         """Release a run that waits (fenced), with its last step rows; a signal that
         raced in wakes it at once (then True)."""
-        with self.db.write() as c:
-            if steps:
-                self._write_steps(c, run_id, owner, steps)
-            now = time.time()
-            parked = c.execute(
-                runs.update()
-                .where(runs.c.id == run_id, runs.c.lease_owner == owner,
-                       runs.c.status == "running")
-                .values(status="waiting", wake_requested=False, lease_owner=None,
-                        lease_expires_at=None, updated_at=now,
-                        wake_at=sa.case((runs.c.wake_requested, now), else_=wake_at))
-                .returning(runs.c.wake_at)
-            ).first()  # fmt: skip
-            if parked is None:
-                raise LeaseLost(run_id)
-            if parked.wake_at == now:  # a signal came while it walked
-                self.db.notify(c)
-                return True
-            return False
+        self.write_steps_in(c, run_id, owner, steps=steps)
+        now = time.time()
+        parked = c.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.lease_owner == owner, runs.c.status == "running")
+            .values(status="waiting", wake_requested=False, lease_owner=None,
+                    lease_expires_at=None, updated_at=now,
+                    wake_at=sa.case((runs.c.wake_requested, now), else_=wake_at))
+            .returning(runs.c.wake_at)
+        ).first()  # fmt: skip
+        if parked is None:
+            raise LeaseLost(run_id)
+        if parked.wake_at == now:  # a signal came while it walked
+            self.db.notify(c)
+            return True
+        return False
 
     @retrying
     def cancel_run(self, run_id: str) -> bool:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection
+
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
 from ..errors import BackendUnavailable, ThodareError
@@ -89,12 +91,16 @@ class _RunExecution:
         self.lock = asyncio.Lock()
         self.flush: asyncio.TimerHandle | None = None
 
-    async def write(self, fn: Any, *args: Any, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
-        """Call a store write that takes ``steps``: the held step ends, then ``also``."""
+    async def write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
+        """Run a store ``*_in`` write that takes ``steps`` (the held step ends, then
+        ``also``) in the worker's next group commit; its result once committed."""
         async with self.lock:
             ended, self.ended = self.ended, []
             steps = [*ended, *also]
-            done = await self.w.io(fn, self.row.id, self.owner, *args, steps=steps, **kw)
+            starts_only = all(w.status == "running" for w in steps)
+            lazy = fn == self.store.runs.write_steps_in and starts_only
+            op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
+            done = await self.w.committed(op, lazy=lazy)
             self.w.lifecycle.steps_written(self.row.id, steps, done)
             return done
 
@@ -106,11 +112,11 @@ class _RunExecution:
     def write_held(self) -> None:
         self.flush = None
         if self.ended:
-            self.w.spawn(self.write(self.store.runs.write_steps))
+            self.w.spawn(self.write(self.store.runs.write_steps_in))
 
     async def start(self, block_id: str, type_: str) -> int:
         start = StepWrite(block_id, type_, "running")
-        attempts = await self.write(self.store.runs.write_steps, also=[start])
+        attempts = await self.write(self.store.runs.write_steps_in, also=[start])
         return int(attempts[block_id])
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
@@ -196,11 +202,11 @@ class _RunExecution:
                 self.flush.cancel()
 
     async def walk(self) -> None:
-        finish = self.store.runs.finish_run
+        finish = self.store.runs.finish_in
         try:
             self.plan = self.w.plan(self.row.workflow_json)
         except ThodareError as e:
-            await self.write(finish, "failed", error=str(e))
+            await self.write(finish, status="failed", error=str(e))
             self.w.lifecycle.run_ended(self.row.id, "failed", str(e))
             return
         self.redactor = self.plan.redactor(self.w.env)
@@ -225,19 +231,19 @@ class _RunExecution:
                 outcome = await coro
         except TimeoutError:
             error = "The run's deadline passed before it finished."
-            await self.write(finish, "failed", error=error)
+            await self.write(finish, status="failed", error=error)
             self.w.lifecycle.run_ended(self.row.id, "failed", error)
             return
         for r in records:
             if r.status == "skipped":
                 self.ended.append(StepWrite(r.block_id, r.type, "skipped", 0))
         if outcome.status == "completed":
-            await self.write(finish, "completed", outputs=state.outputs)
+            await self.write(finish, status="completed", outputs=state.outputs)
             self.w.lifecycle.run_ended(self.row.id, "completed")
             self.w.ended(self.row.id, ("completed", state.outputs, None, None))
         elif outcome.status == "failed":
             await self.write(
-                finish, "failed", error=outcome.error, failed_block=outcome.failed_block
+                finish, status="failed", error=outcome.error, failed_block=outcome.failed_block
             )
             self.w.lifecycle.run_ended(self.row.id, "failed", outcome.error, outcome.failed_block)
             self.w.ended(self.row.id, ("failed", None, outcome.error, outcome.failed_block))
@@ -246,7 +252,7 @@ class _RunExecution:
             if deadline is not None:
                 timers.append(deadline)
             wake_at = min(timers) if timers else None
-            woke = await self.write(self.store.runs.park_run, wake_at)
+            woke = await self.write(self.store.runs.park_in, wake_at=wake_at)
             self.w.lifecycle.run_parked(self.row.id, wake_at)
             if woke:
                 self.w.wake()  # a signal came while it walked
@@ -293,6 +299,8 @@ class Worker:
         self._full = False  # every slot was taken at the last claim
         self._db: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._queued: list[tuple[Callable[[Connection], Any], bool, asyncio.Future[Any]]] = []
+        self._committing = False
         self._outcomes: dict[str, Outcome] = {}  # the newest runs this worker ended
         self._plans: dict[str, Plan] = {}  # by pinned workflow JSON
 
@@ -333,6 +341,37 @@ class Worker:
         """Run a (blocking) store call off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kw))
+
+    async def committed(self, op: Callable[[Connection], _T], *, lazy: bool) -> _T:
+        """Run a write ``op(connection)`` in the next group commit: the writes of all
+        the runs this worker walks that arrive while one commit is under way go
+        together in the next (one transaction, one commit); its result once
+        committed. Raises what the op raised (:class:`LeaseLost`) or the commit's error.
+        """
+        done: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        self._queued.append((op, lazy, done))
+        if not self._committing:
+            self._committing = True
+            self.spawn(self._commit_queued())
+        ok, value = await done
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    async def _commit_queued(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                ops, lazy = [op for op, _, _ in batch], all(lz for _, lz, _ in batch)
+                try:
+                    results = await self.io(self.store.runs.run_batch, ops, lazy=lazy)
+                except Exception as e:  # the database: every op of the batch hears it
+                    results = [(False, e)] * len(batch)
+                for (_, _, done), result in zip(batch, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        finally:
+            self._committing = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background on the loop; its failure is logged."""
