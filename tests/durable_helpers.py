@@ -7,6 +7,8 @@
   dicts), :func:`steps_of`, :func:`run_status`, :func:`parked` and
   :func:`table_names`;
 * :data:`PG_ONLY`, which runs a test that takes ``db_url`` on PostgreSQL alone;
+* :func:`check_chaos_runs`, the shared verdict of the chaos proofs (the
+  ``dp_chaos`` side-effect lines of ``durable_procs`` against the stored rows);
 * :func:`wait_until`, a polling wait that fails with a message;
 * serialized-workflow factories: :func:`block`, :func:`workflow` (a trigger,
   blocks and connections), :func:`chain_wf` (a trigger and a chain of blocks),
@@ -22,7 +24,9 @@ import contextlib
 import itertools
 import sqlite3
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +154,109 @@ def wait_until(
         if time.monotonic() >= end:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+# ── chaos proofs ─────────────────────────────────────────────────────────────
+
+
+@dataclass
+class ChaosTally:
+    """What :func:`check_chaos_runs` counted."""
+
+    executions: int  # dp_chaos executions (start lines)
+    cut_short: int  # executions whose output was not the one stored (all explained)
+    ended_uncommitted: int  # of those, how many had written their end line
+    retried_steps: int  # steps executed more than once (one idempotency key each)
+    max_attempt: int  # the highest attempt number stored
+
+
+def check_chaos_runs(
+    lines: list[list[str]],
+    outs: dict[str, dict[str, Any]],
+    runs: dict[str, dict[str, Any]],
+    rows: dict[str, dict[str, dict[str, Any]]],
+    compute: list[str],
+    cut_short: Callable[[list[str]], bool],
+    where: str = "",
+) -> ChaosTally:
+    """The verdict of a chaos proof on ``chaos_workflow`` runs (``durable_procs``).
+
+    ``lines`` are the side-effect file's lines (``read_effects``): ``start|end run
+    block attempt key nonce time pid``; ``outs``, ``runs`` and ``rows`` are each
+    run's result, ``thodare_runs`` row and ``thodare_steps`` rows by run id;
+    ``compute`` the dp_chaos step ids in chain order (c1 … ck). Asserts that
+
+    * every run completed, every compute step is ``completed`` and the chain's
+      counter reaches ``len(compute)``;
+    * every step's stored output comes from exactly one execution: the one whose
+      attempt is in ``thodare_steps.attempt`` (the highest that ran), which wrote
+      exactly one ``start`` and one ``end`` line with the nonce of the output;
+    * attempts of a step are distinct, and every execution of a step saw the same
+      idempotency key, ``<run>:<block>``;
+    * no completed step ran again: every start of a step precedes its successor's
+      first start (the successor is only dispatched after the commit), and no
+      step started after its run ended;
+    * every other execution is explained by ``cut_short(start_line)`` (e.g. its
+      worker was SIGKILLed while it ran).
+    """
+    by_step: dict[tuple[str, str], list[tuple[int, list[str]]]] = defaultdict(list)
+    for idx, f in enumerate(lines):
+        assert f[0] in ("start", "end") and len(f) == 8, f
+        by_step[(f[1], f[2])].append((idx, f))
+    assert {r for r, _ in by_step} == set(outs), "side effects of an unknown run"
+
+    tally = ChaosTally(0, 0, 0, 0, 0)
+    for rid, out in outs.items():
+        assert runs[rid]["status"] == "completed", (rid, runs[rid]["error"])
+        assert [out[b]["n"] for b in compute] == list(range(1, len(compute) + 1)), rid
+        assert {b: rows[rid][b]["status"] for b in compute} == dict.fromkeys(
+            compute, "completed"
+        ), rid
+        first_start: dict[str, int] = {}
+        for b in compute:
+            recs = by_step[(rid, b)]
+            starts = [(i, f) for i, f in recs if f[0] == "start"]
+            ends = [(i, f) for i, f in recs if f[0] == "end"]
+            first_start[b] = starts[0][0]
+            stored = rows[rid][b]["attempt"]
+            at = f"run {rid} step {b}{where}"
+            attempts = [int(f[3]) for _, f in starts]
+            assert len(set(attempts)) == len(attempts), f"{at}: an attempt ran twice"
+            assert max(attempts) == stored, f"{at}: attempts {attempts} vs stored {stored}"
+            assert {f[4] for _, f in recs} == {f"{rid}:{b}"}, f"{at}: key changed"
+            # The stored output comes from exactly one execution: the final attempt.
+            final = [f for _, f in starts if int(f[3]) == stored]
+            final_end = [f for _, f in ends if int(f[3]) == stored]
+            assert len(final) == 1 and len(final_end) == 1, at
+            assert out[b]["attempt"] == stored and out[b]["nonce"] == final[0][5], at
+            assert final_end[0][5] == final[0][5], at
+            # Every other execution was cut short (by a kill, an outage…).
+            for _, f in starts:
+                if int(f[3]) != stored:
+                    tally.cut_short += 1
+                    assert cut_short(f), f"{at}: attempt {f[3]} re-ran unexplained: {f}"
+            tally.executions += len(starts)
+            tally.ended_uncommitted += len(ends) - 1
+            tally.retried_steps += len(starts) > 1
+            tally.max_attempt = max(tally.max_attempt, stored)
+            # No step started after its run had ended.
+            assert all(float(f[6]) <= runs[rid]["ended_at"] for _, f in starts), at
+        for prev, nxt in itertools.pairwise(compute):
+            last_prev = max(i for i, f in by_step[(rid, prev)] if f[0] == "start")
+            assert last_prev < first_start[nxt], f"run {rid}: {prev} re-ran after {nxt} began"
+    return tally
+
+
+def killed_while_running(killed: dict[int, float]) -> Callable[[list[str]], bool]:
+    """A ``cut_short`` for :func:`check_chaos_runs`: the execution's worker (pid, the
+    line's last field) was SIGKILLed after the execution began; ``killed`` maps
+    pid -> time of its SIGKILL."""
+
+    def cut(f: list[str]) -> bool:
+        pid = int(f[7])
+        return pid in killed and killed[pid] >= float(f[6])
+
+    return cut
 
 
 # ── serialized workflows ─────────────────────────────────────────────────────

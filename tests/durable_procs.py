@@ -37,7 +37,9 @@ e.g. conftest's ``db_url``): the workers, :func:`client_kit` and
 ``crash_env(tmp_path, url)`` pass it to ``create_wfkit`` as is, and
 ``durable_helpers``' row readers take either backend. :func:`pg_rows`,
 :func:`pg_run_row`, :func:`pg_step_rows` and :func:`pg_listeners` read such a
-database directly with psycopg (no package code).
+database directly with psycopg (no package code); :func:`bounce_pg` restarts the
+PostgreSQL server (``pg_ctlcluster``; :func:`pg_checkpoint` first keeps it short)
+and :func:`ensure_pg_up` brings it back.
 """
 
 from __future__ import annotations
@@ -278,12 +280,16 @@ def stamp_workflow(
 
 
 def chaos_workflow(
-    name: str = "dp-chaos", *, compute_steps: int = 9, wait_ms: float = 200, step_s: float = 0.1
+    name: str = "dp-chaos",
+    *,
+    compute_steps: int = 9,
+    wait_ms: float | None = 200,
+    step_s: float = 0.1,
 ) -> SerializedWorkflow:
     """``compute_steps`` dp_chaos steps in a chain with one wait_duration in the middle.
 
     Ids: c1 … c<k>, ``wait``, c<k+1> … c<compute_steps>; the last step's ``n`` is
-    ``compute_steps``.
+    ``compute_steps``. ``wait_ms=None``: no wait, just the chain c1 … c<compute_steps>.
     """
     half = compute_steps // 2
     b = define_workflow(name)
@@ -294,10 +300,10 @@ def chaos_workflow(
             b = b.step(sid, CHAOS, {"n": 0, "seconds": step_s})
         else:
             p = prev
-            needs = ("wait",) if i == half + 1 else ()
+            needs = ("wait",) if i == half + 1 and wait_ms is not None else ()
             b = b.step(sid, CHAOS, lambda r, p=p: {"n": r[p].n, "seconds": step_s}, needs=needs)
         prev = sid
-        if i == half:
+        if i == half and wait_ms is not None:
             b = b.step("wait", WAIT_DURATION, {"duration": wait_ms, "unit": "ms"}, needs=(sid,))
     return b.build()
 
@@ -459,6 +465,63 @@ def pg_step_rows(url: str, run_id: str) -> dict[str, dict[str, Any]]:
     """The thodare_steps rows of a run (as dicts) by block id."""
     rows = pg_rows(url, "SELECT * FROM thodare_steps WHERE run_id = %s", run_id)
     return {r["block_id"]: r for r in rows}
+
+
+PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_CTL = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main {}"
+
+
+def pg_up(timeout: float = 3.0) -> bool:
+    """True if the server at ``PG_BASE`` accepts a connection and answers."""
+    import psycopg
+
+    try:
+        with psycopg.connect(pg_dsn(PG_BASE), connect_timeout=max(1, int(timeout))) as c:
+            c.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def ensure_pg_up(timeout: float = 60.0) -> None:
+    """Start the cluster if it does not answer, and wait until it accepts connections."""
+    if pg_up():
+        return
+    subprocess.run(PG_CTL.format("start"), shell=True, timeout=timeout, check=False)
+    end = time.monotonic() + timeout
+    while not pg_up():
+        if time.monotonic() > end:
+            raise RuntimeError("PostgreSQL did not come back up")
+        time.sleep(0.2)
+
+
+def pg_checkpoint() -> None:
+    """Run a CHECKPOINT, so that a restart right after it has little to flush (short)."""
+    import psycopg
+
+    with psycopg.connect(pg_dsn(PG_BASE), autocommit=True, connect_timeout=5) as c:
+        c.execute("CHECKPOINT")
+
+
+def bounce_pg(kind: str = "restart") -> None:
+    """Take the server down and bring it back (blocks until it is up again).
+
+    ``restart``: ``pg_ctlcluster … restart`` (a fast shutdown that drops every
+    connection); ``stop-start``: down for 2 s; ``immediate``: a crash (no
+    checkpoint, unflushed asynchronous commits lost), down for 1 s, then recovery.
+    A fast shutdown writes a checkpoint first: :func:`pg_checkpoint` just before
+    keeps the outage short.
+    """
+    if kind == "restart":
+        cmds = [PG_CTL.format("restart")]
+    elif kind == "stop-start":
+        cmds = [PG_CTL.format("stop"), "sleep 2", PG_CTL.format("start")]
+    else:
+        assert kind == "immediate", kind
+        cmds = [PG_CTL.format("stop") + " -m immediate", "sleep 1", PG_CTL.format("start")]
+    for cmd in cmds:
+        done = subprocess.run(cmd, shell=True, capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
 
 
 def pg_listeners(url: str, channel: str) -> list[int]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import threading
 import time
 import uuid
@@ -37,45 +36,23 @@ import pytest
 from durable_helpers import wait_until
 from durable_procs import (
     COUNT,
+    PG_BASE,
     SLOW,
     WorkerPool,
+    bounce_pg,
     client_kit,
+    ensure_pg_up,
     executions,
     pg_dsn,
     pg_listeners,
     pg_rows,
+    pg_up,
     read_effects,
     wait_ready_line,
 )
 from pydantic import BaseModel
 
 from thodare_jupyter import define_workflow
-
-PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-RESTART = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main {}"
-
-
-def _pg_up(timeout: float = 3.0) -> bool:
-    import psycopg
-
-    try:
-        with psycopg.connect(pg_dsn(PG_BASE), connect_timeout=max(1, int(timeout))) as c:
-            c.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
-
-
-def ensure_pg_up(timeout: float = 60.0) -> None:
-    """Start the cluster if it does not answer, and wait until it accepts connections."""
-    if _pg_up():
-        return
-    subprocess.run(RESTART.format("start"), shell=True, timeout=timeout, check=False)
-    end = time.monotonic() + timeout
-    while not _pg_up():
-        if time.monotonic() > end:
-            raise RuntimeError("PostgreSQL did not come back up")
-        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -84,7 +61,7 @@ def restartable_pg_url() -> Iterator[str]:
     each admin step opens its own connection, and the server is brought back up first."""
     import psycopg
 
-    if not _pg_up():
+    if not pg_up():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but PostgreSQL is unreachable at {PG_BASE}")
         pytest.skip(f"PostgreSQL not reachable at {PG_BASE}")
@@ -115,19 +92,6 @@ def restart_wf() -> Any:
     )
 
 
-def _bounce(kind: str) -> None:
-    """Take the server down and bring it back (blocks until it is up again)."""
-    if kind == "restart":
-        cmds = [RESTART.format("restart")]
-    elif kind == "stop-start":
-        cmds = [RESTART.format("stop"), "sleep 2", RESTART.format("start")]
-    else:  # immediate: a crash (no checkpoint, unflushed async commits lost), then recovery
-        cmds = [RESTART.format("stop") + " -m immediate", "sleep 1", RESTART.format("start")]
-    for cmd in cmds:
-        done = subprocess.run(cmd, shell=True, capture_output=True, timeout=60, check=False)
-        assert done.returncode == 0, (cmd, done.stdout, done.stderr)
-
-
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("kind", "slow_s"),
@@ -146,7 +110,7 @@ def test_postgres_restart_mid_run_loses_nothing(
 
     def start_during_outage() -> None:
         with contextlib.suppress(AssertionError):
-            wait_until(lambda: not _pg_up(0.5), 15, "the server to go down", interval=0.01)
+            wait_until(lambda: not pg_up(0.5), 15, "the server to go down", interval=0.01)
             t_down.append(time.time())
         late.extend(client.run(wf, {"start": 100 + i, "secs": 0.1}) for i in range(5))
 
@@ -177,7 +141,7 @@ def test_postgres_restart_mid_run_loses_nothing(
 
         t_bounce = time.time()
         creator.start()
-        _bounce(kind)
+        bounce_pg(kind)
         t_back = time.time()
         creator.join(60)
         assert t_down, "the server never went down"

@@ -298,6 +298,7 @@ class Worker:
         self._types_changed = False
         self._full = False  # every slot was taken at the last claim
         self._db: ThreadPoolExecutor | None = None
+        self._beats: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queued: list[tuple[Callable[[Connection], Any], bool, asyncio.Future[Any]]] = []
         self._committing = False
@@ -454,11 +455,14 @@ class Worker:
             max_workers=1 if self.store.is_sqlite else self.config.concurrency + 2,
             thread_name_prefix="thodare-db",
         )
+        # heartbeats never queue behind the runs' writes: a busy worker keeps its leases
+        self._beats = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thodare-beat")
         try:
             loop.run_until_complete(self._main(loop))
         finally:  # a sync step still blocking was handed back with its run: don't wait for it
             steps.shutdown(wait=False, cancel_futures=True)
             self._db.shutdown(wait=True)
+            self._beats.shutdown(wait=True)
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -557,11 +561,12 @@ class Worker:
         )
 
     async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.config.lease_s / 3)
             ids = list(self._active)
             try:
-                kept = await self.io(self._beat, ids)
+                kept = await loop.run_in_executor(self._beats, self._beat, ids)
             except Exception as e:
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue
