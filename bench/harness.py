@@ -194,19 +194,9 @@ class SqlCounter:
 
 
 def kit_engines(kit: Any) -> list[Any]:
-    """Every SQLAlchemy engine a kit's store uses (``kit.store.engine``, and PostgreSQL's
-    engine for commits that do not wait for the disk when there is one)."""
-    for holder in (kit.store, getattr(kit.store, "db", None), getattr(kit.store, "database", None)):
-        if holder is None:
-            continue
-        engines = getattr(holder, "engines", None)
-        if callable(engines):
-            engines = engines()
-        if engines:
-            return list(engines)
-        if getattr(holder, "engine", None) is not None:
-            return [holder.engine]
-    raise RuntimeError("cannot find the kit's SQLAlchemy engine (kit.store.engine)")
+    """Every SQLAlchemy engine a kit's store uses (PostgreSQL has a second one for
+    commits that do not wait for the disk)."""
+    return list(kit.store.engines)
 
 
 # ── our runtime, in this process ──

@@ -299,7 +299,7 @@ class Lifecycle:
         self, run_id: str, steps: Sequence[StepWrite], written: Mapping[str, int] | Any = None
     ) -> None:
         """Step rows were written: a start marker (``running``; its attempt in
-        ``written``, what ``Store.write_steps`` returned) starts a step, any other
+        ``written``, what ``RunStore.write_steps_in`` returned) starts a step, any other
         status ends one."""
         if not self.walking or not steps:
             return

@@ -351,32 +351,6 @@ class RunStore:
             return c.execute(self._next_due, args).scalar()
 
     @retrying
-    def write_steps(self, run_id: str, owner: str, *, steps: Sequence[StepWrite]) -> dict[str, int]:
-        """Write step rows in one fenced statement; returns each block's attempt.
-
-        Only start markers: committed without waiting for the disk (a lost marker
-        costs an attempt number, never a result). Raises :class:`LeaseLost`.
-        """
-        if not steps:
-            return {}
-        with self.db.write(lazy=all(w.status == "running" for w in steps)) as c:
-            return self.write_steps_in(c, run_id, owner, steps=steps)
-
-    @retrying
-    def finish_run(self, run_id: str, owner: str, status: str, **kw: Any) -> None:
-        """:meth:`finish_in`, in a transaction of its own."""
-        with self.db.write() as c:
-            self.finish_in(c, run_id, owner, status, **kw)
-
-    @retrying
-    def park_run(
-        self, run_id: str, owner: str, wake_at: float | None, steps: Sequence[StepWrite] = ()
-    ) -> bool:
-        """:meth:`park_in`, in a transaction of its own."""
-        with self.db.write() as c:
-            return self.park_in(c, run_id, owner, wake_at, steps=steps)
-
-    @retrying
     def run_batch(
         self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool
     ) -> list[tuple[bool, Any]]:
@@ -404,7 +378,8 @@ class RunStore:
     def write_steps_in(
         self, c: Connection, run_id: str, owner: str, *, steps: Sequence[StepWrite]
     ) -> dict[str, int]:
-        """:meth:`write_steps` in the caller's transaction."""
+        """Write step rows in one fenced statement, in the caller's transaction;
+        returns each block's attempt. Raises :class:`LeaseLost`."""
         if not steps:
             return {}
         if len({w.block_id for w in steps}) < len(steps):  # one row cannot change twice
