@@ -51,6 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/assistant_eval.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/fuzz_patch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
