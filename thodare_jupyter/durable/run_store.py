@@ -102,7 +102,10 @@ def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
         pick = sa.select(runs.c.id).where(sa.or_(*_due(capable))).order_by(runs.c.created_at)
         pick = pick.with_for_update(skip_locked=True)
     pick = pick.limit(sa.bindparam("p_limit"))
-    take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()))
+    # the outer WHERE repeats the conditions: when a concurrent claim changed a picked
+    # row first, PostgreSQL rechecks them on its newest version (and skips it)
+    due_now = sa.or_(*_due(capable))
+    take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()), due_now)
     take = take.values(**_TAKEN, claimed_from=runs.c.status)
     return take.returning(*runs.c, _memo(is_sqlite))
 

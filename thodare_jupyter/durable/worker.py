@@ -298,7 +298,6 @@ class Worker:
         self._types_changed = False
         self._full = False  # every slot was taken at the last claim
         self._db: ThreadPoolExecutor | None = None
-        self._beats: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queued: list[tuple[Callable[[Connection], Any], bool, asyncio.Future[Any]]] = []
         self._committing = False
@@ -455,14 +454,11 @@ class Worker:
             max_workers=1 if self.store.is_sqlite else self.config.concurrency + 2,
             thread_name_prefix="thodare-db",
         )
-        # heartbeats never queue behind the runs' writes: a busy worker keeps its leases
-        self._beats = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thodare-beat")
         try:
             loop.run_until_complete(self._main(loop))
         finally:  # a sync step still blocking was handed back with its run: don't wait for it
             steps.shutdown(wait=False, cancel_futures=True)
             self._db.shutdown(wait=True)
-            self._beats.shutdown(wait=True)
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -475,7 +471,11 @@ class Worker:
         except Exception as e:  # the database is down: the heartbeat records us later
             log.warning("worker %s: cannot record itself: %s", self.owner, e)
         self._ready.set()
-        beat = asyncio.create_task(self._heartbeat())
+        beating = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(beating,), name="thodare-heartbeat", daemon=True
+        )
+        beat.start()
         schedules = Schedules(self.store, self.lifecycle)
         try:
             woken = True
@@ -497,10 +497,11 @@ class Worker:
                     await asyncio.wait_for(self._wake.wait(), min(self.config.poll_s, timeout))
                 woken = self._wake.is_set()
         finally:
-            beat.cancel()
+            beating.set()
             for task in self._active.values():
                 task.cancel()
-            await asyncio.gather(*self._active.values(), *self._tasks, beat, return_exceptions=True)
+            await asyncio.gather(*self._active.values(), *self._tasks, return_exceptions=True)
+            beat.join(5)  # no lease extended after the hand-back
             with contextlib.suppress(Exception):
                 await self.io(self.store.workers.release, self.owner)
             self.lifecycle.released(self.owner)
@@ -560,19 +561,26 @@ class Worker:
             self.owner, run_ids, self.config.lease_s, self.catalog.types()
         )
 
-    async def _heartbeat(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(self.config.lease_s / 3)
-            ids = list(self._active)
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Extend the leases of the runs this worker walks, from a thread of its own:
+        a busy event loop (or CPU starved by its steps) never lets them lapse."""
+        while not stop.wait(self.config.lease_s / 3):
             try:
-                kept = await loop.run_in_executor(self._beats, self._beat, ids)
-            except Exception as e:
+                ids = list(self._active)
+                kept = self._beat(ids)
+            except Exception as e:  # the database, or _active changed while copied
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue
-            for run_id in set(ids) - kept:  # canceled, or taken over after a long stall
-                task = self._active.get(run_id)
-                if self.lifecycle.walking:
-                    await self.io(self.lifecycle.lease_lost, run_id, self.store.runs.get_run)
-                if task is not None:
-                    task.cancel()
+            lost = set(ids) - kept  # canceled, or taken over after a long stall
+            loop = self._loop
+            if lost and loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._leases_lost, lost)
+
+    def _leases_lost(self, run_ids: set[str]) -> None:
+        for run_id in run_ids:
+            task = self._active.get(run_id)
+            if self.lifecycle.walking:
+                self.spawn(self.io(self.lifecycle.lease_lost, run_id, self.store.runs.get_run))
+            if task is not None:
+                task.cancel()
