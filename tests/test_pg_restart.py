@@ -159,7 +159,8 @@ def test_postgres_restart_mid_run_loses_nothing(
         rows = pg_rows(url, "SELECT * FROM thodare_steps")
         assert len(rows) == 35 * 3 and {r["status"] for r in rows} == {"completed"}
         slow_ends = [r["ended_at"] for r in rows if r["block_id"] == "slow"]
-        assert all(t > t_bounce for t in slow_ends)  # every slow step was in flight across it
+        # every slow step was in flight across the restart
+        assert all(t > t_bounce for t in slow_ends), (t_bounce, sorted(slow_ends))
         # the attempt column agrees with the execution whose output was stored
         wrong = [
             (r["run_id"], r["block_id"], r["attempt"], json.loads(r["output_json"])["attempt"])

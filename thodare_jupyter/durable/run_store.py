@@ -102,10 +102,14 @@ def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
         pick = sa.select(runs.c.id).where(sa.or_(*_due(capable))).order_by(runs.c.created_at)
         pick = pick.with_for_update(skip_locked=True)
     pick = pick.limit(sa.bindparam("p_limit"))
-    # the outer WHERE repeats the conditions: when a concurrent claim changed a picked
-    # row first, PostgreSQL rechecks them on its newest version (and skips it)
-    due_now = sa.or_(*_due(capable))
-    take = runs.update().where(runs.c.id.in_(pick.scalar_subquery()), due_now)
+    # The picked ids are a MATERIALIZED CTE, run once: as a subquery PostgreSQL may run
+    # it again for each row (a rescan), each time skipping the rows just locked, and so
+    # take more than the limit. The outer WHERE repeats the conditions: when a concurrent
+    # claim changed a picked row first, PostgreSQL rechecks them on its newest version.
+    picked = pick.cte("picked")
+    if not is_sqlite:
+        picked = picked.prefix_with("MATERIALIZED")
+    take = runs.update().where(runs.c.id == picked.c.id, sa.or_(*_due(capable)))
     take = take.values(**_TAKEN, claimed_from=runs.c.status)
     return take.returning(*runs.c, _memo(is_sqlite))
 
