@@ -5,11 +5,20 @@ rescanned per row with SKIP LOCKED)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
+from durable_helpers import wait_until
+from pydantic import BaseModel
+
+from thodare_jupyter import create_wfkit, define_connector, define_workflow
 from thodare_jupyter.durable.store import Store
 
 WF = '{"blocks":[{"id":"a","type":"t"}]}'
+
+
+class N(BaseModel):
+    n: int
 
 
 def test_a_claim_takes_at_most_its_limit_oldest_first(db_url: str) -> None:
@@ -46,3 +55,55 @@ def test_concurrent_claimers_never_share_a_run(db_url: str) -> None:
             s.dispose()
     taken = [run_id for g in got for run_id in g]
     assert len(taken) == len(set(taken)) == 200 and set(taken) == ids
+
+
+def test_a_kit_inserts_its_own_run_claimed_and_falls_back_to_pending(db_url: str) -> None:
+    """A kit whose worker has a free slot and every connector inserts the run already
+    claimed (no claim round trip); otherwise the run is pending for any worker."""
+    gate = threading.Event()
+
+    def hold(p: N) -> N:
+        gate.wait(30)
+        return p
+
+    kit = create_wfkit(db_url, env={}, namespace=f"e{uuid.uuid4().hex[:8]}", concurrency=1)
+    held = define_connector(type="hold", params=N, outputs=N, run=hold)
+    kit.register(held)
+    wf = define_workflow("eager").input(N).step("h", held, lambda r: {"n": r.input.n}).build()
+    try:
+        stopped = kit.run(wf, {"n": 0})  # no worker yet: pending
+        assert kit.store.runs.get_run(stopped.id).status == "pending"
+        kit.start()
+        wait_until(lambda: stopped.describe().status == "running", 10, "the pending run claimed")
+        full = kit.run(wf, {"n": 1})  # the only slot is taken: pending
+        assert kit.store.runs.get_run(full.id).status == "pending"
+        gate.set()
+        assert full.result(timeout=20)["h"] == {"n": 1}
+        gate.clear()
+        eager = kit.run(wf, {"n": 2})
+        row = kit.store.runs.get_run(eager.id)
+        assert (row.status, row.lease_owner, row.claimed_from) == (
+            "running", kit.worker.owner, "pending",
+        )  # fmt: skip
+        gate.set()
+        assert eager.result(timeout=20)["h"] == {"n": 2}
+        assert stopped.result(timeout=20)["h"] == {"n": 0}
+    finally:
+        gate.set()
+        kit.close()
+
+
+def test_an_eager_run_of_a_dead_kit_is_taken_over_after_its_lease(db_url: str) -> None:
+    """The insert claimed by a worker that never walks it (its process died) is an
+    ordinary claimed run: another worker takes it when the lease runs out."""
+    ns = f"d{uuid.uuid4().hex[:8]}"
+    store = Store(db_url, ns)
+    try:
+        row = store.runs.start_run("dead:1:x", 0.5, "w", WF, {"i": 1}, run_id=uuid.uuid4().hex)
+        assert row.memo == [] and row.status == "running"
+        assert store.runs.claim("w2", 5, 30.0, ["t"]) == []  # its lease holds
+        time.sleep(0.6)
+        taken = store.runs.claim("w2", 5, 30.0, ["t"])
+    finally:
+        store.dispose()
+    assert [(r.id, r.claimed_from) for r in taken] == [(row.id, "running")]

@@ -47,17 +47,19 @@ def test_a_sequential_three_step_run_costs_at_most_eight_statements(
             sa.event.remove(engine, "before_cursor_execute", counted)
             sa.event.remove(engine, "commit", committed)
     statements = sum(n for kind, n in kinds.items() if kind != "BEGIN") / RUNS
-    # create 1, claim 1, three step writes (each carries the previous step's end), the
-    # finish (with the last step's end: one statement on PostgreSQL, two on SQLite);
-    # an occasional poll (schedules, next due run) comes on top
-    assert statements <= 8, (statements, kinds)
-    assert commits[0] / RUNS <= 7, (commits, kinds)
+    # create 1 (already claimed by the kit's own worker: no claim), three step writes
+    # (each carries the previous step's end), the finish (with the last step's end: one
+    # statement on PostgreSQL, two on SQLite); an occasional poll (schedules, next due
+    # run) comes on top
+    print(f"statements per run: {statements:.2f}, commits per run: {commits[0] / RUNS:.2f}")
+    assert statements <= 7, (statements, kinds)
+    assert commits[0] / RUNS <= 6, (commits, kinds)
 
 
 def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
     """Group commit: the writes of the runs a worker walks at once go in shared
     transactions, so 100 runs started together cost fewer commits each than one
-    run alone (6) — and every output is still there."""
+    run alone (5) — and every output is still there."""
     kit = any_kits(poll_s=1.0)
     kit.register(INC)
     kit.start()

@@ -174,9 +174,24 @@ class Wfkit:
         wf = self.compile(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
-        run_id, created = self.store.runs.create_run(  # the id is chosen here: a retry keeps it
-            wf.name, wf.to_json(), data, idempotency_key=idempotency_key,
-            deadline_at=deadline_at, run_id=uuid.uuid4().hex,
+        run_id, wf_json = uuid.uuid4().hex, wf.to_json()  # the id is chosen here: a retry keeps it
+        if idempotency_key is None and self.worker.reserve(
+            [b.type for b in wf.blocks if b.enabled]
+        ):
+            try:  # our worker has a free slot: the run is inserted claimed and walked at once
+                row = self.store.runs.start_run(
+                    self.worker.owner, self.worker.config.lease_s, wf.name, wf_json, data,
+                    run_id=run_id, deadline_at=deadline_at,
+                )  # fmt: skip
+            except BaseException:
+                self.worker.unreserve()
+                raise
+            self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
+            self.worker.adopt(row)
+            return RunHandle(self.store, run_id, self.worker, created=True)
+        run_id, created = self.store.runs.create_run(
+            wf.name, wf_json, data, idempotency_key=idempotency_key,
+            deadline_at=deadline_at, run_id=run_id,
         )  # fmt: skip
         self.lifecycle.run_created(run_id, wf.name, data, idempotency_key, deadline_at, created)
         self.worker.wake()

@@ -268,6 +268,58 @@ class RunStore:
                 return found, False
         return new_id, True
 
+    @retrying
+    def start_run(
+        self,
+        owner: str,
+        lease_s: float,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        *,
+        run_id: str,
+        deadline_at: float | None = None,
+    ) -> RunRow:
+        """Insert a run already claimed by worker ``owner`` (a kit starting a run its own
+        worker walks at once): no claim round trip, no wake-up of other workers.
+        A retried insert that had landed returns the stored run."""
+        try:
+            with self.db.write() as c:
+                now = time.time()
+                row = self._new_row(run_id, workflow_name, workflow_json, input, now,
+                                    deadline_at=deadline_at)  # fmt: skip
+                row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
+                           started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
+                got = c.execute(_INSERT_RUN.returning(*runs.c), row).one()
+        except IntegrityError:
+            with self.db.read() as c:
+                got = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
+        started = run_row(got)
+        started.memo = []
+        return started
+
+    def _new_row(
+        self,
+        run_id: str,
+        workflow_name: str | None,
+        workflow_json: str,
+        input: Any,
+        now: float,
+        *,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+    ) -> dict[str, Any]:
+        """The values of a new pending run (all but ``signal_horizon``)."""
+        row: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
+        row.update({
+            "id": run_id, "namespace": self.db.namespace, "workflow_name": workflow_name,
+            "workflow_json": workflow_json, "input_json": dumps(input),
+            "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
+            "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
+            "needs": needs_of(workflow_json), "wake_requested": False,
+        })  # fmt: skip
+        return row
+
     def insert_run(
         self,
         c: Connection,
@@ -280,15 +332,8 @@ class RunStore:
         deadline_at: float | None = None,
     ) -> None:
         """Insert a pending run inside the caller's write transaction (and wake workers)."""
-        now = time.time()
-        row: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
-        row.update({
-            "id": run_id, "namespace": self.db.namespace, "workflow_name": workflow_name,
-            "workflow_json": workflow_json, "input_json": dumps(input),
-            "status": "pending", "idempotency_key": idempotency_key, "created_at": now,
-            "updated_at": now, "deadline_at": deadline_at, "wake_at": now,
-            "needs": needs_of(workflow_json), "wake_requested": False,
-        })  # fmt: skip
+        row = self._new_row(run_id, workflow_name, workflow_json, input, time.time(),
+                            idempotency_key=idempotency_key, deadline_at=deadline_at)  # fmt: skip
         if self.db.is_sqlite:
             c.execute(_INSERT_RUN, row)
         else:  # the insert and the wake-up in one statement

@@ -303,6 +303,8 @@ class Worker:
         self._committing = False
         self._outcomes: dict[str, Outcome] = {}  # the newest runs this worker ended
         self._plans: dict[str, Plan] = {}  # by pinned workflow JSON
+        self._slots = threading.Lock()
+        self._reserved = 0  # slots taken by runs this process is inserting (reserve)
 
     @property
     def running(self) -> bool:
@@ -332,6 +334,46 @@ class Worker:
         if loop is not None and ev is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
+
+    def reserve(self, needs: Sequence[str]) -> bool:
+        """Take a free slot for a run this process starts, if this worker is running
+        and can run every connector type in ``needs`` (thread-safe). Then the run
+        is inserted claimed by :attr:`owner` and handed over with :meth:`adopt`
+        (or the slot given back with :meth:`unreserve`)."""
+        with self._slots:
+            if not self.running or self._stopping or self._loop is None:
+                return False
+            if len(self._active) + self._reserved >= self.config.concurrency:
+                return False
+            if not set(needs) <= set(self.catalog.types()):
+                return False
+            self._reserved += 1
+            return True
+
+    def unreserve(self) -> None:
+        """Give back a slot taken by :meth:`reserve` (thread-safe)."""
+        with self._slots:
+            self._reserved -= 1
+
+    def adopt(self, row: RunRow) -> None:
+        """Walk ``row``, a run inserted claimed by this worker in a slot taken by
+        :meth:`reserve` (thread-safe). If the worker stopped meanwhile, the run's
+        lease runs out and another worker takes it over."""
+        loop = self._loop
+        try:
+            if loop is None or loop.is_closed():
+                raise RuntimeError("worker stopped")
+            loop.call_soon_threadsafe(self._adopted, row)
+        except RuntimeError:
+            self.unreserve()
+
+    def _adopted(self, row: RunRow) -> None:
+        self.unreserve()
+        if self._stopping or row.id in self._active:
+            return
+        self.lifecycle.run_started(row, self.owner)
+        self._active[row.id] = asyncio.create_task(self._execute(row))
+        self._full = len(self._active) >= self.config.concurrency
 
     def timer(self, at: float) -> None:
         """Look for due work at ``at`` (a run this worker parked wakes then; loop thread)."""
@@ -515,7 +557,7 @@ class Worker:
 
     async def _claim(self, *, probe: bool) -> None:
         """Start walking what is due, up to the free slots (``probe``: after a quiet poll)."""
-        free = self.config.concurrency - len(self._active)
+        free = self.config.concurrency - len(self._active) - self._reserved
         rows = await self.io(
             self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types(),
             probe=probe,
