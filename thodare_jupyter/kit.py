@@ -77,6 +77,7 @@ class Wfkit:
         self._definitions = Definitions(store)
         self.workflows: dict[str, SerializedWorkflow] = {}
         """Workflows built by :meth:`workflow_from_spec`, by ``name@version``."""
+        self._compiled: dict[tuple[Any, ...], bool] = {}  # workflows already checked (_checked)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -103,6 +104,24 @@ class Wfkit:
         compiled = compile_workflow(wf, self.catalog)
         compiled._input_model = input_model_of(compiled)
         return compiled
+
+    def _checked(
+        self, workflow: SerializedWorkflow | dict[str, Any] | str
+    ) -> tuple[SerializedWorkflow, str]:
+        """:meth:`compile` and the workflow's JSON; the check is done once for the many
+        runs of one workflow (same JSON, input model and connector objects)."""
+        if not isinstance(workflow, SerializedWorkflow):
+            wf = self.compile(workflow)
+            return wf, wf.to_json()
+        wf_json = workflow.to_json()
+        key = (wf_json, workflow.input_model, *(self.catalog.find(b.type) for b in workflow.blocks))
+        if key not in self._compiled:
+            self.compile(workflow)
+            if len(self._compiled) >= 128:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[key] = True
+        workflow._input_model = input_model_of(workflow)
+        return workflow, wf_json
 
     def workflow_from_spec(
         self, spec: WorkflowSpec, steps: Callable[[WorkflowBuilder], WorkflowBuilder]
@@ -171,10 +190,10 @@ class Wfkit:
             A :class:`RunHandle` (``result()``, ``describe()``, ``cancel()``).
         """
         self._check_open("run")
-        wf = self.compile(workflow)
+        wf, wf_json = self._checked(workflow)
         data = validate_input(wf.input_model, input, wf.name)
         deadline_at = _deadline(deadline)
-        run_id, wf_json = uuid.uuid4().hex, wf.to_json()  # the id is chosen here: a retry keeps it
+        run_id = uuid.uuid4().hex  # the id is chosen here: a retry keeps it
         if idempotency_key is None and self.worker.reserve(
             [b.type for b in wf.blocks if b.enabled]
         ):

@@ -12,6 +12,7 @@ import fcntl
 import functools
 import hashlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,6 +64,26 @@ def retrying(fn: _F) -> _F:
     return cast(_F, wrapper)
 
 
+_WRITERS: dict[str, threading.RLock] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _sqlite_writer(url: str) -> threading.RLock:
+    """The lock the write transactions of this process take on one SQLite file.
+
+    SQLite lets one writer in at a time; a writer that finds the file locked
+    sleeps in SQLite's busy handler (up to 100 ms a try), so threads of one
+    process contending for it (a kit's ``run`` and its worker) would stall
+    each other. They queue on this lock instead; other processes still meet
+    SQLite's own lock.
+    """
+    key = str(sa.engine.make_url(url).database or ":memory:")
+    if key != ":memory:":
+        key = str(Path(key).expanduser().resolve())
+    with _WRITERS_LOCK:
+        return _WRITERS.setdefault(key, threading.RLock())
+
+
 class Database:
     """One database URL and namespace: connections, migrations, notifications."""
 
@@ -79,6 +100,9 @@ class Database:
         self.outage_s = outage_s
         self.is_sqlite = url.startswith("sqlite")
         self.origin = uuid.uuid4().hex[:16]  # this store's NOTIFY payload: its listener skips them
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            _sqlite_writer(url) if self.is_sqlite else contextlib.nullcontext()
+        )
         try:
             self.engine = self._engine(url, sqlite_sync)
             self._lazy_engine = self.engine if self.is_sqlite else self._engine(url, lazy=True)
@@ -140,7 +164,7 @@ class Database:
     def write(self, *, lazy: bool = False) -> Iterator[Connection]:
         """A write transaction. ``lazy``: commit without waiting for the disk; for facts
         whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
-        with (self._lazy_engine if lazy else self.engine).connect() as conn:
+        with self._writer, (self._lazy_engine if lazy else self.engine).connect() as conn:
             conn = conn.execution_options(thodare_lazy=lazy)
             with conn.begin():
                 yield conn

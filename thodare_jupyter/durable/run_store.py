@@ -175,6 +175,15 @@ _INSERT_RUN = runs.insert().values(
 
 
 @functools.lru_cache(maxsize=64)
+def _pg_finish(end_channel: str, n: int) -> Any:
+    """PostgreSQL: a run's finish with its last ``n`` step rows and the announcement of
+    its end on ``end_channel``, as one statement."""
+    done = _FINISH.returning(runs.c.id).cte("done")
+    finish = sa.select(sa.func.pg_notify(end_channel, done.c.id)).select_from(done)
+    return finish.add_cte(_step_upsert(False, n).cte("ended")) if n else finish
+
+
+@functools.lru_cache(maxsize=64)
 def _step_upsert(is_sqlite: bool, n: int) -> Any:
     """Upsert ``n`` step rows in one statement that lands only while the writer holds
     the run's lease (the fence is in the statement). A start marker (status
@@ -226,6 +235,11 @@ class RunStore:
         any_due = sa.or_(*(sa.exists().where(d) for d in _due(capable)))  # each an index range
         self._any_due = sa.select(any_due) if db.is_sqlite else None
         self._next_due = _next_due(capable)
+        self._insert_run: Any = _INSERT_RUN
+        if not db.is_sqlite:  # the insert and the wake-up in one statement
+            created = _INSERT_RUN.returning(runs.c.id).cte("created")
+            wake = sa.select(sa.func.pg_notify(db.channel, db.origin))
+            self._insert_run = wake.select_from(created)
 
     @retrying
     def create_run(
@@ -334,12 +348,7 @@ class RunStore:
         """Insert a pending run inside the caller's write transaction (and wake workers)."""
         row = self._new_row(run_id, workflow_name, workflow_json, input, time.time(),
                             idempotency_key=idempotency_key, deadline_at=deadline_at)  # fmt: skip
-        if self.db.is_sqlite:
-            c.execute(_INSERT_RUN, row)
-        else:  # the insert and the wake-up in one statement
-            created = _INSERT_RUN.returning(runs.c.id).cte("created")
-            wake = sa.select(sa.func.pg_notify(self.db.channel, self.db.origin))
-            c.execute(wake.select_from(created), row)
+        c.execute(self._insert_run, row)
 
     def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
         """The id of the run created with ``idempotency_key``, in the caller's transaction."""
@@ -484,12 +493,8 @@ class RunStore:
             self.db.announce_end(c, run_id)
             return
         # PostgreSQL: the last steps, the finish and its announcement in one statement
-        done = _FINISH.returning(runs.c.id).cte("done")
-        finish = sa.select(sa.func.pg_notify(self.db.end_channel, done.c.id)).select_from(done)
-        if steps:
-            params.update(self._step_params(run_id, owner, steps))
-            finish = finish.add_cte(_step_upsert(False, len(steps)).cte("ended"))
-        if not c.execute(finish, params).all():
+        params.update(self._step_params(run_id, owner, steps))
+        if not c.execute(_pg_finish(self.db.end_channel, len(steps)), params).all():
             raise LeaseLost(run_id)
 
     def park_in(
