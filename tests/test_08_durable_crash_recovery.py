@@ -321,6 +321,9 @@ def test_three_workers_share_300_runs_and_survive_a_sigkill(env: Env) -> None:
     # them while they are being created, and the kill would come too late.
     wf = three_step_wf()
     handles = [env.kit.run(wf, {"start": i}) for i in range(RUNS)]
+    # Leases of 3 s: on a loaded 2-core machine a heartbeat can come more than the
+    # usual 1 s late, and a run taken over then would rightly run a step again.
+    env.pool.lease_s = 3.0
     workers = [env.pool.start(wait_ready=False) for _ in range(3)]
     for i, w in enumerate(workers):
         wait_ready_line(w, 30, f"worker {i} pid {w.pid}")
