@@ -32,6 +32,8 @@ from durable_helpers import (
     workflow,
 )
 
+from thodare_jupyter.errors import RunTimeout
+
 
 def test_signal_wakes_the_run_and_its_payload_flows_downstream(kits: KitFactory, db: Path) -> None:
     wf = event_wf(
@@ -205,3 +207,23 @@ def test_human_approval_rejection_routes_to_the_other_branch(kits: KitFactory, d
     assert "ship" not in out
     assert steps_of(db, h.id).get("ship") == "skipped"
     assert steps_of(db, other.id).get("approve") == "waiting"
+
+
+def test_a_signal_sent_while_the_run_walks_to_its_wait_is_never_lost(
+    any_kits: KitFactory,
+) -> None:
+    """A signal sent at once after the run starts races the walk to the wait: the
+    step is recorded as waiting while the signal looks for waiting steps. Either
+    the wait finds the signal or the signal wakes the parked run (PostgreSQL lost
+    11 of 200 before sends and waits took the event's lock)."""
+    kit = any_kits().start()
+    wf = event_wf("wf-race", {"eventName": "go"}, {"got": "{{wait.data.n}}"})
+    lost = 0
+    for i in range(60):
+        h = kit.run(wf)
+        kit.signal("go", {"n": i})
+        try:
+            h.result(timeout=3)
+        except RunTimeout:
+            lost += 1
+    assert lost == 0

@@ -64,6 +64,7 @@ def retrying(fn: _F) -> _F:
     return cast(_F, wrapper)
 
 
+_LOCK_EVENT = sa.text("SELECT pg_advisory_xact_lock(7272, hashtext(:ns || '/' || :event))")
 _WRITERS: dict[str, threading.RLock] = {}
 _WRITERS_LOCK = threading.Lock()
 
@@ -229,6 +230,15 @@ class Database:
         with self.read() as c:
             schema = c.exec_driver_sql("SELECT current_schema()").scalar()
         return "thodare_" + hashlib.sha1(f"{schema}/{self.namespace}".encode()).hexdigest()[:24]
+
+    def lock_event(self, c: Connection, event: str) -> None:
+        """PostgreSQL: hold ``event``'s lock until the transaction ends. Sending a signal
+        and recording a step that waits for it take it, so one of them always sees the
+        other: under READ COMMITTED a signal whose wake-up looked before the waiting
+        step was committed, and that committed after the step looked for signals, would
+        otherwise be lost. SQLite runs one writer at a time anyway."""
+        if not self.is_sqlite:
+            c.execute(_LOCK_EVENT, {"ns": self.namespace, "event": event})
 
     def announce_end(self, c: Connection, run_id: str) -> None:
         """Tell handles waiting in other processes that ``run_id`` ended (at commit)."""

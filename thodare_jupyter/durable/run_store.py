@@ -564,6 +564,8 @@ class RunStore:
     ) -> float | None:
         """Park a step on a timer and/or an event; the first recorded timer is kept on replay."""
         with self.db.write() as c:
+            if event is not None:  # a signal sent meanwhile sees this step, or it sees it
+                self.db.lock_event(c, event)
             now = time.time()
             check_lease(c, run_id, owner)
             row = c.execute(

@@ -32,6 +32,7 @@ class SignalStore:
         """Store a signal and wake the runs waiting for it. Returns ``(id, created)``."""
         try:
             with self.db.write() as c:
+                self.db.lock_event(c, event)
                 now = time.time()
                 if idempotency_key is not None:
                     found = c.execute(
