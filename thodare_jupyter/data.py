@@ -19,7 +19,17 @@ import os
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    Generic,
+    Literal,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+)
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -29,6 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 Flavor = Literal["pandas", "polars", "pyarrow"]
+_T = TypeVar("_T")
 ARTIFACT_KEY = "$artifact"
 PATH_KEY = "$path"
 """A reference reached through a template path (``{{query.rows.name}}``) keeps the rest here."""
@@ -217,13 +228,16 @@ class FileSpec:
         return {"type": "object", "title": "File", "format": "file"}
 
 
-class Table:
+class Table(Generic[_T]):
     """A field holding a table (pandas or polars DataFrame, pyarrow Table), stored as Parquet.
 
     In an outputs model the table goes to the kit's artifact store and the step
     row keeps a reference with the row count, column types and first rows. In a
     params model the step receives the loaded table: ``Table`` gives a pandas
-    DataFrame; ``Table["polars"]`` a polars one; ``Table["pyarrow"]`` a pyarrow Table.
+    DataFrame; ``Table[pl.DataFrame]`` a polars one; ``Table[pa.Table]`` a
+    pyarrow Table (``Table["polars"]``, ``Table["pyarrow"]`` work too, but
+    linters rewrite quoted names under ``from __future__ import annotations``).
+    A value of another flavor is converted.
 
     Example::
 
