@@ -37,6 +37,7 @@ from thodare_jupyter import (
     File,
     OutputInvalid,
     RunFailed,
+    StepOutputMissing,
     Table,
     connector,
     create_wfkit,
@@ -108,8 +109,8 @@ def to_arrow(p: ArrowIn) -> ArrowOut:
 THREE = (
     define_workflow("art-three").input(QueryIn)
     .step("query", query, lambda r: {"n": r.input.n})
-    .step("pl", to_polars, lambda r: {"rows": "{{query.rows}}", "names": "{{query.rows.name}}"})
-    .step("arrow", to_arrow, lambda r: {"top": "{{pl.top}}"})
+    .step("pl", to_polars, lambda r: {"rows": r.query.rows, "names": r.query.rows.name})
+    .step("arrow", to_arrow, lambda r: {"top": r.pl.top})
     .build()
 )  # fmt: skip
 
@@ -150,6 +151,8 @@ def test_pandas_polars_and_arrow_tables_cross_three_durable_steps(
     pd.testing.assert_frame_equal(again["rows"], rows)
     assert kit.output(h.id, "query")["when"] == WHEN
     assert kit.output(h.id, "pl")["top"].equals(out["pl"]["top"])
+    with pytest.raises(StepOutputMissing, match="Blocks with an output: arrow, pl, query"):
+        h.output("nope")
 
     # three tables, three Parquet files on disk, readable without our code
     files = _parquet_files(tmp_path / "artifacts")
@@ -267,11 +270,12 @@ def test_a_column_ref_gives_a_list_in_memory_and_durably(kits: KitFactory, tmp_p
     wf = (
         define_workflow("art-cols").input(QueryIn)
         .step("query", query, lambda r: {"n": r.input.n})
-        .step("names", names, lambda r: {"names": "{{query.rows.name}}",
+        .step("names", names, lambda r: {"names": r.query.rows.name,
                                          "scores": "{{query.rows.score}}",
-                                         "rows": "{{query.rows}}"})
+                                         "rows": r.query.rows})
         .build()
     )  # fmt: skip
+    assert wf.blocks[-1].params["names"] == "{{query.rows.name}}"
     run = run_in_memory(wf, {"n": 3}, catalog=Catalog(query, names), env={})
     assert run.status == "completed", run.error
     assert run.outputs["names"] == {"joined": "lead-0,lead-1,lead-2", "best": 3.0, "n": 3}
@@ -495,6 +499,7 @@ def test_a_failed_artifact_write_fails_the_step_and_no_row_references_it(
     with pytest.raises(RunFailed) as err:
         kit.run(THREE, {"n": 4}).result(timeout=30)
     assert err.value.block_id == "query" and "No space left on device" in str(err.value)
+    assert "invalid output" not in str(err.value)  # the store's error, not the model's
     assert "$artifact" not in json.dumps(q(db, "SELECT output_json FROM thodare_steps"))
 
 

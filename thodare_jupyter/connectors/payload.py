@@ -36,6 +36,8 @@ class _Writer:
 
     def __init__(self, store: ArtifactStore | None, redact: Callable[[str], str] | None) -> None:
         self.store, self.redact = store, redact
+        self.failed: ArtifactStoreError | None = None
+        """The store's own error (pydantic wraps it; the step fails with it as it is)."""
 
     def _need(self, what: str) -> ArtifactStore:
         if self.store is None:
@@ -43,10 +45,18 @@ class _Writer:
         return self.store
 
     def table(self, value: Any) -> dict[str, Any]:
-        return self._need("Table").put_table(value, self.redact)
+        try:
+            return self._need("Table").put_table(value, self.redact)
+        except ArtifactStoreError as e:
+            self.failed = e
+            raise
 
     def file(self, value: Any) -> dict[str, Any]:
-        return self._need("File").put_file(value, self.redact)
+        try:
+            return self._need("File").put_file(value, self.redact)
+        except ArtifactStoreError as e:
+            self.failed = e
+            raise
 
 
 def dump_model(
@@ -58,12 +68,15 @@ def dump_model(
 ) -> Any:
     """``model`` as JSON, its tables and files stored first; :class:`OutputInvalid`
     naming the field and the value's type when a value cannot be stored as JSON."""
-    context = {WRITER: _Writer(store, redact)}
+    writer = _Writer(store, redact)
+    context = {WRITER: writer}
     try:
         return model.model_dump(mode="json", by_alias=True, context=context)
     except (ArtifactStoreError, ArtifactMissing):
         raise
     except (PydanticSerializationError, ValueError, TypeError) as e:
+        if writer.failed is not None:
+            raise writer.failed from None
         problems = []
         for name, finfo in type(model).model_fields.items():
             try:
