@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mimetypes
 import os
 import threading
 import uuid
@@ -201,6 +200,8 @@ class ArtifactStore:
 
     def put_file(self, value: Any, redact: Callable[[str], str] | None = None) -> dict[str, Any]:
         """Store a file (bytes, or the content of a path); its reference."""
+        import mimetypes
+
         name: str | None = None
         if isinstance(value, str | os.PathLike):
             path = Path(value)
