@@ -238,6 +238,7 @@ def test_an_output_over_256_kib_of_json_goes_by_reference(
     rows = step_rows(db_url, h.id)
     ref = json.loads(rows["big"]["output_json"])
     assert ref["kind"] == "json" and ref["size"] > 256 * 1024 and ref["keys"] == ["items", "branch"]
+    assert ref["branch"] == "x"  # kept beside the reference: conditional edges still route
     assert len(rows["big"]["output_json"]) < 1_000
     digest = ref["$artifact"].removeprefix("sha256:")
     stored = json.loads((tmp_path / "artifacts" / digest[:2] / f"{digest}.json").read_text())

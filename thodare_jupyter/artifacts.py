@@ -230,6 +230,10 @@ class ArtifactStore:
         shape: dict[str, Any] = {"size": len(data)}
         if isinstance(value, dict):
             shape["keys"] = [str(k) for k in list(value)[:50]]
+            for key in ("branch", "result"):  # what routes the run's edges stays readable
+                v = value.get(key)
+                if isinstance(v, bool) or (isinstance(v, str) and len(v) <= 256):
+                    shape[key] = v
         elif isinstance(value, list):
             shape["length"] = len(value)
         return {ARTIFACT_KEY: artifact_id, "kind": "json", **shape}

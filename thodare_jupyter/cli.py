@@ -187,6 +187,16 @@ def worker(
     listen: Annotated[
         bool, typer.Option(help="PostgreSQL: wake on LISTEN/NOTIFY as well as polling.")
     ] = True,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts",
+            envvar="THODARE_ARTIFACTS",
+            show_envvar=True,
+            help="Artifact store URL for tables and files (s3://..., a folder); "
+            "default: beside the SQLite file, or a folder on this machine.",
+        ),
+    ] = None,
 ) -> None:
     """Serve runs until SIGINT/SIGTERM, with the connectors found in the imported modules."""
     found: list[Connector] = []
@@ -194,9 +204,8 @@ def worker(
         for value in vars(_import(target)).values():
             if isinstance(value, Connector) and all(value is not c for c in found):
                 found.append(value)
-    with _open(
-        db, namespace, concurrency=concurrency, lease_s=lease, poll_s=poll, listen=listen
-    ) as kit:
+    tuning = dict(concurrency=concurrency, lease_s=lease, poll_s=poll, listen=listen)
+    with _open(db, namespace, artifacts=artifacts, **tuning) as kit:
         try:
             kit.register(*found)
         except ThodareError as e:
@@ -205,7 +214,8 @@ def worker(
         typer.echo(
             f"thodare worker: serving {safe_url(kit.store.url)} "
             f"(namespace {kit.store.namespace!r}) with connectors {', '.join(own) or '(none)'} "
-            f"+ {len(BUILTINS)} builtins; concurrency {concurrency}. Ctrl-C or SIGTERM to stop."
+            f"+ {len(BUILTINS)} builtins; concurrency {concurrency}; artifacts in "
+            f"{safe_url(kit.artifacts.url)}. Ctrl-C or SIGTERM to stop."
         )
         _serve(kit)
     typer.echo("thodare worker: stopped; runs in flight were handed back.")
