@@ -26,7 +26,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from durable_helpers import KitFactory, q, run_row, step_rows, wait_until
+from durable_helpers import KitFactory, block, q, run_row, step_rows, wait_until, workflow
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -245,6 +245,28 @@ def test_an_output_over_256_kib_of_json_goes_by_reference(
     assert len(stored["items"]) == 10_000
     # a small output stays in the row
     assert json.loads(step_rows(db_url, h.id)["count"]["output_json"])["n"] == 10_000
+
+
+def test_a_big_output_still_routes_its_branch(kits: KitFactory, tmp_path: Path) -> None:
+    wf = workflow(
+        "art-route",
+        [
+            block("big", "art-big", {"n": "{{trigger.n}}"}),
+            block("yes", "art-count", {"items": "{{big.items}}"}),
+            block("no", "art-count", {"items": ["never"]}),
+        ],
+        [
+            {"source": "trg", "target": "big"},
+            {"source": "big", "target": "yes", "sourceHandle": "x"},
+            {"source": "big", "target": "no", "sourceHandle": "y"},
+        ],
+    )
+    kit = kits(artifacts=_store(tmp_path))
+    kit.register(big, count).start()
+    h = kit.run(wf, {"n": 10_000})
+    out = h.result(timeout=60)
+    assert out["yes"]["n"] == 10_000 and "no" not in out
+    assert {s.block_id: s.status for s in h.describe().steps}["no"] == "skipped"
 
 
 # ── in memory, files, columns ───────────────────────────────────────────────
