@@ -41,6 +41,7 @@ from thodare_jupyter import (
     Table,
     connector,
     create_wfkit,
+    define_connector,
     define_workflow,
     run_in_memory,
 )
@@ -245,6 +246,30 @@ def test_an_output_over_256_kib_of_json_goes_by_reference(
     assert len(stored["items"]) == 10_000
     # a small output stays in the row
     assert json.loads(step_rows(db_url, h.id)["count"]["output_json"])["n"] == 10_000
+
+
+def _untyped(p: QueryIn) -> dict[str, Any]:
+    return {"rows": pd.DataFrame({"name": ["a", "b"], "score": [1.0, 2.0]}), "n": p.n}
+
+
+UNTYPED = define_connector(type="art-untyped", params=QueryIn, run=_untyped)
+
+
+def test_an_untyped_output_stores_its_tables_too(kits: KitFactory, db: Path, tmp_path: Path):
+    wf = (
+        define_workflow("art-untyped").input(QueryIn)
+        .step("u", UNTYPED, lambda r: {"n": r.input.n})
+        .step("pl", to_polars, lambda r: {"rows": "{{u.rows}}", "names": "{{u.rows.name}}"})
+        .build()
+    )  # fmt: skip
+    kit = kits(artifacts=_store(tmp_path))
+    kit.register(UNTYPED, to_polars).start()
+    h = kit.run(wf, {"n": 7})
+    out = h.result(timeout=30)
+    assert out["pl"]["count"] == 2 and out["pl"]["first"] == "a"
+    assert isinstance(out["u"]["rows"], pd.DataFrame) and out["u"]["n"] == 7
+    stored = json.loads(step_rows(db, h.id)["u"]["output_json"])
+    assert stored["rows"]["kind"] == "table" and stored["n"] == 7
 
 
 def test_a_big_output_still_routes_its_branch(kits: KitFactory, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
 from ..redaction import Redactor
 from ..wire import PauseInfo
 from .context import StepContext
-from .payload import by_reference, dump_model, load_params, store_untyped
+from .payload import by_reference, dump_model, holds_table, load_params, store_untyped
 from .visibility import Visibility, visibility_of
 
 Kind = Literal["compute", "wait", "trigger"]
@@ -260,7 +260,9 @@ class Connector:
                 result = await result
         if isinstance(result, PauseInfo):
             return result
-        if ctx.artifacts is not None and (self.outputs is None or self.stores_data):
+        if ctx.artifacts is not None and (
+            self.stores_data if self.outputs is not None else holds_table(result)
+        ):  # writing files: off the loop
             return await asyncio.to_thread(self.dump_output, result, ctx.block_id, ctx)
         return self.dump_output(result, ctx.block_id, ctx)
 

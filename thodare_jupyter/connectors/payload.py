@@ -105,6 +105,13 @@ def _hint(value: Any) -> str:
     return ""
 
 
+def holds_table(value: Any) -> bool:
+    """Whether an untyped output is a table, or a dict with a table as a value."""
+    if table_flavor(value) is not None:
+        return True
+    return isinstance(value, dict) and any(table_flavor(v) is not None for v in value.values())
+
+
 def store_untyped(value: Any, store: ArtifactStore | None, redact: Any = None) -> Any:
     """An untyped output with its tables (top level, or values of a dict) stored."""
     if store is None:
