@@ -35,7 +35,7 @@ from .data import (
     table_summary,
     to_arrow,
 )
-from .errors import ArtifactMissing, ArtifactStoreError
+from .errors import ArtifactMissing, ArtifactStoreError, safe_url
 from .templates import navigate
 
 _EXT = {"table": ".parquet", "file": ".bin", "json": ".json"}
@@ -76,8 +76,6 @@ class ArtifactStore:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        from .errors import safe_url
-
         return f"<ArtifactStore {safe_url(self.url)}>"
 
     @property
@@ -250,7 +248,7 @@ class ArtifactStore:
         if kind == "table":
             import pyarrow.parquet as pq
 
-            table = pq.read_table(_Reader(self.get(artifact_id, kind)))
+            table = pq.read_table(_buffer(self.get(artifact_id, kind)))
             if not path:
                 if want is not None and want[0] == "table":
                     return from_arrow(table, want[1] or flavor)
@@ -280,7 +278,7 @@ class ArtifactStore:
         return value
 
 
-def _Reader(data: bytes) -> Any:
+def _buffer(data: bytes) -> Any:
     import pyarrow as pa
 
     return pa.BufferReader(data)
@@ -322,7 +320,5 @@ def default_artifacts_url(db_url: str, data_dir: Path) -> str:
         path = path.split("?", 1)[0]
         if path and path != ":memory:":
             return f"{path}.artifacts"
-    from .errors import safe_url
-
     tag = hashlib.sha256(safe_url(db_url).encode()).hexdigest()[:16]
     return str(data_dir / "artifacts" / tag)
