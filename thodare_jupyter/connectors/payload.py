@@ -128,13 +128,13 @@ def store_untyped(value: Any, store: ArtifactStore | None, redact: Any = None) -
 
 def by_reference(value: Any, store: ArtifactStore | None) -> Any:
     """``value``, or a ``json`` reference to it when its JSON is over 256 KiB."""
-    if store is None or value is None or isinstance(value, _PLAIN):
+    if store is None or store.json_by_reference is None or isinstance(value, _PLAIN):
         return value
     try:
         data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError):
         return value  # untyped odd values: stored as before (text)
-    if len(data) <= (store.json_by_reference or len(data)):
+    if len(data) <= store.json_by_reference:
         return value
     return store.put_json(value, data)
 
