@@ -195,6 +195,8 @@ class RunHandle:
             RunFailed: The run failed (``block_id`` and ``error`` say where and why).
             RunCanceled: The run was canceled.
             RunTimeout: ``timeout`` seconds passed first; the run goes on.
+            ArtifactMissing: A table or file of an output is gone from the artifact
+                store (the run itself completed; :meth:`describe` shows the references).
         """
         end = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
