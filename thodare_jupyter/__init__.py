@@ -3,6 +3,7 @@
 The public API is re-exported here; everything else is internal.
 """
 
+from .artifacts import ArtifactStore
 from .assistant import Assistant, Proposal
 from .authoring import (
     WorkflowBuilder,
@@ -21,10 +22,14 @@ from .connectors import (
     connector,
     define_connector,
 )
+from .data import File, Table
 from .durable.definitions import DefinitionVersion
 from .durable.handle import RunDescription, RunHandle, StepDescription
+from .durable.prune import PruneReport
 from .durable.schedules import DispatchReport, ScheduleInfo
 from .errors import (
+    ArtifactMissing,
+    ArtifactStoreError,
     AssistantError,
     AssistantNotConfigured,
     BackendUnavailable,
@@ -52,6 +57,7 @@ from .errors import (
     ScheduleInvalid,
     ScheduleNotFound,
     SpecNotBuilt,
+    StepOutputMissing,
     ThodareError,
     TracingTargetInvalid,
     UnknownConnector,
@@ -113,6 +119,9 @@ def unload_ipython_extension(ip: object) -> None:
 
 __all__ = [
     "ApplyResult",
+    "ArtifactMissing",
+    "ArtifactStore",
+    "ArtifactStoreError",
     "Assistant",
     "AssistantError",
     "AssistantNotConfigured",
@@ -125,6 +134,7 @@ __all__ = [
     "DefinitionVersion",
     "DispatchReport",
     "EditOp",
+    "File",
     "ForkBlockNotFound",
     "Hidden",
     "InMemoryRun",
@@ -143,6 +153,7 @@ __all__ = [
     "ProviderFailed",
     "ProviderRateLimited",
     "ProviderUnreachable",
+    "PruneReport",
     "RetryPolicy",
     "RunCanceled",
     "RunDescription",
@@ -161,6 +172,8 @@ __all__ = [
     "SpecNotBuilt",
     "StepContext",
     "StepDescription",
+    "StepOutputMissing",
+    "Table",
     "ThodareError",
     "TracingHooks",
     "TracingTargetInvalid",

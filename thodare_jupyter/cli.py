@@ -6,6 +6,7 @@
     thodare signal order.paid --payload '{"id": 7}' [--key order-7] [--idempotency-key I]
     thodare cancel RUN_ID
     thodare schedules [pause|resume|remove NAME]
+    thodare prune --older-than 7d
 
 ``--db`` defaults to ``THODARE_DB``, then a SQLite file in the user data dir;
 ``--namespace`` to ``THODARE_NAMESPACE``, then ``default``. Mistakes the user
@@ -21,6 +22,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import signal as signals
 import sys
 import threading
@@ -35,6 +37,7 @@ import typer
 from .clock import from_iso, local_text
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
+from .connectors.waits import duration_seconds
 from .durable.handle import RunDescription, StepDescription
 from .errors import BackendUnavailable, RunNotFound, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
@@ -184,6 +187,16 @@ def worker(
     listen: Annotated[
         bool, typer.Option(help="PostgreSQL: wake on LISTEN/NOTIFY as well as polling.")
     ] = True,
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts",
+            envvar="THODARE_ARTIFACTS",
+            show_envvar=True,
+            help="Artifact store URL for tables and files (s3://..., a folder); "
+            "default: beside the SQLite file, or a folder on this machine.",
+        ),
+    ] = None,
 ) -> None:
     """Serve runs until SIGINT/SIGTERM, with the connectors found in the imported modules."""
     found: list[Connector] = []
@@ -191,9 +204,8 @@ def worker(
         for value in vars(_import(target)).values():
             if isinstance(value, Connector) and all(value is not c for c in found):
                 found.append(value)
-    with _open(
-        db, namespace, concurrency=concurrency, lease_s=lease, poll_s=poll, listen=listen
-    ) as kit:
+    tuning = dict(concurrency=concurrency, lease_s=lease, poll_s=poll, listen=listen)
+    with _open(db, namespace, artifacts=artifacts, **tuning) as kit:
         try:
             kit.register(*found)
         except ThodareError as e:
@@ -202,7 +214,8 @@ def worker(
         typer.echo(
             f"thodare worker: serving {safe_url(kit.store.url)} "
             f"(namespace {kit.store.namespace!r}) with connectors {', '.join(own) or '(none)'} "
-            f"+ {len(BUILTINS)} builtins; concurrency {concurrency}. Ctrl-C or SIGTERM to stop."
+            f"+ {len(BUILTINS)} builtins; concurrency {concurrency}; artifacts in "
+            f"{safe_url(kit.artifacts.url)}. Ctrl-C or SIGTERM to stop."
         )
         _serve(kit)
     typer.echo("thodare worker: stopped; runs in flight were handed back.")
@@ -342,6 +355,45 @@ def cancel(
         now = kit.get_handle(run_id).status
     typer.echo(f"Run {run_id} had already ended ({now}); not canceled.")
     raise typer.Exit(1)
+
+
+def _age(text: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``90s``, ``2w`` or plain seconds, as seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", text)
+    if m is None:
+        raise typer.BadParameter(f"{text!r} is not an age: use 7d, 12h, 30m, 90s, 2w or seconds.")
+    return duration_seconds(float(m[1]), m[2] or "s")
+
+
+@app.command()
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option("--older-than", help="Age of the finished runs to delete: 7d, 12h, 30m..."),
+    ],
+    artifacts: Annotated[
+        str | None,
+        typer.Option(
+            "--artifacts",
+            envvar="THODARE_ARTIFACTS",
+            show_envvar=True,
+            help="The artifact store's URL (default: beside the SQLite file).",
+        ),
+    ] = None,
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """Delete finished runs older than --older-than and the artifacts only they referenced."""
+    seconds = _age(older_than)
+    with _open(db, namespace, artifacts=artifacts) as kit:
+        try:
+            report = kit.prune(seconds)
+        except ThodareError as e:
+            _fail(str(e))
+    typer.echo(
+        f"Pruned {report.runs} run(s), {report.steps} step(s) and {report.artifacts} "
+        f"artifact(s) older than {older_than}."
+    )
 
 
 def _stamp(when: datetime | None) -> str:

@@ -482,3 +482,41 @@ class UnknownPanelAction(ThodareError):
     def __init__(self, action: object) -> None:
         self.action = action
         super().__init__(f"Unknown panel action {action!r}.")
+
+
+class ArtifactMissing(ThodareError, LookupError):
+    """A step's table, file or large output is not in the artifact store any more."""
+
+    def __init__(self, artifact_id: str, store_url: str) -> None:
+        self.artifact_id = artifact_id
+        self.store_url = safe_url(store_url)
+        super().__init__(
+            f"Artifact {artifact_id} is missing from the artifact store at {self.store_url} "
+            "(deleted, pruned, or written to a store this process does not use). Re-run the "
+            "step that made it (kit.fork(run_id, block_id)), or pass create_wfkit(artifacts=...) "
+            "the store that holds it."
+        )
+
+
+class ArtifactStoreError(ThodareError):
+    """The artifact store could not be read or written (not a missing artifact)."""
+
+    def __init__(self, action: str, store_url: str, reason: BaseException) -> None:
+        self.store_url = safe_url(store_url)
+        self.reason = f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+        super().__init__(f"Cannot {action} the artifact store at {self.store_url}: {self.reason}")
+
+
+class StepOutputMissing(ThodareError, LookupError):
+    """A step has no output to load: it has not completed in that run (or is no block of it)."""
+
+    def __init__(
+        self, run_id: str, block_id: str, status: str | None, steps: dict[str, str]
+    ) -> None:
+        self.run_id, self.block_id, self.status = run_id, block_id, status
+        why = f"its step is {status}" if status else "it has no step in that run"
+        done = [b for b, s in steps.items() if s == "completed"]
+        super().__init__(
+            f"Run {run_id} has no output for block {block_id!r}: {why}. "
+            f"Blocks with an output: {listing(done)}."
+        )

@@ -6,6 +6,7 @@ It owns a catalog of connectors, a store on SQLite or PostgreSQL, and
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import platformdirs
 
+from .artifacts import ArtifactStore, default_artifacts_url
 from .authoring.builder import WorkflowBuilder
 from .authoring.spec import WorkflowSpec, workflow_from_spec
 from .clock import instant
@@ -25,6 +27,7 @@ from .durable.cron import check_cron, next_tick, zone
 from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
 from .durable.lifecycle import Lifecycle
+from .durable.prune import Pruner, PruneReport
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
@@ -34,11 +37,14 @@ from .errors import (
     ScheduleInvalid,
     SpecNotBuilt,
     WorkflowNotNamed,
+    safe_url,
 )
 from .graph import Upstream, build_graph
 from .patch import apply_operations
 from .validation import compile_workflow, input_model_of, validate_input
 from .wire import ApplyResult, RunStatus, SerializedWorkflow
+
+log = logging.getLogger("thodare.kit")
 
 
 def default_db_url() -> str:
@@ -64,15 +70,26 @@ class Wfkit:
     """
 
     def __init__(
-        self, store: Store, catalog: Catalog, env: Mapping[str, str] | None, config: WorkerConfig
+        self,
+        store: Store,
+        catalog: Catalog,
+        env: Mapping[str, str] | None,
+        config: WorkerConfig,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.store = store
+        self.artifacts = artifacts or ArtifactStore(
+            default_artifacts_url(store.url, Path(platformdirs.user_data_dir("thodare-jupyter")))
+        )
+        """Where steps keep tables, files and outputs over 256 KiB (``artifacts=``)."""
         self.catalog = catalog
         self.env: Mapping[str, str] = env if env is not None else os.environ
         self.config = config
         self.lifecycle = Lifecycle()
         """The runtime's lifecycle events (``with_tracing`` subscribes to them)."""
-        self.worker = Worker(store, catalog, self.env, config, lifecycle=self.lifecycle)
+        self.worker = Worker(
+            store, catalog, self.env, config, lifecycle=self.lifecycle, artifacts=self.artifacts
+        )
         self._schedules = Schedules(store, self.lifecycle)
         self._definitions = Definitions(store)
         self.workflows: dict[str, SerializedWorkflow] = {}
@@ -214,7 +231,7 @@ class Wfkit:
         )  # fmt: skip
         self.lifecycle.run_created(run_id, wf.name, data, idempotency_key, deadline_at, created)
         self.worker.wake()
-        return RunHandle(self.store, run_id, self.worker, created=created)
+        return RunHandle(self.store, run_id, self.worker, created=created, workflow=wf)
 
     def run_spec(
         self,
@@ -272,6 +289,24 @@ class Wfkit:
     def get_handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (also one started by another process)."""
         return RunHandle(self.store, run_id, self.worker)
+
+    def output(self, run_id: str, block_id: str) -> Any:
+        """One step's output loaded with its model's types (see :meth:`RunHandle.output`)."""
+        return self.get_handle(run_id).output(block_id)
+
+    def prune(self, older_than: float | timedelta) -> PruneReport:
+        """Delete the finished runs (completed, failed, canceled) of this namespace that
+        ended longer ago than ``older_than`` (seconds or a timedelta), their steps, and the
+        artifacts no remaining run references.
+
+        Runs still pending, running or waiting are never touched. The artifact store
+        should belong to this database alone: artifacts are checked against its runs.
+        """
+        self._check_open("prune")
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        if seconds < 0:
+            raise ValueError(f"older_than must not be negative, got {older_than!r}")
+        return Pruner(self.store, self.artifacts).prune(float(seconds))
 
     def runs(self, status: RunStatus | None = None, limit: int = 50) -> RunList:
         """Recent runs, newest first (steps included); a notebook shows them as a table."""
@@ -473,6 +508,7 @@ def create_wfkit(
     poll_s: float = 1.0,
     listen: bool = True,
     sqlite_sync: str = "FULL",
+    artifacts: str | os.PathLike[str] | ArtifactStore | None = None,
 ) -> Wfkit:
     """Open (and migrate) the database and return a kit; call ``start()`` to run work.
 
@@ -489,6 +525,11 @@ def create_wfkit(
             signals from other processes); polling stays as the fallback.
         sqlite_sync: SQLite ``synchronous`` pragma (``FULL`` survives power loss;
             ``NORMAL`` is faster and survives process crashes).
+        artifacts: Where ``Table``/``File`` outputs and outputs over 256 KiB of JSON
+            are stored: a folder or any fsspec URL (``s3://bucket/prefix``). Default
+            (``THODARE_ARTIFACTS``, else): a folder beside the SQLite file
+            (``runs.db.artifacts``); for PostgreSQL a folder in the user data dir,
+            which workers on other machines cannot read (the kit logs so once).
 
     Raises:
         BackendUnavailable: The database cannot be opened (the message says why).
@@ -497,4 +538,25 @@ def create_wfkit(
     ns = namespace or os.environ.get("THODARE_NAMESPACE") or "default"
     store = Store(url, ns, sqlite_sync=sqlite_sync)
     config = WorkerConfig(concurrency=concurrency, lease_s=lease_s, poll_s=poll_s, listen=listen)
-    return Wfkit(store, catalog if catalog is not None else Catalog(), env, config)
+    given = artifacts if artifacts is not None else os.environ.get("THODARE_ARTIFACTS") or None
+    store_ = given if isinstance(given, ArtifactStore) else ArtifactStore(given) if given else None
+    kit = Wfkit(store, catalog if catalog is not None else Catalog(), env, config, store_)
+    if store_ is None and not store.is_sqlite:
+        _machine_local(kit)
+    return kit
+
+
+_WARNED: set[str] = set()
+
+
+def _machine_local(kit: Wfkit) -> None:
+    """Say once per database that its default artifact store is a folder on this machine."""
+    key = safe_url(kit.store.url)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning(
+            "Artifacts (tables, files, big outputs) of %s go to %s, a folder on this machine: "
+            "workers on other machines cannot read them. Pass create_wfkit(artifacts='s3://...') "
+            "(any fsspec URL) or set THODARE_ARTIFACTS when workers run on several machines.",
+            key, kit.artifacts.url,
+        )  # fmt: skip

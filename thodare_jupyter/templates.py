@@ -92,12 +92,17 @@ def navigate(obj: Any, path: list[str]) -> Any:
     """Walk dict keys and list indices; anything missing gives ``None``.
 
     Only mapping keys and sequence indices are followed, never attributes,
-    so hostile paths (``__class__``, ``__proto__``) find nothing.
+    so hostile paths (``__class__``, ``__proto__``) find nothing. A path that
+    goes on into an artifact reference (``{{query.rows.name}}``, a column of a
+    stored table) gives the reference with the rest in ``"$path"``: the step
+    that receives it loads just that.
     """
     cur = obj
-    for part in path:
+    for i, part in enumerate(path):
         if cur is None:
             return None
+        if isinstance(cur, Mapping) and isinstance(cur.get("$artifact"), str):
+            return {**cur, "$path": [*cur.get("$path", ()), *path[i:]]}
         if isinstance(cur, Mapping):
             cur = cur.get(part)
         elif isinstance(cur, list | tuple) and part.isdigit():

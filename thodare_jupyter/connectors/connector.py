@@ -20,10 +20,13 @@ from typing import Annotated, Any, Literal, cast, get_type_hints
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
+from ..artifacts import has_ref
+from ..data import field_want
 from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
 from ..redaction import Redactor
 from ..wire import PauseInfo
 from .context import StepContext
+from .payload import by_reference, dump_model, holds_table, load_params, store_untyped
 from .visibility import Visibility, visibility_of
 
 Kind = Literal["compute", "wait", "trigger"]
@@ -160,6 +163,14 @@ class Connector:
         return tuple(f.alias or n for n, f in self.outputs.model_fields.items())
 
     @cached_property
+    def stores_data(self) -> bool:
+        """Whether the outputs model has ``Table``/``File`` fields (kept in the artifact store)."""
+        return self.outputs is not None and any(
+            field_want(f.annotation, f.metadata) is not None
+            for f in self.outputs.model_fields.values()
+        )
+
+    @cached_property
     def _adapters(self) -> dict[str, TypeAdapter[Any]]:
         return {
             (f.alias or n): TypeAdapter(_field_type(f)) for n, f in self.params.model_fields.items()
@@ -237,6 +248,8 @@ class Connector:
         Returns the output as a JSON-ready value, or a :class:`PauseInfo`.
         """
         ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
+            raw_params = await asyncio.to_thread(load_params, self, raw_params, ctx.artifacts)
         params = self.validate_params(raw_params, ctx.block_id, ctx.redactor)
         args: tuple[Any, ...] = (params, ctx) if self._takes_ctx else (params,)
         if self.is_async:
@@ -247,14 +260,27 @@ class Connector:
                 result = await result
         if isinstance(result, PauseInfo):
             return result
-        return self.dump_output(result, ctx.block_id)
+        if ctx.artifacts is not None and (
+            self.stores_data if self.outputs is not None else holds_table(result)
+        ):  # writing files: off the loop
+            return await asyncio.to_thread(self.dump_output, result, ctx.block_id, ctx)
+        return self.dump_output(result, ctx.block_id, ctx)
 
-    def dump_output(self, result: Any, block_id: str) -> Any:
-        """Validate a run's return value against the outputs model; JSON-ready."""
+    def dump_output(self, result: Any, block_id: str, ctx: StepContext | None = None) -> Any:
+        """Validate a run's return value against the outputs model; JSON-ready.
+
+        With ``ctx.artifacts``, ``Table``/``File`` fields are written to the
+        artifact store first and replaced by their references, and an output
+        whose JSON is over 256 KiB is stored whole and replaced by one.
+        """
+        store = ctx.artifacts if ctx is not None else None
+        redact = ctx.redactor if ctx is not None else None
         if self.outputs is None:
             if isinstance(result, BaseModel):
-                return result.model_dump(mode="json")
-            return result
+                out = dump_model(self, result, block_id, store, redact)
+            else:
+                out = store_untyped(result, store, redact)
+            return by_reference(out, store)
         try:
             model = (
                 result
@@ -269,7 +295,7 @@ class Connector:
                 for err in e.errors()
             ]
             raise OutputInvalid(block_id, self.type, probs) from None
-        return model.model_dump(mode="json", by_alias=True)
+        return by_reference(dump_model(self, model, block_id, store, redact), store)
 
 
 def _field_type(f: FieldInfo) -> Any:

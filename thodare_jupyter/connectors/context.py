@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..artifacts import ArtifactStore
 from ..redaction import ReadingEnv, Redactor
 
 _log = logging.getLogger("thodare.step")
@@ -26,6 +27,8 @@ class StepContext:
             pass it to outside services so an at-least-once step acts once.
         log: A logger scoped to this run and block.
         redactor: The run's secrets; the executor masks errors with it.
+        artifacts: Where ``Table``/``File`` outputs and outputs over 256 KiB of
+            JSON are stored (the kit's artifact store); None: nowhere.
     """
 
     run_id: str
@@ -34,6 +37,7 @@ class StepContext:
     env: Mapping[str, str] = field(default_factory=dict)
     idempotency_key: str = ""
     redactor: Redactor = field(default_factory=Redactor, repr=False)
+    artifacts: ArtifactStore | None = field(default=None, repr=False)
     log: logging.LoggerAdapter[Any] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, cast
 from pydantic import BaseModel
 
 from ..clock import from_iso, to_iso
-from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout
-from ..wire import TERMINAL_STATUSES, RunStatus
+from ..connectors.payload import typed_output
+from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout, StepOutputMissing
+from ..wire import TERMINAL_STATUSES, RunStatus, SerializedWorkflow
 from .records import RunRow, StepRow, WorkerRow
 from .store import Store
 
@@ -139,9 +140,12 @@ class RunHandle:
         poll_s: float = 0.05,
         *,
         created: bool = False,
+        workflow: SerializedWorkflow | None = None,
     ) -> None:
         self.store, self.id, self._worker, self._poll_s = store, run_id, worker, poll_s
         self._created = created  # just created here: result() need not read it before a walk
+        self._workflow = workflow  # its blocks' types: typed outputs without reading the run
+        self._workflow_json: str | None = None
 
     def __repr__(self) -> str:
         return f"<RunHandle {self.id} {self.status}>"
@@ -179,14 +183,20 @@ class RunHandle:
         return sorted(fewest)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """Wait for the run to end; its outputs by block id.
+        """Wait for the run to end; its outputs by block id, with their models' types.
 
-        No time cap by default: durable runs may wait for days.
+        Each output is a dict as stored, except that a ``Table`` field is a
+        DataFrame (loaded from the artifact store, in the flavor it was written
+        in), a ``File`` field bytes, and a field typed ``datetime``, ``Decimal``,
+        ... that type (see :meth:`output`). No time cap by default: durable runs
+        may wait for days.
 
         Raises:
             RunFailed: The run failed (``block_id`` and ``error`` say where and why).
             RunCanceled: The run was canceled.
             RunTimeout: ``timeout`` seconds passed first; the run goes on.
+            ArtifactMissing: A table or file of an output is gone from the artifact
+                store (the run itself completed; :meth:`describe` shows the references).
         """
         end = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
@@ -205,6 +215,7 @@ class RunHandle:
                 continue
             row = self._row()
             if row.status in TERMINAL_STATUSES:
+                self._workflow_json = row.workflow_json
                 status, outputs, error, failed_block = (
                     row.status,
                     row.outputs,
@@ -228,7 +239,41 @@ class RunHandle:
             raise RunFailed(self.id, failed_block, error or "unknown error")
         if status == "canceled":
             raise RunCanceled(self.id)
-        return outputs or {}
+        return self._typed(outputs or {})
+
+    def output(self, block_id: str) -> Any:
+        """One step's output loaded into this process with its model's types.
+
+        ``Table`` fields come back as DataFrames (pandas, or the polars/pyarrow
+        flavor they were written in), ``File`` fields as bytes, ``datetime`` and
+        ``Decimal`` fields as such; an output stored by reference (over 256 KiB
+        of JSON) is loaded. Needs the kit's artifact store (handles from
+        :meth:`Wfkit.get_handle` have it).
+
+        Raises:
+            StepOutputMissing: The step has not completed (yet) in this run.
+            ArtifactMissing: An artifact it references is gone from the store.
+        """
+        self._workflow_json = self._row().workflow_json
+        for step in self.store.runs.get_steps(self.id):
+            if step.block_id == block_id and step.status == "completed":
+                return self._typed({block_id: step.output})[block_id]
+        steps = {s.block_id: s.status for s in self.store.runs.get_steps(self.id)}
+        raise StepOutputMissing(self.id, block_id, steps.get(block_id), steps)
+
+    def _typed(self, outputs: dict[str, Any]) -> dict[str, Any]:
+        worker = self._worker
+        if worker is None or not outputs:
+            return outputs
+        if self._workflow is None:  # a handle from get_handle: the run's pinned workflow
+            pinned = self._workflow_json or self._row().workflow_json
+            self._workflow = SerializedWorkflow.from_json(pinned)
+        types = {b.id: b.type for b in self._workflow.blocks}
+        catalog, store = worker.catalog, worker.artifacts
+        return {
+            bid: typed_output(catalog.find(types.get(bid, "")), out, store)
+            for bid, out in outputs.items()
+        }
 
     def cancel(self) -> bool:
         """Cancel the run (also while it waits); False when it had already ended."""

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from ..artifacts import ArtifactStore
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
 from ..errors import BackendUnavailable, ThodareError
@@ -130,7 +131,7 @@ class _RunExecution:
         while True:
             ctx = StepContext(
                 run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env,
-                redactor=self.redactor,
+                redactor=self.redactor, artifacts=self.w.artifacts,
             )  # fmt: skip
             try:
                 out = await conn.execute(params, ctx)
@@ -279,8 +280,11 @@ class Worker:
         config: WorkerConfig,
         *,
         lifecycle: Lifecycle | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.store, self.catalog, self.env, self.config = store, catalog, env, config
+        self.artifacts = artifacts
+        """Where steps store tables, files and big outputs (the kit's artifact store)."""
         self.lifecycle = lifecycle if lifecycle is not None else Lifecycle()
         """Where this worker's walks are reported (the kit's lifecycle events)."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

@@ -17,7 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, PrivateAttr
 
 from .._aio import run_sync
+from ..artifacts import ArtifactStore
 from ..connectors import Catalog, StepContext, wait_output
+from ..connectors.payload import typed_output
 from ..errors import NotPaused
 from ..validation import input_model_of, validate_input
 from ..wire import PauseInfo, SerializedWorkflow
@@ -49,11 +51,21 @@ class InMemoryRun(BaseModel):
 
     _catalog: Catalog | None = PrivateAttr(default=None)
     _env: Mapping[str, str] | None = PrivateAttr(default=None)
+    _artifacts: ArtifactStore | None = PrivateAttr(default=None)
 
     @property
     def outputs(self) -> dict[str, Any]:
         """Outputs by block id of the steps that completed."""
         return self.state.outputs
+
+    def output(self, block_id: str) -> Any:
+        """A step's output with its model's types: ``Table`` fields as DataFrames
+        (loaded from the run's artifact store), ``datetime`` fields as datetimes..."""
+        if block_id not in self.state.outputs:
+            raise KeyError(f"no output for block {block_id!r}; outputs: {sorted(self.outputs)}")
+        block = next((b for b in self.workflow.blocks if b.id == block_id), None)
+        conn = self._catalog.find(block.type) if self._catalog and block else None
+        return typed_output(conn, self.state.outputs[block_id], self._artifacts or _memory())
 
     @property
     def completed_block_ids(self) -> list[str]:
@@ -78,11 +90,15 @@ async def _execute(
     run: InMemoryRun,
     catalog: Catalog,
     env: Mapping[str, str],
+    artifacts: ArtifactStore | None = None,
 ) -> InMemoryRun:
     redactor = plan.redactor(env)
+    store = artifacts or run._artifacts or _memory()
 
     async def dispatch(block_id: str, params: dict[str, Any]) -> Any:
-        ctx = StepContext(run_id=run.run_id, block_id=block_id, env=env, redactor=redactor)
+        ctx = StepContext(
+            run_id=run.run_id, block_id=block_id, env=env, redactor=redactor, artifacts=store
+        )
         return await plan.connectors[block_id].execute(params, ctx)
 
     outcome = await walk(
@@ -96,8 +112,19 @@ async def _execute(
     )
     run.status, run.pause = outcome.status, outcome.pause
     run.error, run.failed_block = outcome.error, outcome.failed_block
-    run._catalog, run._env = catalog, env
+    run._catalog, run._env, run._artifacts = catalog, env, store
     return run
+
+
+_MEMORY: list[ArtifactStore] = []
+
+
+def _memory() -> ArtifactStore:
+    """The default store of in-memory runs: fsspec's ``memory://``, in this process only
+    (outputs stay inline whatever their size; tables and files go here)."""
+    if not _MEMORY:
+        _MEMORY.append(ArtifactStore("memory://thodare-artifacts", json_by_reference=None))
+    return _MEMORY[0]
 
 
 async def arun_in_memory(
@@ -108,6 +135,7 @@ async def arun_in_memory(
     env: Mapping[str, str] | None = None,
     validate: bool = True,
     run_id: str | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> InMemoryRun:
     """Async form of :func:`run_in_memory`."""
     wf = _as_workflow(workflow)
@@ -122,7 +150,7 @@ async def arun_in_memory(
         state=WalkState(),
         steps=[],
     )
-    return await _execute(plan, run, cat, dict(os.environ) if env is None else env)
+    return await _execute(plan, run, cat, dict(os.environ) if env is None else env, artifacts)
 
 
 def run_in_memory(
@@ -133,6 +161,7 @@ def run_in_memory(
     env: Mapping[str, str] | None = None,
     validate: bool = True,
     run_id: str | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> InMemoryRun:
     """Run a workflow in this process, with no database, until it ends or pauses.
 
@@ -145,12 +174,22 @@ def run_in_memory(
         validate: Check refs and params first (:class:`WorkflowInvalid` lists
             every problem). ``False`` runs anything structurally sound.
         run_id: Use this id instead of a new one.
+        artifacts: Where ``Table``/``File`` outputs go (default: an in-process
+            ``memory://`` store); ``run.output(block_id)`` loads them back.
 
     Returns:
         An :class:`InMemoryRun`; a failing step makes it ``failed``, not an exception.
     """
     return run_sync(
-        arun_in_memory(workflow, input, catalog=catalog, env=env, validate=validate, run_id=run_id)
+        arun_in_memory(
+            workflow,
+            input,
+            catalog=catalog,
+            env=env,
+            validate=validate,
+            run_id=run_id,
+            artifacts=artifacts,
+        )
     )
 
 
@@ -190,7 +229,7 @@ async def aresume_in_memory(
         ],
     )
     plan_env = env if env is not None else (run._env if run._env is not None else dict(os.environ))
-    return await _execute(plan, resumed, cat, plan_env)
+    return await _execute(plan, resumed, cat, plan_env, run._artifacts)
 
 
 def resume_in_memory(
