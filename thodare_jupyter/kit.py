@@ -224,7 +224,7 @@ class Wfkit:
                 raise
             self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
             self.worker.adopt(row)
-            return RunHandle(self.store, run_id, self.worker, created=True)
+            return RunHandle(self.store, run_id, self.worker, created=True, workflow=wf)
         run_id, created = self.store.runs.create_run(
             wf.name, wf_json, data, idempotency_key=idempotency_key,
             deadline_at=deadline_at, run_id=run_id,
