@@ -382,8 +382,12 @@ def main() -> None:
     pg_info = ""
     try:
         if "postgresql" in dbs:
-            server = Server(args.pg, prefix="thodare_data")
-            pg_info = f", PostgreSQL {server.version().split()[0]} ({server.settings()})"
+            try:
+                server = Server(args.pg, prefix="thodare_data")
+                pg_info = f", PostgreSQL {server.version().split()[0]} ({server.settings()})"
+            except Exception as e:  # say why, measure SQLite
+                print(f"PostgreSQL not measured: {type(e).__name__}: {e}")
+                dbs.remove("postgresql")
         size = table_sizes(args.rows)
         print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}{pg_info}, "
               f"{os.cpu_count()} cpus; {args.rows:,} rows x 10 columns: "
