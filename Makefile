@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/assistant_eval.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/data.py
 	$(BIN)/python bench/fuzz_patch.py
 
 clean:

@@ -72,9 +72,9 @@ def ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a is not None and b else "-"
 
 
-def spread(xs: list[float] | None) -> str:
+def spread(xs: list[float] | None, digits: int = 0) -> str:
     """`` (min-max)`` of several measurements, empty for one."""
-    return f" ({min(xs):,.0f}-{max(xs):,.0f})" if xs and len(xs) > 1 else ""
+    return f" ({min(xs):,.{digits}f}-{max(xs):,.{digits}f})" if xs and len(xs) > 1 else ""
 
 
 def median(xs: Iterable[float] | None) -> float | None:
@@ -203,12 +203,14 @@ def kit_engines(kit: Any) -> list[Any]:
 
 
 @contextlib.contextmanager
-def our_kit(url: str, *, concurrency: int = 8, sqlite_sync: str = "FULL",
-            poll_s: float = 1.0, start: bool = True) -> Iterator[Any]:  # fmt: skip
-    """A kit on ``url`` with the bench connector, started (unless ``start`` is false)."""
+def our_kit(url: str, *, concurrency: int = 8, sqlite_sync: str = "FULL", poll_s: float = 1.0,
+            start: bool = True, artifacts: str | None = None) -> Iterator[Any]:  # fmt: skip
+    """A kit on ``url`` with the bench connector, started (unless ``start`` is false);
+    ``artifacts``: its artifact store's folder or URL (default: the kit's)."""
     from thodare_jupyter import create_wfkit
 
-    kit = create_wfkit(url, env={}, concurrency=concurrency, sqlite_sync=sqlite_sync, poll_s=poll_s)
+    kit = create_wfkit(url, env={}, concurrency=concurrency, sqlite_sync=sqlite_sync,
+                       poll_s=poll_s, artifacts=artifacts)  # fmt: skip
     kit.register(INC)
     try:
         if start:
