@@ -112,6 +112,7 @@ TYPES = (
     "http",
     "human_approval",
     "slack",
+    "sql",
     "transform",
     "wait_duration",
     "wait_for_event",
@@ -380,7 +381,7 @@ def test_missing_and_unknown_connector_type(cat: Catalog) -> None:
     err = str(info.value)
     assert (
         "line 4, col 11: steps.enrich.uses: unknown connector type 'enrich-led'; did you mean "
-        "'enrich-lead'? (choices: enrich-lead, http, human_approval, slack, transform, "
+        "'enrich-lead'? (choices: enrich-lead, http, human_approval, slack, sql, transform, "
         "wait_duration, wait_for_event)"
     ) in err
     assert err.startswith("Workflow 'wf': the YAML has 4 problem(s); fix them")
