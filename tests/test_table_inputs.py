@@ -95,3 +95,11 @@ def test_a_table_input_with_no_store_is_an_input_error() -> None:
     assert "Error calling function" not in msg
     with pytest.raises(InputInvalid, match="rows"):  # not a table at all: named field
         validate_input(RowsIn, {"rows": [1, 2]}, "ti-count")
+
+
+def test_a_schedule_refuses_a_table_input(kits: KitFactory) -> None:
+    kit = kits()
+    kit.register(count)
+    with pytest.raises(InputInvalid, match="artifact store"):
+        kit.schedule(WF, "0 9 * * *", {"rows": pd.DataFrame({"a": [1]})}, name="ti-sched")
+    assert kit.schedules() == []
