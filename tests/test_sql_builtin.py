@@ -38,6 +38,7 @@ from thodare_jupyter import (
 from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
 from thodare_jupyter.connectors import sql as sql_module
 from thodare_jupyter.connectors.builtins import BUILTINS
+from thodare_jupyter.patch import redact_for_llm
 
 SQL = next(c for c in BUILTINS if c.type == "sql")
 SALES = [
@@ -370,6 +371,8 @@ def test_the_url_is_hidden_from_the_llm() -> None:
     assert "evil" not in json.dumps(res.model_dump(mode="json"))
     block = next(b for b in res.workflow.blocks if b.id == "q")
     assert block.params == {"query": "SELECT 2", "url": "{{env.SALES_DB}}"}  # kept, not replaced
+    shown = redact_for_llm(res.workflow, cat)  # the workflow as the model sees it
+    assert next(b for b in shown["blocks"] if b["id"] == "q")["params"] == {"query": "SELECT 2"}
 
 
 # ── engines ──────────────────────────────────────────────────────────────────
@@ -384,11 +387,13 @@ def test_engines_are_cached_per_url_and_disposed(tmp_path: Path, pg_url: str) ->
     assert isinstance(lite.pool, sa.pool.NullPool)  # a SQLite file: a new connection each time
     with pg.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
-    assert pg.pool.checkedin() == 1
+    pool = pg.pool
+    assert pool.checkedin() == 1  # kept for the next step
     for i in range(sql_module.MAX_ENGINES):  # the least recently used go, disposed
         engines.get(f"sqlite:///{tmp_path / f'{i}.db'}")
     assert len(engines) == sql_module.MAX_ENGINES
-    assert pg.pool.checkedin() == 0  # disposed: its idle connection closed
+    assert pool.checkedin() == 0  # disposed: its idle connection closed
+    assert engines.get(pg_url) is not pg  # a new engine next time
     sql_module.dispose_engines()
     assert len(engines) == 0
 
