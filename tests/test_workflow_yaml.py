@@ -14,16 +14,21 @@ named by field, with the valid choices and a "did you mean" when one is close.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import textwrap
+from decimal import Decimal
 from typing import Any
 
+import pandas as pd
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from thodare_jupyter import (
     Catalog,
     Hidden,
     InputInvalid,
+    Table,
     define_connector,
     define_workflow,
     resume_in_memory,
@@ -36,6 +41,26 @@ from thodare_jupyter.authoring.workflow_yaml import (
 )
 
 # ── connectors defined by the test (no outside service) ─────────────────────
+
+
+class CountIn(BaseModel):
+    rows: Table
+    amount: Decimal
+    at: dt.datetime
+
+
+class CountOut(BaseModel):
+    n: int
+    kind: str
+    amount: Decimal
+    year: int
+
+
+def _count(p: CountIn) -> CountOut:
+    return CountOut(n=len(p.rows), kind=type(p.rows).__name__, amount=p.amount, year=p.at.year)
+
+
+count_rows = define_connector(type="count-rows", params=CountIn, outputs=CountOut, run=_count)
 
 
 class EnrichParams(BaseModel):
@@ -112,6 +137,7 @@ TYPES = (
     "http",
     "human_approval",
     "slack",
+    "sql",
     "transform",
     "wait_duration",
     "wait_for_event",
@@ -380,7 +406,7 @@ def test_missing_and_unknown_connector_type(cat: Catalog) -> None:
     err = str(info.value)
     assert (
         "line 4, col 11: steps.enrich.uses: unknown connector type 'enrich-led'; did you mean "
-        "'enrich-lead'? (choices: enrich-lead, http, human_approval, slack, transform, "
+        "'enrich-lead'? (choices: enrich-lead, http, human_approval, slack, sql, transform, "
         "wait_duration, wait_for_event)"
     ) in err
     assert err.startswith("Workflow 'wf': the YAML has 4 problem(s); fix them")
@@ -486,6 +512,45 @@ def test_refs_to_unknown_steps_outputs_inputs_and_vars(cat: Catalog) -> None:
     assert var.choices == ("team",)
 
 
+def test_data_input_types_table_file_datetime_date_decimal(cat: Catalog) -> None:
+    text = """\
+        input: {rows: table, report: file?, at: datetime, day: date?, amount: decimal}
+        steps:
+          count:
+            uses: count-rows
+            with: {rows: "{{trigger.rows}}", amount: "{{trigger.amount}}", at: "{{trigger.at}}"}
+    """
+    cat.register(count_rows)
+    wf = workflow_from_yaml("data-in", textwrap.dedent(text), cat)
+    model = wf.input_model
+    assert model is not None
+    fields = model.model_fields
+    assert [n for n, f in fields.items() if f.is_required()] == ["rows", "at", "amount"]
+    assert fields["at"].annotation is dt.datetime and fields["amount"].annotation is Decimal
+    assert fields["day"].annotation == dt.date | None
+    props = model.model_json_schema()["properties"]
+    assert props["rows"]["format"] == "table" and props["at"]["format"] == "date-time"
+    assert "File" in json.dumps(props["report"])
+    ok = model.model_validate(
+        {"rows": pd.DataFrame({"a": [1, 2]}), "at": "2026-03-04T05:06:07Z", "amount": "0.10"}
+    )
+    assert ok.amount == Decimal("0.10") and ok.at.year == 2026 and ok.report is None
+    with pytest.raises(ValidationError, match="DataFrame"):
+        model.model_validate({"rows": [1, 2], "at": "2026-03-04", "amount": 1})
+
+    given = {
+        "rows": pd.DataFrame({"a": [1, 2, 3]}), "at": dt.datetime(2026, 3, 4, tzinfo=dt.UTC),
+        "amount": Decimal("12.345678901234567890"), "report": b"%PDF-1.4",
+    }  # fmt: skip
+    run = run_in_memory(wf, given, catalog=cat, env={})
+    assert run.status == "completed", run.error
+    assert run.outputs["count"] == {
+        "n": 3, "kind": "DataFrame", "amount": "12.345678901234567890", "year": 2026,
+    }  # fmt: skip
+    assert run.trigger["rows"]["$artifact"].startswith("sha256:")  # the input holds a reference
+    assert run.trigger["report"]["kind"] == "file"
+
+
 def test_bad_input_types_and_names(cat: Catalog) -> None:
     text = """\
         input:
@@ -498,7 +563,10 @@ def test_bad_input_types_and_names(cat: Catalog) -> None:
     typo, private, listed = problems_of(text, cat)
     assert (where(typo), typo.field) == ((2, 10), "input.email")
     assert typo.message == "unknown type 'string'; did you mean 'str'?; add '?' for optional"
-    assert typo.choices == ("bool", "dict", "float", "int", "list", "str")
+    assert typo.choices == (
+        "bool", "date", "datetime", "decimal", "dict", "file", "float", "int", "list", "str",
+        "table",
+    )  # fmt: skip
     assert (where(private), private.field) == ((4, 3), "input._private")
     assert "identifier" in private.message
     assert (where(listed), listed.field, listed.choices) == ((5, 9), "input.tags", typo.choices)

@@ -134,8 +134,13 @@ def table_summary(table: pa.Table, redact: Any = None) -> dict[str, Any]:
     return {
         "rows": table.num_rows,
         "columns": {str(f.name): str(f.type) for f in table.schema},
-        "preview": [json_safe(r, redact) for r in table.slice(0, PREVIEW_ROWS).to_pylist()],
+        "preview": [json_safe(r, redact) for r in _head(table).to_pylist()],
     }
+
+
+def _head(table: pa.Table) -> pa.Table:
+    """The first rows (pyarrow slices a table of no columns to the length asked for)."""
+    return table.slice(0, min(PREVIEW_ROWS, table.num_rows))
 
 
 def flavor_name(flavor: Any) -> Flavor:

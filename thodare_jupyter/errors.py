@@ -520,3 +520,13 @@ class StepOutputMissing(ThodareError, LookupError):
             f"Run {run_id} has no output for block {block_id!r}: {why}. "
             f"Blocks with an output: {listing(done)}."
         )
+
+
+class QueryFailed(ThodareError):
+    """The builtin ``sql`` block could not run its query: names the block and the
+    database's own error (masked), never the database URL."""
+
+    def __init__(self, block_id: str, problem: str) -> None:
+        self.block_id = block_id
+        self.problem = problem
+        super().__init__(f"Block {block_id!r} (sql): {problem}")

@@ -208,7 +208,7 @@ class Wfkit:
         """
         self._check_open("run")
         wf, wf_json = self._checked(workflow)
-        data = validate_input(wf.input_model, input, wf.name)
+        data = validate_input(wf.input_model, input, wf.name, self.artifacts)
         deadline_at = _deadline(deadline)
         run_id = uuid.uuid4().hex  # the id is chosen here: a retry keeps it
         if idempotency_key is None and self.worker.reserve(
@@ -247,7 +247,7 @@ class Wfkit:
             InputInvalid: The input does not match ``spec.input`` (no run row exists).
             SpecNotBuilt: No workflow was built for ``spec`` in this kit.
         """
-        data = spec.validate_input(input)
+        data = spec.validate_input(input, self.artifacts)
         wf = self.workflows.get(spec.runtime_name)
         if wf is None:
             raise SpecNotBuilt(spec.runtime_name, list(self.workflows))
@@ -277,7 +277,7 @@ class Wfkit:
         g = build_graph(wf)
         if from_block not in g:
             raise ForkBlockNotFound(run_id, from_block, wf.name, list(g))
-        data = validate_input(wf.input_model, src.input, wf.name)
+        data = validate_input(wf.input_model, src.input, wf.name, self.artifacts)
         new_id, _ = self.store.runs.create_run(
             wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
             reuse=(run_id, sorted(Upstream(g).ancestors(from_block))),

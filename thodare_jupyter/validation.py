@@ -10,16 +10,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
+from .connectors.payload import dump_json
 from .errors import InputInvalid, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
 from .templates import NAMESPACES, has_template, iter_refs, ref_head
 from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
+
+if TYPE_CHECKING:
+    from .artifacts import ArtifactStore
 
 RESERVED_IDS = frozenset(NAMESPACES)
 _BAD_ID_CHARS = frozenset(".{} \t\r\n")
@@ -329,22 +333,34 @@ def compile_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> Serializ
     return workflow
 
 
-def validate_input(model: type[BaseModel] | None, data: Any, workflow: str | None) -> Any:
-    """Validate a run input against ``model``; the JSON-ready result, or :class:`InputInvalid`."""
+def validate_input(
+    model: type[BaseModel] | None,
+    data: Any,
+    workflow: str | None,
+    artifacts: ArtifactStore | None = None,
+) -> Any:
+    """Validate a run input against ``model``; the JSON-ready result, or :class:`InputInvalid`.
+
+    ``Table`` and ``File`` values (a ``table``/``file`` input) are written to
+    ``artifacts`` and the result holds their references; without a store they
+    are an :class:`InputInvalid`.
+    """
     if data is None:
         data = {}
-    if isinstance(data, BaseModel):
-        data = data.model_dump(mode="json")
-    if model is None:
-        return data
     try:
-        return model.model_validate(data).model_dump(mode="json")
+        if isinstance(data, BaseModel):
+            data = dump_json(data, artifacts)
+        if model is None:
+            return data
+        return dump_json(model.model_validate(data), artifacts)
     except ValidationError as e:
         problems = [
             f"{'.'.join(str(p) for p in err['loc']) or '(input)'}: {err['msg']}"
             for err in e.errors()
         ]
         raise InputInvalid(workflow, problems) from None
+    except ValueError as e:  # a table or file with nowhere to store it
+        raise InputInvalid(workflow, [f"(input): {e}"]) from None
 
 
 def input_model_of(workflow: SerializedWorkflow) -> type[BaseModel] | None:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from ..validation import validate_input
 from ..wire import SerializedWorkflow
 from .builder import WorkflowBuilder, define_workflow
+
+if TYPE_CHECKING:
+    from ..artifacts import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,12 @@ class WorkflowSpec:
         """``name@version``: two versions of one spec are two workflows."""
         return f"{self.name}@{self.version}"
 
-    def validate_input(self, data: Any) -> Any:
-        """The validated, JSON-ready input; raises :class:`InputInvalid` naming each field."""
-        return validate_input(self.input, data, self.runtime_name)
+    def validate_input(self, data: Any, artifacts: ArtifactStore | None = None) -> Any:
+        """The validated, JSON-ready input; raises :class:`InputInvalid` naming each field.
+
+        ``Table``/``File`` values go to ``artifacts`` (the result holds their references).
+        """
+        return validate_input(self.input, data, self.runtime_name, artifacts)
 
 
 def define_workflow_spec(

@@ -3,7 +3,7 @@
 .. code-block:: yaml
 
     description: Tell sales about a new lead   # optional
-    input: {email: str, note: str?}            # optional; str|int|float|bool|list|dict, ?: optional
+    input: {email: str, note: str?}            # optional; field: type, ?: optional (types below)
     vars: {channel: "#sales"}                  # optional: read as {{vars.channel}}
     steps:
       enrich:
@@ -11,6 +11,13 @@
         with: {email: "{{trigger.email}}"}     # its params
         needs: [other]                         # optional; edges are also inferred from refs
         name: Enrich                           # optional display name
+
+Input types: ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``,
+``datetime``, ``date``, ``decimal`` (``Decimal``: exact), ``table`` (a ``Table``:
+pass a pandas/polars DataFrame or a pyarrow Table) and ``file`` (a ``File``:
+bytes or a path); a table or file input goes to the kit's artifact store and the
+run keeps its reference, so ``{{trigger.rows}}`` reaches a ``Table`` param as a
+DataFrame.
 
 Every mistake is collected and raised once as :class:`WorkflowYamlError`, each
 located in the cell (line, column), named by field, with the valid choices.
@@ -26,6 +33,8 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, create_model
@@ -33,6 +42,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
+from ..data import File, Table
 from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
 from ..graph import digraph, find_cycle
 from ..templates import NAMESPACES, iter_refs, ref_head
@@ -45,6 +55,7 @@ TOP_KEYS = ("description", "input", "steps", "vars")
 STEP_KEYS = ("name", "needs", "uses", "with")
 INPUT_TYPES: dict[str, Any] = {
     "str": str, "int": int, "float": float, "bool": bool, "list": list[Any], "dict": dict[str, Any],
+    "datetime": datetime, "date": date, "decimal": Decimal, "table": Table, "file": File,
 }  # fmt: skip
 Pos = tuple[int, int]  # 0-based line and column in the YAML text
 

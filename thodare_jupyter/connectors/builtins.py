@@ -2,6 +2,7 @@
 
 ``trigger_webhook`` (the run input), ``http``, ``slack``, ``transform`` and
 the three waits. A workflow JSON written for @thodare/engine runs unchanged.
+Ours beyond the seed: ``sql`` (a query through SQLAlchemy, see :mod:`.sql`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from ..redaction import SECRET_NAME
 from .connector import Connector, define_connector
 from .context import StepContext
+from .sql import SQL
 from .visibility import Hidden
 from .waits import WAITS
 
@@ -156,5 +158,6 @@ BUILTINS: tuple[Connector, ...] = (
         outputs=TransformOut,
         run=_transform,
     ),
+    SQL,
     *WAITS,
 )

@@ -90,6 +90,20 @@ def dump_model(
         raise OutputInvalid(block_id, conn.type, problems or [_cause(e)]) from None
 
 
+def dump_json(model: BaseModel, store: ArtifactStore | None) -> Any:
+    """``model`` (a run input) as JSON, its ``Table``/``File`` values written to ``store``
+    first; the store's own error as it is, else ValueError saying what cannot be stored."""
+    writer = _Writer(store, None)
+    try:
+        return model.model_dump(mode="json", context={WRITER: writer})
+    except (ArtifactStoreError, ArtifactMissing):
+        raise
+    except (PydanticSerializationError, ValueError, TypeError) as e:
+        if writer.failed is not None:
+            raise writer.failed from None
+        raise ValueError(_cause(e)) from None
+
+
 def _cause(e: BaseException) -> str:
     text = str(e).split("\n", 1)[0]
     if "`: " in text:  # "Error calling function `<...>`: ValueError: ..."

@@ -141,7 +141,8 @@ async def arun_in_memory(
     wf = _as_workflow(workflow)
     cat = catalog if catalog is not None else Catalog()
     plan = Plan(wf, cat, validate=validate)
-    trigger = validate_input(input_model_of(wf), input, wf.name)
+    store = artifacts or _memory()
+    trigger = validate_input(input_model_of(wf), input, wf.name, store)
     run = InMemoryRun(
         run_id=run_id or uuid.uuid4().hex,
         workflow=wf,
@@ -150,7 +151,7 @@ async def arun_in_memory(
         state=WalkState(),
         steps=[],
     )
-    return await _execute(plan, run, cat, dict(os.environ) if env is None else env, artifacts)
+    return await _execute(plan, run, cat, dict(os.environ) if env is None else env, store)
 
 
 def run_in_memory(
