@@ -147,7 +147,7 @@ function cell(value) {
 function drawTable(ref, runId, label) {
   const columns = Object.entries(ref.columns || {});
   const preview = Array.isArray(ref.preview) ? ref.preview : [];
-  const box = html("div", { class: "thodare-artifact thodare-table-ref", "data-artifact": ref.$artifact });
+  const box = html("div", { class: "thodare-artifact thodare-table-ref", "data-artifact": ref.$artifact, "data-field": label });
   const head = html("div", { class: "thodare-artifact-head" });
   if (label) head.append(html("span", { class: "thodare-artifact-label" }, label));
   const n = Number(ref.rows);
@@ -182,7 +182,7 @@ function drawTable(ref, runId, label) {
 }
 
 function drawFile(ref, runId, label) {
-  const box = html("div", { class: "thodare-artifact thodare-file-ref", "data-artifact": ref.$artifact });
+  const box = html("div", { class: "thodare-artifact thodare-file-ref", "data-artifact": ref.$artifact, "data-field": label });
   if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
   box.append(html("span", { class: "thodare-file-name" }, ref.name || "(unnamed file)"),
     html("span", { class: "thodare-file-size" }, humanSize(ref.size)));
@@ -192,7 +192,7 @@ function drawFile(ref, runId, label) {
 }
 
 function drawJsonRef(ref, runId, label) {
-  const box = html("div", { class: "thodare-artifact thodare-json-ref", "data-artifact": ref.$artifact });
+  const box = html("div", { class: "thodare-artifact thodare-json-ref", "data-artifact": ref.$artifact, "data-field": label });
   if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
   const what = ref.length !== undefined ? `a list of ${ref.length}` : ref.keys ? `keys ${ref.keys.join(", ")}` : "JSON";
   box.append(html("span", {}, `${what} · ${humanSize(ref.size)} of JSON, stored apart`));
