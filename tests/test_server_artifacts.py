@@ -70,6 +70,27 @@ EXPORT = chain_wf(
 )
 
 
+class OddOut(BaseModel):
+    odd: Table
+
+
+@connector("ui15-odd")
+def odd(p: ExportIn) -> OddOut:
+    """A pyarrow table of bytes, structs and lists (CSV cannot hold them as they are)."""
+    return OddOut(odd=pa.table({"raw": [b"\x00\xff", None], "point": [{"x": 1}, None],
+                                "tags": [["a"], []]}))  # fmt: skip
+
+
+class BigOut(BaseModel):
+    items: list[str]
+
+
+@connector("ui15-big")
+def big(p: ExportIn) -> BigOut:
+    """An output over 256 KiB of JSON: stored apart as a whole (kind ``json``)."""
+    return BigOut(items=["x" * 1000] * p.n)
+
+
 @pytest.fixture
 def jp_server_config() -> Config:
     return Config({"ServerApp": {"jpserver_extensions": {"thodare_jupyter.server": True}}})
@@ -80,7 +101,7 @@ def kit(kits: KitFactory, db: Path, monkeypatch: pytest.MonkeyPatch) -> Wfkit:
     """A started kit on the SQLite file the server reads (its default store: beside it)."""
     monkeypatch.setenv("THODARE_DB", str(db))
     monkeypatch.delenv("THODARE_ARTIFACTS", raising=False)
-    return kits().register(export).start()
+    return kits().register(export, odd, big).start()
 
 
 async def run_export(kit: Wfkit, n: int) -> tuple[str, dict[str, Any]]:
@@ -165,6 +186,29 @@ async def test_only_an_artifact_the_run_references_is_served(jp_fetch: Fetch, ki
     assert await error(jp_fetch, first, made_up) == (404, f"Run {first} has no artifact {made_up}.")
     code, msg = await error(jp_fetch, "no-such-run", out1["rows"]["$artifact"])
     assert (code, msg) == (404, "No run 'no-such-run' in this database.")
+
+
+async def test_csv_holds_bytes_as_base64_and_nested_values_as_json(
+    jp_fetch: Fetch, kit: Wfkit
+) -> None:
+    h = kit.run(chain_wf("odd", block("odd", "ui15-odd", {"n": 1, "folder": "."})), {})
+    out = (await asyncio.to_thread(h.result, 30))["odd"]
+    ref = next(s.output for s in h.describe().steps if s.block_id == "odd")["odd"]
+    assert out["odd"].shape == (2, 3)
+    resp = await get(jp_fetch, h.id, ref["$artifact"])
+    assert list(csv.reader(io.StringIO(resp.body.decode()))) == [
+        ["raw", "point", "tags"], ["AP8=", '{"x": 1}', '["a"]'], ["", "", "[]"]]  # fmt: skip
+
+
+async def test_a_big_json_output_downloads_as_json(jp_fetch: Fetch, kit: Wfkit) -> None:
+    h = kit.run(chain_wf("big", block("big", "ui15-big", {"n": 300, "folder": "."})), {})
+    await asyncio.to_thread(h.result, 30)
+    ref = next(s.output for s in h.describe().steps if s.block_id == "big")
+    assert ref["kind"] == "json" and ref["keys"] == ["items"]
+    resp = await get(jp_fetch, h.id, ref["$artifact"])
+    assert resp.headers["Content-Type"] == "application/json"
+    assert 'filename="big.json"' in resp.headers["Content-Disposition"]
+    assert json.loads(resp.body) == {"items": ["x" * 1000] * 300}
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,10 @@ the store's password and query values are masked out of any reason given.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
@@ -156,20 +157,37 @@ def _name(raw: str) -> str:
 
 
 def _csv(parquet: bytes) -> bytes:
-    """A Parquet table as CSV (a header row; nested values as JSON text)."""
+    """A Parquet table as CSV: a header row; nested values as JSON text, bytes as base64,
+    any other type Arrow cannot write as CSV as its Python text."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     table = pq.read_table(pa.BufferReader(parquet))
     for i, field in enumerate(table.schema):
-        if pa.types.is_nested(field.type) or pa.types.is_dictionary(field.type):
-            text = [None if v is None else json.dumps(v, default=str, ensure_ascii=False)
-                    for v in table.column(i).to_pylist()]  # fmt: skip
+        convert = _csv_text(field.type)
+        if convert is not None:
+            text = [None if v is None else convert(v) for v in table.column(i).to_pylist()]
             table = table.set_column(i, field.name, pa.array(text, pa.string()))
     sink = pa.BufferOutputStream()
     pacsv.write_csv(table, sink)
     return bytes(sink.getvalue().to_pybytes())
+
+
+def _csv_text(type_: Any) -> Callable[[Any], str] | None:
+    """How a value of Arrow type ``type_`` becomes CSV text; None: Arrow writes it as it is."""
+    import pyarrow as pa
+
+    t = pa.types
+    if t.is_nested(type_):
+        return lambda v: json.dumps(v, default=str, ensure_ascii=False)
+    if t.is_binary(type_) or t.is_large_binary(type_) or t.is_fixed_size_binary(type_):
+        return lambda v: base64.b64encode(v).decode()
+    plain = (t.is_string(type_) or t.is_large_string(type_) or t.is_integer(type_)
+             or t.is_floating(type_) or t.is_boolean(type_) or t.is_decimal(type_)
+             or t.is_null(type_) or t.is_dictionary(type_) or t.is_timestamp(type_)
+             or t.is_date(type_) or t.is_time(type_) or t.is_duration(type_))  # fmt: skip
+    return None if plain else str
 
 
 def _masked(message: str, url: str) -> str:
