@@ -2,6 +2,9 @@
 
 ``start_lab`` runs ``jupyter lab`` (free port, random token, a temp root dir,
 quiet settings, its own runtime dir) as a process group and kills it after;
+it serves this tree's panel build (``labextension/dist``, from ``jlpm
+build:prod``) when there is one, ahead of the installed copy, so a rebuilt
+panel is what the tests see;
 ``browser_page`` opens Chromium at /usr/bin/chromium (never a downloaded
 browser), keeps the console in ``test-artifacts/`` and fails on front-end
 errors; ``run_notebook`` opens a notebook and runs every cell with
@@ -37,6 +40,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+PANEL_BUILD = Path(__file__).resolve().parents[1] / "labextension" / "dist"
 RUN_TIMEOUT_MS = 90_000
 # Lab settings for a quiet, predictable UI: no "Jupyter news?" toast over the notebook.
 SETTINGS = {
@@ -129,7 +133,13 @@ def start_lab(tmp_path: Path) -> Iterator[Lab]:
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(values))
     port, token = _free_port(), secrets.token_hex(16)
-    env = dict(os.environ, THODARE_DB=str(tmp_path / "runs.db"),
+    jupyter_path = os.environ.get("JUPYTER_PATH", "")
+    if (PANEL_BUILD / "package.json").exists():  # first on JUPYTER_PATH wins over the installed
+        served = tmp_path / "jupyter" / "labextensions" / "thodare-jupyter"
+        served.parent.mkdir(parents=True)
+        served.symlink_to(PANEL_BUILD)
+        jupyter_path = os.pathsep.join(p for p in (str(tmp_path / "jupyter"), jupyter_path) if p)
+    env = dict(os.environ, THODARE_DB=str(tmp_path / "runs.db"), JUPYTER_PATH=jupyter_path,
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))  # fmt: skip

@@ -12,6 +12,7 @@ approve, send an event and re-run from a block. A new kit on the same file
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,49 @@ def test_the_run_widget_follows_approves_sends_and_reruns(ip: InteractiveShell) 
     wait_until(lambda: view.run.get("status") == "completed", 20)
     steps = {s.block_id: s.attempt for s in kit.get_handle(view.run_id).describe().steps}
     assert steps["approve"] == 1  # reused: nobody was asked again
+
+
+TABLE_CONNECTOR = """
+import pandas as pd
+from pydantic import BaseModel
+from thodare_jupyter import Table, connector
+
+class N(BaseModel):
+    n: int
+
+class Rows(BaseModel):
+    rows: Table
+    n: int
+
+@connector("nb-rows")
+def make_rows(p: N) -> Rows:
+    labels = ["<b>%d</b>" % i for i in range(p.n)]
+    return Rows(rows=pd.DataFrame({"x": list(range(p.n)), "label": labels}), n=p.n)
+"""
+TABLE_FLOW = """%%workflow rows-flow
+input: {n: int}
+steps:
+  rows:
+    uses: nb-rows
+    with: {n: "{{trigger.n}}"}
+"""
+
+
+def test_a_table_output_reaches_the_widget_as_its_reference(ip: InteractiveShell) -> None:
+    """The front end gets the reference (shape, column types, first rows), never the data."""
+    cell(ip, TABLE_CONNECTOR)
+    wf = cell(ip, TABLE_FLOW)
+    kit = ip.user_ns["wfkit"]
+    handle = kit.run(wf, {"n": 7})
+    handle.result(timeout=30)
+    view = DagView(wf, kit, handle.id)
+    view.selected = "rows"
+    out = json.loads(json.dumps(view.details["output"]))  # what the front end draws
+    assert out["n"] == 7
+    ref = out["rows"]
+    assert ref["$artifact"].startswith("sha256:") and (ref["kind"], ref["rows"]) == ("table", 7)
+    assert list(ref["columns"]) == ["x", "label"] and ref["columns"]["x"] == "int64"
+    assert ref["preview"] == [{"x": i, "label": f"<b>{i}</b>"} for i in range(5)]
 
 
 def test_a_failed_step_shows_its_error(ip: InteractiveShell) -> None:

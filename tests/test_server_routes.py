@@ -38,7 +38,8 @@ APPROVAL = chain_wf(
 )
 QUICK = chain_wf("quick", block("hello", "transform", {"template": {"text": "hi"}}))
 ROUTES = [("GET", "runs"), ("GET", "runs/x"), ("POST", "runs/x/cancel"),
-          ("GET", "runs/x/dag.svg"), ("POST", "signals"), ("GET", "workers")]  # fmt: skip
+          ("GET", "runs/x/dag.svg"), ("GET", "runs/x/artifacts/sha256:" + "0" * 64),
+          ("POST", "signals"), ("GET", "workers")]  # fmt: skip
 
 
 @pytest.fixture

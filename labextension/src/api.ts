@@ -40,6 +40,8 @@ export interface IStep {
   ended_at: string | null;
   error: string | null;
   waiting_for: string | null;
+  /** Its output as stored (tables and files as artifact references); only the run route has it. */
+  output?: unknown;
 }
 
 /** A durable run (a `RunDescription`). */
@@ -120,4 +122,21 @@ export async function cancelRun(id: string): Promise<RunStatus> {
 /** The run's DAG coloured by step status, as SVG markup. */
 export async function runSvg(id: string): Promise<string> {
   return (await call(`runs/${encodeURIComponent(id)}/dag.svg`)).text();
+}
+
+/**
+ * Where an artifact of a run (a table, file or big output its steps reference) downloads:
+ * a plain link, sent with the page's Jupyter login cookie. A table: `format` csv or parquet.
+ */
+export function artifactUrl(runId: string, artifactId: string, format?: 'csv' | 'parquet'): string {
+  const url = URLExt.join(
+    settings.baseUrl,
+    'thodare',
+    'api',
+    'runs',
+    encodeURIComponent(runId),
+    'artifacts',
+    encodeURIComponent(artifactId)
+  );
+  return format ? `${url}?format=${format}` : url;
 }

@@ -1,8 +1,11 @@
 /**
- * One run in the main area: its DAG coloured by step status, and its steps.
+ * One run in the main area: its DAG coloured by step status, its steps, and the
+ * output of the step clicked (in the table or the DAG): tables as their columns and
+ * first rows, files with a download link.
  */
 import { IRun, getRun, isTerminal, runSvg } from './api';
 import { clock, h, svgNode, took } from './dom';
+import { drawOutput } from './outputs';
 import { PollingWidget } from './poller';
 
 export class RunView extends PollingWidget {
@@ -10,7 +13,14 @@ export class RunView extends PollingWidget {
     super();
     this.addClass('thodare-run-view');
     this.node.dataset.runId = runId;
-    this.node.append(this.head, this.error, this.dag, this.steps);
+    this.node.append(this.head, this.error, this.dag, this.steps, this.output);
+    this.dag.onclick = event => {
+      const node = (event.target as Element).closest('g[data-block-id]');
+      const id = node?.getAttribute('data-block-id');
+      if (id && this.run?.steps.some(s => s.block_id === id)) {
+        this.select(id);
+      }
+    };
   }
 
   protected get live(): boolean {
@@ -57,14 +67,54 @@ export class RunView extends PollingWidget {
         tr.append(h('td', '', text));
       }
       tr.append(h('td', 'thodare-step-error', s.error ?? ''));
+      tr.dataset.selected = String(s.block_id === this.selected);
+      tr.onclick = () => this.select(s.block_id);
     }
     this.steps.replaceChildren(table);
+    this.drawOutput();
+  }
+
+  /** Show the output of step `blockId`. */
+  private select(blockId: string): void {
+    this.selected = blockId;
+    this.steps.querySelectorAll<HTMLTableRowElement>('tr[data-block-id]').forEach(tr => {
+      tr.dataset.selected = String(tr.dataset.blockId === blockId);
+    });
+    this.drawOutput();
+  }
+
+  /** The selected step's output; redrawn only when it changed (a poll keeps the scroll). */
+  private drawOutput(): void {
+    const step = this.run?.steps.find(s => s.block_id === this.selected);
+    const key = JSON.stringify([this.selected, step?.status, step?.output ?? null]);
+    if (key === this.shownOutput) {
+      return;
+    }
+    this.shownOutput = key;
+    this.output.dataset.blockId = step?.block_id ?? '';
+    if (!step) {
+      this.output.replaceChildren(
+        h('div', 'thodare-hint', 'Click a step (in the table or the DAG) to see its output.')
+      );
+      return;
+    }
+    const title = h('div', 'thodare-output-title', `${step.block_id} · output`);
+    const none = step.output === undefined || step.output === null;
+    this.output.replaceChildren(
+      title,
+      none
+        ? h('div', 'thodare-hint', `No output (${step.status}).`)
+        : drawOutput(step.output, this.runId)
+    );
   }
 
   private run: IRun | undefined;
   private svg = '';
+  private selected = '';
+  private shownOutput = '';
   private readonly head = h('div', 'thodare-run-head');
   private readonly error = h('div', 'thodare-error');
   private readonly dag = h('div', 'thodare-run-dag');
   private readonly steps = h('div', 'thodare-run-steps');
+  private readonly output = h('div', 'thodare-run-output');
 }

@@ -93,6 +93,133 @@ function drawSteps(model, run) {
   return table;
 }
 
+// ── a step's output: tables and files stored by reference (thodare_jupyter/artifacts.py) ──
+
+const isRef = v => v !== null && typeof v === "object" && !Array.isArray(v) && typeof v.$artifact === "string";
+
+// "812 B", "12.4 KiB", "3.0 MiB"
+function humanSize(n) {
+  if (typeof n !== "number" || !isFinite(n)) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+// The Jupyter server's base URL (JupyterLab and Notebook 7 put it in the page config).
+function baseUrl() {
+  try {
+    const base = JSON.parse(document.getElementById("jupyter-config-data").textContent).baseUrl;
+    if (base) return base.endsWith("/") ? base : base + "/";
+  } catch (e) { /* not in a Jupyter page: the site root */ }
+  return "/";
+}
+
+// The server extension's download route (behind Jupyter's auth: the page's login cookie).
+function artifactUrl(runId, id, format) {
+  const path = `thodare/api/runs/${encodeURIComponent(runId)}/artifacts/${encodeURIComponent(id)}`;
+  return baseUrl() + path + (format ? `?format=${format}` : "");
+}
+
+function link(href, text, title) {
+  return html("a", { href, download: "", class: "thodare-download", title }, text);
+}
+
+// An Arrow type as people read it: "large_string" is a string.
+const typeName = type => String(type).replace(/\blarge_(string|binary|list)\b/g, "$1");
+
+// A preview cell: text as text (never HTML), null dimmed, nested values as JSON; cut by CSS.
+function cell(value) {
+  const td = html("td");
+  if (value === null || value === undefined) {
+    td.classList.add("thodare-null");
+    td.textContent = "null";
+  } else if (typeof value === "object") {
+    td.textContent = JSON.stringify(value);
+  } else {
+    td.textContent = String(value);
+    if (typeof value === "number") td.classList.add("thodare-num");
+  }
+  td.title = td.textContent;
+  return td;
+}
+
+function drawTable(ref, runId, label) {
+  const columns = Object.entries(ref.columns || {});
+  const preview = Array.isArray(ref.preview) ? ref.preview : [];
+  const box = html("div", { class: "thodare-artifact thodare-table-ref", "data-artifact": ref.$artifact, "data-field": label });
+  const head = html("div", { class: "thodare-artifact-head" });
+  if (label) head.append(html("span", { class: "thodare-artifact-label" }, label));
+  const n = Number(ref.rows);
+  head.append(html("span", { class: "thodare-table-shape" },
+    `${n.toLocaleString("en-US")} row${n === 1 ? "" : "s"} × ${columns.length} column${columns.length === 1 ? "" : "s"}`));
+  if (runId) {
+    head.append(link(artifactUrl(runId, ref.$artifact, "csv"), "CSV", "Download the whole table as CSV"),
+      link(artifactUrl(runId, ref.$artifact, "parquet"), "Parquet", "Download the whole table as Parquet"));
+  }
+  box.append(head);
+  const wrap = html("div", { class: "thodare-table-wrap" });
+  const table = html("table", { class: "thodare-preview" });
+  const tr = html("tr");
+  for (const [name, type] of columns) {
+    const th = html("th", { title: `${name}: ${type}` });
+    th.append(html("span", { class: "thodare-col-name" }, name), html("span", { class: "thodare-col-type" }, typeName(type)));
+    tr.append(th);
+  }
+  table.append(html("thead"), html("tbody"));
+  table.tHead.append(tr);
+  for (const row of preview) {
+    const r = html("tr");
+    for (const [name] of columns) r.append(cell(row ? row[name] : null));
+    table.tBodies[0].append(r);
+  }
+  wrap.append(table);
+  box.append(wrap);
+  if (preview.length < n) {
+    box.append(html("div", { class: "thodare-artifact-note" }, `first ${preview.length} of ${n.toLocaleString("en-US")} rows`));
+  }
+  return box;
+}
+
+function drawFile(ref, runId, label) {
+  const box = html("div", { class: "thodare-artifact thodare-file-ref", "data-artifact": ref.$artifact, "data-field": label });
+  if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
+  box.append(html("span", { class: "thodare-file-name" }, ref.name || "(unnamed file)"),
+    html("span", { class: "thodare-file-size" }, humanSize(ref.size)));
+  if (ref.media_type) box.append(html("span", { class: "thodare-file-type" }, ref.media_type));
+  if (runId) box.append(link(artifactUrl(runId, ref.$artifact), "Download", `Download ${ref.name || "the file"}`));
+  return box;
+}
+
+function drawJsonRef(ref, runId, label) {
+  const box = html("div", { class: "thodare-artifact thodare-json-ref", "data-artifact": ref.$artifact, "data-field": label });
+  if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
+  const what = ref.length !== undefined ? `a list of ${ref.length}` : ref.keys ? `keys ${ref.keys.join(", ")}` : "JSON";
+  box.append(html("span", {}, `${what} · ${humanSize(ref.size)} of JSON, stored apart`));
+  if (runId) box.append(link(artifactUrl(runId, ref.$artifact), "Download", "Download the JSON"));
+  return box;
+}
+
+function drawRef(ref, runId, label) {
+  if (ref.kind === "table") return drawTable(ref, runId, label);
+  if (ref.kind === "file") return drawFile(ref, runId, label);
+  return drawJsonRef(ref, runId, label);
+}
+
+// An output as JSON (as ever); a table or file field (or the whole output stored apart) drawn.
+function drawOutput(output, runId) {
+  if (isRef(output)) return drawRef(output, runId, "");
+  const pre = value => html("pre", {}, JSON.stringify(value, null, 2));
+  if (typeof output !== "object" || Array.isArray(output) || !Object.values(output).some(isRef)) {
+    return pre(output);
+  }
+  const box = html("div", { class: "thodare-output" });
+  for (const [k, v] of Object.entries(output)) if (isRef(v)) box.append(drawRef(v, runId, k));
+  const rest = Object.fromEntries(Object.entries(output).filter(([, v]) => !isRef(v)));
+  if (Object.keys(rest).length) box.append(pre(rest));
+  return box;
+}
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
   const run = model.get("run") || {};
@@ -115,7 +242,7 @@ function drawDetails(model, panel) {
   panel.append(html("pre", {}, JSON.stringify(d.params, null, 2)));
   if (d.output !== undefined && d.output !== null) {
     panel.append(html("div", { class: "thodare-label" }, "output"));
-    panel.append(html("pre", {}, JSON.stringify(d.output, null, 2)));
+    panel.append(drawOutput(d.output, run.id));
   }
   if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
   if (!run.id) return;

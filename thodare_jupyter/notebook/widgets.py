@@ -4,7 +4,9 @@
 follows a run: a thread reads the run every ``POLL_S`` and pushes the step
 statuses and timings to the front end (the nodes' colours, a table of steps).
 Clicking a node shows its params (hidden ones masked) and, for a run, its
-output or error. A waiting ``human_approval``
+output or error: a table stored by reference as its row and column counts,
+column types and first rows; a file as its name, size and a download link
+(the server extension's artifacts route). A waiting ``human_approval``
 offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
 form; any node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display
 also carries an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on

@@ -1,4 +1,5 @@
-"""The extension app: its config (``c.ThodareServer.db_url``/``namespace``) and routes."""
+"""The extension app: its config (``c.ThodareServer.db_url``/``namespace``/``artifacts_url``)
+and routes."""
 
 from __future__ import annotations
 
@@ -19,10 +20,16 @@ class ThodareServer(ExtensionApp):
         "", config=True, help="Database URL or SQLite path; default THODARE_DB or the user file."
     )
     namespace = Unicode("", config=True, help="Namespace; default THODARE_NAMESPACE or 'default'.")
+    artifacts_url = Unicode(
+        "",
+        config=True,
+        help="Artifact store (a folder or fsspec URL) the runs' tables and files are read from; "
+        "default THODARE_ARTIFACTS, else the kit's default (beside the SQLite file).",
+    )
 
     def initialize_settings(self) -> None:
         """Make the (lazily opened) runs backend available to the handlers."""
-        self.runs = Runs(self.db_url or None, self.namespace or None)
+        self.runs = Runs(self.db_url or None, self.namespace or None, self.artifacts_url or None)
         self.settings["thodare_runs"] = self.runs
 
     def initialize_handlers(self) -> None:

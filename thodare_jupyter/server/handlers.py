@@ -19,6 +19,7 @@ from tornado import web
 from ..errors import BackendUnavailable, RunNotFound
 from ..jsonsafe import MAX_DEPTH, JsonRejected, JsonTooLarge, loads_bounded
 from ..wire import RUN_STATUSES, RunStatus
+from .downloads import FORMATS, Format, NotInRun, NotServed, artifact_id_of
 from .runs import Runs
 
 T = TypeVar("T")
@@ -136,6 +137,43 @@ class DagHandler(_Base):
         self.finish(svg, set_content_type="image/svg+xml; charset=UTF-8")
 
 
+class ArtifactHandler(_Base):
+    """``GET /thodare/api/runs/{id}/artifacts/{artifact}``: a table, file or big output of a run.
+
+    Only an artifact one of the run's step rows references (else 404). A file is
+    sent as stored with its media type, always as an attachment named as stored;
+    a table as CSV (``?format=csv``, the default) or Parquet (``?format=parquet``);
+    a big JSON output as JSON.
+    """
+
+    @web.authenticated
+    async def get(self, run_id: str, artifact: str) -> None:
+        run_id = run_id_of(run_id)
+        artifact_id = artifact_id_of(artifact)
+        raw = self.get_query_argument("format", "")
+        fmt: Format | None = next((f for f in FORMATS if f == raw), None)
+        if raw and fmt is None:
+            raise web.HTTPError(400, f"format: {shown(raw)} is not one of {', '.join(FORMATS)}.")
+        if artifact_id is None:
+            raise web.HTTPError(404, f"Run {shown(run_id)} has no artifact {shown(artifact)}.")
+        try:
+            found = await self.call(self.runs.artifact, run_id, artifact_id)
+            out = await self.call(self.runs.download, found, fmt)
+        except NotInRun as e:
+            raise web.HTTPError(404, str(e)) from None
+        except NotServed as e:
+            raise web.HTTPError(e.status, str(e)) from None
+        self.set_header("Content-Type", out.media_type)
+        self.set_header("Content-Disposition", out.disposition)
+        self.set_header("Content-Length", str(len(out.data)))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "private, no-store")
+        for chunk in out.chunks():
+            self.write(chunk)
+            await self.flush()
+        self.finish(set_content_type=out.media_type)
+
+
 class WorkersHandler(_Base):
     """``GET /thodare/api/workers``: live workers, their connector types and the runs held."""
 
@@ -182,6 +220,7 @@ ROUTES: list[tuple[str, type[APIHandler]]] = [
     (f"runs/{RUN_ID}", RunHandler),
     (f"runs/{RUN_ID}/cancel", CancelHandler),
     (f"runs/{RUN_ID}/dag.svg", DagHandler),
+    (f"runs/{RUN_ID}/artifacts/(?P<artifact>[^/]+)", ArtifactHandler),
     ("signals", SignalsHandler),
     ("workers", WorkersHandler),
 ]

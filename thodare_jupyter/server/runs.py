@@ -13,6 +13,7 @@ from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
 from ..notebook.svg import render_svg, run_statuses
 from ..wire import RunStatus, SerializedWorkflow
+from .downloads import Download, Format, Found, NotInRun, download, find_ref
 
 LIST_EXCLUDES: dict[str, Any] = {"input": True, "outputs": True, "steps": {"__all__": {"output"}}}
 """What the runs list leaves out of each run (the run route keeps it)."""
@@ -21,8 +22,10 @@ LIST_EXCLUDES: dict[str, Any] = {"input": True, "outputs": True, "steps": {"__al
 class Runs:
     """The kit behind the routes: runs listed, described, canceled, drawn; signals sent."""
 
-    def __init__(self, db_url: str | None, namespace: str | None) -> None:
-        self._db_url, self._namespace = db_url, namespace
+    def __init__(
+        self, db_url: str | None, namespace: str | None, artifacts_url: str | None = None
+    ) -> None:
+        self._db_url, self._namespace, self._artifacts_url = db_url, namespace, artifacts_url
         self._kit: Wfkit | None = None
         self._lock = threading.Lock()
 
@@ -31,7 +34,9 @@ class Runs:
         """The kit, opened (and the database migrated) on first use."""
         with self._lock:
             if self._kit is None:
-                self._kit = create_wfkit(self._db_url, namespace=self._namespace)
+                self._kit = create_wfkit(
+                    self._db_url, namespace=self._namespace, artifacts=self._artifacts_url
+                )
             return self._kit
 
     def close(self) -> None:
@@ -80,3 +85,22 @@ class Runs:
         steps = {s.block_id: s.status for s in kit.store.runs.get_steps(run_id)}
         statuses = run_statuses(wf, row.status, steps)
         return render_svg(wf, statuses, title=f"{wf.name or 'run'} · {row.status}")
+
+    def artifact(self, run_id: str, artifact_id: str) -> Found:
+        """The reference to ``artifact_id`` in the run's step rows.
+
+        Raises:
+            RunNotFound: No such run in this namespace.
+            NotInRun: None of the run's steps references that artifact.
+        """
+        store = self.kit.store.runs
+        if store.get_run(run_id) is None:
+            raise RunNotFound(run_id, self.kit.store.namespace)
+        found = find_ref([(s.block_id, s.output) for s in store.get_steps(run_id)], artifact_id)
+        if found is None:
+            raise NotInRun(run_id, artifact_id)
+        return found
+
+    def download(self, found: Found, fmt: Format | None) -> Download:
+        """The bytes of a referenced artifact from the kit's artifact store."""
+        return download(self.kit.artifacts, found, fmt)
