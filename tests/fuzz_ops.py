@@ -62,7 +62,14 @@ VAULT = define_connector(
 CATALOG = Catalog(VAULT)
 TYPES = CATALOG.types()
 HIDDEN = {c.type: sorted(c.hidden_params) for c in CATALOG}
-HIDDEN_NAMES = sorted({n for names in HIDDEN.values() for n in names})
+VISIBLE_NAMES = {n for c in CATALOG for n, s in c.param_specs.items() if s.visibility != "hidden"}
+HIDDEN_NAMES = sorted({n for names in HIDDEN.values() for n in names} - VISIBLE_NAMES)
+"""Hidden names no connector shows: never in the feedback. A name hidden on one type
+but visible on another (``url``: hidden on ``sql``, the address of ``http``) may be;
+its hidden use is checked by :data:`HIDDEN_USES`."""
+HIDDEN_USES = sorted(
+    f"({t}) param '{n}'" for t, names in HIDDEN.items() for n in names if n in VISIBLE_NAMES
+)
 USER_ONLY = {
     c.type: sorted(n for n, s in c.param_specs.items() if s.visibility == "user-only")
     for c in CATALOG
@@ -182,6 +189,7 @@ def _params(rng: random.Random, typ: str, refs: list[str]) -> dict[str, Any]:
         "wait_for_event": {"eventName": text("order.paid")},
         "human_approval": {"prompt": text("ok?")},
         "vault_query": {"query": text("select 1"), "limit": rng.randint(0, 50)},
+        "sql": {"query": text("select 1"), "params": {"n": rng.randint(0, 9)}},
     }
     return dict(table.get(typ, {}))
 
@@ -398,6 +406,7 @@ def check(
         bad.append("a hidden value reached the feedback")
     if not b.mentions_hidden:
         bad += [f"hidden name {n!r} in feedback" for n in HIDDEN_NAMES if n in feedback]
+        bad += [f"hidden param {u} in feedback" for u in HIDDEN_USES if u in feedback]
     reported = {(i.block_id, i.field) for i in res.validation_errors}
     for i in check_refs(res.workflow, CATALOG, disabled=True):  # disabled blocks included
         hidden = i.field in HIDDEN.get(i.block_type, ())

@@ -91,7 +91,8 @@ USER_ONLY = {
     c.type: frozenset(n for n, s in c.param_specs.items() if s.visibility == "user-only")
     for c in CATALOG
 }
-ALL_HIDDEN = sorted(set().union(*HIDDEN.values()))
+VISIBLE = {n for c in CATALOG for n, s in c.param_specs.items() if s.visibility != "hidden"}
+ALL_HIDDEN = sorted(set().union(*HIDDEN.values()) - VISIBLE)  # hidden wherever they exist
 ALL_USER_ONLY = sorted(set().union(*USER_ONLY.values()))
 OUTPUT_FIELDS = sorted({f for c in CATALOG for f in (c.output_fields or ())})
 
@@ -204,6 +205,10 @@ def params_for(draw: st.DrawFn, typ: str, refs: st.SearchStrategy[str] | None) -
         p = {"prompt": _maybe_ref(draw, refs, "Approve?")}
         if draw(b):
             p["timeoutHours"] = draw(st.integers(1, 200))
+    elif typ == "sql":
+        p = {"query": _maybe_ref(draw, refs, "select 1")}
+        if draw(b):
+            p["params"] = draw(st.sampled_from([None, {"n": 1}]))
     elif typ == "vault_query":
         p = {"query": _maybe_ref(draw, refs, "select 1")}
         if draw(b):
@@ -270,6 +275,8 @@ def workflows(draw: st.DrawFn) -> SerializedWorkflow:
                 params["apiKey"] = _maybe_ref(draw, ref_st, secret)
             if draw(st.booleans()):
                 params["region"] = f"{ORIG_USER}/{bid}"
+        if typ == "sql" and draw(st.booleans()):
+            params["url"] = _maybe_ref(draw, ref_st, secret)
         if typ == "human_approval" and draw(st.booleans()):
             params["resumeBaseUrl"] = f"{ORIG_USER}/{bid}"
         block: dict[str, Any] = {"id": bid, "type": typ, "enabled": enabled, "params": params}
