@@ -43,6 +43,16 @@ from .errors import BackendUnavailable, RunNotFound, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
 from .wire import RUN_STATUSES, RunStatus
 
+ArtifactsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        envvar="THODARE_ARTIFACTS",
+        show_envvar=True,
+        help="Artifact store URL for tables and files (s3://..., a folder); "
+        "default: beside the SQLite file, or a folder on this machine.",
+    ),
+]
 app = typer.Typer(
     help="Durable workflow runs: a worker, run listings, signals, cancel, schedules.",
     no_args_is_help=True,
@@ -187,16 +197,7 @@ def worker(
     listen: Annotated[
         bool, typer.Option(help="PostgreSQL: wake on LISTEN/NOTIFY as well as polling.")
     ] = True,
-    artifacts: Annotated[
-        str | None,
-        typer.Option(
-            "--artifacts",
-            envvar="THODARE_ARTIFACTS",
-            show_envvar=True,
-            help="Artifact store URL for tables and files (s3://..., a folder); "
-            "default: beside the SQLite file, or a folder on this machine.",
-        ),
-    ] = None,
+    artifacts: ArtifactsOption = None,
 ) -> None:
     """Serve runs until SIGINT/SIGTERM, with the connectors found in the imported modules."""
     found: list[Connector] = []
@@ -371,15 +372,7 @@ def prune(
         str,
         typer.Option("--older-than", help="Age of the finished runs to delete: 7d, 12h, 30m..."),
     ],
-    artifacts: Annotated[
-        str | None,
-        typer.Option(
-            "--artifacts",
-            envvar="THODARE_ARTIFACTS",
-            show_envvar=True,
-            help="The artifact store's URL (default: beside the SQLite file).",
-        ),
-    ] = None,
+    artifacts: ArtifactsOption = None,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:
