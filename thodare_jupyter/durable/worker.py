@@ -566,10 +566,10 @@ class Worker:
             self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types(),
             probe=probe,
         )  # fmt: skip
-        for row in rows:
-            if row.id not in self._active:
-                self.lifecycle.run_started(row, self.owner)
-                self._active[row.id] = asyncio.create_task(self._execute(row))
+        for row in rows:  # a run parked by a walk still ending here: the new walk follows it
+            before = self._active.get(row.id)
+            self.lifecycle.run_started(row, self.owner)
+            self._active[row.id] = asyncio.create_task(self._execute(row, after=before))
         self._full = len(self._active) >= self.config.concurrency
 
     async def _next_due(self) -> None:
@@ -580,8 +580,11 @@ class Worker:
         if nxt is not None and nxt > time.time():  # one due now waits for a free slot
             self._due_at = min(self._due_at, nxt)
 
-    async def _execute(self, row: RunRow) -> None:
+    async def _execute(self, row: RunRow, *, after: asyncio.Task[None] | None = None) -> None:
+        """Walk a claimed run (once ``after``, its previous walk here, has ended)."""
         try:
+            if after is not None:
+                await asyncio.wait([after])
             await _RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
@@ -595,7 +598,8 @@ class Worker:
             log.exception("worker %s: run %s crashed the walker", self.owner, row.id)
             self.lifecycle.walk_stopped(row.id, "aborted")
         finally:
-            self._active.pop(row.id, None)
+            if self._active.get(row.id) is asyncio.current_task():
+                del self._active[row.id]
             with self._ended:
                 self._ended_count += 1
                 self._ended.notify_all()
