@@ -462,3 +462,24 @@ def test_apply_operations_refuses_a_new_env_ref_in_when() -> None:
     op = {"operation_type": "add", "block_id": "x", "type": "sc_flag", "when": "{{env.SECRET}}"}
     res = apply_operations(_base(), [op], _catalog())
     assert [s.reason_code for s in res.skipped_items] == ["env_ref_not_allowed"]
+
+
+def test_accepted_ops_with_step_controls_rewrite_the_cell_yaml() -> None:
+    from thodare_jupyter.authoring.yaml_rewrite import rewrite_workflow_yaml, yaml_problems
+
+    cat = _catalog()
+    wf = workflow_from_yaml("ctl", YAML, cat)
+    ops = [
+        {"operation_type": "edit", "block_id": "call", "timeout": "45s", "when": None},
+        {"operation_type": "edit", "block_id": "after", "when": "{{gate.ok}}", "retries": None},
+    ]
+    res = apply_operations(wf, ops, cat)
+    assert res.ok, res.summary
+    assert yaml_problems("ctl", YAML, res.workflow, cat) == []
+    text = rewrite_workflow_yaml(YAML, res.workflow)
+    assert "retries: {max: 3, backoff: 2s}" in text  # unchanged: kept as written
+    again = workflow_from_yaml("ctl", text, cat)
+    call, after = _block(again, "call"), _block(again, "after")
+    assert (call.timeout, call.when, call.retries.max) == (45.0, None, 3)
+    assert (after.when, after.retries, after.timeout) == ("{{gate.ok}}", None, 0.5)
+    assert ("gate", "after") in _edges(again)
