@@ -456,6 +456,21 @@ def test_apply_operations_bad_when_ref_is_skipped_and_reverted() -> None:
     assert "not upstream" in reasons["gate"].reason
     assert _block(res.workflow, "x").when == "{{gate.ok}}"  # put back
     assert _block(res.workflow, "gate").when is None
+    assert reasons["x"].operation_type == "edit"
+    add = {"operation_type": "add", "block_id": "y", "type": "sc_flag", "when": "{{ghost.ok}}"}
+    res = apply_operations(wf, [add], _catalog())
+    assert [(s.operation_type, s.block_id) for s in res.skipped_items] == [("add", "y")]
+    assert _block(res.workflow, "y").when is None
+
+
+def test_env_read_by_a_when_is_an_env_the_workflow_reads() -> None:
+    from thodare_jupyter.templates import env_refs
+
+    wf = _base()
+    _block(wf, "gate").when = "{{env.FEATURE_ON}}"
+    assert env_refs(wf) == {"FEATURE_ON"}
+    op = {"operation_type": "edit", "block_id": "gate", "params": {"ok": "{{env.FEATURE_ON}}"}}
+    assert apply_operations(wf, [op], _catalog()).skipped_items == []
 
 
 def test_apply_operations_refuses_a_new_env_ref_in_when() -> None:

@@ -74,7 +74,7 @@ class _Patcher:
         self.allow_env = allow_env
         self.input_params = [dict(b.params) for b in workflow.blocks]  # values are replaced,
         self.input_whens = [b.when for b in workflow.blocks if b.when]
-        self.when_before: dict[str, str | None] = {}  # block id -> `when` before this batch
+        self.when_before: dict[str, tuple[str | None, str]] = {}  # id -> (`when` before, op)
         self._env_ok: set[str] | None = None  # never edited in place: env refs read lazily
         self.blocks = {b.id: b for b in workflow.blocks}
         self.graph: nx.DiGraph[str] = build_graph(workflow, include_disabled=True)
@@ -198,10 +198,10 @@ class _Patcher:
             return None
         return out
 
-    def set_controls(self, block: SerializedBlock, controls: dict[str, Any]) -> None:
+    def set_controls(self, block: SerializedBlock, controls: dict[str, Any], op: str) -> None:
         for key, value in controls.items():
             if key == "when":
-                self.when_before.setdefault(block.id, block.when)
+                self.when_before.setdefault(block.id, (block.when, op))
             setattr(block, key, value)
 
     def shadowed(self, block_id: str) -> str | None:
@@ -261,7 +261,7 @@ class _Patcher:
         self.wf.blocks.append(block)
         self.graph.add_node(block.id)
         self.changed.add(block.id)
-        self.set_controls(block, controls)
+        self.set_controls(block, controls, "add")
         self.accept_params(block, conn, op.params)
 
     def edit(self, op: EditBlockOp) -> None:
@@ -290,7 +290,7 @@ class _Patcher:
         if controls is None:
             return
         self.changed.add(block.id)
-        self.set_controls(block, controls)
+        self.set_controls(block, controls, op.operation_type)
         if op.name is not None:
             block.name = op.name
         if op.params:
@@ -395,10 +395,10 @@ class _Patcher:
             if i.block_id not in self.when_before:
                 continue  # one skip per block
             block = self.blocks[i.block_id]
-            block.when = self.when_before.pop(i.block_id)
+            block.when, op = self.when_before.pop(i.block_id)
             self.skip(
                 "invalid_step_control",
-                "edit",
+                op,
                 i.block_id,
                 f"Block '{clip(i.block_id)}' when {i.value}: {i.error} The when was not changed.",
                 field=WHEN,
