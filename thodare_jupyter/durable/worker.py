@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from ..artifacts import ArtifactStore
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
+from ..controls import retry_policy, within
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..wire import PauseInfo, SerializedWorkflow
@@ -127,6 +128,8 @@ class _RunExecution:
         return await self.compute(block_id, conn, params)
 
     async def compute(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        block = self.plan.blocks[block_id]
+        retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
         attempt = await self.start(block_id, conn.type)
         while True:
             ctx = StepContext(
@@ -134,7 +137,7 @@ class _RunExecution:
                 redactor=self.redactor, artifacts=self.w.artifacts,
             )  # fmt: skip
             try:
-                out = await conn.execute(params, ctx)
+                out = await within(conn.execute(params, ctx), block, conn)
                 if isinstance(out, PauseInfo):
                     raise StepFailed(
                         f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "
@@ -144,8 +147,8 @@ class _RunExecution:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                if attempt < conn.retries.max_attempts and not isinstance(e, StepFailed):
-                    await asyncio.sleep(conn.retries.delay(attempt))
+                if attempt < retries.max_attempts and not isinstance(e, StepFailed):
+                    await asyncio.sleep(retries.delay(attempt))
                     attempt = await self.start(block_id, conn.type)
                     continue
                 error = self.redactor(error_text(e))
