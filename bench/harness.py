@@ -29,7 +29,6 @@ import contextlib
 import ctypes
 import os
 import re
-import select
 import shutil
 import signal
 import sqlite3
@@ -372,30 +371,26 @@ class Proc:
             preexec_fn=_die_with_parent,
         )  # fmt: skip
         self.lines: deque[str] = deque(maxlen=40)
+        self._ready = threading.Event()
+        threading.Thread(target=self._drain, daemon=True).start()  # a full pipe would block it
 
     def wait_ready(self, timeout: float = 60) -> Proc:
         end = time.monotonic() + timeout
-        assert self.p.stdout is not None
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or self.p.poll() is not None:
+        while not self._ready.wait(0.05):
+            if time.monotonic() > end or self.p.poll() is not None:
                 self.stop()
                 raise RuntimeError(
                     f"process did not start: {' '.join(self.argv)}\n" + "".join(self.lines)
                 )
-            r, _, _ = select.select([self.p.stdout], [], [], left)
-            if r:
-                line = self.p.stdout.readline()
-                self.lines.append(line)
-                if self.ready in line:
-                    break
-        threading.Thread(target=self._drain, daemon=True).start()  # a full pipe would block it
         return self
 
     def _drain(self) -> None:
+        """Keep the last lines (and notice the ready line, whatever came before it)."""
         assert self.p.stdout is not None
         for line in self.p.stdout:
             self.lines.append(line)
+            if self.ready in line:
+                self._ready.set()
 
     def freeze(self) -> None:
         os.kill(self.p.pid, signal.SIGSTOP)
