@@ -360,3 +360,20 @@ def test_cli_logs_follow_prints_lines_until_the_run_ends(any_kits: KitFactory) -
     ]
     missing = CliRunner().invoke(app, ["logs", "nope", "--db", kit.store.url])
     assert missing.exit_code == 2 and "No run 'nope'" in missing.stderr
+
+
+def test_the_dag_widget_shows_a_steps_logs_in_its_details(any_kits: KitFactory) -> None:
+    from thodare_jupyter.notebook.widgets import DagView
+
+    kit = any_kits(catalog=Catalog(CHATTY, AFTER)).start()
+    wf = define_workflow("chatty").step("chat", CHATTY).step("after", AFTER, needs=("chat",))
+    built = wf.build()
+    h = kit.run(built)
+    h.result(timeout=20)
+    view = DagView(built, kit, h.id)
+    view.selected = "chat"
+    logs = view.details["logs"]
+    assert [(ln["attempt"], ln["stream"]) for ln in logs][:2] == [(1, "stdout"), (1, "stderr")]
+    assert len(logs) == 10 and logs[-1]["text"] == "INFO thodare.step: ctx.log.info on attempt 2"
+    view.selected = "after"
+    assert view.details["logs"] == [{"attempt": 1, "stream": "stdout", "text": "after ran"}]
