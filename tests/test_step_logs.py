@@ -4,7 +4,8 @@ On SQLite and PostgreSQL, with a started kit as in a kernel:
 
 * ``print`` (stdout), ``sys.stderr``, ``logging`` and ``ctx.log(...)``/``ctx.log.info`` of a
   step land in its attempt's logs; a retried step has the lines of both attempts, each
-  with its attempt number; ``handle.logs(block)`` has one block's lines only.
+  with its attempt number; ``handle.logs(block)`` has one block's lines only. Once no
+  step runs, the root logger holds no handler of ours (``logging.basicConfig`` works).
 * Two sync steps (in the worker's threads, meeting at a barrier) and an async step (on
   the worker's loop) printing at the same time: each block's logs hold exactly its own
   lines.
@@ -16,6 +17,7 @@ On SQLite and PostgreSQL, with a started kit as in a kernel:
 * An attempt keeps 64 KiB; a line says how many bytes were cut.
 * The lines an attempt wrote before it raised are kept (the run failed).
 * ``thodare logs RUN STEP --follow`` prints lines as attempts end, until the run ends.
+* The DAG widget's node details carry the step's logs.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from thodare_jupyter import (
 )
 from thodare_jupyter.cli import app
 from thodare_jupyter.errors import RunNotFound
-from thodare_jupyter.step_logs import MAX_BYTES
+from thodare_jupyter.step_logs import _HANDLER, MAX_BYTES
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
@@ -106,6 +108,8 @@ def test_print_stderr_logging_and_ctx_log_are_kept_per_attempt(any_kits: KitFact
         ]
     ]
     assert [(ln.block_id, ln.text) for ln in h.logs("after")] == [("after", "after ran")]
+    # between runs the root logger has no handler of ours: logging.basicConfig still works
+    assert _HANDLER not in logging.root.handlers
     every = h.logs()
     assert [ln.block_id for ln in every] == ["chat"] * 10 + ["after"]
     times = [ln.at for ln in every]

@@ -7,7 +7,8 @@ carries it (``asyncio.to_thread`` copies the context). ``sys.stdout`` and
 a proxy that sends a write to the current capture, and passes it through to the
 stream it wraps otherwise: the notebook's own cells and concurrent steps never
 mix. Records of :mod:`logging` that reach the root logger (they pass their
-logger's level) are captured the same way by one handler on the root logger.
+logger's level) are captured the same way by a handler the root logger holds
+while any step runs.
 
 A capture holds at most :data:`MAX_BYTES` of text an attempt; the rest is
 counted, not kept. Its lines are masked by the run's redactor when it ends.
@@ -109,13 +110,27 @@ def current() -> Capture | None:
 
 def begin(capture: Capture) -> contextvars.Token[Capture | None]:
     """Capture this context's output into ``capture`` (until :func:`end`)."""
+    global _active
     install()
+    with _install_lock:
+        _active += 1
+        if _HANDLER not in logging.root.handlers:
+            logging.root.addHandler(_HANDLER)
     return _CURRENT.set(capture)
 
 
 def end(token: contextvars.Token[Capture | None]) -> None:
-    """Stop the capture :func:`begin` started."""
-    _CURRENT.reset(token)
+    """Stop the capture :func:`begin` started; the root logger's handler goes with the
+    last capture (so ``logging.basicConfig`` between runs still configures logging)."""
+    global _active
+    try:
+        _CURRENT.reset(token)
+    finally:
+        with _install_lock:
+            _active -= 1
+            if _active <= 0:
+                _active = 0
+                logging.root.removeHandler(_HANDLER)
 
 
 class _Router:
@@ -175,25 +190,23 @@ def _format(record: logging.LogRecord) -> str:
 
 
 _HANDLER = _Handler()
-_install_lock = threading.Lock()
+_install_lock = threading.RLock()
+
+
+_active = 0
+"""Captures under way (the root logger holds the handler while there are any)."""
 
 
 def install() -> None:
-    """Route ``sys.stdout``, ``sys.stderr`` and root logging by context (idempotent; again
-    after something replaced the streams)."""
-    if (
-        isinstance(sys.stdout, _Router)
-        and isinstance(sys.stderr, _Router)
-        and _HANDLER in logging.root.handlers
-    ):
+    """Route ``sys.stdout`` and ``sys.stderr`` by context (idempotent; again after
+    something replaced them)."""
+    if isinstance(sys.stdout, _Router) and isinstance(sys.stderr, _Router):
         return
     with _install_lock:
         if not isinstance(sys.stdout, _Router) and sys.stdout is not None:
             sys.stdout = _Router(sys.stdout, "stdout")
         if not isinstance(sys.stderr, _Router) and sys.stderr is not None:
             sys.stderr = _Router(sys.stderr, "stderr")
-        if _HANDLER not in logging.root.handlers:
-            logging.root.addHandler(_HANDLER)
 
 
 class StepLog(logging.LoggerAdapter):  # type: ignore[type-arg]
