@@ -381,3 +381,17 @@ def test_the_dag_widget_shows_a_steps_logs_in_its_details(any_kits: KitFactory) 
     assert len(logs) == 10 and logs[-1]["text"] == "INFO thodare.step: ctx.log.info on attempt 2"
     view.selected = "after"
     assert view.details["logs"] == [{"attempt": 1, "stream": "stdout", "text": "after ran"}]
+
+
+def test_prune_deletes_the_logs_of_the_runs_it_deletes(any_kits: KitFactory) -> None:
+    kit = any_kits(catalog=Catalog(CHATTY, AFTER)).start()
+    old = kit.run(define_workflow("old").step("a", AFTER).build())
+    old.result(timeout=20)
+    time.sleep(1.0)
+    new = kit.run(define_workflow("new").step("b", AFTER).build())
+    new.result(timeout=20)
+    assert q(kit.store.url, "SELECT count(*) FROM thodare_step_logs") == [(2,)]
+    cutoff = q(kit.store.url, "SELECT ended_at FROM thodare_runs WHERE id = ?", new.id)[0][0]
+    assert kit.prune(time.time() - cutoff + 0.5).runs == 1  # ended over 0.5 s before the new
+    assert q(kit.store.url, "SELECT run_id FROM thodare_step_logs") == [(new.id,)]
+    assert [ln.text for ln in new.logs()] == ["after ran"]
