@@ -17,7 +17,8 @@ On SQLite and PostgreSQL, with a started kit as in a kernel:
 * An attempt keeps 64 KiB; a line says how many bytes were cut.
 * The lines an attempt wrote before it raised are kept (the run failed).
 * ``thodare logs RUN STEP --follow`` prints lines as attempts end, until the run ends.
-* The DAG widget's node details carry the step's logs.
+* The DAG widget's node details carry the step's logs; ``prune`` deletes the logs of
+  the runs it deletes.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ def _chatty(_: Empty, ctx: StepContext) -> Done:
 
 
 def _quiet_after(_: Empty, ctx: StepContext) -> Done:
-    print("after ran")
+    sys.stdout.write("after ")
+    sys.stdout.write("ran\r\n")  # one line, written in parts, Windows-style
     return Done()
 
 

@@ -73,7 +73,7 @@ class Capture:
             text = self._partial.pop(stream, "") + text
             *whole, rest = text.split("\n")
             for line in whole:
-                self._add(stream, line)
+                self._add(stream, line.removesuffix("\r"))
             if rest:
                 if len(rest) > self.max_bytes:  # no newline ever: don't grow without bound
                     self._add(stream, rest)
