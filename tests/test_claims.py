@@ -4,6 +4,7 @@ rescanned per row with SKIP LOCKED)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -107,3 +108,30 @@ def test_an_eager_run_of_a_dead_kit_is_taken_over_after_its_lease(db_url: str) -
     finally:
         store.dispose()
     assert [(r.id, r.claimed_from) for r in taken] == [(row.id, "running")]
+
+
+def test_a_run_claimed_while_its_last_walk_is_still_ending_is_walked(db_url: str) -> None:
+    """A run parked by a walk that has not yet left the worker's books (a busy loop)
+    can be claimed again by the same worker; the new walk follows the old one instead
+    of being dropped (dropped, the run stayed 'running' under this worker's lease,
+    which its own claims skip: stuck for good)."""
+    kit = create_wfkit(db_url, env={}, namespace=f"w{uuid.uuid4().hex[:8]}", poll_s=0.05)
+    inc = define_connector(type="inc", params=N, outputs=N, run=lambda p: N(n=p.n + 1))
+    kit.register(inc)
+    wf = define_workflow("again").input(N).step("a", inc, lambda r: {"n": r.input.n}).build()
+    run_id = uuid.uuid4().hex
+    try:
+        kit.start()
+        loop, worker = kit.worker._loop, kit.worker
+        assert loop is not None
+
+        def ending() -> None:  # a previous walk of run_id, still ending for 0.5 s
+            worker._active[run_id] = asyncio.ensure_future(asyncio.sleep(0.5))
+
+        loop.call_soon_threadsafe(ending)
+        wait_until(lambda: run_id in worker._active, 5, "the ending walk on the books")
+        kit.store.runs.create_run("again", wf.to_json(), {"n": 1}, run_id=run_id)
+        worker.wake()
+        assert kit.get_handle(run_id).result(timeout=10)["a"] == {"n": 2}
+    finally:
+        kit.close()

@@ -5,9 +5,33 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, except that threads still running at the end (a sync
+    step abandoned at its ``timeout``) are not waited for: they finish on their own."""
+    loop = asyncio.new_event_loop()
+    pool = ThreadPoolExecutor(thread_name_prefix="thodare-step")
+    loop.set_default_executor(pool)
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            pool.shutdown(wait=False, cancel_futures=True)
+            loop.close()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -15,12 +39,12 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _run(coro)
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)
+            box["value"] = _run(coro)
         except BaseException as e:  # re-raised in the caller's thread
             box["error"] = e
 

@@ -530,3 +530,19 @@ class QueryFailed(ThodareError):
         self.block_id = block_id
         self.problem = problem
         super().__init__(f"Block {block_id!r} (sql): {problem}")
+
+
+class StepTimedOut(ThodareError):
+    """One attempt of a step ran past the block's ``timeout`` (a failed attempt)."""
+
+    def __init__(self, block_id: str, type: str, timeout_s: float) -> None:
+        self.block_id, self.type, self.timeout_s = block_id, type, timeout_s
+        super().__init__(
+            f"Block '{block_id}' ({type}) took longer than its timeout of {seconds(timeout_s)}; "
+            "raise `timeout` or make the step faster."
+        )
+
+
+def seconds(value: float) -> str:
+    """``30.0`` → ``"30 s"``, ``0.25`` → ``"0.25 s"`` (for messages)."""
+    return f"{value:g} s"

@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
+from .controls import parse_retries, parse_timeout
 from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
 from .templates import env_refs, has_template, iter_refs, ref_head
 from .validation import (
     MAX_DEPTH,
+    WHEN,
     NotJson,
     block_id_problem,
     check_params,
@@ -71,6 +73,8 @@ class _Patcher:
         self.catalog = catalog
         self.allow_env = allow_env
         self.input_params = [dict(b.params) for b in workflow.blocks]  # values are replaced,
+        self.input_whens = [b.when for b in workflow.blocks if b.when]
+        self.when_before: dict[str, tuple[str | None, str]] = {}  # id -> (`when` before, op)
         self._env_ok: set[str] | None = None  # never edited in place: env refs read lazily
         self.blocks = {b.id: b for b in workflow.blocks}
         self.graph: nx.DiGraph[str] = build_graph(workflow, include_disabled=True)
@@ -136,9 +140,12 @@ class _Patcher:
             self.touched.setdefault((block.id, key), block.params.get(key, _ABSENT))
             block.params[key] = value
 
-    def new_env_ref(self, op: str, block_id: str, conn: Connector, raw: dict[str, Any]) -> bool:
-        """Skip the op (True) when a param it would set reads an env value not yet read."""
-        settable = conn.llm_settable
+    def new_env_ref(
+        self, op: str, block_id: str, conn: Connector | None, raw: dict[str, Any]
+    ) -> bool:
+        """Skip the op (True) when a param it would set (``conn`` None: its ``when``)
+        reads an env value not yet read."""
+        settable = conn.llm_settable if conn is not None else tuple(raw)
         for key, value in raw.items():
             if key not in settable:
                 continue  # dropped with an issue anyway
@@ -146,7 +153,9 @@ class _Patcher:
             if not reads:
                 continue
             if self._env_ok is None:
-                self._env_ok = env_refs(self.input_params) | set(self.allow_env)
+                self._env_ok = (
+                    env_refs(self.input_params) | env_refs(self.input_whens) | set(self.allow_env)
+                )
             new = sorted(reads - self._env_ok)
             if new:
                 name = clip(new[0], 80)
@@ -162,6 +171,38 @@ class _Patcher:
                 )
                 return True
         return False
+
+    def read_controls(self, op: AddOp | EditBlockOp, block_id: str) -> dict[str, Any] | None:
+        """The step controls ``op`` sets (None to remove), or None after skipping the op."""
+        name = op.operation_type
+        out: dict[str, Any] = {}
+        for key in ("retries", "timeout", "when"):
+            if key not in op.model_fields_set:
+                continue
+            value = getattr(op, key)
+            try:
+                if value is None:
+                    out[key] = None
+                elif key == "when":
+                    if not isinstance(value, str):
+                        raise ValueError('must be a template string like "{{approve.approved}}"')
+                    out[key] = value
+                else:
+                    out[key] = (parse_retries if key == "retries" else parse_timeout)(value)
+            except ValueError as e:
+                reason = f"Block '{clip(block_id)}' {key}: {e}. The operation was not applied."
+                self.skip("invalid_step_control", name, block_id, reason, field=key)
+                return None
+        when = out.get("when")
+        if when and env_refs(when) and self.new_env_ref(name, block_id, None, {"when": when}):
+            return None
+        return out
+
+    def set_controls(self, block: SerializedBlock, controls: dict[str, Any], op: str) -> None:
+        for key, value in controls.items():
+            if key == "when":
+                self.when_before.setdefault(block.id, (block.when, op))
+            setattr(block, key, value)
 
     def shadowed(self, block_id: str) -> str | None:
         """The block whose name ``block_id`` equals, when some ref reads that name."""
@@ -212,11 +253,15 @@ class _Patcher:
             return
         if self.new_env_ref("add", op.block_id, conn, op.params):
             return
+        controls = self.read_controls(op, op.block_id)
+        if controls is None:
+            return
         block = SerializedBlock(id=op.block_id, type=op.type, name=op.name)
         self.blocks[block.id] = block
         self.wf.blocks.append(block)
         self.graph.add_node(block.id)
         self.changed.add(block.id)
+        self.set_controls(block, controls, "add")
         self.accept_params(block, conn, op.params)
 
     def edit(self, op: EditBlockOp) -> None:
@@ -241,7 +286,11 @@ class _Patcher:
             return
         if op.params and self.new_env_ref("edit", block.id, conn, op.params):
             return
+        controls = self.read_controls(op, block.id)
+        if controls is None:
+            return
         self.changed.add(block.id)
+        self.set_controls(block, controls, op.operation_type)
         if op.name is not None:
             block.name = op.name
         if op.params:
@@ -259,6 +308,7 @@ class _Patcher:
         block = self.blocks.pop(op.block_id)
         self.changed.discard(op.block_id)
         self.touched = {k: v for k, v in self.touched.items() if k[0] != op.block_id}
+        self.when_before.pop(op.block_id, None)
         self.wf.blocks = [b for b in self.wf.blocks if b is not block]
         self.wf.connections = [
             c for c in self.wf.connections if op.block_id not in (c.source, c.target)
@@ -339,6 +389,21 @@ class _Patcher:
             del self.pairs[(src, dst)]
             self.graph.remove_edge(src, dst)
 
+    def revert_whens(self, issues: list[ValidationIssue]) -> None:
+        """A ``when`` an op set whose ref does not resolve: put the old one back, skip."""
+        for i in issues:
+            if i.block_id not in self.when_before:
+                continue  # one skip per block
+            block = self.blocks[i.block_id]
+            block.when, op = self.when_before.pop(i.block_id)
+            self.skip(
+                "invalid_step_control",
+                op,
+                i.block_id,
+                f"Block '{clip(i.block_id)}' when {i.value}: {i.error} The when was not changed.",
+                field=WHEN,
+            )
+
     def redact(self, issue: ValidationIssue) -> ValidationIssue:
         """Keep a hidden param's name and value out of what the LLM reads."""
         conn = self.catalog.find(issue.block_type)
@@ -358,12 +423,13 @@ class _Patcher:
         all_enabled = all(b.enabled for b in self.wf.blocks)
         enabled_graph = self.graph if all_enabled else build_graph(self.wf)
         up = Upstream(enabled_graph)
+        found = check_refs(self.wf, self.catalog, only=self.changed, upstream=up, disabled=True)
+        self.revert_whens([i for i in found if i.field == WHEN and i.block_id in self.when_before])
         bad = [
             i
-            for i in check_refs(
-                self.wf, self.catalog, only=self.changed, upstream=up, disabled=True
-            )
+            for i in found
             if (i.block_id, i.field) in self.touched
+            and not (i.field == WHEN and i.block_id in self.when_before)
         ]
         for i in bad:
             i.error += " The field was not changed."

@@ -60,9 +60,10 @@ def extract_refs(value: Any) -> list[str]:
 
 
 def env_refs(value: SerializedWorkflow | Any) -> set[str]:
-    """The env names ``{{env.X}}`` refs read in a workflow (every block's params) or a value."""
+    """The env names ``{{env.X}}`` refs read in a workflow (every block's params and
+    ``when``) or a value."""
     if isinstance(value, SerializedWorkflow):
-        value = [b.params for b in value.blocks]
+        value = [[b.params, b.when] for b in value.blocks]
     out = set()
     for ref in iter_refs(value):
         head, rest = ref_head(ref)

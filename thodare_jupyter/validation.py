@@ -32,6 +32,8 @@ MAX_DEPTH = 64
 MAX_INT_DIGITS = 100
 """The most digits an integer in an op may have (larger ones travel as strings)."""
 _INT_LIMIT = 10**MAX_INT_DIGITS
+WHEN = "when"
+"""The ``field`` of a :class:`ValidationIssue` about a block's ``when`` (not a param)."""
 
 
 class NotJson(ValueError):
@@ -154,6 +156,9 @@ def check_refs(
 ) -> list[ValidationIssue]:
     """Every ``{{ref}}`` must exist, be upstream and name a declared output.
 
+    The refs of a block's ``when`` are checked too; their issues have the
+    field :data:`WHEN` (``"when"``).
+
     ``only`` limits the check to those block ids; ``upstream`` reuses a
     computed :class:`Upstream` of the enabled graph. With ``disabled`` the
     refs FROM disabled blocks are checked too, as if the block were enabled
@@ -183,7 +188,8 @@ def check_refs(
             is_up = above.__contains__
         else:
             continue
-        for key, value in block.params.items():
+        fields = [*block.params.items(), *([(WHEN, block.when)] if block.when else [])]
+        for key, value in fields:
             for ref in iter_refs(value):
                 why = _ref_problem(
                     ref, block, blocks, names, is_up, catalog, input_fields, variables

@@ -24,8 +24,23 @@ class Position(_Wire):
     y: int | float
 
 
+class StepRetries(_Wire):
+    """A block's own retry policy: ``max`` attempts in all (the first included, so
+    ``max: 1`` never retries), ``backoff`` seconds before the second attempt,
+    doubling after each further failure (capped at 60 s)."""
+
+    max: int
+    backoff: float | None = None
+
+
 class SerializedBlock(_Wire):
-    """One step of a workflow: a connector type and its params."""
+    """One step of a workflow: a connector type and its params.
+
+    Step controls (absent when unset, so older JSON is unchanged): ``retries``
+    overrides the connector's retry policy; ``when`` is a ``{{template}}``
+    resolved when the step would run, and a falsy value skips the step and what
+    needs it; ``timeout`` is the seconds one attempt may take.
+    """
 
     id: str
     type: str
@@ -33,6 +48,9 @@ class SerializedBlock(_Wire):
     position: Position | None = None
     enabled: bool = True
     params: dict[str, Any] = Field(default_factory=dict)
+    retries: StepRetries | None = None
+    when: str | None = None
+    timeout: float | None = None
 
 
 class SerializedConnection(_Wire):
@@ -96,22 +114,29 @@ class SerializedWorkflow(_Wire):
 
 
 class AddOp(_Wire):
-    """Add a block of a registered type."""
+    """Add a block of a registered type (with optional step controls)."""
 
     operation_type: Literal["add"]
     block_id: str
     type: str
     name: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    retries: Any = None
+    when: Any = None
+    timeout: Any = None
 
 
 class EditBlockOp(_Wire):
-    """Rename a block and/or merge new params into it (``update`` is an alias)."""
+    """Rename a block, merge new params into it, set its step controls (``update`` is
+    an alias); a control sent as ``null`` is removed, one left out is kept."""
 
     operation_type: Literal["edit", "update"]
     block_id: str
     name: str | None = None
     params: dict[str, Any] | None = None
+    retries: Any = None
+    when: Any = None
+    timeout: Any = None
 
 
 class DeleteOp(_Wire):
@@ -161,6 +186,7 @@ SkipReason = Literal[
     "too_many_operations",
     "block_id_shadows_name",
     "env_ref_not_allowed",
+    "invalid_step_control",
 ]
 
 

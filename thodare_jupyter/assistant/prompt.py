@@ -34,6 +34,7 @@ Rules:
 - Use only connector types from the catalog and only the params it lists for them; required params must be set.
 - Data flows through templates: {{trigger.<field>}} is the run input, {{<block id>.<output field>}} an output of an upstream block (only the outputs the catalog lists), {{vars.<name>}} a workflow variable, {{env.<NAME>}} an environment value.
 - A block may only read blocks upstream of it. Connect every new block: from "__trigger__" or the block whose output it reads, and to the blocks that must run after it.
+- add and edit may also set a block's step controls (send null to remove one): "retries": {"max": <attempts, the first included>, "backoff": "<duration>"}, "when": "{{<upstream block>.<field>}}" (falsy: the block and what needs it are skipped), "timeout": "<duration per attempt, e.g. 30s or 2m>".
 - To put B between A and C: disconnect A->C, connect A->B, connect B->C.
 - The operations are applied in order to the workflow exactly as it is shown to you. When told they did not apply, send the whole corrected list again, for that same workflow.
 - If the request needs no change, send an empty list and say why in the explanation.

@@ -18,10 +18,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..connectors import Connector
+from ..controls import parse_retries, parse_timeout
 from ..errors import BuildError, listing
 from ..templates import iter_refs, ref_head
 from ..validation import block_id_problem
-from ..wire import SerializedBlock, SerializedConnection, SerializedWorkflow, WorkflowMetadata
+from ..wire import (
+    SerializedBlock,
+    SerializedConnection,
+    SerializedWorkflow,
+    StepRetries,
+    WorkflowMetadata,
+)
 
 TRIGGER_ID = "__trigger__"
 
@@ -177,6 +184,9 @@ class WorkflowBuilder:
         *,
         needs: Sequence[str] = (),
         name: str | None = None,
+        retries: int | Mapping[str, Any] | StepRetries | None = None,
+        when: str | Ref | Callable[[StepRefs], Any] | None = None,
+        timeout: float | str | None = None,
     ) -> WorkflowBuilder:
         """Add a step running ``connector`` with ``params`` (a dict, or a function of ``r``).
 
@@ -186,6 +196,12 @@ class WorkflowBuilder:
             params: ``{"email": "x"}`` or ``lambda r: {"email": r.input.email}``.
             needs: Steps that must finish first even without a ref between them.
             name: A display name.
+            retries: This step's attempts, overriding the connector's policy:
+                ``3`` or ``{"max": 3, "backoff": "2s"}`` (``max`` counts the first try).
+            when: Run the step only when this is truthy at run time:
+                ``lambda r: r.approve.approved`` or ``"{{approve.approved}}"``; a
+                falsy value skips it and the steps that need it.
+            timeout: Seconds (or ``"30s"``, ``"2m"``) one attempt may take.
         """
         where = _where(1)
         problems = list(self._s.problems)
@@ -223,9 +239,21 @@ class WorkflowBuilder:
                     f"Step '{id}' ({where}): needs unknown step '{n}'. "
                     f"Earlier steps: {listing(known)}."
                 )
-        deps = [h for h in (ref_head(r)[0] for r in iter_refs(values)) if h in known]
+        controls = _controls(id, where, retries, timeout, problems)
+        if callable(when) and not isinstance(when, Ref):
+            when = when(StepRefs(self._s.input_model, known, problems))
+        cond = None if when is None else materialize(when)
+        if cond is not None and not isinstance(cond, str):
+            problems.append(
+                f"Step '{id}' ({where}): when must be a reference or a template string, "
+                f"got {type(cond).__name__}."
+            )
+            cond = None
+        deps = [h for h in (ref_head(r)[0] for r in iter_refs([values, cond])) if h in known]
         upstream = tuple(dict.fromkeys([*needs, *deps]))
-        block = SerializedBlock(id=id, type=connector.type, name=name, params=values)
+        block = SerializedBlock(
+            id=id, type=connector.type, name=name, params=values, when=cond, **controls
+        )
         return WorkflowBuilder(
             replace(
                 self._s,
@@ -246,6 +274,24 @@ class WorkflowBuilder:
             input_model=s.input_model,
             variables=s.variables,
         )
+
+
+def _controls(
+    id: str, where: str, retries: Any, timeout: Any, problems: list[str]
+) -> dict[str, Any]:
+    """The ``retries``/``timeout`` block fields of a step; problems are appended."""
+    out: dict[str, Any] = {}
+    for key, value, parse in (
+        ("retries", retries, parse_retries),
+        ("timeout", timeout, parse_timeout),
+    ):
+        if value is None:
+            continue
+        try:
+            out[key] = parse(value)
+        except ValueError as e:
+            problems.append(f"Step '{id}' ({where}): {e}.")
+    return out
 
 
 def assemble_workflow(

@@ -11,6 +11,9 @@
         with: {email: "{{trigger.email}}"}     # its params
         needs: [other]                         # optional; edges are also inferred from refs
         name: Enrich                           # optional display name
+        retries: {max: 3, backoff: 2s}         # optional: attempts (the first included)
+        when: "{{approve.approved}}"           # optional: falsy skips it and what needs it
+        timeout: 30s                           # optional: per attempt (500ms, 30s, 2m, 1h)
 
 Input types: ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``,
 ``datetime``, ``date``, ``decimal`` (``Decimal``: exact), ``table`` (a ``Table``:
@@ -42,6 +45,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
+from ..controls import parse_retries, parse_timeout
 from ..data import File, Table
 from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
 from ..graph import digraph, find_cycle
@@ -52,7 +56,7 @@ from .builder import TRIGGER_ID, assemble_workflow
 from .cell_yaml import CellYamlError, load_cell
 
 TOP_KEYS = ("description", "input", "steps", "vars")
-STEP_KEYS = ("name", "needs", "uses", "with")
+STEP_KEYS = ("name", "needs", "retries", "timeout", "uses", "when", "with")
 INPUT_TYPES: dict[str, Any] = {
     "str": str, "int": int, "float": float, "bool": bool, "list": list[Any], "dict": dict[str, Any],
     "datetime": datetime, "date": date, "decimal": Decimal, "table": Table, "file": File,
@@ -71,6 +75,7 @@ class _Step:
     with_map: CommentedMap | None = None
     with_pos: Pos | None = None
     upstream: dict[str, None] = field(default_factory=dict)
+    controls: dict[str, Any] = field(default_factory=dict)
 
     @property
     def type(self) -> str:
@@ -177,6 +182,26 @@ class _Compiler:
             step.name = body.get("name")
             step.conn = self.read_uses(step, body)
             self.read_with(step, body)
+            self.read_controls(step, body)
+
+    def read_controls(self, step: _Step, body: CommentedMap) -> None:
+        """``retries``, ``timeout`` and ``when`` (its refs are checked in :meth:`link`)."""
+        where = f"steps.{step.id}"
+        for key, parse in (("retries", parse_retries), ("timeout", parse_timeout)):
+            if body.get(key) is None:
+                continue
+            try:
+                step.controls[key] = parse(_plain(body[key]))
+            except ValueError as e:
+                self.add(_val(body, key), f"{where}.{key}", str(e))
+        when = body.get("when")
+        if when is None:
+            return
+        if isinstance(when, str):
+            step.controls["when"] = str(when)
+        else:
+            msg = 'must be a template string, e.g. "{{approve.approved}}" (quote it)'
+            self.add(_val(body, "when"), f"{where}.when", msg)
 
     def read_uses(self, step: _Step, body: CommentedMap) -> Connector | None:
         where = f"steps.{step.id}.uses"
@@ -234,6 +259,9 @@ class _Compiler:
             for where, text, pos in _leaves(step.with_map, f"steps.{step.id}.with", (0, 0)):
                 for ref in iter_refs(text):
                     self.check_ref(step, ref, where, pos)
+        if "when" in step.controls:
+            for ref in iter_refs(step.controls["when"]):
+                self.check_ref(step, ref, f"steps.{step.id}.when", _val(body, "when"))
 
     def check_ref(self, step: _Step, ref: str, where: str, pos: Pos) -> None:
         head, rest = ref_head(ref)
@@ -286,6 +314,10 @@ class _Compiler:
                     where = f"steps.{step.id}.with.{key}"
                     self.add(step.param_pos(key, True), where, problem[len(head) :])
                     return
+            head = f"Block '{step.id}' ({step.type}) param 'when': "
+            if "when" in step.controls and problem.startswith(head):
+                self.add(_val(step.body, "when"), f"steps.{step.id}.when", problem[len(head) :])
+                return
         self.add((0, 0), "", problem)  # the checks above leave no whole-block problem
 
 
@@ -323,7 +355,10 @@ def workflow_from_yaml(
     if c.problems:
         raise c.error()
     steps = [
-        (SerializedBlock(id=s.id, type=t.type, name=s.name, params=s.params), [*s.upstream])
+        (
+            SerializedBlock(id=s.id, type=t.type, name=s.name, params=s.params, **s.controls),
+            [*s.upstream],
+        )
         for s in c.steps.values()
         if (t := s.conn) is not None
     ]

@@ -3,9 +3,10 @@
 The text is edited with ruamel.yaml's round trip: comments, key order, quotes
 and flow style of what did not change are kept. Steps are added, removed and
 edited; ``with`` params are set or dropped one by one; ``needs`` lists only the
-edges the refs do not already imply. What YAML cannot say (a branch handle or
-condition on an edge) is reported, never silently dropped: the rewritten text
-is compiled again and must give the same workflow.
+edges the refs do not already imply; ``retries``, ``when`` and ``timeout``
+follow the block (kept as written while they mean the same). What YAML cannot
+say (a branch handle or condition on an edge) is reported, never silently
+dropped: the rewritten text is compiled again and must give the same workflow.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..connectors import Catalog
+from ..controls import parse_retries, parse_timeout
 from ..errors import WorkflowYamlError
 from ..graph import descendants, digraph
 from ..templates import iter_refs, ref_head
@@ -36,7 +38,7 @@ def _yaml() -> YAML:
 
 def _inferred(block: SerializedBlock, ids: dict[str, str]) -> set[str]:
     """The steps a block's refs name (by id or display name): edges YAML infers."""
-    heads = {ref_head(r)[0] for r in iter_refs(block.params)}
+    heads = {ref_head(r)[0] for r in iter_refs([block.params, block.when])}
     return {ids[h] for h in heads if h in ids}
 
 
@@ -55,6 +57,29 @@ def _sync_with(body: CommentedMap, params: dict[str, Any]) -> None:
             given[key] = value
     if not given:
         del body["with"]
+
+
+def _sync_controls(body: CommentedMap, block: SerializedBlock) -> None:
+    """``retries``, ``when``, ``timeout``: kept as written when they mean the same."""
+    for key, parse in (("retries", parse_retries), ("timeout", parse_timeout)):
+        want = getattr(block, key)
+        if want is None:
+            body.pop(key, None)
+            continue
+        try:
+            same = key in body and parse(_plain(body[key])) == want
+        except ValueError:
+            same = False
+        if not same:
+            value = want.model_dump(exclude_none=True) if key == "retries" else want
+            if isinstance(value, dict):
+                value = CommentedMap(value)
+                value.fa.set_flow_style()
+            body[key] = value
+    if block.when is None:
+        body.pop("when", None)
+    elif body.get("when") != block.when:
+        body["when"] = block.when
 
 
 def _sync_needs(body: CommentedMap, wanted: list[str]) -> None:
@@ -93,6 +118,7 @@ def rewrite_workflow_yaml(text: str, workflow: SerializedWorkflow) -> str:
         else:
             body.pop("name", None)
         _sync_with(body, b.params)
+        _sync_controls(body, b)
         inferred = _inferred(b, ids)
         _sync_needs(body, [u for u in upstream[b.id] if u not in inferred])
     out = io.StringIO()
@@ -122,8 +148,8 @@ def yaml_problems(name: str, text: str, workflow: SerializedWorkflow, catalog: C
         again = workflow_from_yaml(name, rewrite_workflow_yaml(text, workflow), catalog)
     except WorkflowYamlError as e:
         return [f"{p.field}: {p.message}" for p in e.problems]
-    want = {b.id: (b.type, b.name, b.params) for b in workflow.blocks if b.id != TRIGGER_ID}
-    got = {b.id: (b.type, b.name, b.params) for b in again.blocks if b.id != TRIGGER_ID}
+    want = {b.id: b.model_dump(exclude={"position"}) for b in workflow.blocks if b.id != TRIGGER_ID}
+    got = {b.id: b.model_dump(exclude={"position"}) for b in again.blocks if b.id != TRIGGER_ID}
     if want != got:
         return ["The blocks cannot be written as %%workflow YAML unchanged."]
     missing = _reach(workflow) - _reach(again)

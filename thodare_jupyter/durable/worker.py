@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from ..artifacts import ArtifactStore
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
+from ..controls import retry_policy, within
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..step_logs import Capture, begin, end
@@ -145,6 +146,8 @@ class _RunExecution:
         return await self.compute(block_id, conn, params)
 
     async def compute(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        block = self.plan.blocks[block_id]
+        retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
         attempt = await self.start(block_id, conn.type)
         while True:
             ctx = StepContext(
@@ -155,7 +158,7 @@ class _RunExecution:
             token = begin(capture)
             try:
                 try:
-                    out = await conn.execute(params, ctx)
+                    out = await within(conn.execute(params, ctx), block, conn)
                 finally:
                     end(token)
                     self.keep_logs(capture)
@@ -168,8 +171,8 @@ class _RunExecution:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                if attempt < conn.retries.max_attempts and not isinstance(e, StepFailed):
-                    await asyncio.sleep(conn.retries.delay(attempt))
+                if attempt < retries.max_attempts and not isinstance(e, StepFailed):
+                    await asyncio.sleep(retries.delay(attempt))
                     attempt = await self.start(block_id, conn.type)
                     continue
                 error = self.redactor(error_text(e))
@@ -590,10 +593,10 @@ class Worker:
             self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types(),
             probe=probe,
         )  # fmt: skip
-        for row in rows:
-            if row.id not in self._active:
-                self.lifecycle.run_started(row, self.owner)
-                self._active[row.id] = asyncio.create_task(self._execute(row))
+        for row in rows:  # a run parked by a walk still ending here: the new walk follows it
+            before = self._active.get(row.id)
+            self.lifecycle.run_started(row, self.owner)
+            self._active[row.id] = asyncio.create_task(self._execute(row, after=before))
         self._full = len(self._active) >= self.config.concurrency
 
     async def _next_due(self) -> None:
@@ -604,8 +607,11 @@ class Worker:
         if nxt is not None and nxt > time.time():  # one due now waits for a free slot
             self._due_at = min(self._due_at, nxt)
 
-    async def _execute(self, row: RunRow) -> None:
+    async def _execute(self, row: RunRow, *, after: asyncio.Task[None] | None = None) -> None:
+        """Walk a claimed run (once ``after``, its previous walk here, has ended)."""
         try:
+            if after is not None:
+                await asyncio.wait([after])
             await _RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
@@ -619,7 +625,8 @@ class Worker:
             log.exception("worker %s: run %s crashed the walker", self.owner, row.id)
             self.lifecycle.walk_stopped(row.id, "aborted")
         finally:
-            self._active.pop(row.id, None)
+            if self._active.get(row.id) is asyncio.current_task():
+                del self._active[row.id]
             with self._ended:
                 self._ended_count += 1
                 self._ended.notify_all()

@@ -4,11 +4,13 @@ A wait block stops the run and returns it ``paused`` (a snapshot you can
 serialize); :func:`resume_in_memory` continues it without running completed
 steps again. Each resume returns a new run; the old one is untouched, so
 resuming the same snapshot twice runs the rest twice (no idempotency here:
-that is what the durable runtime is for).
+that is what the durable runtime is for). A block's own ``retries`` and
+``timeout`` apply here too; a connector's retry policy only in the durable runtime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Mapping
@@ -20,6 +22,7 @@ from .._aio import run_sync
 from ..artifacts import ArtifactStore
 from ..connectors import Catalog, StepContext, wait_output
 from ..connectors.payload import typed_output
+from ..controls import retry_policy, within
 from ..errors import NotPaused
 from ..validation import input_model_of, validate_input
 from ..wire import PauseInfo, SerializedWorkflow
@@ -96,10 +99,21 @@ async def _execute(
     store = artifacts or run._artifacts or _memory()
 
     async def dispatch(block_id: str, params: dict[str, Any]) -> Any:
-        ctx = StepContext(
-            run_id=run.run_id, block_id=block_id, env=env, redactor=redactor, artifacts=store
-        )
-        return await plan.connectors[block_id].execute(params, ctx)
+        block, conn = plan.blocks[block_id], plan.connectors[block_id]
+        policy = retry_policy(block, conn, default=False)  # the block's `retries` only
+        attempt = 1
+        while True:
+            ctx = StepContext(
+                run_id=run.run_id, block_id=block_id, attempt=attempt, env=env,
+                redactor=redactor, artifacts=store,
+            )  # fmt: skip
+            try:
+                return await within(conn.execute(params, ctx), block, conn)
+            except Exception:
+                if conn.kind != "compute" or attempt >= policy.max_attempts:
+                    raise
+                await asyncio.sleep(policy.delay(attempt))
+                attempt += 1
 
     outcome = await walk(
         plan,

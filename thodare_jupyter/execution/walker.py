@@ -6,7 +6,8 @@ starts as soon as every block before it has settled (completed, skipped, or
 failed onto an ``error`` branch). Branching follows the seed: edges are
 grouped by ``sourceHandle``; ``success`` is always taken, ``branch`` in the
 output picks a handle, a boolean ``result`` picks ``true``/``false``, else the
-default; untaken branches are skipped transitively.
+default; untaken branches are skipped transitively. A block whose ``when``
+resolves falsy (see :mod:`..controls`) is skipped the same way, with all it feeds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from ..clock import utc_iso
 from ..connectors import Catalog, Connector
+from ..controls import is_falsy
 from ..errors import ThodareError, WorkflowInvalid
 from ..graph import build_graph, handle_of, topological_order
 from ..redaction import Redactor, run_secrets
@@ -255,6 +257,9 @@ class _Walk:
                         )
                     )
                     self.complete(node, self.trigger)
+                    continue
+                if block.when is not None and is_falsy(resolve(block.when, self.scope)):
+                    self.skip_from([node])  # its `when` is falsy: it and what needs it
                     continue
                 params = resolve(block.params, self.scope)
                 task = asyncio.ensure_future(self.dispatch(node, params))
