@@ -15,7 +15,8 @@ On SQLite and PostgreSQL, with a started kit as in a kernel:
   secret) is ``***`` in the stored rows (and the SQLite file), ``handle.logs()``,
   ``GET /thodare/api/runs/{id}/logs`` and ``thodare logs``.
 * An attempt keeps 64 KiB; a line says how many bytes were cut.
-* The lines an attempt wrote before it raised are kept (the run failed).
+* The lines an attempt wrote before it raised are kept (the run failed), and those of an
+  attempt cut short by the block's ``timeout`` (then retried).
 * ``thodare logs RUN STEP --follow`` prints lines as attempts end, until the run ends.
 * The DAG widget's node details carry the step's logs; ``prune`` deletes the logs of
   the runs it deletes.
@@ -397,3 +398,24 @@ def test_prune_deletes_the_logs_of_the_runs_it_deletes(any_kits: KitFactory) -> 
     assert kit.prune(time.time() - cutoff + 0.5).runs == 1  # ended over 0.5 s before the new
     assert q(kit.store.url, "SELECT run_id FROM thodare_step_logs") == [(new.id,)]
     assert [ln.text for ln in new.logs()] == ["after ran"]
+
+
+async def _stuck(_: Empty, ctx: StepContext) -> Done:
+    print(f"attempt {ctx.attempt} starts")
+    if ctx.attempt == 1:
+        await asyncio.sleep(30)
+    return Done(n=ctx.attempt)
+
+
+STUCK = define_connector(type="log_stuck", params=Empty, outputs=Done, run=_stuck)
+
+
+def test_a_timed_out_attempt_keeps_its_lines(any_kits: KitFactory) -> None:
+    kit = any_kits(catalog=Catalog(STUCK)).start()
+    wf = define_workflow("stuck").step("s", STUCK, timeout=0.3, retries={"max": 2, "backoff": 0})
+    h = kit.run(wf.build())
+    assert h.result(timeout=20)["s"] == {"n": 2}
+    assert [(ln.attempt, ln.text) for ln in h.logs("s")] == [
+        (1, "attempt 1 starts"),
+        (2, "attempt 2 starts"),
+    ]
