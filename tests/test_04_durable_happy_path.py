@@ -76,7 +76,8 @@ TRANSFORM = Catalog().get("transform")
 
 TABLES = [
     "thodare_alembic_version", "thodare_definitions", "thodare_runs", "thodare_schedules",
-    "thodare_signal_consumptions", "thodare_signals", "thodare_steps", "thodare_workers",
+    "thodare_signal_consumptions", "thodare_signals", "thodare_step_logs", "thodare_steps",
+    "thodare_workers",
 ]  # fmt: skip
 
 

@@ -39,7 +39,7 @@ APPROVAL = chain_wf(
 QUICK = chain_wf("quick", block("hello", "transform", {"template": {"text": "hi"}}))
 ROUTES = [("GET", "runs"), ("GET", "runs/x"), ("POST", "runs/x/cancel"),
           ("GET", "runs/x/dag.svg"), ("GET", "runs/x/artifacts/sha256:" + "0" * 64),
-          ("POST", "signals"), ("GET", "workers")]  # fmt: skip
+          ("POST", "signals"), ("GET", "workers"), ("GET", "runs/x/logs")]  # fmt: skip
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ async def test_the_runs_list_leaves_out_inputs_and_outputs(jp_fetch: Fetch, kit:
 
 
 @pytest.mark.parametrize(("method", "suffix"), [("GET", ""), ("POST", "cancel"),
-                                                ("GET", "dag.svg")])  # fmt: skip
+                                                ("GET", "dag.svg"), ("GET", "logs")])  # fmt: skip
 async def test_an_unknown_run_id_is_404(
     jp_fetch: Fetch, kit: Wfkit, method: str, suffix: str
 ) -> None:
@@ -305,3 +305,36 @@ async def test_workers_lists_the_live_workers(jp_fetch: Fetch, kit: Wfkit) -> No
     assert workers[0]["runs_held"] == 0 and "transform" in workers[0]["connector_types"]
     kit.stop()  # a clean stop forgets the worker at once
     assert await fetch_json(jp_fetch, "workers") == []
+
+
+async def test_logs_of_a_run_and_of_one_block(jp_fetch: Fetch, kit: Wfkit) -> None:
+    """``GET runs/{id}/logs[?block=]``: lines with time, stream, block and attempt."""
+    from pydantic import BaseModel
+
+    from thodare_jupyter import define_connector
+    from thodare_jupyter.connectors import StepContext
+    from thodare_jupyter.wire import SerializedWorkflow
+
+    class Nothing(BaseModel):
+        pass
+
+    def talk(_: Nothing, ctx: StepContext) -> dict[str, Any]:
+        print(f"hello from {ctx.block_id}")
+        ctx.log("done")
+        return {}
+
+    kit.register(define_connector(type="route_talk", params=Nothing, run=talk))
+    wf = chain_wf("talky", block("one", "route_talk", {}), block("two", "route_talk", {}))
+    h = kit.run(SerializedWorkflow.model_validate(wf), {})
+    await asyncio.to_thread(h.result, 15)
+    lines = await fetch_json(jp_fetch, "runs", h.id, "logs")
+    assert [(ln["block_id"], ln["attempt"], ln["stream"], ln["text"]) for ln in lines] == [
+        ("one", 1, "stdout", "hello from one"), ("one", 1, "log", "done"),
+        ("two", 1, "stdout", "hello from two"), ("two", 1, "log", "done"),
+    ]  # fmt: skip
+    assert all(ln["at"].endswith("Z") or "+" in ln["at"] for ln in lines)
+    two = await fetch_json(jp_fetch, "runs", h.id, "logs", params={"block": "two"})
+    assert [ln["text"] for ln in two] == ["hello from two", "done"]
+    code, msg = await error(jp_fetch, "runs", h.id, "logs", params={"block": "b" * 10241})
+    assert (code, msg) == (400, f"block: {'b' * 32!r}"[:-1] + "…' (10241 characters) is longer "
+                                "than a block id can be.")  # fmt: skip

@@ -3,6 +3,7 @@
     thodare worker --db sqlite:///runs.db --import my_connectors [--import other.py]
     thodare runs [--status failed] [--limit 20]
     thodare runs show RUN_ID
+    thodare logs RUN_ID [STEP] [--follow]
     thodare signal order.paid --payload '{"id": 7}' [--key order-7] [--idempotency-key I]
     thodare cancel RUN_ID
     thodare schedules [pause|resume|remove NAME]
@@ -26,6 +27,7 @@ import re
 import signal as signals
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -41,7 +43,7 @@ from .connectors.waits import duration_seconds
 from .durable.handle import RunDescription, StepDescription
 from .errors import BackendUnavailable, RunNotFound, ThodareError, safe_url
 from .kit import Wfkit, create_wfkit
-from .wire import RUN_STATUSES, RunStatus
+from .wire import RUN_STATUSES, TERMINAL_STATUSES, RunStatus
 
 ArtifactsOption = Annotated[
     str | None,
@@ -310,6 +312,35 @@ def workers(db: Db = None, namespace: Namespace = None) -> None:
         [[w.id, w.kind, str(w.runs_held), str(w.concurrency), _when(w.last_heartbeat),
           ", ".join(t for t in w.connector_types if t not in builtins) or "-"] for w in found],
     ))  # fmt: skip
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    step: Annotated[str | None, typer.Argument(help="Only this block's logs.")] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.05, help="With --follow: seconds between looks.")
+    ] = 1.0,
+    db: Db = None,
+    namespace: Namespace = None,
+) -> None:
+    """What a run's steps printed or logged: time, block#attempt, stream, text (masked).
+    An attempt's lines appear when it ends."""
+    with _open(db, namespace) as kit:
+        status = _describe(kit, run_id).status
+        seen = 0
+        while True:
+            rows = kit.store.logs.rows(run_id, step, after=seen)
+            for _, line in rows:
+                typer.echo(str(line))
+            seen = rows[-1][0] if rows else seen
+            if not follow or status in TERMINAL_STATUSES:
+                break
+            time.sleep(interval)
+            status = kit.get_handle(run_id).status  # then one more look: the last lines
 
 
 @app.command("signal")

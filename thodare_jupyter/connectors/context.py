@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..artifacts import ArtifactStore
 from ..redaction import ReadingEnv, Redactor
+from ..step_logs import StepLog
 
 _log = logging.getLogger("thodare.step")
 
@@ -25,7 +25,9 @@ class StepContext:
             here is a secret from then on: masked out of its errors.
         idempotency_key: Stable per run and block, across retries and replays:
             pass it to outside services so an at-least-once step acts once.
-        log: A logger scoped to this run and block.
+        log: The step's log: ``ctx.log("...")`` writes a line to the step's logs
+            (the durable runtime keeps them per attempt: ``handle.logs()``);
+            ``ctx.log.info(...)`` etc. log to ``thodare.step`` and to the same logs.
         redactor: The run's secrets; the executor masks errors with it.
         artifacts: Where ``Table``/``File`` outputs and outputs over 256 KiB of
             JSON are stored (the kit's artifact store); None: nowhere.
@@ -38,11 +40,11 @@ class StepContext:
     idempotency_key: str = ""
     redactor: Redactor = field(default_factory=Redactor, repr=False)
     artifacts: ArtifactStore | None = field(default=None, repr=False)
-    log: logging.LoggerAdapter[Any] = field(init=False, repr=False)
+    log: StepLog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.env, ReadingEnv):
             self.env = ReadingEnv(self.env, self.redactor)
         if not self.idempotency_key:
             self.idempotency_key = f"{self.run_id}:{self.block_id}"
-        self.log = logging.LoggerAdapter(_log, {"run_id": self.run_id, "block_id": self.block_id})
+        self.log = StepLog(_log, {"run_id": self.run_id, "block_id": self.block_id})

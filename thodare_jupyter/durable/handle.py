@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from ..clock import from_iso, to_iso
 from ..connectors.payload import typed_output
 from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout, StepOutputMissing
+from ..step_logs import LogLine
 from ..wire import TERMINAL_STATUSES, RunStatus, SerializedWorkflow
 from .records import RunRow, StepRow, WorkerRow
 from .store import Store
@@ -274,6 +275,19 @@ class RunHandle:
             bid: typed_output(catalog.find(types.get(bid, "")), out, store)
             for bid, out in outputs.items()
         }
+
+    def logs(self, block_id: str | None = None) -> list[LogLine]:
+        """What the run's steps (or block ``block_id``) printed, logged or wrote with
+        ``ctx.log``, line by line with time, stream, block and attempt; masked like
+        errors and capped per attempt. An attempt's lines are stored when it ends.
+
+        Raises:
+            RunNotFound: No such run in this database and namespace.
+        """
+        lines = self.store.logs.lines(self.id, block_id)
+        if not lines:
+            self._row()  # an unknown run is an error, a quiet one an empty list
+        return lines
 
     def cancel(self) -> bool:
         """Cancel the run (also while it waits); False when it had already ended."""

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from ..artifacts import ArtifactStore, refs_in
 from .database import Database, retrying
-from .schema import consumptions, runs, steps
+from .schema import consumptions, runs, step_logs, steps
 
 FINISHED = ("completed", "failed", "canceled")
 _BATCH = 500
@@ -85,6 +85,7 @@ class Pruner:
                     if t and '"$artifact"' in t
                 )
                 c.execute(consumptions.delete().where(consumptions.c.run_id.in_(chunk)))
+                c.execute(step_logs.delete().where(step_logs.c.run_id.in_(chunk)))
                 n_steps += c.execute(steps.delete().where(steps.c.run_id.in_(chunk))).rowcount
                 c.execute(runs.delete().where(runs.c.id.in_(chunk)))
             return ids, n_steps, named

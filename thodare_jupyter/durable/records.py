@@ -124,3 +124,14 @@ def step_row(row: Any) -> StepRow:
 def db_text(message: str | None) -> str | None:
     """A message as every database stores it: PostgreSQL text cannot hold a NUL byte."""
     return None if message is None else message.replace("\x00", "\\x00")
+
+
+@dataclass(frozen=True)
+class LogWrite:
+    """The logs of one attempt of a step to store: ``(at, stream, text)`` lines, masked,
+    and how many bytes were cut over the cap."""
+
+    block_id: str
+    attempt: int
+    lines: list[tuple[float, str, str]]
+    cut: int = 0

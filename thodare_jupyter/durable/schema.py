@@ -168,3 +168,16 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
 )
+
+step_logs = Table(
+    "thodare_step_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), ForeignKey("thodare_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("block_id", String(10240), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("lines_json", Text, nullable=False),  # JSON list of [at, stream, text], masked
+    Column("cut_bytes", Integer, nullable=False, default=0),  # text over the cap, not kept
+    Column("created_at", Float, nullable=False),
+    Index("ix_thodare_step_logs_run", "run_id", "id"),  # a run's logs, in the order written
+)

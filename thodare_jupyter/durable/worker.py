@@ -33,10 +33,11 @@ from ..connectors import Catalog, Connector, StepContext, wait_output
 from ..controls import retry_policy, within
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
+from ..step_logs import Capture, begin, end
 from ..wire import PauseInfo, SerializedWorkflow
 from .lifecycle import Lifecycle
 from .listener import PgListener
-from .records import RunRow, StepWrite
+from .records import LogWrite, RunRow, StepWrite
 from .run_store import LeaseLost
 from .schedules import Schedules
 from .store import Store
@@ -90,6 +91,7 @@ class _RunExecution:
         self.w, self.row, self.store = worker, row, worker.store
         self.owner = worker.owner
         self.ended: list[StepWrite] = []
+        self.logs: list[LogWrite] = []  # ended attempts' logs: they go with the next write
         self.lock = asyncio.Lock()
         self.flush: asyncio.TimerHandle | None = None
 
@@ -98,13 +100,29 @@ class _RunExecution:
         ``also``) in the worker's next group commit; its result once committed."""
         async with self.lock:
             ended, self.ended = self.ended, []
+            logs, self.logs = self.logs, []
             steps = [*ended, *also]
             starts_only = all(w.status == "running" for w in steps)
-            lazy = fn == self.store.runs.write_steps_in and starts_only
+            lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
             op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
+            if logs:  # after the fenced write: stored only while this worker holds the run
+                op = functools.partial(self._with_logs, op, logs)
             done = await self.w.committed(op, lazy=lazy)
             self.w.lifecycle.steps_written(self.row.id, steps, done)
             return done
+
+    def _with_logs(
+        self, op: Callable[[Connection], Any], logs: list[LogWrite], c: Connection
+    ) -> Any:
+        done = op(c)
+        self.store.logs.write_in(c, self.row.id, logs)
+        return done
+
+    def keep_logs(self, capture: Capture) -> None:
+        """Hold an ended attempt's logs (masked by the run's redactor) for the next write."""
+        lines, cut = capture.finish(self.redactor)
+        if lines or cut:
+            self.logs.append(LogWrite(capture.block_id, capture.attempt, lines, cut))
 
     def hold(self, end: StepWrite) -> None:
         self.ended.append(end)
@@ -136,8 +154,14 @@ class _RunExecution:
                 run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env,
                 redactor=self.redactor, artifacts=self.w.artifacts,
             )  # fmt: skip
+            capture = Capture(block_id, attempt)
+            token = begin(capture)
             try:
-                out = await within(conn.execute(params, ctx), block, conn)
+                try:
+                    out = await within(conn.execute(params, ctx), block, conn)
+                finally:
+                    end(token)
+                    self.keep_logs(capture)
                 if isinstance(out, PauseInfo):
                     raise StepFailed(
                         f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "

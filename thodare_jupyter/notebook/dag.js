@@ -245,6 +245,11 @@ function drawDetails(model, panel) {
     panel.append(drawOutput(d.output, run.id));
   }
   if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
+  if (d.logs && d.logs.length) {
+    panel.append(html("div", { class: "thodare-label" }, "logs"));
+    const text = d.logs.map((l) => `#${l.attempt} ${l.stream}: ${l.text}`).join("\n");
+    panel.append(html("pre", { class: "thodare-logs" }, text));
+  }
   if (!run.id) return;
   if (d.status === "waiting" && d.type === "human_approval") {
     const comment = html("input", { placeholder: "comment (optional)", class: "thodare-comment" });

@@ -4,8 +4,9 @@
 follows a run: a thread reads the run every ``POLL_S`` and pushes the step
 statuses and timings to the front end (the nodes' colours, a table of steps).
 Clicking a node shows its params (hidden ones masked) and, for a run, its
-output or error: a table stored by reference as its row and column counts,
-column types and first rows; a file as its name, size and a download link
+output or error and its logs (what its attempts printed or logged, masked,
+as each attempt ended): a table stored by reference as its row and column
+counts, column types and first rows; a file as its name, size and a download link
 (the server extension's artifacts route). A waiting ``human_approval``
 offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
 form; any node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display
@@ -31,6 +32,8 @@ from .svg import STATUS_STYLE, render_svg, run_statuses
 POLL_S = 0.2
 """How often a followed run is read (the widget changes within this of the worker)."""
 MASK = "••••••"
+LOG_LINES = 500
+"""A node's details show at most this many of its step's last log lines."""
 
 
 class DagView(anywidget.AnyWidget):
@@ -127,8 +130,15 @@ class DagView(anywidget.AnyWidget):
             found = next((s for s in outputs if s.block_id == block.id), None)
             output = json.loads(json.dumps(found.output, default=str)) if found else None
             details.update(status=step["status"], error=step["error"],
-                           waiting_for=step["waiting_for"], output=output)  # fmt: skip
+                           waiting_for=step["waiting_for"], output=output,
+                           logs=self._logs(block.id))  # fmt: skip
         self.details = details
+
+    def _logs(self, block_id: str) -> list[dict[str, Any]]:
+        """The step's last :data:`LOG_LINES` log lines, as its attempts ended (masked)."""
+        assert self.kit is not None and self.run_id is not None
+        lines = self.kit.get_handle(self.run_id).logs(block_id)[-LOG_LINES:]
+        return [{"attempt": ln.attempt, "stream": ln.stream, "text": ln.text} for ln in lines]
 
     def _on_action(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if self.kit is None or self.run_id is None:

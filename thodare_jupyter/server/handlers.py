@@ -33,6 +33,8 @@ MAX_KEY_CHARS = 512
 """``event`` and ``correlation_key`` are at most this long (their database columns)."""
 MAX_RUN_ID = 64
 """A run id longer than this (or with control characters) cannot exist: 404 at once."""
+MAX_BLOCK_ID = 10240
+"""``?block=`` is at most this long (its database column)."""
 _LIMIT = re.compile(r"[0-9]{1,4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -118,6 +120,19 @@ class RunHandler(_Base):
     @web.authenticated
     async def get(self, run_id: str) -> None:
         self.finish(json.dumps(await self.call(self.runs.describe, run_id_of(run_id))))
+
+
+class LogsHandler(_Base):
+    """``GET /thodare/api/runs/{id}/logs?block=``: what the run's steps (or one block)
+    printed or logged, line by line: ``{at, stream, block_id, attempt, text}``, masked."""
+
+    @web.authenticated
+    async def get(self, run_id: str) -> None:
+        block = self.get_query_argument("block", "") or None
+        if block is not None and len(block) > MAX_BLOCK_ID:
+            raise web.HTTPError(400, f"block: {shown(block)} is longer than a block id can be.")
+        lines = await self.call(self.runs.logs, run_id_of(run_id), block)
+        self.finish(json.dumps(lines))
 
 
 class CancelHandler(_Base):
@@ -219,6 +234,7 @@ ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("runs", RunsHandler),
     (f"runs/{RUN_ID}", RunHandler),
     (f"runs/{RUN_ID}/cancel", CancelHandler),
+    (f"runs/{RUN_ID}/logs", LogsHandler),
     (f"runs/{RUN_ID}/dag.svg", DagHandler),
     (f"runs/{RUN_ID}/artifacts/(?P<artifact>[^/]+)", ArtifactHandler),
     ("signals", SignalsHandler),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from ..clock import to_iso
 from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
 from ..notebook.svg import render_svg, run_statuses
@@ -59,6 +60,14 @@ class Runs:
     def describe(self, run_id: str) -> dict[str, Any]:
         """One run with its steps; raises :class:`RunNotFound`."""
         return self.kit.get_handle(run_id).describe().model_dump(mode="json")
+
+    def logs(self, run_id: str, block_id: str | None) -> list[dict[str, Any]]:
+        """The run's log lines (of one block), masked; raises :class:`RunNotFound`."""
+        return [
+            {"at": to_iso(ln.at), "stream": ln.stream, "block_id": ln.block_id,
+             "attempt": ln.attempt, "text": ln.text}
+            for ln in self.kit.get_handle(run_id).logs(block_id)
+        ]  # fmt: skip
 
     def workers(self) -> list[dict[str, Any]]:
         """Live workers on this database and namespace."""
