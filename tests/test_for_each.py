@@ -1,0 +1,293 @@
+"""Dynamic steps: ``for_each`` runs a connector once per item.
+
+* The wire: block fields ``forEach`` (a ``{{ref}}`` to a list or a table) and
+  ``concurrency``, absent when unset; ``{{item}}``, ``{{item.x}}`` and
+  ``{{item_index}}`` in that block's params only (elsewhere: a located error).
+* Both executors: one call per item, at most ``concurrency`` in flight; a failing
+  item is recorded in ``failed`` and the others go on; the output is
+  ``{"items": [...], "failed": [{"index", "error"}]}``; ``when`` governs the
+  whole step; ``timeout`` each item's call.
+* Durable: each item is memoised as its own step row ``block[i]``; a run handed
+  back in the middle runs only the unfinished items again (SQLite, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from durable_helpers import KitFactory, step_rows, wait_until
+from pydantic import BaseModel
+
+from thodare_jupyter import (
+    Catalog,
+    SerializedWorkflow,
+    WorkflowInvalid,
+    define_connector,
+    run_in_memory,
+)
+
+
+class Rows(BaseModel):
+    n: int = 3
+
+
+class RowsOut(BaseModel):
+    rows: list[dict[str, Any]]
+
+
+class Greet(BaseModel):
+    name: str = ""
+    index: int = 0
+    fail: bool = False
+
+
+class Greeting(BaseModel):
+    text: str
+
+
+class Calls:
+    """Calls per key, and the most in flight at once (steps may run in threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count: Counter[str] = Counter()
+        self.now = 0
+        self.peak = 0
+
+    def enter(self, key: str) -> None:
+        with self.lock:
+            self.count[key] += 1
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.now -= 1
+
+
+CALLS = Calls()
+RELEASE = threading.Event()
+
+
+def _rows(p: Rows) -> RowsOut:
+    return RowsOut(rows=[{"name": f"n{i}", "fail": i % 4 == 3} for i in range(p.n)])
+
+
+async def _greet(p: Greet) -> Greeting:
+    CALLS.enter(p.name)
+    try:
+        await asyncio.sleep(0.02)
+        if p.fail:
+            raise ValueError(f"no greeting for {p.name}")
+        return Greeting(text=f"Hi {p.name} #{p.index}")
+    finally:
+        CALLS.leave()
+
+
+class Gated(BaseModel):
+    run: str
+    index: int
+
+
+async def _gated(p: Gated) -> Greeting:
+    CALLS.enter(f"{p.run}:{p.index}")
+    if p.index >= 20:
+        deadline = time.monotonic() + 20
+        while not RELEASE.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+    return Greeting(text=f"item {p.index}")
+
+
+async def _slow(p: Greet) -> Greeting:
+    await asyncio.sleep(2 if p.index == 1 else 0)
+    return Greeting(text=f"done {p.index}")
+
+
+ROWS = define_connector(type="fe_rows", params=Rows, outputs=RowsOut, run=_rows)
+GREET = define_connector(type="fe_greet", params=Greet, outputs=Greeting, run=_greet)
+GATED = define_connector(type="fe_gated", params=Gated, outputs=Greeting, run=_gated)
+SLOW = define_connector(type="fe_slow", params=Greet, outputs=Greeting, run=_slow)
+
+
+def _catalog() -> Catalog:
+    return Catalog(ROWS, GREET, GATED, SLOW)
+
+
+def _wf(n: int = 6, **each: Any) -> SerializedWorkflow:
+    greet: dict[str, Any] = {
+        "id": "greet",
+        "type": "fe_greet",
+        "forEach": "{{query.rows}}",
+        "params": {"name": "{{item.name}}", "index": "{{item_index}}", "fail": "{{item.fail}}"},
+        **each,
+    }
+    return SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "start", "type": "trigger_webhook"},
+                {"id": "query", "type": "fe_rows", "params": {"n": n}},
+                greet,
+            ],
+            "connections": [
+                {"source": "start", "target": "query"},
+                {"source": "query", "target": "greet"},
+            ],
+        }
+    )
+
+
+# ── the wire ────────────────────────────────────────────────────────────────
+
+
+def test_wire_fields_are_absent_when_unset_and_round_trip() -> None:
+    plain = _wf()
+    plain.blocks[2].for_each = None
+    assert "forEach" not in plain.to_json() and "concurrency" not in plain.to_json()
+    wf = _wf(concurrency=2)
+    data = wf.to_dict()["blocks"][2]
+    assert data["forEach"] == "{{query.rows}}" and data["concurrency"] == 2
+    assert SerializedWorkflow.from_json(wf.to_json()).to_json() == wf.to_json()
+
+
+def test_item_refs_outside_a_for_each_block_are_located_errors() -> None:
+    wf = _wf()
+    wf.blocks[1].params["n"] = "{{item_index}}"
+    wf.blocks[2].when = "{{item.fail}}"
+    with pytest.raises(WorkflowInvalid) as ei:
+        run_in_memory(wf, catalog=_catalog())
+    text = str(ei.value)
+    assert "query" in text and "{{item_index}} is only known in the params of a for_each" in text
+    assert "when" in text and "{{item}} is only known" in text
+
+
+def test_bad_for_each_concurrency_and_bracket_ids_are_rejected() -> None:
+    for extra, why in [
+        ({"forEach": "query.rows"}, "for_each must be one {{reference}}"),
+        ({"concurrency": 0}, "concurrency must be from 1 to 1000"),
+        ({"id": "greet[0]"}, "cannot contain"),
+    ]:
+        wf = _wf(**extra)
+        if "id" in extra:
+            wf.connections[1].target = "greet[0]"
+        with pytest.raises(WorkflowInvalid) as ei:
+            run_in_memory(wf, catalog=_catalog())
+        assert why in str(ei.value)
+
+
+# ── in memory ───────────────────────────────────────────────────────────────
+
+
+def test_in_memory_runs_each_item_records_failures_and_keeps_order() -> None:
+    run = run_in_memory(_wf(8), catalog=_catalog())
+    assert run.status == "completed", run.error
+    out = run.outputs["greet"]
+    assert out["items"][0] == {"text": "Hi n0 #0"}
+    assert out["items"][6] == {"text": "Hi n6 #6"}
+    assert out["items"][3] is None and out["items"][7] is None
+    assert [f["index"] for f in out["failed"]] == [3, 7]
+    assert "no greeting for n3" in out["failed"][0]["error"]
+
+
+def test_in_memory_concurrency_caps_items_in_flight() -> None:
+    CALLS.peak = 0
+    run = run_in_memory(_wf(12, concurrency=2), catalog=_catalog())
+    assert run.status == "completed"
+    assert CALLS.peak == 2
+    CALLS.peak = 0
+    run_in_memory(_wf(12), catalog=_catalog())  # default 8
+    assert CALLS.peak == 8
+
+
+def test_in_memory_falsy_when_skips_the_whole_step() -> None:
+    run = run_in_memory(_wf(4, when="{{query.none}}"), catalog=_catalog(), validate=False)
+    assert run.status == "completed" and "greet" in run.state.skipped
+
+
+def test_in_memory_timeout_is_per_item_call() -> None:
+    wf = _wf(3, timeout=0.5)
+    wf.blocks[2].type = "fe_slow"
+    wf.blocks[2].params = {"index": "{{item_index}}"}
+    run = run_in_memory(wf, catalog=_catalog())
+    out = run.outputs["greet"]
+    assert out["items"][0] == {"text": "done 0"} and out["items"][2] == {"text": "done 2"}
+    assert [f["index"] for f in out["failed"]] == [1]
+    assert "timeout" in out["failed"][0]["error"]
+
+
+def test_in_memory_not_a_list_fails_the_step() -> None:
+    run = run_in_memory(_wf(3, forEach="{{query.rows.0}}"), catalog=_catalog())
+    assert run.status == "failed" and run.failed_block == "greet"
+    assert "not a list or a table" in (run.error or "")
+
+
+# ── durable, SQLite and PostgreSQL ─────────────────────────────────────────
+
+
+def test_durable_items_have_their_own_rows_and_the_step_aggregates(
+    any_kits: KitFactory, db_url: str
+) -> None:
+    kit = any_kits(catalog=_catalog()).start()
+    h = kit.run(_wf(8, concurrency=3))
+    out = h.result(timeout=30)["greet"]
+    assert out["items"][1] == {"text": "Hi n1 #1"} and out["items"][3] is None
+    assert [f["index"] for f in out["failed"]] == [3, 7]
+    rows = step_rows(db_url, h.id)
+    assert rows["greet"]["status"] == "completed"
+    assert rows["greet[0]"]["status"] == "completed" and rows["greet[3]"]["status"] == "failed"
+    assert "no greeting for n3" in rows["greet[3]"]["error"]
+    assert not any(k.startswith("greet[") for k in h.result(timeout=1))
+
+
+def _gated_wf(n: int) -> SerializedWorkflow:
+    return SerializedWorkflow.model_validate(
+        {
+            "blocks": [
+                {"id": "start", "type": "trigger_webhook"},
+                {"id": "query", "type": "fe_rows", "params": {"n": n}},
+                {
+                    "id": "each",
+                    "type": "fe_gated",
+                    "forEach": "{{query.rows}}",
+                    "concurrency": 4,
+                    "params": {"run": "{{trigger.tag}}", "index": "{{item_index}}"},
+                },
+            ],
+            "connections": [
+                {"source": "start", "target": "query"},
+                {"source": "query", "target": "each"},
+            ],
+        }
+    )
+
+
+def test_durable_handed_back_mid_items_runs_only_the_unfinished_ones(
+    any_kits: KitFactory, db_url: str
+) -> None:
+    RELEASE.clear()
+    tag = f"t{time.time_ns()}"
+    first = any_kits(catalog=_catalog(), lease_s=2).start()
+    h = first.run(_gated_wf(50), {"tag": tag})
+
+    def done_items() -> int:
+        rows = step_rows(db_url, h.id)
+        return sum(
+            1 for k, r in rows.items() if k.startswith("each[") and r["status"] == "completed"
+        )
+
+    wait_until(lambda: done_items() == 20, 20, "20 items to complete")
+    first.stop()  # a clean hand-back in the middle of the items
+    assert step_rows(db_url, h.id)["each"]["status"] == "running"
+    RELEASE.set()
+    second = any_kits(catalog=_catalog(), lease_s=2).start()
+    out = second.get_handle(h.id).result(timeout=30)["each"]
+    assert out["failed"] == []
+    assert out["items"] == [{"text": f"item {i}"} for i in range(50)]
+    runs = {i: CALLS.count[f"{tag}:{i}"] for i in range(50)}
+    assert all(runs[i] == 1 for i in range(20)), runs  # memoised: not run again
+    assert all(runs[i] in (1, 2) for i in range(20, 50)), runs
+    assert sum(runs[i] for i in range(20, 24)) > 4  # the ones in flight ran again
