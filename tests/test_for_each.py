@@ -291,3 +291,28 @@ def test_durable_handed_back_mid_items_runs_only_the_unfinished_ones(
     assert all(runs[i] == 1 for i in range(20)), runs  # memoised: not run again
     assert all(runs[i] in (1, 2) for i in range(20, 50)), runs
     assert sum(runs[i] for i in range(20, 24)) > 4  # the ones in flight ran again
+
+
+def test_durable_statements_per_item_stay_near_one(any_kits: KitFactory) -> None:
+    """Each item's start carries the held ends before it: about one statement an
+    item (counted on every engine the store uses), 1,000 items."""
+    import sqlalchemy as sa
+
+    kit = any_kits(catalog=_catalog(), poll_s=1.0).start()
+    assert kit.run(_wf(2)).result(timeout=30)["greet"]["items"][0]  # warm: caches, pools
+    kinds: Counter[str] = Counter()
+
+    def counted(conn: Any, cur: Any, statement: str, *_: Any) -> None:
+        kinds[statement.split()[0].upper()] += 1
+
+    for engine in kit.store.engines:
+        sa.event.listen(engine, "before_cursor_execute", counted)
+    try:
+        out = kit.run(_wf(1000, concurrency=16)).result(timeout=120)["greet"]
+    finally:
+        for engine in kit.store.engines:
+            sa.event.remove(engine, "before_cursor_execute", counted)
+    assert len(out["items"]) == 1000 and len(out["failed"]) == 250
+    per_item = sum(n for kind, n in kinds.items() if kind != "BEGIN") / 1000
+    print(f"statements per item: {per_item:.3f} ({dict(kinds)})")
+    assert per_item <= 1.2, kinds
