@@ -27,9 +27,13 @@ from thodare_jupyter import (
     Catalog,
     SerializedWorkflow,
     WorkflowInvalid,
+    apply_operations,
     define_connector,
+    define_workflow,
     run_in_memory,
 )
+from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
+from thodare_jupyter.errors import BuildError, WorkflowYamlError
 
 
 class Rows(BaseModel):
@@ -177,6 +181,99 @@ def test_bad_for_each_concurrency_and_bracket_ids_are_rejected() -> None:
         with pytest.raises(WorkflowInvalid) as ei:
             run_in_memory(wf, catalog=_catalog())
         assert why in str(ei.value)
+
+
+# ── authoring: YAML, builder, apply_operations ─────────────────────────────
+
+YAML = """\
+steps:
+  query:
+    uses: fe_rows
+    with: {n: 5}
+  greet:
+    uses: fe_greet
+    for_each: "{{query.rows}}"
+    concurrency: 4
+    with: {name: "{{item.name}}", index: "{{item_index}}", fail: "{{item.fail}}"}
+"""
+
+
+def test_yaml_and_builder_make_the_same_for_each_block() -> None:
+    from_yaml = workflow_from_yaml("fe", YAML, _catalog())
+    built = (
+        define_workflow("fe")
+        .step("query", ROWS, {"n": 5})
+        .for_each(
+            "greet",
+            GREET,
+            over=lambda r: r.query.rows,
+            params=lambda item, r: {
+                "name": item.name,
+                "index": "{{item_index}}",
+                "fail": item.fail,
+            },
+            concurrency=4,
+        )
+        .build()
+    )
+    assert from_yaml.to_json() == built.to_json()
+    greet = next(b for b in built.blocks if b.id == "greet")
+    assert (greet.for_each, greet.concurrency) == ("{{query.rows}}", 4)
+    assert ("query", "greet") in {(c.source, c.target) for c in built.connections}
+    out = run_in_memory(built, catalog=_catalog()).outputs["greet"]
+    assert out["items"][4] == {"text": "Hi n4 #4"} and out["failed"][0]["index"] == 3
+
+
+def test_yaml_item_outside_with_and_bad_concurrency_are_located() -> None:
+    bad = YAML.replace("concurrency: 4", 'concurrency: 0\n    when: "{{item.fail}}"')
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("fe", bad, _catalog())
+    text = str(ei.value)
+    assert "steps.greet.concurrency" in text and "from 1 to 1000" in text
+    assert "steps.greet.when" in text and "{{item}} is only known" in text
+    plain = YAML.replace('    for_each: "{{query.rows}}"\n', "")
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("fe", plain, _catalog())
+    assert "steps.greet.with" in str(ei.value) and "{{item}} is only known" in str(ei.value)
+
+
+def test_builder_rejects_a_bad_over() -> None:
+    with pytest.raises(BuildError) as ei:
+        define_workflow("fe").step("q", ROWS).for_each("g", GREET, over="rows").build()
+    assert "for_each must be one {{reference}}" in str(ei.value)
+
+
+def test_apply_operations_sets_and_checks_for_each() -> None:
+    base = define_workflow("p").step("query", ROWS).build()
+    ops = [
+        {
+            "operation_type": "add",
+            "block_id": "g",
+            "type": "fe_greet",
+            "forEach": "{{query.rows}}",
+            "concurrency": 3,
+            "params": {"name": "{{item.name}}"},
+        },
+        {"operation_type": "connect", "block_id": "query", "target_block_id": "g"},
+    ]
+    res = apply_operations(base, ops, _catalog())
+    assert res.ok, res.summary
+    g = next(b for b in res.workflow.blocks if b.id == "g")
+    assert (g.for_each, g.concurrency) == ("{{query.rows}}", 3)
+    assert res.workflow.to_dict()["blocks"][-1]["forEach"] == "{{query.rows}}"
+    for field, value, why in [
+        ("forEach", "rows", "one {{reference}}"),
+        ("concurrency", 0, "from 1 to 1000"),
+        ("concurrency", "many", "whole number"),
+    ]:
+        op = {"operation_type": "edit", "block_id": "g", field: value}
+        bad = apply_operations(res.workflow, [op], _catalog())
+        (skip,) = bad.skipped_items
+        assert skip.reason_code == "invalid_step_control" and why in skip.reason
+        assert skip.details == {"field": field}
+    off = {"operation_type": "edit", "block_id": "g", "forEach": None, "concurrency": None}
+    cleared = apply_operations(res.workflow, [off], _catalog()).workflow
+    assert "forEach" not in cleared.to_json() and "concurrency" not in cleared.to_json()
 
 
 # ── in memory ───────────────────────────────────────────────────────────────
