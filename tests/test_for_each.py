@@ -33,6 +33,7 @@ from thodare_jupyter import (
     run_in_memory,
 )
 from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
+from thodare_jupyter.data import Table
 from thodare_jupyter.errors import BuildError, WorkflowYamlError
 
 
@@ -112,6 +113,17 @@ async def _slow(p: Greet) -> Greeting:
     return Greeting(text=f"done {p.index}")
 
 
+class TableOut(BaseModel):
+    rows: Table
+
+
+def _table(p: Rows) -> TableOut:
+    import pandas as pd
+
+    return TableOut(rows=pd.DataFrame({"name": [f"t{i}" for i in range(p.n)], "fail": False}))
+
+
+TABLE = define_connector(type="fe_table", params=Rows, outputs=TableOut, run=_table)
 ROWS = define_connector(type="fe_rows", params=Rows, outputs=RowsOut, run=_rows)
 GREET = define_connector(type="fe_greet", params=Greet, outputs=Greeting, run=_greet)
 GATED = define_connector(type="fe_gated", params=Gated, outputs=Greeting, run=_gated)
@@ -119,7 +131,7 @@ SLOW = define_connector(type="fe_slow", params=Greet, outputs=Greeting, run=_slo
 
 
 def _catalog() -> Catalog:
-    return Catalog(ROWS, GREET, GATED, SLOW)
+    return Catalog(ROWS, GREET, GATED, SLOW, TABLE)
 
 
 def _wf(n: int = 6, **each: Any) -> SerializedWorkflow:
@@ -316,6 +328,14 @@ def test_in_memory_timeout_is_per_item_call() -> None:
     assert "timeout" in out["failed"][0]["error"]
 
 
+def test_a_table_gives_one_item_per_row() -> None:
+    wf = _wf(3)
+    wf.blocks[1].type = "fe_table"
+    run = run_in_memory(wf, catalog=_catalog())
+    assert run.status == "completed", run.error
+    assert run.outputs["greet"]["items"] == [{"text": f"Hi t{i} #{i}"} for i in range(3)]
+
+
 def test_in_memory_not_a_list_fails_the_step() -> None:
     run = run_in_memory(_wf(3, forEach="{{query.rows.0}}"), catalog=_catalog())
     assert run.status == "failed" and run.failed_block == "greet"
@@ -338,6 +358,14 @@ def test_durable_items_have_their_own_rows_and_the_step_aggregates(
     assert rows["greet[0]"]["status"] == "completed" and rows["greet[3]"]["status"] == "failed"
     assert "no greeting for n3" in rows["greet[3]"]["error"]
     assert not any(k.startswith("greet[") for k in h.result(timeout=1))
+
+
+def test_durable_for_each_over_a_table(any_kits: KitFactory) -> None:
+    kit = any_kits(catalog=_catalog()).start()
+    wf = _wf(4)
+    wf.blocks[1].type = "fe_table"
+    out = kit.run(wf).result(timeout=30)["greet"]
+    assert out == {"items": [{"text": f"Hi t{i} #{i}"} for i in range(4)], "failed": []}
 
 
 def _gated_wf(n: int) -> SerializedWorkflow:
