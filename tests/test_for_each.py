@@ -441,3 +441,29 @@ def test_durable_statements_per_item_stay_near_one(any_kits: KitFactory) -> None
     per_item = sum(n for kind, n in kinds.items() if kind != "BEGIN") / 1000
     print(f"statements per item: {per_item:.3f} ({dict(kinds)})")
     assert per_item <= 1.2, kinds
+
+
+def test_dag_view_shows_k_of_n_for_a_for_each_step(any_kits: KitFactory, db_url: str) -> None:
+    from thodare_jupyter.notebook.widgets import DagView
+
+    RELEASE.clear()
+    kit = any_kits(catalog=_catalog()).start()
+    wf = _gated_wf(30)
+    h = kit.run(wf, {"tag": f"v{time.time_ns()}"})
+
+    def done_items() -> int:
+        rows = step_rows(db_url, h.id)
+        return sum(
+            1 for k, r in rows.items() if k.startswith("each[") and r["status"] == "completed"
+        )
+
+    try:
+        wait_until(lambda: done_items() == 20, 20, "20 items to complete")
+        view = DagView(wf, kit, h.id)
+        assert view.progress == {"each": "20/30"}
+        assert not any("[" in s["block_id"] for s in view.run["steps"])  # items: k/N only
+    finally:
+        RELEASE.set()
+    h.result(timeout=30)
+    view.refresh()
+    assert view.progress == {"each": "30/30"} and view.statuses["each"] == "completed"

@@ -134,8 +134,8 @@ class _RunExecution:
         if self.ended:
             self.w.spawn(self.write(self.store.runs.write_steps_in))
 
-    async def start(self, block_id: str, type_: str) -> int:
-        start = StepWrite(block_id, type_, "running")
+    async def start(self, block_id: str, type_: str, output: Any = None) -> int:
+        start = StepWrite(block_id, type_, "running", output=output)
         attempts = await self.write(self.store.runs.write_steps_in, also=[start])
         return int(attempts[block_id])
 
@@ -190,7 +190,7 @@ class _RunExecution:
         """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items
         that ended before (the claim's memo) are not run again."""
         conn, block = self.plan.connectors[block_id], self.plan.blocks[block_id]
-        attempt = await self.start(block_id, conn.type)
+        attempt = await self.start(block_id, conn.type, {"total": len(params)})  # progress k/N
 
         async def one(i: int, p: dict[str, Any]) -> Any:
             key = item_key(block_id, i)
