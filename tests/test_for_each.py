@@ -101,6 +101,8 @@ class Gated(BaseModel):
 
 async def _gated(p: Gated) -> Greeting:
     CALLS.enter(f"{p.run}:{p.index}")
+    if p.index % 10 == 5 and p.run.startswith("t"):
+        raise ValueError(f"item {p.index} refused")
     if p.index >= 20:
         deadline = time.monotonic() + 20
         while not RELEASE.is_set() and time.monotonic() < deadline:
@@ -400,18 +402,18 @@ def test_durable_handed_back_mid_items_runs_only_the_unfinished_ones(
 
     def done_items() -> int:
         rows = step_rows(db_url, h.id)
-        return sum(
-            1 for k, r in rows.items() if k.startswith("each[") and r["status"] == "completed"
-        )
+        ended = ("completed", "failed")
+        return sum(1 for k, r in rows.items() if k.startswith("each[") and r["status"] in ended)
 
-    wait_until(lambda: done_items() == 20, 20, "20 items to complete")
+    wait_until(lambda: done_items() == 20, 20, "20 items to end")
     first.stop()  # a clean hand-back in the middle of the items
     assert step_rows(db_url, h.id)["each"]["status"] == "running"
     RELEASE.set()
     second = any_kits(catalog=_catalog(), lease_s=2).start()
     out = second.get_handle(h.id).result(timeout=30)["each"]
-    assert out["failed"] == []
-    assert out["items"] == [{"text": f"item {i}"} for i in range(50)]
+    assert [f["index"] for f in out["failed"]] == [5, 15, 25, 35, 45]
+    assert "item 15 refused" in out["failed"][1]["error"]  # from the memo: not run again
+    assert out["items"] == [None if i % 10 == 5 else {"text": f"item {i}"} for i in range(50)]
     runs = {i: CALLS.count[f"{tag}:{i}"] for i in range(50)}
     assert all(runs[i] == 1 for i in range(20)), runs  # memoised: not run again
     assert all(runs[i] in (1, 2) for i in range(20, 50)), runs
