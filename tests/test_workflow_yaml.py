@@ -370,7 +370,9 @@ def test_step_that_is_no_mapping_has_bad_keys_or_a_bad_id(cat: Catalog) -> None:
     assert "reserved" in trig.message
     assert (where(wiht), wiht.field) == ((5, 5), "steps.trigger.wiht")
     assert wiht.message == "unknown key; did you mean 'with'?"
-    assert wiht.choices == ("name", "needs", "retries", "timeout", "uses", "when", "with")
+    assert wiht.choices == (
+        "concurrency", "for_each", "name", "needs", "retries", "timeout", "uses", "when", "with"
+    )  # fmt: skip
     assert (where(name), name.field, name.message) == (
         (7, 11),
         "steps.trigger.name",

@@ -25,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .connectors.connector import NO_RETRY, Connector, RetryPolicy
 from .errors import StepTimedOut
+from .templates import TEMPLATE
 from .wire import SerializedBlock, StepRetries
 
 T = TypeVar("T")
@@ -133,3 +134,82 @@ async def within(step: Awaitable[T], block: SerializedBlock, conn: Connector) ->
         if limit.expired():  # not a TimeoutError the step raised itself
             raise StepTimedOut(block.id, conn.type, block.timeout) from None
         raise
+
+
+MAX_CONCURRENCY = 1000
+"""The most items a ``for_each`` step may run at once."""
+DEFAULT_CONCURRENCY = 8
+"""Items in flight at once when a ``for_each`` step sets no ``concurrency``."""
+ITEM_REFS = ("item", "item_index")
+"""The ref heads a ``for_each`` step's params may use."""
+
+
+def parse_for_each(value: Any) -> str:
+    """A ``for_each`` value: one ``{{template}}`` (a list or a table), or ValueError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError('for_each must be a {{reference}} to a list or a table, e.g. "{{q.rows}}"')
+    m = TEMPLATE.fullmatch(value.strip())
+    if m is None:
+        raise ValueError(
+            'for_each must be one {{reference}} to a list or a table, e.g. "{{q.rows}}"'
+        )
+    if m.group(1).strip().split(".", 1)[0] in ITEM_REFS:
+        raise ValueError("for_each cannot read {{item}}: it names the items")
+    return value.strip()
+
+
+def parse_concurrency(value: Any) -> int:
+    """A ``concurrency`` value (a whole number from 1 to 1000), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("concurrency must be a whole number of items in flight at once")
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise ValueError(f"concurrency must be from 1 to {MAX_CONCURRENCY}")
+    return value
+
+
+def item_key(block_id: str, index: int) -> str:
+    """The step row of item ``index`` of a ``for_each`` step: ``block_id[index]``
+    (no block id can contain ``[``)."""
+    return f"{block_id}[{index}]"
+
+
+ItemCall = Callable[[int, dict[str, Any]], Awaitable[Any]]
+
+
+async def fan_out(
+    params: list[dict[str, Any]],
+    concurrency: int,
+    call: ItemCall,
+    *,
+    error_of: Callable[[BaseException], str],
+    abort_on: tuple[type[BaseException], ...] = (),
+) -> dict[str, Any]:
+    """Run ``call(index, params)`` for every item, at most ``concurrency`` at once.
+
+    A failing item is recorded (``error_of`` gives its text) and the others go
+    on; an exception of a type in ``abort_on`` stops them all and propagates.
+    Returns ``{"items": [output or None], "failed": [{"index", "error"}]}``.
+    """
+    items: list[Any] = [None] * len(params)
+    failed: dict[int, str] = {}
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(i: int) -> None:
+        async with gate:
+            try:
+                items[i] = await call(i, params[i])
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if isinstance(e, abort_on):
+                    raise
+                failed[i] = error_of(e)
+
+    tasks = [asyncio.ensure_future(one(i)) for i in range(len(params))]
+    try:
+        if tasks:
+            await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+    return {"items": items, "failed": [{"index": i, "error": failed[i]} for i in sorted(failed)]}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
-from .controls import parse_retries, parse_timeout
+from .controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
 from .templates import env_refs, has_template, iter_refs, ref_head
@@ -176,7 +176,13 @@ class _Patcher:
         """The step controls ``op`` sets (None to remove), or None after skipping the op."""
         name = op.operation_type
         out: dict[str, Any] = {}
-        for key in ("retries", "timeout", "when"):
+        parsers = {
+            "retries": parse_retries,
+            "timeout": parse_timeout,
+            "for_each": parse_for_each,
+            "concurrency": parse_concurrency,
+        }
+        for key in ("retries", "timeout", "when", "for_each", "concurrency"):
             if key not in op.model_fields_set:
                 continue
             value = getattr(op, key)
@@ -188,10 +194,11 @@ class _Patcher:
                         raise ValueError('must be a template string like "{{approve.approved}}"')
                     out[key] = value
                 else:
-                    out[key] = (parse_retries if key == "retries" else parse_timeout)(value)
+                    out[key] = parsers[key](value)
             except ValueError as e:
                 reason = f"Block '{clip(block_id)}' {key}: {e}. The operation was not applied."
-                self.skip("invalid_step_control", name, block_id, reason, field=key)
+                wire_key = "forEach" if key == "for_each" else key
+                self.skip("invalid_step_control", name, block_id, reason, field=wire_key)
                 return None
         when = out.get("when")
         if when and env_refs(when) and self.new_env_ref(name, block_id, None, {"when": when}):

@@ -63,7 +63,7 @@ def env_refs(value: SerializedWorkflow | Any) -> set[str]:
     """The env names ``{{env.X}}`` refs read in a workflow (every block's params and
     ``when``) or a value."""
     if isinstance(value, SerializedWorkflow):
-        value = [[b.params, b.when] for b in value.blocks]
+        value = [[b.params, b.when, b.for_each] for b in value.blocks]
     out = set()
     for ref in iter_refs(value):
         head, rest = ref_head(ref)
@@ -124,10 +124,15 @@ class Scope:
     variables: Mapping[str, Any] = field(default_factory=dict)
     block_refs: Mapping[str, str] = field(default_factory=dict)
     """What a ref head names: block ids (to themselves) and block names (to ids)."""
+    locals: Mapping[str, Any] = field(default_factory=dict)
+    """Names bound for one block's params only (a ``for_each`` item: ``item``,
+    ``item_index``); they come before block refs."""
 
     def lookup(self, ref: str) -> Any:
         """Resolve one reference path to its value (``None`` when missing)."""
         head, rest = ref_head(ref)
+        if head in self.locals:
+            return navigate(self.locals[head], rest)
         if head == "trigger":
             return navigate(self.trigger, rest)
         if head == "env":

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
 from .connectors.payload import dump_json
+from .controls import ITEM_REFS, parse_concurrency, parse_for_each
 from .errors import InputInvalid, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
@@ -26,13 +27,15 @@ if TYPE_CHECKING:
     from .artifacts import ArtifactStore
 
 RESERVED_IDS = frozenset(NAMESPACES)
-_BAD_ID_CHARS = frozenset(".{} \t\r\n")
+_BAD_ID_CHARS = frozenset(".{}[] \t\r\n")
 MAX_DEPTH = 64
 """How many levels of lists/objects one param value (or op field) may nest."""
 MAX_INT_DIGITS = 100
 """The most digits an integer in an op may have (larger ones travel as strings)."""
 _INT_LIMIT = 10**MAX_INT_DIGITS
 WHEN = "when"
+FOR_EACH = "forEach"
+"""The ``field`` of a :class:`ValidationIssue` about a block's ``forEach``."""
 """The ``field`` of a :class:`ValidationIssue` about a block's ``when`` (not a param)."""
 
 
@@ -100,7 +103,8 @@ def block_id_problem(block_id: Any) -> str | None:
         return f"'{block_id}' is reserved for {{{{{block_id}.…}}}} references; pick another id."
     if any(c in _BAD_ID_CHARS for c in block_id):
         return (
-            "A block id cannot contain '.', '{', '}' or white space (it must work in {{id.field}})."
+            "A block id cannot contain '.', '{', '}', '[', ']' or white space (it must work in "
+            "{{id.field}}; id[3] names item 3 of a for_each step)."
         )
     return None
 
@@ -188,12 +192,25 @@ def check_refs(
             is_up = above.__contains__
         else:
             continue
-        fields = [*block.params.items(), *([(WHEN, block.when)] if block.when else [])]
+        fields = [
+            *block.params.items(),
+            *([(WHEN, block.when)] if block.when else []),
+            *([(FOR_EACH, block.for_each)] if block.for_each else []),
+        ]
         for key, value in fields:
+            in_params = key not in (WHEN, FOR_EACH) or value is block.params.get(key)
             for ref in iter_refs(value):
-                why = _ref_problem(
-                    ref, block, blocks, names, is_up, catalog, input_fields, variables
-                )
+                if ref_head(ref)[0] in ITEM_REFS and not (block.for_each and in_params):
+                    why: str | None = (
+                        f"{{{{{ref_head(ref)[0]}}}}} is only known in the params of a "
+                        "for_each step (set for_each on this block, or read another value)."
+                    )
+                elif ref_head(ref)[0] in ITEM_REFS:
+                    why = None
+                else:
+                    why = _ref_problem(
+                        ref, block, blocks, names, is_up, catalog, input_fields, variables
+                    )
                 if why:
                     issues.append(_issue(block, key, why, f"{{{{{ref}}}}}"))
     return issues
@@ -299,6 +316,7 @@ def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]
                 f"Block '{b.id}' uses connector type '{b.type}', which is not registered "
                 f"(register it with kit.register). Known: {listing(catalog.types())}."
             )
+        problems += _for_each_problems(b, catalog)
     for c in workflow.connections:
         for end in (c.source, c.target):
             if end not in ids:
@@ -309,6 +327,24 @@ def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]
     if cycle:
         problems.append(f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}.")
     return problems
+
+
+def _for_each_problems(b: SerializedBlock, catalog: Catalog) -> list[str]:
+    out = []
+    if b.for_each is not None:
+        try:
+            parse_for_each(b.for_each)
+        except ValueError as e:
+            out.append(f"Block '{b.id}': {e}.")
+        conn = catalog.find(b.type)
+        if conn is not None and conn.kind != "compute":
+            out.append(f"Block '{b.id}': for_each needs a compute step, not a {conn.kind} block.")
+    if b.concurrency is not None:
+        try:
+            parse_concurrency(b.concurrency)
+        except ValueError as e:
+            out.append(f"Block '{b.id}': {e}.")
+    return out
 
 
 def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:

@@ -39,7 +39,10 @@ class SerializedBlock(_Wire):
     Step controls (absent when unset, so older JSON is unchanged): ``retries``
     overrides the connector's retry policy; ``when`` is a ``{{template}}``
     resolved when the step would run, and a falsy value skips the step and what
-    needs it; ``timeout`` is the seconds one attempt may take.
+    needs it; ``timeout`` is the seconds one attempt may take; ``for_each``
+    (``forEach`` in JSON) is a ``{{template}}`` giving a list (or a table: one
+    item per row): the connector runs once per item, ``concurrency`` at a time
+    (default 8), with ``{{item}}``/``{{item_index}}`` in its params.
     """
 
     id: str
@@ -51,6 +54,8 @@ class SerializedBlock(_Wire):
     retries: StepRetries | None = None
     when: str | None = None
     timeout: float | None = None
+    for_each: str | None = Field(default=None, alias="forEach")
+    concurrency: int | None = None
 
 
 class SerializedConnection(_Wire):
@@ -124,6 +129,8 @@ class AddOp(_Wire):
     retries: Any = None
     when: Any = None
     timeout: Any = None
+    for_each: Any = Field(default=None, alias="forEach")
+    concurrency: Any = None
 
 
 class EditBlockOp(_Wire):
@@ -137,6 +144,8 @@ class EditBlockOp(_Wire):
     retries: Any = None
     when: Any = None
     timeout: Any = None
+    for_each: Any = Field(default=None, alias="forEach")
+    concurrency: Any = None
 
 
 class DeleteOp(_Wire):

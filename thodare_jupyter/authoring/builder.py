@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..connectors import Connector
-from ..controls import parse_retries, parse_timeout
+from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..errors import BuildError, listing
 from ..templates import iter_refs, ref_head
 from ..validation import block_id_problem
@@ -187,6 +187,8 @@ class WorkflowBuilder:
         retries: int | Mapping[str, Any] | StepRetries | None = None,
         when: str | Ref | Callable[[StepRefs], Any] | None = None,
         timeout: float | str | None = None,
+        for_each: str | Ref | Callable[[StepRefs], Any] | None = None,
+        concurrency: int | None = None,
     ) -> WorkflowBuilder:
         """Add a step running ``connector`` with ``params`` (a dict, or a function of ``r``).
 
@@ -202,8 +204,60 @@ class WorkflowBuilder:
                 ``lambda r: r.approve.approved`` or ``"{{approve.approved}}"``; a
                 falsy value skips it and the steps that need it.
             timeout: Seconds (or ``"30s"``, ``"2m"``) one attempt may take.
+            for_each: Run once per item of this list or table (``lambda r:
+                r.query.rows``); params may read ``{{item}}``/``{{item_index}}``
+                (see :meth:`for_each`).
+            concurrency: Items of a ``for_each`` step in flight at once (default 8).
         """
-        where = _where(1)
+        return self._step(
+            id, connector, params, _where(1), needs=needs, name=name, retries=retries,
+            when=when, timeout=timeout, for_each=for_each, concurrency=concurrency,
+        )  # fmt: skip
+
+    def for_each(
+        self,
+        id: str,
+        connector: Connector,
+        *,
+        over: str | Ref | Callable[[StepRefs], Any],
+        params: Mapping[str, Any] | Callable[[Ref, StepRefs], Mapping[str, Any]] | None = None,
+        concurrency: int | None = None,
+        needs: Sequence[str] = (),
+        name: str | None = None,
+        retries: int | Mapping[str, Any] | StepRetries | None = None,
+        when: str | Ref | Callable[[StepRefs], Any] | None = None,
+        timeout: float | str | None = None,
+    ) -> WorkflowBuilder:
+        """Add a step that runs ``connector`` once per item of ``over`` (a list, or a
+        table: one item per row), ``concurrency`` at a time (default 8).
+
+        ``params(item, r)`` gives each call's params: ``item`` is ``{{item}}``
+        (``item.name`` is ``{{item.name}}``); ``"{{item_index}}"`` is its index.
+        The step's output is ``{"items": [...], "failed": [{"index", "error"}]}``.
+        """
+        fn = params
+        item = Ref("item", None, [])
+        each: ParamsArg | None = (lambda r: fn(item, r)) if callable(fn) else fn
+        return self._step(
+            id, connector, each, _where(1), needs=needs, name=name, retries=retries,
+            when=when, timeout=timeout, for_each=over, concurrency=concurrency,
+        )  # fmt: skip
+
+    def _step(
+        self,
+        id: str,
+        connector: Connector,
+        params: ParamsArg | None,
+        where: str,
+        *,
+        needs: Sequence[str],
+        name: str | None,
+        retries: Any,
+        when: Any,
+        timeout: Any,
+        for_each: Any,
+        concurrency: Any,
+    ) -> WorkflowBuilder:
         problems = list(self._s.problems)
         known = {b.id: c for b, c, _ in self._s.steps}
         if not isinstance(connector, Connector):
@@ -240,6 +294,18 @@ class WorkflowBuilder:
                     f"Earlier steps: {listing(known)}."
                 )
         controls = _controls(id, where, retries, timeout, problems)
+        if concurrency is not None:
+            try:
+                controls["concurrency"] = parse_concurrency(concurrency)
+            except ValueError as e:
+                problems.append(f"Step '{id}' ({where}): {e}.")
+        if callable(for_each) and not isinstance(for_each, Ref):
+            for_each = for_each(StepRefs(self._s.input_model, known, problems))
+        if for_each is not None:
+            try:
+                controls["for_each"] = parse_for_each(materialize(for_each))
+            except ValueError as e:
+                problems.append(f"Step '{id}' ({where}): {e}.")
         if callable(when) and not isinstance(when, Ref):
             when = when(StepRefs(self._s.input_model, known, problems))
         cond = None if when is None else materialize(when)
@@ -249,7 +315,8 @@ class WorkflowBuilder:
                 f"got {type(cond).__name__}."
             )
             cond = None
-        deps = [h for h in (ref_head(r)[0] for r in iter_refs([values, cond])) if h in known]
+        refs = iter_refs([values, cond, controls.get("for_each")])
+        deps = [h for h in (ref_head(r)[0] for r in refs) if h in known]
         upstream = tuple(dict.fromkeys([*needs, *deps]))
         block = SerializedBlock(
             id=id, type=connector.type, name=name, params=values, when=cond, **controls

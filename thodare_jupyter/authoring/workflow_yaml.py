@@ -14,6 +14,8 @@
         retries: {max: 3, backoff: 2s}         # optional: attempts (the first included)
         when: "{{approve.approved}}"           # optional: falsy skips it and what needs it
         timeout: 30s                           # optional: per attempt (500ms, 30s, 2m, 1h)
+        for_each: "{{query.rows}}"             # optional: one call per item ({{item}},
+        concurrency: 4                         #   {{item.x}}, {{item_index}} in `with`)
 
 Input types: ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``,
 ``datetime``, ``date``, ``decimal`` (``Decimal``: exact), ``table`` (a ``Table``:
@@ -45,7 +47,13 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
-from ..controls import parse_retries, parse_timeout
+from ..controls import (
+    ITEM_REFS,
+    parse_concurrency,
+    parse_for_each,
+    parse_retries,
+    parse_timeout,
+)
 from ..data import File, Table
 from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
 from ..graph import digraph, find_cycle
@@ -56,7 +64,17 @@ from .builder import TRIGGER_ID, assemble_workflow
 from .cell_yaml import CellYamlError, load_cell
 
 TOP_KEYS = ("description", "input", "steps", "vars")
-STEP_KEYS = ("name", "needs", "retries", "timeout", "uses", "when", "with")
+STEP_KEYS = (
+    "concurrency",
+    "for_each",
+    "name",
+    "needs",
+    "retries",
+    "timeout",
+    "uses",
+    "when",
+    "with",
+)
 INPUT_TYPES: dict[str, Any] = {
     "str": str, "int": int, "float": float, "bool": bool, "list": list[Any], "dict": dict[str, Any],
     "datetime": datetime, "date": date, "decimal": Decimal, "table": Table, "file": File,
@@ -185,9 +203,16 @@ class _Compiler:
             self.read_controls(step, body)
 
     def read_controls(self, step: _Step, body: CommentedMap) -> None:
-        """``retries``, ``timeout`` and ``when`` (its refs are checked in :meth:`link`)."""
+        """``retries``, ``timeout``, ``for_each``, ``concurrency`` and ``when`` (refs
+        are checked in :meth:`link`)."""
         where = f"steps.{step.id}"
-        for key, parse in (("retries", parse_retries), ("timeout", parse_timeout)):
+        parsers: tuple[tuple[str, Any], ...] = (
+            ("retries", parse_retries),
+            ("timeout", parse_timeout),
+            ("for_each", parse_for_each),
+            ("concurrency", parse_concurrency),
+        )
+        for key, parse in parsers:
             if body.get(key) is None:
                 continue
             try:
@@ -259,14 +284,19 @@ class _Compiler:
             for where, text, pos in _leaves(step.with_map, f"steps.{step.id}.with", (0, 0)):
                 for ref in iter_refs(text):
                     self.check_ref(step, ref, where, pos)
-        if "when" in step.controls:
-            for ref in iter_refs(step.controls["when"]):
-                self.check_ref(step, ref, f"steps.{step.id}.when", _val(body, "when"))
+        for key in ("when", "for_each"):
+            if key in step.controls:
+                for ref in iter_refs(step.controls[key]):
+                    self.check_ref(step, ref, f"steps.{step.id}.{key}", _val(body, key))
 
     def check_ref(self, step: _Step, ref: str, where: str, pos: Pos) -> None:
         head, rest = ref_head(ref)
         shown = f" in '{{{{{ref}}}}}'"
-        if head == "trigger" and rest and self.inputs is not None and rest[0] not in self.inputs:
+        if head in ITEM_REFS:
+            if "for_each" not in step.controls or not where.startswith(f"steps.{step.id}.with"):
+                msg = f"{{{{{head}}}}} is only known in the `with` of a step with for_each"
+                self.add(pos, where, msg)
+        elif head == "trigger" and rest and self.inputs is not None and rest[0] not in self.inputs:
             msg = f"the run input has no field '{rest[0]}'{shown}{_hint(rest[0], self.inputs)}"
             self.add(pos, where, msg, self.inputs)
         elif head == "vars" and (not rest or rest[0] not in self.variables):

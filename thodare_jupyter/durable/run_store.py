@@ -461,7 +461,9 @@ class RunStore:
             params.update({
                 f"run_id{i}": run_id, f"block_id{i}": w.block_id, f"type{i}": w.type,
                 f"status{i}": w.status, f"attempt{i}": w.attempt,
-                f"output_json{i}": dumps(w.output) if w.status == "completed" else None,
+                f"output_json{i}": (dumps(w.output)
+                                    if w.status == "completed" or w.output is not None
+                                    else None),
                 f"error{i}": db_text(w.error), f"started_at{i}": w.at,
                 f"ended_at{i}": w.at if ended else None,
             })  # fmt: skip

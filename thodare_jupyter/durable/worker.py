@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 from ..artifacts import ArtifactStore
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
-from ..controls import retry_policy, within
+from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..step_logs import Capture, begin, end
@@ -134,8 +134,8 @@ class _RunExecution:
         if self.ended:
             self.w.spawn(self.write(self.store.runs.write_steps_in))
 
-    async def start(self, block_id: str, type_: str) -> int:
-        start = StepWrite(block_id, type_, "running")
+    async def start(self, block_id: str, type_: str, output: Any = None) -> int:
+        start = StepWrite(block_id, type_, "running", output=output)
         attempts = await self.write(self.store.runs.write_steps_in, also=[start])
         return int(attempts[block_id])
 
@@ -145,16 +145,20 @@ class _RunExecution:
             return await self.wait(block_id, conn, params)
         return await self.compute(block_id, conn, params)
 
-    async def compute(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+    async def compute(
+        self, block_id: str, conn: Connector, params: dict[str, Any], key: str | None = None
+    ) -> Any:
+        """Run a compute step (``key``: one item of a ``for_each`` step, its own row)."""
         block = self.plan.blocks[block_id]
         retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
-        attempt = await self.start(block_id, conn.type)
+        row = key or block_id
+        attempt = await self.start(row, conn.type)
         while True:
             ctx = StepContext(
-                run_id=self.row.id, block_id=block_id, attempt=attempt, env=self.w.env,
+                run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
                 redactor=self.redactor, artifacts=self.w.artifacts,
             )  # fmt: skip
-            capture = Capture(block_id, attempt)
+            capture = Capture(row, attempt)
             token = begin(capture)
             try:
                 try:
@@ -173,13 +177,39 @@ class _RunExecution:
             except Exception as e:
                 if attempt < retries.max_attempts and not isinstance(e, StepFailed):
                     await asyncio.sleep(retries.delay(attempt))
-                    attempt = await self.start(block_id, conn.type)
+                    attempt = await self.start(row, conn.type)
                     continue
                 error = self.redactor(error_text(e))
-                self.hold(StepWrite(block_id, conn.type, "failed", attempt, error=error))
+                kept = {"error": error} if key else None  # an item's error comes back in the memo
+                self.hold(StepWrite(row, conn.type, "failed", attempt, error=error, output=kept))
                 raise
-            self.hold(StepWrite(block_id, conn.type, "completed", attempt, output=out))
+            self.hold(StepWrite(row, conn.type, "completed", attempt, output=out))
             return out
+
+    async def dispatch_each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
+        """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items
+        that ended before (the claim's memo) are not run again."""
+        conn, block = self.plan.connectors[block_id], self.plan.blocks[block_id]
+        attempt = await self.start(block_id, conn.type, {"total": len(params)})  # progress k/N
+
+        async def one(i: int, p: dict[str, Any]) -> Any:
+            key = item_key(block_id, i)
+            if key in self.items:
+                status, out = self.items[key]
+                if status == "completed":
+                    return out
+                raise StepFailed(out.get("error") if isinstance(out, dict) else "failed")
+            return await self.compute(block_id, conn, p, key)
+
+        out = await fan_out(
+            params,
+            block.concurrency or DEFAULT_CONCURRENCY,
+            one,
+            error_of=lambda e: self.redactor(error_text(e)),
+            abort_on=(LeaseLost, BackendUnavailable),
+        )
+        self.hold(StepWrite(block_id, conn.type, "completed", attempt, output=out))
+        return out
 
     async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
         ctx = StepContext(
@@ -210,8 +240,11 @@ class _RunExecution:
 
     def state(self) -> WalkState:
         state = WalkState()
+        self.items: dict[str, tuple[str, Any]] = {}  # for_each items that ended
         for block_id, status, output in self.row.memo or ():
-            if status == "completed":
+            if "[" in block_id:  # no block id has one: an item of a for_each step
+                self.items[block_id] = (status, output)
+            elif status == "completed":
                 state.outputs[block_id] = output
                 state.completed.append(block_id)
             elif (
@@ -250,6 +283,8 @@ class _RunExecution:
             stop_at_pause=False,
             abort_on=(LeaseLost, BackendUnavailable),
             redactor=self.redactor,
+            dispatch_each=self.dispatch_each,
+            artifacts=self.w.artifacts,
         )
         deadline = self.row.deadline_at
         try:

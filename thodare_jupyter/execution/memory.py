@@ -22,11 +22,11 @@ from .._aio import run_sync
 from ..artifacts import ArtifactStore
 from ..connectors import Catalog, StepContext, wait_output
 from ..connectors.payload import typed_output
-from ..controls import retry_policy, within
+from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import NotPaused
 from ..validation import input_model_of, validate_input
 from ..wire import PauseInfo, SerializedWorkflow
-from .walker import Plan, StepRecord, WalkState, walk
+from .walker import Plan, StepRecord, WalkState, error_text, walk
 
 WorkflowLike = SerializedWorkflow | dict[str, Any] | str
 
@@ -98,13 +98,13 @@ async def _execute(
     redactor = plan.redactor(env)
     store = artifacts or run._artifacts or _memory()
 
-    async def dispatch(block_id: str, params: dict[str, Any]) -> Any:
+    async def dispatch(block_id: str, params: dict[str, Any], key: str | None = None) -> Any:
         block, conn = plan.blocks[block_id], plan.connectors[block_id]
         policy = retry_policy(block, conn, default=False)  # the block's `retries` only
         attempt = 1
         while True:
             ctx = StepContext(
-                run_id=run.run_id, block_id=block_id, attempt=attempt, env=env,
+                run_id=run.run_id, block_id=key or block_id, attempt=attempt, env=env,
                 redactor=redactor, artifacts=store,
             )  # fmt: skip
             try:
@@ -115,6 +115,17 @@ async def _execute(
                 await asyncio.sleep(policy.delay(attempt))
                 attempt += 1
 
+    async def dispatch_each(block_id: str, params: list[dict[str, Any]]) -> Any:
+        async def one(i: int, p: dict[str, Any]) -> Any:
+            return await dispatch(block_id, p, item_key(block_id, i))
+
+        return await fan_out(
+            params,
+            plan.blocks[block_id].concurrency or DEFAULT_CONCURRENCY,
+            one,
+            error_of=lambda e: redactor(error_text(e)),
+        )
+
     outcome = await walk(
         plan,
         run.state,
@@ -123,6 +134,8 @@ async def _execute(
         dispatch=dispatch,
         records=run.steps,
         redactor=redactor,
+        dispatch_each=dispatch_each,
+        artifacts=store,
     )
     run.status, run.pause = outcome.status, outcome.pause
     run.error, run.failed_block = outcome.error, outcome.failed_block

@@ -8,11 +8,15 @@ grouped by ``sourceHandle``; ``success`` is always taken, ``branch`` in the
 output picks a handle, a boolean ``result`` picks ``true``/``false``, else the
 default; untaken branches are skipped transitively. A block whose ``when``
 resolves falsy (see :mod:`..controls`) is skipped the same way, with all it feeds.
+A ``for_each`` block's list is resolved when it would run, each item's params
+with ``{{item}}``/``{{item_index}}`` bound, and all go to ``dispatch_each``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..artifacts import ArtifactStore, has_ref
 from ..clock import utc_iso
 from ..connectors import Catalog, Connector
 from ..controls import is_falsy
@@ -36,6 +41,8 @@ if TYPE_CHECKING:
 
 StepStatus = Literal["completed", "failed", "paused", "skipped"]
 Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
+DispatchEach = Callable[[str, list[dict[str, Any]]], Awaitable[Any]]
+"""Run a ``for_each`` step: its id and each item's params → the step's output."""
 
 
 class StepRecord(BaseModel):
@@ -144,8 +151,11 @@ class _Walk:
         stop_at_pause: bool,
         abort_on: tuple[type[BaseException], ...],
         redactor: Redactor,
+        dispatch_each: DispatchEach | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         self.plan, self.state, self.dispatch, self.records = plan, state, dispatch, records
+        self.dispatch_each, self.artifacts = dispatch_each, artifacts
         self.redactor = redactor
         self.stop_at_pause, self.abort_on = stop_at_pause, abort_on
         self.trigger = trigger
@@ -225,6 +235,31 @@ class _Walk:
         self.skip_from([t for t, h in self.plan.succs[node] if h != "error"])
         return True
 
+    def items_of(self, node: str, block: SerializedBlock) -> list[Any]:
+        """The items of a ``for_each`` block: a list, or a table's rows as dicts."""
+        value = resolve(block.for_each, self.scope)
+        if has_ref(value) and self.artifacts is not None:
+            value = self.artifacts.load_refs(value)
+            value = json.loads(json.dumps(value, default=str))  # rows: JSON values only
+        if not isinstance(value, list):
+            what = "nothing" if value is None else f"a {type(value).__name__}"
+            raise ValueError(
+                f"for_each of block {node!r} ({block.for_each}) gave {what}, not a list or a table"
+            )
+        return value
+
+    async def for_each(self, node: str, block: SerializedBlock) -> Any:
+        if self.dispatch_each is None:
+            raise ValueError(f"this executor cannot run for_each (block {node!r})")
+        params = [
+            resolve(
+                block.params,
+                dataclasses.replace(self.scope, locals={"item": item, "item_index": i}),
+            )
+            for i, item in enumerate(self.items_of(node, block))
+        ]
+        return await self.dispatch_each(node, params)
+
     async def run(self) -> WalkOutcome:
         running: dict[asyncio.Task[Any], tuple[str, float, str]] = {}
         pauses: list[PauseInfo] = []
@@ -260,6 +295,10 @@ class _Walk:
                     continue
                 if block.when is not None and is_falsy(resolve(block.when, self.scope)):
                     self.skip_from([node])  # its `when` is falsy: it and what needs it
+                    continue
+                if block.for_each is not None:
+                    task = asyncio.ensure_future(self.for_each(node, block))
+                    running[task] = (node, time.perf_counter(), now_iso())
                     continue
                 params = resolve(block.params, self.scope)
                 task = asyncio.ensure_future(self.dispatch(node, params))
@@ -313,6 +352,8 @@ async def walk(
     stop_at_pause: bool = True,
     abort_on: tuple[type[BaseException], ...] = (),
     redactor: Redactor | None = None,
+    dispatch_each: DispatchEach | None = None,
+    artifacts: ArtifactStore | None = None,
 ) -> WalkOutcome:
     """Walk ``plan`` from ``state`` (mutated in place), appending to ``records``.
 
@@ -322,6 +363,7 @@ async def walk(
     are kept. An exception of a type in ``abort_on`` (the database is gone,
     the lease was lost) is no step failure: it ends the walk and propagates.
     Step errors are masked by ``redactor`` (default: ``plan.redactor(env)``).
+    ``dispatch_each`` runs ``for_each`` steps; ``artifacts`` loads a table they iterate.
     """
     return await _Walk(
         plan,
@@ -333,4 +375,6 @@ async def walk(
         stop_at_pause=stop_at_pause,
         abort_on=abort_on,
         redactor=redactor if redactor is not None else plan.redactor(env),
+        dispatch_each=dispatch_each,
+        artifacts=artifacts,
     ).run()

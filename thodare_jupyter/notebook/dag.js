@@ -19,6 +19,7 @@ function html(tag, attrs = {}, text) {
 function drawGraph(model, svg) {
   const g = model.get("graph");
   const statuses = model.get("statuses") || {};
+  const progress = model.get("progress") || {};  // "k/N" of a for_each step's items
   const selected = model.get("selected");
   const palette = model.get("palette");
   const running = Object.keys(statuses).length > 0;  // a run, not just a definition
@@ -49,6 +50,10 @@ function drawGraph(model, svg) {
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
     group.append(el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type));
+    if (progress[n.id]) {
+      group.append(el("text", { x: n.width - 10, y: 20, "text-anchor": "end",
+        class: "thodare-node-progress" }, progress[n.id]));
+    }
     group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}`));
     group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
     svg.append(group);
@@ -287,6 +292,7 @@ function render({ model, el: root }) {
   redetail();
   model.on("change:graph", redraw);
   model.on("change:statuses", redraw);
+  model.on("change:progress", redraw);
   model.on("change:selected", () => { redraw(); redetail(); });
   model.on("change:details", redetail);
   model.on("change:run", redetail);

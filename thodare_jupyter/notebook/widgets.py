@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ class DagView(anywidget.AnyWidget):
     graph = traitlets.Dict().tag(sync=True)
     palette = traitlets.Dict(STATUS_STYLE).tag(sync=True)
     statuses = traitlets.Dict().tag(sync=True)
+    progress = traitlets.Dict().tag(sync=True)
+    """``"k/N"`` by block id of the ``for_each`` steps: items ended of all."""
     selected = traitlets.Unicode("").tag(sync=True)
     details = traitlets.Dict().tag(sync=True)
     run = traitlets.Dict().tag(sync=True)
@@ -85,6 +88,7 @@ class DagView(anywidget.AnyWidget):
              "started_at": s.started_at, "ended_at": s.ended_at, "error": s.error,
              "waiting_for": s.waiting_for}
             for s in run.steps
+            if "[" not in s.block_id  # one row per item of a for_each step: shown as k/N
         ]  # fmt: skip
         summary = {"id": run.id, "status": run.status, "error": run.error,
                    "failed_block": run.failed_block, "steps": steps}  # fmt: skip
@@ -95,6 +99,9 @@ class DagView(anywidget.AnyWidget):
             self.run = summary
         if statuses != self.statuses:
             self.statuses = statuses
+        progress = for_each_progress(self.workflow, run.steps)
+        if progress != self.progress:
+            self.progress = progress
         if self.selected:
             self._on_select({"new": self.selected})
 
@@ -162,3 +169,21 @@ class DagView(anywidget.AnyWidget):
         except Exception as e:  # shown in the widget: the user can fix and retry
             self.notice = f"{type(e).__name__}: {e}"
         self.refresh()
+
+
+def for_each_progress(workflow: SerializedWorkflow, steps: Sequence[Any]) -> dict[str, str]:
+    """``"k/N"`` by block id of each ``for_each`` step that started: ``k`` items
+    ended (completed or failed) of ``N`` (from its row: ``total`` while it runs,
+    its items once it completed)."""
+    each = {b.id for b in workflow.blocks if b.for_each}
+    out: dict[str, str] = {}
+    for s in steps:
+        if s.block_id in each and isinstance(s.output, dict):
+            total = s.output.get("total", len(s.output.get("items") or ()))
+            ended = sum(
+                1
+                for t in steps
+                if t.block_id.startswith(f"{s.block_id}[") and t.status in ("completed", "failed")
+            )
+            out[s.block_id] = f"{ended}/{total}"
+    return out
