@@ -28,6 +28,7 @@ from thodare_jupyter import (
     Catalog,
     Connector,
     StepContext,
+    connector,
     create_wfkit,
     define_connector,
     define_workflow,
@@ -114,6 +115,17 @@ def test_good_declarations_parse() -> None:
     assert limited(rate="100/m").flow.per_s == pytest.approx(100 / 60)  # type: ignore[union-attr]
     assert limited(rate="5 / h").flow.per_s == pytest.approx(5 / 3600)  # type: ignore[union-attr]
     assert limited(rate="2.5/s").flow.per_s == 2.5  # type: ignore[union-attr]
+
+
+def test_the_decorator_takes_flow_control_too() -> None:
+    @connector("flow-deco", concurrency=3, rate="5/h")
+    def deco(p: SleepParams) -> SleepOut:
+        return SleepOut(tag=p.tag)
+
+    assert deco.flow is not None and deco.flow.concurrency == 3
+    assert deco.flow.per_s == pytest.approx(5 / 3600)
+    with pytest.raises(ConnectorDefinitionError, match="rate must be"):
+        connector("flow-bad", rate="5 per hour")(deco.run)
 
 
 # ── in memory ───────────────────────────────────────────────────────────────

@@ -371,6 +371,8 @@ def connector(
     description: str | None = None,
     name: str | None = None,
     retries: RetryPolicy | int | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
 ) -> Callable[[RunFn], Connector]:
     """Decorator form: the params and outputs models come from the annotations.
 
@@ -406,6 +408,8 @@ def connector(
             name=name,
             description=description or (inspect.getdoc(fn) or "").split("\n", 1)[0],
             retries=retries,
+            concurrency=concurrency,
+            rate=rate,
         )
 
     if not isinstance(type, str) or not type:
