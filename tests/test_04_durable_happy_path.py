@@ -75,7 +75,8 @@ SLACK = Catalog().get("slack")
 TRANSFORM = Catalog().get("transform")
 
 TABLES = [
-    "thodare_alembic_version", "thodare_definitions", "thodare_runs", "thodare_schedules",
+    "thodare_alembic_version", "thodare_definitions", "thodare_flow_buckets",
+    "thodare_flow_slots", "thodare_runs", "thodare_schedules",
     "thodare_signal_consumptions", "thodare_signals", "thodare_step_logs", "thodare_steps",
     "thodare_workers",
 ]  # fmt: skip

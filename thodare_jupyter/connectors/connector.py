@@ -26,6 +26,7 @@ from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
 from ..redaction import Redactor
 from ..wire import PauseInfo
 from .context import StepContext
+from .flow import Flow
 from .payload import by_reference, dump_model, holds_table, load_params, store_untyped
 from .visibility import Visibility, visibility_of
 
@@ -92,6 +93,8 @@ class Connector:
         description: str = "",
         kind: Kind = "compute",
         retries: RetryPolicy | int | None = None,
+        concurrency: int | None = None,
+        rate: str | None = None,
     ) -> None:
         if not isinstance(type, str) or not type.strip():
             raise ConnectorDefinitionError("A connector needs a non-empty type name.")
@@ -117,6 +120,8 @@ class Connector:
         self.retries = (
             RetryPolicy(max_attempts=retries) if isinstance(retries, int) else retries or NO_RETRY
         )
+        self.flow = Flow.of(type, concurrency, rate)
+        """Its flow control (``concurrency``, ``rate``), or ``None`` when it has none."""
         self.is_async = inspect.iscoroutinefunction(run)
         self._takes_ctx = len(inspect.signature(run).parameters) >= 2
 
@@ -324,6 +329,8 @@ def define_connector(
     description: str = "",
     kind: Kind = "compute",
     retries: RetryPolicy | int | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
 ) -> Connector:
     """Declare a connector from a params model, an outputs model and a run function.
 
@@ -338,6 +345,11 @@ def define_connector(
         kind: ``"compute"`` (default), ``"wait"`` or ``"trigger"``.
         retries: Attempts in the durable runtime: an int (max attempts) or a
             :class:`RetryPolicy` with exponential backoff. Default: one attempt.
+        concurrency: At most this many attempts of this type run at once: in the
+            durable runtime across every worker on the database (namespace-wide),
+            in memory within the process.
+        rate: At most this many attempts start per second, minute or hour
+            (``"10/s"``, ``"100/m"``, ``"5/h"``), evenly spaced; shared like ``concurrency``.
     """
     return Connector(
         type=type,
@@ -348,6 +360,8 @@ def define_connector(
         description=description,
         kind=kind,
         retries=retries,
+        concurrency=concurrency,
+        rate=rate,
     )
 
 
@@ -357,6 +371,8 @@ def connector(
     description: str | None = None,
     name: str | None = None,
     retries: RetryPolicy | int | None = None,
+    concurrency: int | None = None,
+    rate: str | None = None,
 ) -> Callable[[RunFn], Connector]:
     """Decorator form: the params and outputs models come from the annotations.
 
@@ -392,6 +408,8 @@ def connector(
             name=name,
             description=description or (inspect.getdoc(fn) or "").split("\n", 1)[0],
             retries=retries,
+            concurrency=concurrency,
+            rate=rate,
         )
 
     if not isinstance(type, str) or not type:

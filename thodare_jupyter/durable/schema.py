@@ -181,3 +181,28 @@ step_logs = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_thodare_step_logs_run", "run_id", "id"),  # a run's logs, in the order written
 )
+
+# Flow control (``define_connector(concurrency=, rate=)``), namespace-wide: a slot
+# row for each attempt in flight, alive until ``expires_at`` (the holder's
+# heartbeat extends it with its lease: a crashed worker's slots free themselves),
+# and a token bucket per rate-limited connector type.
+flow_slots = Table(
+    "thodare_flow_slots",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("type", String(256), primary_key=True),
+    Column("holder", String(64), primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("block_id", String(10240), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+flow_buckets = Table(
+    "thodare_flow_buckets",
+    metadata,
+    Column("namespace", String(128), primary_key=True),
+    Column("type", String(256), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("refilled_at", Float, nullable=False),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .database import Database
+from .flow_store import FlowStore
 from .log_store import LogStore
 from .run_ends import RunEnds
 from .run_store import RunStore
@@ -12,8 +13,9 @@ from .worker_store import WorkerStore
 
 class Store(Database):
     """One database URL and namespace with its stores: ``runs`` (runs and steps),
-    ``workers`` (who is alive, leases), ``signals``, ``logs`` (step logs); on
-    PostgreSQL ``run_ends`` (runs' ends announced, for handles waiting in this process)."""
+    ``workers`` (who is alive, leases), ``signals``, ``logs`` (step logs), ``flow``
+    (connectors' flow control); on PostgreSQL ``run_ends`` (runs' ends announced,
+    for handles waiting in this process)."""
 
     def __init__(
         self,
@@ -28,6 +30,7 @@ class Store(Database):
         self.workers = WorkerStore(self)
         self.signals = SignalStore(self)
         self.logs = LogStore(self)
+        self.flow = FlowStore(self)
         self.run_ends = None if self.is_sqlite else RunEnds(self)
 
     def dispose(self) -> None:

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from ..artifacts import ArtifactStore
 from ..clock import from_iso, to_iso
 from ..connectors import Catalog, Connector, StepContext, wait_output
+from ..connectors.flow import backoff
 from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import BackendUnavailable, ThodareError
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
@@ -92,6 +93,7 @@ class _RunExecution:
         self.owner = worker.owner
         self.ended: list[StepWrite] = []
         self.logs: list[LogWrite] = []  # ended attempts' logs: they go with the next write
+        self.releases: list[str] = []  # flow-control slots of ended attempts: likewise
         self.lock = asyncio.Lock()
         self.flush: asyncio.TimerHandle | None = None
 
@@ -101,13 +103,19 @@ class _RunExecution:
         async with self.lock:
             ended, self.ended = self.ended, []
             logs, self.logs = self.logs, []
+            releases, self.releases = self.releases, []
             steps = [*ended, *also]
             starts_only = all(w.status == "running" for w in steps)
             lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
             op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
             if logs:  # after the fenced write: stored only while this worker holds the run
                 op = functools.partial(self._with_logs, op, logs)
-            done = await self.w.committed(op, lazy=lazy)
+            if releases:  # the slots go back with the step's end (a lost write: they expire)
+                op = functools.partial(self._with_releases, op, releases)
+            try:
+                done = await self.w.committed(op, lazy=lazy)
+            finally:
+                self.w.flow_held.difference_update(releases)
             self.w.lifecycle.steps_written(self.row.id, steps, done)
             return done
 
@@ -117,6 +125,40 @@ class _RunExecution:
         done = op(c)
         self.store.logs.write_in(c, self.row.id, logs)
         return done
+
+    def _with_releases(
+        self, op: Callable[[Connection], Any], releases: list[str], c: Connection
+    ) -> Any:
+        done = op(c)
+        self.store.flow.release_in(c, releases)
+        return done
+
+    async def acquire(self, block_id: str, conn: Connector) -> str | None:
+        """Wait for a slot and a token of ``conn``'s flow control, shared by every
+        worker on the database; asleep between tries, no transaction held. Returns
+        the slot to give back (``None`` when only the rate is limited)."""
+        assert conn.flow is not None
+        tries = 0
+        while True:
+            holder, wait = await self.w.io(
+                self.store.flow.take, conn.flow, self.row.id, block_id, self.owner,
+                self.w.config.lease_s,
+            )  # fmt: skip
+            if wait == 0.0:
+                if holder is not None:
+                    self.w.flow_held.add(holder)
+                return holder
+            await asyncio.sleep(wait + 0.001 if wait > 0 else backoff(tries))
+            tries = min(tries + 1, 8)
+
+    async def give_back(self) -> None:
+        """Release the slots of ended attempts now (before a retry's backoff)."""
+        releases, self.releases = self.releases, []
+        if releases:
+            try:
+                await self.w.io(self.store.flow.release, releases)
+            finally:
+                self.w.flow_held.difference_update(releases)
 
     def keep_logs(self, capture: Capture) -> None:
         """Hold an ended attempt's logs (masked by the run's redactor) for the next write."""
@@ -158,6 +200,7 @@ class _RunExecution:
                 run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
                 redactor=self.redactor, artifacts=self.w.artifacts,
             )  # fmt: skip
+            holder = None if conn.flow is None else await self.acquire(row, conn)
             capture = Capture(row, attempt)
             token = begin(capture)
             try:
@@ -166,6 +209,8 @@ class _RunExecution:
                 finally:
                     end(token)
                     self.keep_logs(capture)
+                    if holder is not None:
+                        self.releases.append(holder)
                 if isinstance(out, PauseInfo):
                     raise StepFailed(
                         f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "
@@ -176,6 +221,7 @@ class _RunExecution:
                 raise
             except Exception as e:
                 if attempt < retries.max_attempts and not isinstance(e, StepFailed):
+                    await self.give_back()
                     await asyncio.sleep(retries.delay(attempt))
                     attempt = await self.start(row, conn.type)
                     continue
@@ -261,6 +307,8 @@ class _RunExecution:
         finally:
             if self.flush is not None:
                 self.flush.cancel()
+            if self.releases:  # walk stopped before its next write: give them back anyway
+                self.w.spawn(self.give_back())
 
     async def walk(self) -> None:
         finish = self.store.runs.finish_in
@@ -371,6 +419,8 @@ class Worker:
         self._plans: dict[str, Plan] = {}  # by pinned workflow JSON
         self._slots = threading.Lock()
         self._reserved = 0  # slots taken by runs this process is inserting (reserve)
+        self.flow_held: set[str] = set()
+        """Flow-control slots this worker's attempts hold; the heartbeat keeps them alive."""
 
     @property
     def running(self) -> bool:
@@ -683,6 +733,12 @@ class Worker:
             except Exception as e:  # the database, or _active changed while copied
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue
+            try:
+                held = list(self.flow_held)
+                if held:  # attempts still running: their slots live one more lease
+                    self.store.flow.extend(held, self.config.lease_s)
+            except Exception as e:  # the database, or the set changed while copied
+                log.warning("worker %s: flow-control heartbeat failed: %s", self.owner, e)
             lost = set(ids) - kept  # canceled, or taken over after a long stall
             loop = self._loop
             if lost and loop is not None and not loop.is_closed():

@@ -108,7 +108,13 @@ async def _execute(
                 redactor=redactor, artifacts=store,
             )  # fmt: skip
             try:
-                return await within(conn.execute(params, ctx), block, conn)
+                if conn.flow is None:
+                    return await within(conn.execute(params, ctx), block, conn)
+                await conn.flow.acquire()  # the connector's limits, within this process
+                try:
+                    return await within(conn.execute(params, ctx), block, conn)
+                finally:
+                    conn.flow.release()
             except Exception:
                 if conn.kind != "compute" or attempt >= policy.max_attempts:
                     raise
