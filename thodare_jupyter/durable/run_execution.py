@@ -1,0 +1,327 @@
+"""One claimed run, walked once by a worker: its steps (with retries, timeouts,
+flow control, step logs and ``for_each`` items), waits, and its end; every write
+fenced by the run's lease and sent through the worker's group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Connection
+
+from ..clock import from_iso, to_iso
+from ..connectors import Connector, StepContext, wait_output
+from ..connectors.flow import backoff
+from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
+from ..errors import BackendUnavailable, ThodareError
+from ..execution.walker import StepRecord, WalkState, error_text, walk
+from ..step_logs import Capture, begin, end
+from ..wire import PauseInfo
+from .records import LogWrite, RunRow, StepWrite
+from .run_store import LeaseLost
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+
+class StepFailed(ThodareError):
+    """A durable step failed for good (after its retries)."""
+
+
+_HOLD_S = 0.05
+"""A step's end waits at most this long for the next write of its run to carry it."""
+
+
+class RunExecution:
+    """One claimed run, walked once by this worker.
+
+    A step's end is held and written with the run's next write (the next step's
+    start, or the run's end), so a sequential run costs one statement a step;
+    that write lands before anything downstream starts, and a held end is
+    written within ``_HOLD_S`` anyway. The run's writes go in order, one at a time.
+    """
+
+    def __init__(self, worker: Worker, row: RunRow) -> None:
+        self.w, self.row, self.store = worker, row, worker.store
+        self.owner = worker.owner
+        self.ended: list[StepWrite] = []
+        self.logs: list[LogWrite] = []  # ended attempts' logs: they go with the next write
+        self.releases: list[str] = []  # flow-control slots of ended attempts: likewise
+        self.lock = asyncio.Lock()
+        self.flush: asyncio.TimerHandle | None = None
+
+    async def write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
+        """Run a store ``*_in`` write that takes ``steps`` (the held step ends, then
+        ``also``) in the worker's next group commit; its result once committed."""
+        async with self.lock:
+            ended, self.ended = self.ended, []
+            logs, self.logs = self.logs, []
+            releases, self.releases = self.releases, []
+            steps = [*ended, *also]
+            starts_only = all(w.status == "running" for w in steps)
+            lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
+            op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
+            if logs:  # after the fenced write: stored only while this worker holds the run
+                op = functools.partial(self._with_logs, op, logs)
+            if releases:  # the slots go back with the step's end (a lost write: they expire)
+                op = functools.partial(self._with_releases, op, releases)
+            try:
+                done = await self.w.committed(op, lazy=lazy)
+            finally:
+                self.w.flow_held.difference_update(releases)
+            self.w.lifecycle.steps_written(self.row.id, steps, done)
+            return done
+
+    def _with_logs(
+        self, op: Callable[[Connection], Any], logs: list[LogWrite], c: Connection
+    ) -> Any:
+        done = op(c)
+        self.store.logs.write_in(c, self.row.id, logs)
+        return done
+
+    def _with_releases(
+        self, op: Callable[[Connection], Any], releases: list[str], c: Connection
+    ) -> Any:
+        done = op(c)
+        self.store.flow.release_in(c, releases)
+        return done
+
+    async def acquire(self, block_id: str, conn: Connector) -> str | None:
+        """Wait for a slot and a token of ``conn``'s flow control, shared by every
+        worker on the database; asleep between tries, no transaction held. Returns
+        the slot to give back (``None`` when only the rate is limited)."""
+        assert conn.flow is not None
+        tries = 0
+        while True:
+            holder, wait = await self.w.io(
+                self.store.flow.take, conn.flow, self.row.id, block_id, self.owner,
+                self.w.config.lease_s,
+            )  # fmt: skip
+            if wait == 0.0:
+                if holder is not None:
+                    self.w.flow_held.add(holder)
+                return holder
+            await asyncio.sleep(wait + 0.001 if wait > 0 else backoff(tries))
+            tries = min(tries + 1, 8)
+
+    async def give_back(self) -> None:
+        """Release the slots of ended attempts now (before a retry's backoff)."""
+        releases, self.releases = self.releases, []
+        if releases:
+            try:
+                await self.w.io(self.store.flow.release, releases)
+            finally:
+                self.w.flow_held.difference_update(releases)
+
+    def keep_logs(self, capture: Capture) -> None:
+        """Hold an ended attempt's logs (masked by the run's redactor) for the next write."""
+        lines, cut = capture.finish(self.redactor)
+        if lines or cut:
+            self.logs.append(LogWrite(capture.block_id, capture.attempt, lines, cut))
+
+    def hold(self, end: StepWrite) -> None:
+        self.ended.append(end)
+        if self.flush is None:
+            self.flush = asyncio.get_running_loop().call_later(_HOLD_S, self.write_held)
+
+    def write_held(self) -> None:
+        self.flush = None
+        if self.ended:
+            self.w.spawn(self.write(self.store.runs.write_steps_in))
+
+    async def start(self, block_id: str, type_: str, output: Any = None) -> int:
+        start = StepWrite(block_id, type_, "running", output=output)
+        attempts = await self.write(self.store.runs.write_steps_in, also=[start])
+        return int(attempts[block_id])
+
+    async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
+        conn = self.plan.connectors[block_id]
+        if conn.kind == "wait":
+            return await self.wait(block_id, conn, params)
+        return await self.compute(block_id, conn, params)
+
+    async def compute(
+        self, block_id: str, conn: Connector, params: dict[str, Any], key: str | None = None
+    ) -> Any:
+        """Run a compute step (``key``: one item of a ``for_each`` step, its own row)."""
+        block = self.plan.blocks[block_id]
+        retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
+        row = key or block_id
+        attempt = await self.start(row, conn.type)
+        while True:
+            ctx = StepContext(
+                run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
+                redactor=self.redactor, artifacts=self.w.artifacts,
+            )  # fmt: skip
+            holder = None if conn.flow is None else await self.acquire(row, conn)
+            capture = Capture(row, attempt)
+            token = begin(capture)
+            try:
+                try:
+                    out = await within(conn.execute(params, ctx), block, conn)
+                finally:
+                    end(token)
+                    self.keep_logs(capture)
+                    if holder is not None:
+                        self.releases.append(holder)
+                if isinstance(out, PauseInfo):
+                    raise StepFailed(
+                        f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "
+                        "cannot suspend in the durable runtime; use a wait block "
+                        "(wait_duration, wait_for_event, human_approval) after it."
+                    )
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if attempt < retries.max_attempts and not isinstance(e, StepFailed):
+                    await self.give_back()
+                    await asyncio.sleep(retries.delay(attempt))
+                    attempt = await self.start(row, conn.type)
+                    continue
+                error = self.redactor(error_text(e))
+                kept = {"error": error} if key else None  # an item's error comes back in the memo
+                self.hold(StepWrite(row, conn.type, "failed", attempt, error=error, output=kept))
+                raise
+            self.hold(StepWrite(row, conn.type, "completed", attempt, output=out))
+            return out
+
+    async def dispatch_each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
+        """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items
+        that ended before (the claim's memo) are not run again."""
+        conn, block = self.plan.connectors[block_id], self.plan.blocks[block_id]
+        attempt = await self.start(block_id, conn.type, {"total": len(params)})  # progress k/N
+
+        async def one(i: int, p: dict[str, Any]) -> Any:
+            key = item_key(block_id, i)
+            if key in self.items:
+                status, out = self.items[key]
+                if status == "completed":
+                    return out
+                raise StepFailed(out.get("error") if isinstance(out, dict) else "failed")
+            return await self.compute(block_id, conn, p, key)
+
+        out = await fan_out(
+            params,
+            block.concurrency or DEFAULT_CONCURRENCY,
+            one,
+            error_of=lambda e: self.redactor(error_text(e)),
+            abort_on=(LeaseLost, BackendUnavailable),
+        )
+        self.hold(StepWrite(block_id, conn.type, "completed", attempt, output=out))
+        return out
+
+    async def wait(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        ctx = StepContext(
+            run_id=self.row.id, block_id=block_id, env=self.w.env, redactor=self.redactor
+        )
+        pause = await conn.execute(params, ctx)
+        runs = self.store.runs  # held step ends need not land first: the park carries them
+        wake_at = await self.w.io(
+            runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
+            event=pause.resume_on_event, key=pause.correlation_key,
+            wake_at=from_iso(pause.resume_at),
+        )  # fmt: skip
+        self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
+        output: dict[str, Any] | None = None
+        if pause.resume_on_event:
+            found, payload = await self.w.io(
+                self.store.signals.take_signal, self.row.id, self.owner, block_id,
+                pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
+            )  # fmt: skip
+            if found:
+                output = wait_output(pause.kind, payload)
+        if output is None and wake_at is not None and time.time() >= wake_at:
+            output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
+        if output is None:
+            return pause.model_copy(update={"resume_at": to_iso(wake_at)})
+        self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
+        return output
+
+    def state(self) -> WalkState:
+        state = WalkState()
+        self.items: dict[str, tuple[str, Any]] = {}  # for_each items that ended
+        for block_id, status, output in self.row.memo or ():
+            if "[" in block_id:  # no block id has one: an item of a for_each step
+                self.items[block_id] = (status, output)
+            elif status == "completed":
+                state.outputs[block_id] = output
+                state.completed.append(block_id)
+            elif (
+                status == "failed"
+                and block_id in self.plan.blocks
+                and any(h == "error" for _, h in self.plan.succs[block_id])
+            ):
+                state.failed.append(block_id)
+        return state
+
+    async def execute(self) -> None:
+        try:
+            await self.walk()
+        finally:
+            if self.flush is not None:
+                self.flush.cancel()
+            if self.releases:  # walk stopped before its next write: give them back anyway
+                self.w.spawn(self.give_back())
+
+    async def walk(self) -> None:
+        finish = self.store.runs.finish_in
+        try:
+            self.plan = self.w.plan(self.row.workflow_json)
+        except ThodareError as e:
+            await self.write(finish, status="failed", error=str(e))
+            self.w.lifecycle.run_ended(self.row.id, "failed", str(e))
+            return
+        self.redactor = self.plan.redactor(self.w.env)
+        state = self.state()
+        records: list[StepRecord] = []
+        coro = walk(
+            self.plan,
+            state,
+            trigger=self.row.input,
+            env=self.w.env,
+            dispatch=self.dispatch,
+            records=records,
+            stop_at_pause=False,
+            abort_on=(LeaseLost, BackendUnavailable),
+            redactor=self.redactor,
+            dispatch_each=self.dispatch_each,
+            artifacts=self.w.artifacts,
+        )
+        deadline = self.row.deadline_at
+        try:
+            if deadline is not None:
+                outcome = await asyncio.wait_for(coro, timeout=max(0.0, deadline - time.time()))
+            else:
+                outcome = await coro
+        except TimeoutError:
+            error = "The run's deadline passed before it finished."
+            await self.write(finish, status="failed", error=error)
+            self.w.lifecycle.run_ended(self.row.id, "failed", error)
+            return
+        for r in records:
+            if r.status == "skipped":
+                self.ended.append(StepWrite(r.block_id, r.type, "skipped", 0))
+        if outcome.status == "completed":
+            await self.write(finish, status="completed", outputs=state.outputs)
+            self.w.lifecycle.run_ended(self.row.id, "completed")
+            self.w.ended(self.row.id, ("completed", state.outputs, None, None))
+        elif outcome.status == "failed":
+            await self.write(
+                finish, status="failed", error=outcome.error, failed_block=outcome.failed_block
+            )
+            self.w.lifecycle.run_ended(self.row.id, "failed", outcome.error, outcome.failed_block)
+            self.w.ended(self.row.id, ("failed", None, outcome.error, outcome.failed_block))
+        else:
+            timers = [t for p in outcome.pauses if (t := from_iso(p.resume_at)) is not None]
+            if deadline is not None:
+                timers.append(deadline)
+            wake_at = min(timers) if timers else None
+            woke = await self.write(self.store.runs.park_in, wake_at=wake_at)
+            self.w.lifecycle.run_parked(self.row.id, wake_at)
+            if woke:
+                self.w.wake()  # a signal came while it walked
+            elif wake_at is not None:
+                self.w.timer(wake_at)
