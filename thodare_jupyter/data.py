@@ -172,8 +172,33 @@ class _Serialize:
         return writer.table(value) if self.kind == "table" else writer.file(value)
 
 
-class TableSpec:
+class _ValueSpec:
+    """The pydantic schema of a ``Table`` or ``File`` field: :meth:`validate`, stored
+    by reference when serialized (:class:`_Serialize`)."""
+
+    kind: Literal["table", "file"]
+
+    def validate(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_plain_validator_function(
+            self.validate,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _Serialize(self.kind), info_arg=True
+            ),
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: Any, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "object", "title": self.kind.title(), "format": self.kind}
+
+
+class TableSpec(_ValueSpec):
     """The pydantic schema of a ``Table`` field; ``flavor`` is what a param receives."""
+
+    kind = "table"
 
     def __init__(self, flavor: Flavor | None = None) -> None:
         self.flavor = flavor
@@ -191,22 +216,11 @@ class TableSpec:
             )
         return as_flavor(value, self.flavor)
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.no_info_plain_validator_function(
-            self.validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                _Serialize("table"), info_arg=True
-            ),
-        )
 
-    def __get_pydantic_json_schema__(
-        self, schema: Any, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "object", "title": "Table", "format": "table"}
-
-
-class FileSpec:
+class FileSpec(_ValueSpec):
     """The pydantic schema of a ``File`` field."""
+
+    kind = "file"
 
     def validate(self, value: Any) -> Any:
         if is_ref(value):
@@ -218,19 +232,6 @@ class FileSpec:
         if isinstance(value, bytes):
             return value
         raise ValueError(f"expected bytes or a path, got {type(value).__name__}")
-
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> Any:
-        return core_schema.no_info_plain_validator_function(
-            self.validate,
-            serialization=core_schema.plain_serializer_function_ser_schema(
-                _Serialize("file"), info_arg=True
-            ),
-        )
-
-    def __get_pydantic_json_schema__(
-        self, schema: Any, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {"type": "object", "title": "File", "format": "file"}
 
 
 class Table(Generic[_T]):
