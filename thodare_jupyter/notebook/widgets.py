@@ -142,10 +142,12 @@ class DagView(anywidget.AnyWidget):
         self.details = details
 
     def _logs(self, block_id: str) -> list[dict[str, Any]]:
-        """The step's last :data:`LOG_LINES` log lines, as its attempts ended (masked)."""
+        """The step's last :data:`LOG_LINES` log lines (a ``for_each`` step's: its items',
+        ``block_id`` ``each[i]``), as its attempts ended (masked)."""
         assert self.kit is not None and self.run_id is not None
         lines = self.kit.get_handle(self.run_id).logs(block_id)[-LOG_LINES:]
-        return [{"attempt": ln.attempt, "stream": ln.stream, "text": ln.text} for ln in lines]
+        return [{"block_id": ln.block_id, "attempt": ln.attempt, "stream": ln.stream,
+                 "text": ln.text} for ln in lines]  # fmt: skip
 
     def _on_action(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if self.kit is None or self.run_id is None:
