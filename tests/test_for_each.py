@@ -462,10 +462,38 @@ def test_dag_view_shows_k_of_n_for_a_for_each_step(any_kits: KitFactory, db_url:
     try:
         wait_until(lambda: done_items() == 20, 20, "20 items to complete")
         view = DagView(wf, kit, h.id)
-        assert view.progress == {"each": "20/30"}
+        assert view.progress == {"each": {"ended": 20, "total": 30, "failed": 0}}
         assert not any("[" in s["block_id"] for s in view.run["steps"])  # items: k/N only
     finally:
         RELEASE.set()
     h.result(timeout=30)
     view.refresh()
-    assert view.progress == {"each": "30/30"} and view.statuses["each"] == "completed"
+    assert view.progress == {"each": {"ended": 30, "total": 30, "failed": 0}}
+    assert view.statuses["each"] == "completed"
+
+
+def test_progress_counts_failed_items_in_the_widget_and_its_svg(any_kits: KitFactory) -> None:
+    """8 items, 2 failing: ``8/8 · 2 failed`` in the widget's progress and its static
+    SVG (the type cut to leave it room); items are no steps in the widget's statuses."""
+    from thodare_jupyter.notebook.progress import Progress, for_each_progress
+    from thodare_jupyter.notebook.svg import render_svg
+    from thodare_jupyter.notebook.widgets import DagView
+
+    kit = any_kits(catalog=_catalog()).start()
+    wf = _wf(8, concurrency=3)
+    h = kit.run(wf)
+    assert [f["index"] for f in h.result(timeout=30)["greet"]["failed"]] == [3, 7]
+    assert for_each_progress(wf, h.describe().steps) == {"greet": Progress(8, 8, 2)}
+    assert Progress(8, 8, 2).label == "8/8 · 2 failed" and Progress(3, 5, 0).label == "3/5"
+    view = DagView(wf, kit, h.id)
+    assert view.progress == {"greet": {"ended": 8, "total": 8, "failed": 2}}
+    assert set(view.statuses) == {"start", "query", "greet"}
+    svg = view._repr_mimebundle_()[0]["image/svg+xml"]
+    assert '8/8<tspan fill="#b71c1c"> · 2 failed</tspan></text>' in svg
+    assert ">fe_gre…</text>" in svg  # 22 characters fit the node's type line
+    assert ">fe_greet</text>" in render_svg(
+        wf, view.statuses, progress={"greet": Progress(3, 9, 0)}
+    )
+    long = render_svg(wf, view.statuses, progress={"greet": Progress(503, 1000, 12)})
+    assert "503/1000<tspan" in long and "fe_" not in long.split("thodare-node-progress")[1]
+    assert "thodare-node-progress" not in render_svg(wf, view.statuses)
