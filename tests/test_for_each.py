@@ -3,6 +3,8 @@
 * The wire: block fields ``forEach`` (a ``{{ref}}`` to a list or a table) and
   ``concurrency``, absent when unset; ``{{item}}``, ``{{item.x}}`` and
   ``{{item_index}}`` in that block's params only (elsewhere: a located error).
+* A step downstream refers to its ``items`` and ``failed`` (the connector's own
+  outputs are each item's): YAML and the wire check that.
 * Both executors: one call per item, at most ``concurrency`` in flight; a failing
   item is recorded in ``failed`` and the others go on; the output is
   ``{"items": [...], "failed": [{"index", "error"}]}``; ``when`` governs the
@@ -249,6 +251,24 @@ def test_yaml_item_outside_with_and_bad_concurrency_are_located() -> None:
     with pytest.raises(WorkflowYamlError) as ei:
         workflow_from_yaml("fe", plain, _catalog())
     assert "steps.greet.with" in str(ei.value) and "{{item}} is only known" in str(ei.value)
+
+
+def test_steps_downstream_refer_to_items_and_failed_not_the_connectors_outputs() -> None:
+    """A ``for_each`` step's outputs are ``items`` and ``failed`` (YAML and the wire)."""
+    after = YAML + '  report:\n    uses: fe_greet\n    with: {name: "failed {{greet.failed}}"}\n'
+    wf = workflow_from_yaml("fe", after, _catalog())
+    text = run_in_memory(wf, catalog=_catalog()).outputs["report"]["text"]
+    assert text.startswith("Hi failed [") and "no greeting for n3" in text, text
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("fe", after.replace("greet.failed", "greet.text"), _catalog())
+    assert "step 'greet' (for_each of fe_greet) has no output 'text'" in str(ei.value)
+    assert "(choices: failed, items)" in str(ei.value)
+    wf.blocks[-1].params["name"] = "{{greet.text}}"
+    with pytest.raises(
+        WorkflowInvalid,
+        match=r"\(for_each of fe_greet\) does not declare output 'text'. Available: failed, items",
+    ):
+        run_in_memory(wf, catalog=_catalog())
 
 
 def test_builder_rejects_a_bad_over() -> None:
