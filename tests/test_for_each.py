@@ -4,7 +4,7 @@
   ``concurrency``, absent when unset; ``{{item}}``, ``{{item.x}}`` and
   ``{{item_index}}`` in that block's params only (elsewhere: a located error).
 * A step downstream refers to its ``items`` and ``failed`` (the connector's own
-  outputs are each item's): YAML and the wire check that.
+  outputs are each item's): YAML, the builder and the wire check that.
 * Both executors: one call per item, at most ``concurrency`` in flight; a failing
   item is recorded in ``failed`` and the others go on; the output is
   ``{"items": [...], "failed": [{"index", "error"}]}``; ``when`` governs the
@@ -254,7 +254,7 @@ def test_yaml_item_outside_with_and_bad_concurrency_are_located() -> None:
 
 
 def test_steps_downstream_refer_to_items_and_failed_not_the_connectors_outputs() -> None:
-    """A ``for_each`` step's outputs are ``items`` and ``failed`` (YAML and the wire)."""
+    """A ``for_each`` step's outputs are ``items`` and ``failed`` (YAML, builder, wire)."""
     after = YAML + '  report:\n    uses: fe_greet\n    with: {name: "failed {{greet.failed}}"}\n'
     wf = workflow_from_yaml("fe", after, _catalog())
     text = run_in_memory(wf, catalog=_catalog()).outputs["report"]["text"]
@@ -263,6 +263,23 @@ def test_steps_downstream_refer_to_items_and_failed_not_the_connectors_outputs()
         workflow_from_yaml("fe", after.replace("greet.failed", "greet.text"), _catalog())
     assert "step 'greet' (for_each of fe_greet) has no output 'text'" in str(ei.value)
     assert "(choices: failed, items)" in str(ei.value)
+    built = (
+        define_workflow("fe")
+        .step("query", ROWS, params={"n": 5})
+        .for_each(
+            "greet",
+            GREET,
+            over=lambda r: r.query.rows,
+            params=lambda item, r: {"name": item.name, "fail": item.fail},
+        )
+        .step("report", GREET, params=lambda r: {"name": f"failed {r.greet.failed}"})
+        .build()
+    )
+    assert built.blocks[-1].params == {"name": "failed {{greet.failed}}"}
+    with pytest.raises(BuildError, match=r"'greet' has no field 'text'.*Valid: failed, items"):
+        define_workflow("fe").step("query", ROWS).for_each(
+            "greet", GREET, over=lambda r: r.query.rows, params=lambda item, r: {"name": item.name}
+        ).step("report", GREET, params=lambda r: {"name": r.greet.text}).build()
     wf.blocks[-1].params["name"] = "{{greet.text}}"
     with pytest.raises(
         WorkflowInvalid,
