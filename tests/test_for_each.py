@@ -3,6 +3,8 @@
 * The wire: block fields ``forEach`` (a ``{{ref}}`` to a list or a table) and
   ``concurrency``, absent when unset; ``{{item}}``, ``{{item.x}}`` and
   ``{{item_index}}`` in that block's params only (elsewhere: a located error).
+* A step downstream refers to its ``items`` and ``failed`` (the connector's own
+  outputs are each item's): YAML, the builder and the wire check that.
 * Both executors: one call per item, at most ``concurrency`` in flight; a failing
   item is recorded in ``failed`` and the others go on; the output is
   ``{"items": [...], "failed": [{"index", "error"}]}``; ``when`` governs the
@@ -251,6 +253,41 @@ def test_yaml_item_outside_with_and_bad_concurrency_are_located() -> None:
     assert "steps.greet.with" in str(ei.value) and "{{item}} is only known" in str(ei.value)
 
 
+def test_steps_downstream_refer_to_items_and_failed_not_the_connectors_outputs() -> None:
+    """A ``for_each`` step's outputs are ``items`` and ``failed`` (YAML, builder, wire)."""
+    after = YAML + '  report:\n    uses: fe_greet\n    with: {name: "failed {{greet.failed}}"}\n'
+    wf = workflow_from_yaml("fe", after, _catalog())
+    text = run_in_memory(wf, catalog=_catalog()).outputs["report"]["text"]
+    assert text.startswith("Hi failed [") and "no greeting for n3" in text, text
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("fe", after.replace("greet.failed", "greet.text"), _catalog())
+    assert "step 'greet' (for_each of fe_greet) has no output 'text'" in str(ei.value)
+    assert "(choices: failed, items)" in str(ei.value)
+    built = (
+        define_workflow("fe")
+        .step("query", ROWS, params={"n": 5})
+        .for_each(
+            "greet",
+            GREET,
+            over=lambda r: r.query.rows,
+            params=lambda item, r: {"name": item.name, "fail": item.fail},
+        )
+        .step("report", GREET, params=lambda r: {"name": f"failed {r.greet.failed}"})
+        .build()
+    )
+    assert built.blocks[-1].params == {"name": "failed {{greet.failed}}"}
+    with pytest.raises(BuildError, match=r"'greet' has no field 'text'.*Valid: failed, items"):
+        define_workflow("fe").step("query", ROWS).for_each(
+            "greet", GREET, over=lambda r: r.query.rows, params=lambda item, r: {"name": item.name}
+        ).step("report", GREET, params=lambda r: {"name": r.greet.text}).build()
+    wf.blocks[-1].params["name"] = "{{greet.text}}"
+    with pytest.raises(
+        WorkflowInvalid,
+        match=r"\(for_each of fe_greet\) does not declare output 'text'. Available: failed, items",
+    ):
+        run_in_memory(wf, catalog=_catalog())
+
+
 def test_builder_rejects_a_bad_over() -> None:
     with pytest.raises(BuildError) as ei:
         define_workflow("fe").step("q", ROWS).for_each("g", GREET, over="rows").build()
@@ -462,10 +499,38 @@ def test_dag_view_shows_k_of_n_for_a_for_each_step(any_kits: KitFactory, db_url:
     try:
         wait_until(lambda: done_items() == 20, 20, "20 items to complete")
         view = DagView(wf, kit, h.id)
-        assert view.progress == {"each": "20/30"}
+        assert view.progress == {"each": {"ended": 20, "total": 30, "failed": 0}}
         assert not any("[" in s["block_id"] for s in view.run["steps"])  # items: k/N only
     finally:
         RELEASE.set()
     h.result(timeout=30)
     view.refresh()
-    assert view.progress == {"each": "30/30"} and view.statuses["each"] == "completed"
+    assert view.progress == {"each": {"ended": 30, "total": 30, "failed": 0}}
+    assert view.statuses["each"] == "completed"
+
+
+def test_progress_counts_failed_items_in_the_widget_and_its_svg(any_kits: KitFactory) -> None:
+    """8 items, 2 failing: ``8/8 · 2 failed`` in the widget's progress and its static
+    SVG (the type cut to leave it room); items are no steps in the widget's statuses."""
+    from thodare_jupyter.notebook.progress import Progress, for_each_progress
+    from thodare_jupyter.notebook.svg import render_svg
+    from thodare_jupyter.notebook.widgets import DagView
+
+    kit = any_kits(catalog=_catalog()).start()
+    wf = _wf(8, concurrency=3)
+    h = kit.run(wf)
+    assert [f["index"] for f in h.result(timeout=30)["greet"]["failed"]] == [3, 7]
+    assert for_each_progress(wf, h.describe().steps) == {"greet": Progress(8, 8, 2)}
+    assert Progress(8, 8, 2).label == "8/8 · 2 failed" and Progress(3, 5, 0).label == "3/5"
+    view = DagView(wf, kit, h.id)
+    assert view.progress == {"greet": {"ended": 8, "total": 8, "failed": 2}}
+    assert set(view.statuses) == {"start", "query", "greet"}
+    svg = view._repr_mimebundle_()[0]["image/svg+xml"]
+    assert '8/8<tspan fill="#b71c1c"> · 2 failed</tspan></text>' in svg
+    assert ">fe_gre…</text>" in svg  # 22 characters fit the node's type line
+    assert ">fe_greet</text>" in render_svg(
+        wf, view.statuses, progress={"greet": Progress(3, 9, 0)}
+    )
+    long = render_svg(wf, view.statuses, progress={"greet": Progress(503, 1000, 12)})
+    assert "503/1000<tspan" in long and "fe_" not in long.split("thodare-node-progress")[1]
+    assert "thodare-node-progress" not in render_svg(wf, view.statuses)

@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 from durable_helpers import KitFactory, block, chain_wf, event_wf, parked, wait_until
+from pydantic import BaseModel
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
-from thodare_jupyter import Wfkit
+from thodare_jupyter import Catalog, Wfkit, define_connector
 from thodare_jupyter.errors import RunCanceled
 from thodare_jupyter.server.handlers import MAX_SIGNAL_BODY
 
@@ -338,3 +339,39 @@ async def test_logs_of_a_run_and_of_one_block(jp_fetch: Fetch, kit: Wfkit) -> No
     code, msg = await error(jp_fetch, "runs", h.id, "logs", params={"block": "b" * 10241})
     assert (code, msg) == (400, f"block: {'b' * 32!r}"[:-1] + "…' (10241 characters) is longer "
                                 "than a block id can be.")  # fmt: skip
+
+
+class Half(BaseModel):
+    n: int
+
+
+class Halved(BaseModel):
+    half: int
+
+
+def _halve(p: Half) -> Halved:
+    if p.n % 2:
+        raise ValueError(f"{p.n} is odd")
+    return Halved(half=p.n // 2)
+
+
+HALVE = define_connector(type="route_halve", params=Half, outputs=Halved, run=_halve)
+
+
+async def test_the_run_route_and_svg_carry_for_each_progress(
+    jp_fetch: Fetch, kits: KitFactory, db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``for_each`` step of 5 items (2 failing): ``progress`` in the run route,
+    ``5/5 · 2 failed`` on its node in the DAG's SVG."""
+    monkeypatch.setenv("THODARE_DB", str(db))
+    kit = kits(catalog=Catalog(HALVE)).start()
+    each = {**block("halve", "route_halve", {"n": "{{item}}"}), "forEach": "{{trigger.ns}}"}
+    done = kit.run(chain_wf("halves", each), {"ns": [0, 1, 2, 3, 4]})
+    await asyncio.to_thread(done.result, 15)
+
+    one = await fetch_json(jp_fetch, "runs", done.id)
+    assert one["progress"] == {"halve": {"ended": 5, "total": 5, "failed": 2}}
+    svg = (await jp_fetch("thodare", "api", "runs", done.id, "dag.svg")).body.decode()
+    assert '5/5<tspan fill="#b71c1c"> · 2 failed</tspan>' in svg
+    quick = await fetch_json(jp_fetch, "runs", kit.run(QUICK).id)
+    assert quick["progress"] == {}

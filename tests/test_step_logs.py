@@ -18,6 +18,8 @@ On SQLite and PostgreSQL, with a started kit as in a kernel:
 * The lines an attempt wrote before it raised are kept (the run failed), and those of an
   attempt cut short by the block's ``timeout`` (then retried).
 * ``thodare logs RUN STEP --follow`` prints lines as attempts end, until the run ends.
+* A ``for_each`` step's logs are its items' lines (``each[i]``), in ``handle.logs`` and
+  the widget.
 * The DAG widget's node details carry the step's logs; ``prune`` deletes the logs of
   the runs it deletes.
 """
@@ -383,7 +385,9 @@ def test_the_dag_widget_shows_a_steps_logs_in_its_details(any_kits: KitFactory) 
     assert [(ln["attempt"], ln["stream"]) for ln in logs][:2] == [(1, "stdout"), (1, "stderr")]
     assert len(logs) == 10 and logs[-1]["text"] == "INFO thodare.step: ctx.log.info on attempt 2"
     view.selected = "after"
-    assert view.details["logs"] == [{"attempt": 1, "stream": "stdout", "text": "after ran"}]
+    assert view.details["logs"] == [
+        {"block_id": "after", "attempt": 1, "stream": "stdout", "text": "after ran"}
+    ]
 
 
 def test_prune_deletes_the_logs_of_the_runs_it_deletes(any_kits: KitFactory) -> None:
@@ -418,4 +422,59 @@ def test_a_timed_out_attempt_keeps_its_lines(any_kits: KitFactory) -> None:
     assert [(ln.attempt, ln.text) for ln in h.logs("s")] == [
         (1, "attempt 1 starts"),
         (2, "attempt 2 starts"),
+    ]
+
+
+class Numbers(BaseModel):
+    values: list[int] = [0, 1, 2]
+
+
+class Item(BaseModel):
+    n: int
+
+
+def _numbers(_: Empty) -> Numbers:
+    return Numbers()
+
+
+def _shout(p: Item) -> Done:
+    print(f"item {p.n} says hi")
+    return Done(n=p.n)
+
+
+NUMBERS = define_connector(type="log_numbers", params=Empty, outputs=Numbers, run=_numbers)
+SHOUT = define_connector(type="log_shout", params=Item, outputs=Done, run=_shout)
+
+
+def test_a_for_each_steps_logs_hold_its_items_lines(any_kits: KitFactory) -> None:
+    """``logs("each")`` has every item's lines (``each[i]``); ``logs("each[1]")`` one
+    item's; a block whose id starts the same (``e``) none of them; the widget shows them."""
+    from thodare_jupyter.notebook.widgets import DagView
+
+    kit = any_kits(catalog=Catalog(NUMBERS, SHOUT, AFTER)).start()
+    wf = (
+        define_workflow("shouts")
+        .step("numbers", NUMBERS)
+        .for_each(
+            "each",
+            SHOUT,
+            over=lambda r: r.numbers.values,
+            params=lambda item, r: {"n": item},
+            concurrency=1,
+        )
+        .step("e", AFTER, needs=("each",))
+        .build()
+    )
+    h = kit.run(wf)
+    h.result(timeout=30)
+    lines = h.logs("each")
+    assert [(ln.block_id, ln.text) for ln in lines] == [
+        (f"each[{i}]", f"item {i} says hi") for i in range(3)
+    ]
+    assert [ln.text for ln in h.logs("each[1]")] == ["item 1 says hi"]
+    assert [ln.text for ln in h.logs("e")] == ["after ran"]
+    view = DagView(wf, kit, h.id)
+    view.selected = "each"
+    assert [(ln["block_id"], ln["text"]) for ln in view.details["logs"]] == [
+        (f"each[{i}]", f"item {i} says hi") for i in range(3)
     ]

@@ -142,6 +142,8 @@ DEFAULT_CONCURRENCY = 8
 """Items in flight at once when a ``for_each`` step sets no ``concurrency``."""
 ITEM_REFS = ("item", "item_index")
 """The ref heads a ``for_each`` step's params may use."""
+FOR_EACH_OUTPUTS = ("items", "failed")
+"""A ``for_each`` step's outputs, whatever its connector's: each item's, and the failures."""
 
 
 def parse_for_each(value: Any) -> str:

@@ -44,6 +44,13 @@ export interface IStep {
   output?: unknown;
 }
 
+/** A `for_each` step's items: how many ended (completed or failed) of all, how many failed. */
+export interface IProgress {
+  ended: number;
+  total: number;
+  failed: number;
+}
+
 /** A durable run (a `RunDescription`). */
 export interface IRun {
   id: string;
@@ -54,7 +61,10 @@ export interface IRun {
   ended_at: string | null;
   error: string | null;
   failed_block: string | null;
+  /** A `for_each` step's items are steps too (`block[i]`). */
   steps: IStep[];
+  /** By `for_each` block id; only the run route has it. */
+  progress?: Record<string, IProgress>;
 }
 
 /** A live worker (a kernel's, a `thodare worker`), as `kit.workers()` gives it. */

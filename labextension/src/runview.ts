@@ -1,9 +1,10 @@
 /**
- * One run in the main area: its DAG coloured by step status, its steps, and the
+ * One run in the main area: its DAG coloured by step status, its steps (a `for_each`
+ * step's items counted: `503/1000 · 2 failed`), and the
  * output of the step clicked (in the table or the DAG): tables as their columns and
  * first rows, files with a download link.
  */
-import { IRun, getRun, isTerminal, runSvg } from './api';
+import { IProgress, IRun, getRun, isTerminal, runSvg } from './api';
 import { clock, h, svgNode, took } from './dom';
 import { drawOutput } from './outputs';
 import { PollingWidget } from './poller';
@@ -54,7 +55,8 @@ export class RunView extends PollingWidget {
       head.append(h('th', '', t));
     }
     const body = table.createTBody();
-    for (const s of run.steps) {
+    for (const s of run.steps.filter(s => !s.block_id.includes('['))) {
+      // a for_each step's items (`block[i]`) are counted on its row, not listed
       // a canceled run's unfinished steps will not go on (as its DAG shows them)
       const status = run.status === 'canceled' && !isTerminal(s.status) ? 'canceled' : s.status;
       const tr = body.insertRow();
@@ -65,6 +67,10 @@ export class RunView extends PollingWidget {
         took(s.started_at, s.ended_at)]; // prettier-ignore
       for (const text of cells) {
         tr.append(h('td', '', text));
+      }
+      const items = run.progress?.[s.block_id];
+      if (items) {
+        tr.cells[2].append(drawItems(items));
       }
       tr.append(h('td', 'thodare-step-error', s.error ?? ''));
       tr.dataset.selected = String(s.block_id === this.selected);
@@ -117,4 +123,17 @@ export class RunView extends PollingWidget {
   private readonly dag = h('div', 'thodare-run-dag');
   private readonly steps = h('div', 'thodare-run-steps');
   private readonly output = h('div', 'thodare-run-output');
+}
+
+/** " · 503/1000" items ended of all, then " · 2 failed" (in red) when some failed. */
+function drawItems(p: IProgress): HTMLElement {
+  const span = h('span', 'thodare-step-items', ` · ${p.ended}/${p.total}`);
+  span.dataset.ended = String(p.ended);
+  span.dataset.total = String(p.total);
+  span.dataset.failed = String(p.failed);
+  span.title = `${p.ended} of ${p.total} items ended, ${p.failed} failed`;
+  if (p.failed) {
+    span.append(h('span', 'thodare-step-failed', ` · ${p.failed} failed`));
+  }
+  return span;
 }

@@ -96,13 +96,21 @@ class Ref:
         return str(other) + str(self)
 
 
+class ForEachOutputs(BaseModel):
+    """A ``for_each`` step's outputs (whatever its connector's): each item's output
+    (``None`` where it failed), and the failures."""
+
+    items: list[Any]
+    failed: list[dict[str, Any]]
+
+
 class StepRefs:
     """The ``r`` a params function receives: ``r.input`` and one attribute per earlier step."""
 
     def __init__(
         self,
         input_model: type[BaseModel] | None,
-        steps: Mapping[str, Connector],
+        steps: Mapping[str, type[BaseModel] | None],
         problems: list[str],
     ) -> None:
         self._input_model = input_model
@@ -112,14 +120,13 @@ class StepRefs:
     def _get(self, name: str, depth: int) -> Ref:
         if name in ("input", "trigger", TRIGGER_ID):
             return Ref("trigger", self._input_model, self._problems)
-        conn = self._steps.get(name)
-        if conn is None:
+        if name not in self._steps:
             self._problems.append(
                 f"No earlier step '{name}' ({_where(depth + 1)}). "
                 f"Available: {listing(['input', *self._steps])}."
             )
             return Ref(name, None, self._problems)
-        return Ref(name, conn.outputs, self._problems)
+        return Ref(name, self._steps[name], self._problems)
 
     def __getattr__(self, name: str) -> Ref:
         if name.startswith("_"):
@@ -260,6 +267,7 @@ class WorkflowBuilder:
     ) -> WorkflowBuilder:
         problems = list(self._s.problems)
         known = {b.id: c for b, c, _ in self._s.steps}
+        outputs = {b.id: ForEachOutputs if b.for_each else c.outputs for b, c, _ in self._s.steps}
         if not isinstance(connector, Connector):
             raise TypeError(f"step({id!r}): expected a connector, got {connector!r} ({where}).")
         why = block_id_problem(id)
@@ -269,7 +277,7 @@ class WorkflowBuilder:
                 f"{why or 'already used by an earlier step; ids must be unique'}."
             )
         raw = (
-            params(StepRefs(self._s.input_model, known, problems))
+            params(StepRefs(self._s.input_model, outputs, problems))
             if callable(params)
             else (params or {})
         )
@@ -300,14 +308,14 @@ class WorkflowBuilder:
             except ValueError as e:
                 problems.append(f"Step '{id}' ({where}): {e}.")
         if callable(for_each) and not isinstance(for_each, Ref):
-            for_each = for_each(StepRefs(self._s.input_model, known, problems))
+            for_each = for_each(StepRefs(self._s.input_model, outputs, problems))
         if for_each is not None:
             try:
                 controls["for_each"] = parse_for_each(materialize(for_each))
             except ValueError as e:
                 problems.append(f"Step '{id}' ({where}): {e}.")
         if callable(when) and not isinstance(when, Ref):
-            when = when(StepRefs(self._s.input_model, known, problems))
+            when = when(StepRefs(self._s.input_model, outputs, problems))
         cond = None if when is None else materialize(when)
         if cond is not None and not isinstance(cond, str):
             problems.append(

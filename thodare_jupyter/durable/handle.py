@@ -277,9 +277,10 @@ class RunHandle:
         }
 
     def logs(self, block_id: str | None = None) -> list[LogLine]:
-        """What the run's steps (or block ``block_id``) printed, logged or wrote with
-        ``ctx.log``, line by line with time, stream, block and attempt; masked like
-        errors and capped per attempt. An attempt's lines are stored when it ends.
+        """What the run's steps (or block ``block_id``; a ``for_each`` block: its items,
+        ``block_id[i]``) printed, logged or wrote with ``ctx.log``, line by line with
+        time, stream, block and attempt; masked like errors and capped per attempt. An
+        attempt's lines are stored when it ends.
 
         Raises:
             RunNotFound: No such run in this database and namespace.

@@ -37,8 +37,9 @@ class LogStore:
 
     @retrying
     def lines(self, run_id: str, block_id: str | None = None, after: int = 0) -> list[LogLine]:
-        """A run's log lines (of one block), attempt by attempt in the order they were
-        stored; ``after``: only of rows stored after the row of that id (see :meth:`last_id`)."""
+        """A run's log lines (of one block: a ``for_each`` block's include its items',
+        ``block[i]``), attempt by attempt in the order they were stored; ``after``: only
+        of rows stored after the row of that id (see :meth:`last_id`)."""
         return [line for _, line in self.rows(run_id, block_id, after)]
 
     @retrying
@@ -57,7 +58,8 @@ class LogStore:
             .order_by(step_logs.c.id)
         )
         if block_id is not None:
-            q = q.where(step_logs.c.block_id == block_id)
+            item = sa.func.substr(step_logs.c.block_id, 1, len(block_id) + 1) == f"{block_id}["
+            q = q.where(sa.or_(step_logs.c.block_id == block_id, item))
         with self.db.read() as c:
             found = c.execute(q).all()
         out: list[tuple[int, LogLine]] = []

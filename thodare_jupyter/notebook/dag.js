@@ -19,7 +19,7 @@ function html(tag, attrs = {}, text) {
 function drawGraph(model, svg) {
   const g = model.get("graph");
   const statuses = model.get("statuses") || {};
-  const progress = model.get("progress") || {};  // "k/N" of a for_each step's items
+  const progress = model.get("progress") || {};  // a for_each step's items: {ended, total, failed}
   const selected = model.get("selected");
   const palette = model.get("palette");
   const running = Object.keys(statuses).length > 0;  // a run, not just a definition
@@ -49,15 +49,36 @@ function drawGraph(model, svg) {
       "stroke-dasharray": status === "skipped" ? "4 3" : "none",
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
-    group.append(el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type));
-    if (progress[n.id]) {
-      group.append(el("text", { x: n.width - 10, y: 20, "text-anchor": "end",
-        class: "thodare-node-progress" }, progress[n.id]));
-    }
-    group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}`));
+    const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type);
+    group.append(type);
+    const p = progress[n.id];
+    if (p) group.append(drawProgress(p, n, type));
+    group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}${
+      p ? ` · ${p.ended}/${p.total} items${p.failed ? `, ${p.failed} failed` : ""}` : ""}`));
     group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
     svg.append(group);
   }
+}
+
+// A for_each step's items at the end of its type line: "k/N", then "· f failed" in red;
+// the type is cut (with "…") to leave it room.
+function drawProgress(p, n, type) {
+  const text = el("text", { x: n.width - 10, y: 38, "text-anchor": "end",
+    class: "thodare-node-progress", "data-ended": p.ended, "data-total": p.total,
+    "data-failed": p.failed }, `${p.ended}/${p.total}`);
+  if (p.failed) text.append(el("tspan", { class: "thodare-node-failed" }, ` · ${p.failed} failed`));
+  requestAnimationFrame(() => fitType(type, n.width - 10 - text.getComputedTextLength() - 6));
+  return text;
+}
+
+function fitType(type, right) {
+  const full = type.textContent;
+  if (!type.isConnected || type.getComputedTextLength() + 10 <= right) return;
+  for (let k = full.length - 1; k > 0; k--) {
+    type.textContent = full.slice(0, k) + "…";
+    if (type.getComputedTextLength() + 10 <= right) return;
+  }
+  type.textContent = "";
 }
 
 function drawLegend(model, legend) {
@@ -89,8 +110,10 @@ function drawSteps(model, run) {
   const table = html("table", { class: "thodare-steps" });
   for (const s of run.steps || []) {
     const row = html("tr", { "data-block-id": s.block_id, "data-status": s.status });
+    const p = (model.get("progress") || {})[s.block_id];
+    const items = p ? ` · ${p.ended}/${p.total}${p.failed ? ` · ${p.failed} failed` : ""}` : "";
     row.append(html("td", {}, s.block_id), html("td", { class: "thodare-step-status" },
-      s.attempt > 1 ? `${s.status} (attempt ${s.attempt})` : s.status),
+      (s.attempt > 1 ? `${s.status} (attempt ${s.attempt})` : s.status) + items),
       html("td", { class: "thodare-took" }, took(s)));
     row.addEventListener("click", () => { model.set("selected", s.block_id); model.save_changes(); });
     table.append(row);
@@ -252,7 +275,9 @@ function drawDetails(model, panel) {
   if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
   if (d.logs && d.logs.length) {
     panel.append(html("div", { class: "thodare-label" }, "logs"));
-    const text = d.logs.map((l) => `#${l.attempt} ${l.stream}: ${l.text}`).join("\n");
+    // a for_each step's lines are its items' (each[3]): say which
+    const text = d.logs.map((l) => `${l.block_id && l.block_id !== d.id ? l.block_id + " " : ""}`
+      + `#${l.attempt} ${l.stream}: ${l.text}`).join("\n");
     panel.append(html("pre", { class: "thodare-logs" }, text));
   }
   if (!run.id) return;
@@ -292,7 +317,7 @@ function render({ model, el: root }) {
   redetail();
   model.on("change:graph", redraw);
   model.on("change:statuses", redraw);
-  model.on("change:progress", redraw);
+  model.on("change:progress", () => { redraw(); redetail(); });
   model.on("change:selected", () => { redraw(); redetail(); });
   model.on("change:details", redetail);
   model.on("change:run", redetail);

@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 
 from ..wire import SerializedWorkflow
 from .layout import Layout, clip, layout
+from .progress import Progress
 
 STATUS_STYLE: dict[str, tuple[str, str, str]] = {
     "pending": ("#e0e0e0", "#9e9e9e", "#212121"),
@@ -38,6 +39,9 @@ DIMMED = "0.45"
 """Opacity of a disabled block."""
 FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
 HEADER_H, LEGEND_H, MIN_W = 28, 24, 240
+CHAR_W_11 = 6.7
+"""Width of a character of the 11px monospace font (the type line), to fit it."""
+FAILED_INK = "#b71c1c"
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -79,6 +83,7 @@ def render_svg(
     statuses: Mapping[str, str] | None = None,
     *,
     title: str | None = None,
+    progress: Mapping[str, Progress] | None = None,
 ) -> str:
     """The workflow drawn left to right as a standalone ``<svg>`` document (a string).
 
@@ -89,6 +94,9 @@ def render_svg(
             ``handle.describe().steps``; blocks without one are ``pending``. When
             given, a legend of the statuses present is drawn.
         title: A heading; defaults to the workflow's name (none when it has none).
+        progress: A ``for_each`` step's items by block id (:func:`.for_each_progress`):
+            drawn as ``k/N`` (and ``f failed``, in red) at the end of its type line,
+            the type cut to leave it room (left out when under 4 characters would fit).
 
     Returns:
         SVG markup with ``width``, ``height`` and ``viewBox`` set, ``role="img"``
@@ -122,7 +130,7 @@ def render_svg(
         out.append(f'<text x="24" y="20" font-size="14" font-weight="bold">{_text(shown)}</text>')
     out.append(f'<g class="thodare-dag"{_attrs(transform=f"translate(0,{top})")}>')
     out += _edges(lay)
-    out += _nodes(lay, status)
+    out += _nodes(lay, status, progress or {})
     out.append("</g>")
     for row, items in enumerate(legend):
         y = top + lay.height + row * LEGEND_H
@@ -167,8 +175,9 @@ def _edges(lay: Layout) -> list[str]:
     return out
 
 
-def _nodes(lay: Layout, status: Mapping[str, str]) -> list[str]:
-    """Each block: a rounded box in its status colours, its id and type, a tooltip."""
+def _nodes(lay: Layout, status: Mapping[str, str], progress: Mapping[str, Progress]) -> list[str]:
+    """Each block: a rounded box in its status colours, its id and type (and a
+    ``for_each`` step's progress, the type cut to leave it room), a tooltip."""
     out = []
     for n in lay.nodes:
         s = status[n.id]
@@ -189,8 +198,19 @@ def _nodes(lay: Layout, status: Mapping[str, str]) -> list[str]:
         out.append(
             f'<text x="10" y="20" font-weight="bold"{_attrs(fill=ink)}>{_text(n.label)}</text>'
         )
+        type_label, done = n.type_label, progress.get(n.id)
+        if done is not None:
+            room = int((n.width - 20) / CHAR_W_11) - len(done.label) - 1
+            type_label = clip(type_label, room) if room >= 4 else ""  # "ab…" at least
+            failed = f" · {done.failed} failed" if done.failed else ""
+            out.append(
+                f'<text class="thodare-node-progress" x="{n.width - 10}" y="38" font-size="11"'
+                f' text-anchor="end"{_attrs(fill=ink)}>{done.ended}/{done.total}'
+                + (f'<tspan fill="{FAILED_INK}">{failed}</tspan>' if failed else "")
+                + "</text>"
+            )
         out.append(
-            f'<text x="10" y="38" font-size="11"{_attrs(fill=ink)}>{_text(n.type_label)}</text>'
+            f'<text x="10" y="38" font-size="11"{_attrs(fill=ink)}>{_text(type_label)}</text>'
         )
         out.append("</g>")
     return out

@@ -2,7 +2,8 @@
 
 ``DagView(workflow)`` draws a definition; ``DagView(workflow, kit, run_id)``
 follows a run: a thread reads the run every ``POLL_S`` and pushes the step
-statuses and timings to the front end (the nodes' colours, a table of steps).
+statuses and timings to the front end (the nodes' colours, a table of steps) and
+each ``for_each`` step's progress (``k/N`` items, how many failed).
 Clicking a node shows its params (hidden ones masked) and, for a run, its
 output or error and its logs (what its attempts printed or logged, masked,
 as each attempt ended): a table stored by reference as its row and column
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import traitlets
 from ..kit import Wfkit
 from ..wire import TERMINAL_STATUSES, SerializedWorkflow
 from .layout import layout
+from .progress import Progress, for_each_progress
 from .svg import STATUS_STYLE, render_svg, run_statuses
 
 POLL_S = 0.2
@@ -46,7 +47,7 @@ class DagView(anywidget.AnyWidget):
     palette = traitlets.Dict(STATUS_STYLE).tag(sync=True)
     statuses = traitlets.Dict().tag(sync=True)
     progress = traitlets.Dict().tag(sync=True)
-    """``"k/N"`` by block id of the ``for_each`` steps: items ended of all."""
+    """By block id of the ``for_each`` steps: ``{"ended", "total", "failed"}`` items."""
     selected = traitlets.Unicode("").tag(sync=True)
     details = traitlets.Dict().tag(sync=True)
     run = traitlets.Dict().tag(sync=True)
@@ -72,7 +73,8 @@ class DagView(anywidget.AnyWidget):
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
         data: dict[str, Any] = (bundle[0] if isinstance(bundle, tuple) else bundle) or {}
-        data["image/svg+xml"] = render_svg(self.workflow, self.statuses or None)
+        progress = {k: Progress(**p) for k, p in self.progress.items()}
+        data["image/svg+xml"] = render_svg(self.workflow, self.statuses or None, progress=progress)
         data["text/plain"] = repr(self)
         return bundle
 
@@ -93,13 +95,13 @@ class DagView(anywidget.AnyWidget):
         summary = {"id": run.id, "status": run.status, "error": run.error,
                    "failed_block": run.failed_block, "steps": steps}  # fmt: skip
         statuses = run_statuses(
-            self.workflow, run.status, {s.block_id: s.status for s in run.steps}
+            self.workflow, run.status, {s["block_id"]: s["status"] for s in steps}
         )
         if summary != self.run:
             self.run = summary
         if statuses != self.statuses:
             self.statuses = statuses
-        progress = for_each_progress(self.workflow, run.steps)
+        progress = {k: p.to_dict() for k, p in for_each_progress(self.workflow, run.steps).items()}
         if progress != self.progress:
             self.progress = progress
         if self.selected:
@@ -142,10 +144,12 @@ class DagView(anywidget.AnyWidget):
         self.details = details
 
     def _logs(self, block_id: str) -> list[dict[str, Any]]:
-        """The step's last :data:`LOG_LINES` log lines, as its attempts ended (masked)."""
+        """The step's last :data:`LOG_LINES` log lines (a ``for_each`` step's: its items',
+        ``block_id`` ``each[i]``), as its attempts ended (masked)."""
         assert self.kit is not None and self.run_id is not None
         lines = self.kit.get_handle(self.run_id).logs(block_id)[-LOG_LINES:]
-        return [{"attempt": ln.attempt, "stream": ln.stream, "text": ln.text} for ln in lines]
+        return [{"block_id": ln.block_id, "attempt": ln.attempt, "stream": ln.stream,
+                 "text": ln.text} for ln in lines]  # fmt: skip
 
     def _on_action(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         if self.kit is None or self.run_id is None:
@@ -169,21 +173,3 @@ class DagView(anywidget.AnyWidget):
         except Exception as e:  # shown in the widget: the user can fix and retry
             self.notice = f"{type(e).__name__}: {e}"
         self.refresh()
-
-
-def for_each_progress(workflow: SerializedWorkflow, steps: Sequence[Any]) -> dict[str, str]:
-    """``"k/N"`` by block id of each ``for_each`` step that started: ``k`` items
-    ended (completed or failed) of ``N`` (from its row: ``total`` while it runs,
-    its items once it completed)."""
-    each = {b.id for b in workflow.blocks if b.for_each}
-    out: dict[str, str] = {}
-    for s in steps:
-        if s.block_id in each and isinstance(s.output, dict):
-            total = s.output.get("total", len(s.output.get("items") or ()))
-            ended = sum(
-                1
-                for t in steps
-                if t.block_id.startswith(f"{s.block_id}[") and t.status in ("completed", "failed")
-            )
-            out[s.block_id] = f"{ended}/{total}"
-    return out

@@ -12,6 +12,7 @@ from typing import Any
 from ..clock import to_iso
 from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
+from ..notebook.progress import for_each_progress
 from ..notebook.svg import render_svg, run_statuses
 from ..wire import RunStatus, SerializedWorkflow
 from .downloads import Download, Format, Found, NotInRun, download, find_ref
@@ -58,8 +59,19 @@ class Runs:
         ]
 
     def describe(self, run_id: str) -> dict[str, Any]:
-        """One run with its steps; raises :class:`RunNotFound`."""
-        return self.kit.get_handle(run_id).describe().model_dump(mode="json")
+        """One run with its steps (a ``for_each`` step's items too, ``block[i]``) and
+        ``progress``: ``{"ended", "total", "failed"}`` items by ``for_each`` block id.
+        Raises :class:`RunNotFound`."""
+        kit = self.kit
+        run = kit.get_handle(run_id).describe()
+        row = kit.store.runs.get_run(run_id)
+        assert row is not None  # describe() raised for an unknown run
+        wf = SerializedWorkflow.from_json(row.workflow_json)
+        progress = for_each_progress(wf, run.steps)
+        return {
+            **run.model_dump(mode="json"),
+            "progress": {k: p.to_dict() for k, p in progress.items()},
+        }
 
     def logs(self, run_id: str, block_id: str | None) -> list[dict[str, Any]]:
         """The run's log lines (of one block), masked; raises :class:`RunNotFound`."""
@@ -91,9 +103,10 @@ class Runs:
         if row is None:
             raise RunNotFound(run_id, kit.store.namespace)
         wf = SerializedWorkflow.from_json(row.workflow_json)
-        steps = {s.block_id: s.status for s in kit.store.runs.get_steps(run_id)}
-        statuses = run_statuses(wf, row.status, steps)
-        return render_svg(wf, statuses, title=f"{wf.name or 'run'} · {row.status}")
+        rows = kit.store.runs.get_steps(run_id)
+        statuses = run_statuses(wf, row.status, {s.block_id: s.status for s in rows})
+        title = f"{wf.name or 'run'} · {row.status}"
+        return render_svg(wf, statuses, title=title, progress=for_each_progress(wf, rows))
 
     def artifact(self, run_id: str, artifact_id: str) -> Found:
         """The reference to ``artifact_id`` in the run's step rows.
