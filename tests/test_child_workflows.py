@@ -29,6 +29,7 @@ from durable_helpers import (
     run_row,
     steps_of,
     wait_until,
+    workflow,
 )
 from pydantic import BaseModel
 from typer.testing import CliRunner
@@ -283,6 +284,26 @@ def test_child_failure_fails_the_parent_step_naming_the_child(
     assert f"Child run {child_id}" in stored and SECRET not in stored
 
 
+def test_a_parent_failing_elsewhere_cancels_its_unfinished_child(
+    any_kits: KitFactory, db_url: str
+) -> None:
+    kit = any_kits(env={"API_TOKEN": SECRET}).start()
+    kit.register(LEAKY)
+    _register(kit, _waiting_wf())
+    wf = workflow(
+        "two-branches",
+        [block("kid", "run_workflow", {"workflow": "waits"}), block("boom", "leaky")],
+        [{"source": "trg", "target": "kid"}, {"source": "trg", "target": "boom"}],
+    )
+    handle = kit.run(kit.compile(wf))
+    with pytest.raises(RunFailed) as err:
+        handle.result(timeout=30)
+    assert err.value.block_id == "boom"
+    [(child_id, _, status, _)] = _children(db_url, handle.id)
+    assert status == "canceled"
+    assert run_row(db_url, child_id)["error"] == f"Canceled with its parent run {handle.id}."
+
+
 def test_an_unregistered_workflow_fails_the_step_naming_the_registered_ones(
     any_kits: KitFactory, db_url: str
 ) -> None:
@@ -373,3 +394,20 @@ def test_yaml_and_catalog_accept_it(catalog: Catalog) -> None:
     with pytest.raises(WorkflowInvalid) as err:
         compile_workflow(SerializedWorkflow.model_validate(bad), catalog)
     assert "workflow" in str(err.value) and "does not declare output 'nope'" in str(err.value)
+
+
+def test_the_dag_widget_names_the_child_run_of_a_step(kits: KitFactory) -> None:
+    from thodare_jupyter.notebook.widgets import DagView
+
+    kit = kits().start()
+    _register(kit, _double_wf())
+    parent = kit.compile(_parent_wf("double"))
+    handle = kit.run(parent, {"n": 2})
+    child_id = handle.result(timeout=30)["kid"]["runId"]
+    view = DagView(parent, kit, handle.id)
+    view.selected = "kid"
+    assert view.details["child"] == {
+        "block_id": "kid", "run_id": child_id, "workflow": "double", "status": "completed",
+    }  # fmt: skip
+    view.selected = "after"
+    assert "child" not in view.details
