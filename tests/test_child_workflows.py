@@ -42,10 +42,12 @@ from thodare_jupyter import (
     Wfkit,
     WorkflowInvalid,
     define_connector,
+    define_workflow,
     run_in_memory,
 )
 from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
 from thodare_jupyter.cli import app
+from thodare_jupyter.errors import BuildError
 from thodare_jupyter.server.runs import Runs
 from thodare_jupyter.validation import compile_workflow
 
@@ -411,3 +413,55 @@ def test_the_dag_widget_names_the_child_run_of_a_step(kits: KitFactory) -> None:
     }  # fmt: skip
     view.selected = "after"
     assert "child" not in view.details
+
+
+class N(BaseModel):
+    n: int
+
+
+def test_the_builder_wires_run_workflow_like_any_block(kits: KitFactory) -> None:
+    kit = kits().start()
+    _register(kit, _double_wf())
+    blocks = Catalog()
+    wf = (
+        define_workflow("built-parent")
+        .input(N)
+        .step("kid", blocks.get("run_workflow"), lambda r: {"workflow": "double",
+                                                            "input": {"n": r.input.n}})
+        .step("after", blocks.get("transform"), lambda r: {"template": r.kid.outputs})
+        .build()
+    )  # fmt: skip
+    assert {"source": "kid", "target": "after"} in [
+        c.model_dump(exclude_none=True, by_alias=True) for c in wf.connections
+    ]
+    out = kit.run(wf, {"n": 7}).result(timeout=30)
+    assert out["after"]["result"]["calc"]["result"]["twice"] == [7, 7]
+    with pytest.raises(BuildError, match="nope"):  # refs are checked against its outputs
+        define_workflow("bad").step(
+            "kid", blocks.get("run_workflow"), lambda r: {"workflow": "double"}
+        ).step("after", blocks.get("transform"), lambda r: {"template": r.kid.nope}).build()
+
+
+def test_what_the_child_input_came_from_is_stored_before_the_child_starts(
+    kits: KitFactory,
+) -> None:
+    kit = kits().start()
+    _register(kit, _double_wf())
+    events: list[str] = []
+
+    class Listener:
+        def on_step_end(self, e: Any) -> None:
+            events.append(f"end {e.block_id}")
+
+        def on_run_create(self, e: Any) -> None:
+            events.append(f"create {e.workflow}")
+
+    kit.lifecycle.subscribe(Listener())
+    wf = chain_wf(
+        "parent",
+        block("num", "transform", {"template": 6}),
+        block("kid", "run_workflow", {"workflow": "double", "input": {"n": "{{num.result}}"}}),
+    )
+    out = kit.run(kit.compile(wf)).result(timeout=30)
+    assert out["kid"]["outputs"]["calc"]["result"]["n"] == 6
+    assert events.index("end num") < events.index("create double"), events

@@ -287,6 +287,8 @@ class RunExecution:
             raise WorkflowNotRegistered(p.workflow, await self.w.io(definitions.names))
         wf = version.workflow
         data = validate_input(input_model_of(wf), p.input, p.workflow, self.w.artifacts)
+        if self.ended:  # what the child's input came from is durable before the child starts
+            await self.write(self.store.runs.write_steps_in)
         row = await self.w.io(
             self.store.children.start, self.row.id, self.owner, block_id, conn.type,
             child_id=uuid.uuid4().hex, workflow_name=p.workflow,
