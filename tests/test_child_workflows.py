@@ -47,6 +47,7 @@ from thodare_jupyter import (
 )
 from thodare_jupyter.authoring.workflow_yaml import workflow_from_yaml
 from thodare_jupyter.cli import app
+from thodare_jupyter.durable.child_store import MAX_DEPTH
 from thodare_jupyter.errors import BuildError
 from thodare_jupyter.server.runs import Runs
 from thodare_jupyter.validation import compile_workflow
@@ -465,3 +466,17 @@ def test_what_the_child_input_came_from_is_stored_before_the_child_starts(
     out = kit.run(kit.compile(wf)).result(timeout=30)
     assert out["kid"]["outputs"]["calc"]["result"]["n"] == 6
     assert events.index("end num") < events.index("create double"), events
+
+
+def test_a_workflow_that_runs_itself_stops_at_the_nesting_limit(kits: KitFactory, db: Any) -> None:
+    kit = kits().start()
+    _register(kit, chain_wf("loop", block("kid", "run_workflow", {"workflow": "loop"})))
+    handle = kit.run(
+        kit.compile(chain_wf("top", block("kid", "run_workflow", {"workflow": "loop"})))
+    )
+    with pytest.raises(RunFailed) as err:
+        handle.result(timeout=60)
+    assert f"child runs nest at most {MAX_DEPTH} deep" in str(err.value)
+    assert "Does a workflow run itself?" in str(err.value)
+    counts = q(db, "SELECT status, count(*) FROM thodare_runs GROUP BY status")
+    assert counts == [("failed", MAX_DEPTH + 1)]  # the top run and MAX_DEPTH nested children

@@ -571,3 +571,16 @@ class NeedsDurableRuntime(ThodareError):
             f"Block {block_id!r} ({type_}) starts a child run of a registered workflow, which "
             "needs the durable runtime: run this workflow with kit.run(...), not run_in_memory."
         )
+
+
+class ChildRunsTooDeep(ThodareError):
+    """``run_workflow`` would nest child runs deeper than the limit (a workflow that runs
+    itself, directly or through others)."""
+
+    def __init__(self, block_id: str, workflow: str, limit: int) -> None:
+        self.block_id, self.workflow_name, self.limit = block_id, workflow, limit
+        super().__init__(
+            f"Block {block_id!r} (run_workflow) would start a child of {workflow!r} {limit + 1} "
+            f"runs deep; child runs nest at most {limit} deep. Does a workflow run itself? "
+            "Give the recursion an end (a `when:` on the run_workflow step) or flatten it."
+        )

@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..errors import ChildRunsTooDeep
 from .database import Database, retrying
 from .lineage import cancel_children_in, wake_parent_in
 from .records import RunRow, run_row
@@ -25,6 +26,9 @@ _CHILD = sa.select(runs).where(
     runs.c.parent_run_id == sa.bindparam("p_parent"),
     runs.c.parent_block_id == sa.bindparam("p_block"),
 )
+_PARENT = sa.select(runs.c.parent_run_id).where(runs.c.id == sa.bindparam("p_run"))
+MAX_DEPTH = 16
+"""How deep child runs may nest (a parent, its child, the child's child, ...)."""
 _CHILDREN = (
     sa.select(runs.c.id, runs.c.parent_block_id, runs.c.workflow_name, runs.c.status)
     .where(runs.c.parent_run_id == sa.bindparam("p_parent"))
@@ -83,6 +87,8 @@ class ChildStore:
             check_lease(c, parent_id, owner)
             found = self._find(c, parent_id, block_id)
             if found is None:
+                if self._depth(c, parent_id) >= MAX_DEPTH:
+                    raise ChildRunsTooDeep(block_id, workflow_name, MAX_DEPTH)
                 self.runs.insert_run(
                     c, child_id, workflow_name, workflow_json, input, parent=(parent_id, block_id)
                 )
@@ -90,6 +96,16 @@ class ChildStore:
                 assert found is not None
             self._mark_waiting(c, parent_id, block_id, type_, found.id)
         return found
+
+    def _depth(self, c: Connection, run_id: str) -> int:
+        """How many ancestors ``run_id`` has (counted up to :data:`MAX_DEPTH`)."""
+        depth = 0
+        while depth < MAX_DEPTH:
+            parent = c.execute(_PARENT, {"p_run": run_id}).scalar()
+            if parent is None:
+                break
+            run_id, depth = parent, depth + 1
+        return depth
 
     def _mark_waiting(
         self, c: Connection, parent_id: str, block_id: str, type_: str, child_id: str
