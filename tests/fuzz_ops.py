@@ -190,6 +190,7 @@ def _params(rng: random.Random, typ: str, refs: list[str]) -> dict[str, Any]:
         "human_approval": {"prompt": text("ok?")},
         "vault_query": {"query": text("select 1"), "limit": rng.randint(0, 50)},
         "sql": {"query": text("select 1"), "params": {"n": rng.randint(0, 9)}},
+        "run_workflow": {"workflow": text("child"), "input": {"n": text("1")}},
     }
     return dict(table.get(typ, {}))
 

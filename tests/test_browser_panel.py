@@ -202,3 +202,58 @@ def test_table_and_file_outputs_in_the_widget_and_the_panel(chromium: Path, lab:
         assert Path(download.value.path()).read_bytes() == REPORT
     if os.environ.get("THODARE_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(ARTIFACTS / "widget-table-output.png", DOCS_SCREENSHOT)
+
+
+CHILDREN = "children.ipynb"
+CHILD_CELLS = [
+    "%load_ext thodare_jupyter",
+    "%%workflow double\ninput: {n: int}\nsteps:\n  calc:\n    uses: transform\n"
+    '    with: {template: {twice: "{{trigger.n}}"}}',
+    "%%workflow parent\ninput: {n: int}\nsteps:\n  kid:\n    uses: run_workflow\n"
+    '    with: {workflow: double, input: {n: "{{trigger.n}}"}}',
+    "run = wfkit.run(parent, {'n': 3})\n"
+    "child = run.result(timeout=60)['kid']['runId']\n"
+    "print(run.id, child)",
+    "run",
+]
+
+
+def test_child_runs_are_linked_in_the_widget_and_the_panel(chromium: Path, lab: Lab) -> None:
+    """A run_workflow step: the widget names its child run; the panel marks the child
+    and links parent and child both ways."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab.root / CHILDREN, CHILD_CELLS)
+    with browser_page(chromium, "browser-children-console.log") as page:
+        run_notebook(page, lab, CHILDREN)
+        printed = page.locator(STDOUT)
+        expect(printed.last).to_have_text(re.compile(r"^\w+ \w+\s*$"), timeout=TIMEOUT_MS)
+        parent_id, child_id = printed.last.inner_text().split()
+
+        dag = page.locator(".thodare-dag:has(.thodare-run)")
+        expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
+        dag.locator('g.thodare-node[data-block-id="kid"]').click()
+        child = dag.locator(".thodare-details .thodare-child")
+        expect(child).to_have_text(f"child run {child_id[:12]} (double): completed")
+        expect(child).to_have_attribute("title", child_id)
+
+        page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+        panel = page.locator("#thodare-workflows")
+        child_row = panel.locator(f'.thodare-run-row[data-run-id="{child_id}"]')
+        parent_row = panel.locator(f'.thodare-run-row[data-run-id="{parent_id}"]')
+        expect(child_row).to_have_attribute("data-parent-run-id", parent_id)
+        expect(child_row.locator(".thodare-run-parent")).to_have_text(
+            f"↳ child of {parent_id[:8]} (kid)"
+        )
+        expect(parent_row.locator(".thodare-run-parent")).to_have_count(0)
+
+        parent_row.locator(".thodare-run-open").click()
+        view = page.locator(f'.thodare-run-view[data-run-id="{parent_id}"]')
+        link = view.locator(f'.thodare-run-child-link[data-run-id="{child_id}"]')
+        expect(link).to_have_text(f"child run {child_id[:8]} (kid → double): completed")
+        link.click()
+        child_view = page.locator(f'.thodare-run-view[data-run-id="{child_id}"]')
+        expect(child_view).to_have_attribute("data-status", "completed")
+        back = child_view.locator(f'.thodare-run-parent-link[data-run-id="{parent_id}"]')
+        expect(back).to_have_text(f"parent run {parent_id[:8]} (step kid)")
+        page.screenshot(path=str(ARTIFACTS / "panel-child-run.png"))

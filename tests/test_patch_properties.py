@@ -209,6 +209,10 @@ def params_for(draw: st.DrawFn, typ: str, refs: st.SearchStrategy[str] | None) -
         p = {"query": _maybe_ref(draw, refs, "select 1")}
         if draw(b):
             p["params"] = draw(st.sampled_from([None, {"n": 1}]))
+    elif typ == "run_workflow":
+        p = {"workflow": _maybe_ref(draw, refs, "child")}
+        if draw(b):
+            p["input"] = draw(st.sampled_from([None, {"n": _maybe_ref(draw, refs, "1")}]))
     elif typ == "vault_query":
         p = {"query": _maybe_ref(draw, refs, "select 1")}
         if draw(b):

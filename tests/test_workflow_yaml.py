@@ -136,6 +136,7 @@ TYPES = (
     "enrich-lead",
     "http",
     "human_approval",
+    "run_workflow",
     "slack",
     "sql",
     "transform",
@@ -408,8 +409,8 @@ def test_missing_and_unknown_connector_type(cat: Catalog) -> None:
     err = str(info.value)
     assert (
         "line 4, col 11: steps.enrich.uses: unknown connector type 'enrich-led'; did you mean "
-        "'enrich-lead'? (choices: enrich-lead, http, human_approval, slack, sql, transform, "
-        "wait_duration, wait_for_event)"
+        "'enrich-lead'? (choices: enrich-lead, http, human_approval, run_workflow, slack, sql, "
+        "transform, wait_duration, wait_for_event)"
     ) in err
     assert err.startswith("Workflow 'wf': the YAML has 4 problem(s); fix them")
 

@@ -248,11 +248,21 @@ def runs(
     if not found:
         typer.echo("No runs.")
         return
-    typer.echo(_table(
-        ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"],
-        [[r.id, r.workflow or "-", r.status, _when(r.created_at), _when(r.ended_at),
-          r.failed_block or "-"] for r in found],
-    ))  # fmt: skip
+    heads = ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"]
+    rows = [[r.id, r.workflow or "-", r.status, _when(r.created_at), _when(r.ended_at),
+             r.failed_block or "-"] for r in found]  # fmt: skip
+    if any(r.parent_run_id for r in found):  # child runs (run_workflow) are marked
+        heads.append("PARENT")
+        for row, r in zip(rows, found, strict=True):
+            row.append(_parent(r))
+    typer.echo(_table(heads, rows))
+
+
+def _parent(run: RunDescription) -> str:
+    """``child of <parent id> (block)`` for a child run (``run_workflow``), else ``-``."""
+    if run.parent_run_id is None:
+        return "-"
+    return f"child of {run.parent_run_id[:12]} ({run.parent_block_id})"
 
 
 @runs_app.command("show")
@@ -268,6 +278,8 @@ def show(
         run = _describe(kit, run_id)
     typer.echo(f"Run       {run.id}")
     typer.echo(f"Workflow  {run.workflow or '-'}")
+    if run.parent_run_id:
+        typer.echo(f"Parent    {run.parent_run_id} (block {run.parent_block_id})")
     typer.echo(f"Status    {run.status}")
     typer.echo(f"Created   {_when(run.created_at)}")
     typer.echo(f"Started   {_when(run.started_at)}")
@@ -296,6 +308,12 @@ def show(
         [[s.block_id, s.type, s.status, str(s.attempt), _when(s.started_at), _when(s.ended_at),
           detail(s)] for s in run.steps],
     ))  # fmt: skip
+    if run.children:
+        typer.echo("\nChildren (`thodare runs show ID`)")
+        typer.echo(_table(
+            ["BLOCK", "RUN", "WORKFLOW", "STATUS"],
+            [[c.block_id, c.run_id, c.workflow or "-", c.status] for c in run.children],
+        ))  # fmt: skip
 
 
 @app.command()

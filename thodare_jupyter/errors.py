@@ -546,3 +546,41 @@ class StepTimedOut(ThodareError):
 def seconds(value: float) -> str:
     """``30.0`` → ``"30 s"``, ``0.25`` → ``"0.25 s"`` (for messages)."""
     return f"{value:g} s"
+
+
+class WorkflowNotRegistered(ThodareError, LookupError):
+    """``run_workflow`` named a workflow with no stored definition; ``registered`` lists those
+    there are (in the run's database and namespace)."""
+
+    def __init__(self, name: str, registered: Sequence[str]) -> None:
+        self.workflow_name = name
+        self.registered = sorted(registered)
+        known = ", ".join(self.registered) or "none yet"
+        super().__init__(
+            f"No registered workflow {name!r} (registered: {known}). Define it in a "
+            "%%workflow cell or keep it with kit.save_version(workflow), then run again."
+        )
+
+
+class NeedsDurableRuntime(ThodareError):
+    """A block that only the durable runtime can run (``run_workflow``) ran in memory."""
+
+    def __init__(self, block_id: str, type_: str) -> None:
+        self.block_id, self.type = block_id, type_
+        super().__init__(
+            f"Block {block_id!r} ({type_}) starts a child run of a registered workflow, which "
+            "needs the durable runtime: run this workflow with kit.run(...), not run_in_memory."
+        )
+
+
+class ChildRunsTooDeep(ThodareError):
+    """``run_workflow`` would nest child runs deeper than the limit (a workflow that runs
+    itself, directly or through others)."""
+
+    def __init__(self, block_id: str, workflow: str, limit: int) -> None:
+        self.block_id, self.workflow_name, self.limit = block_id, workflow, limit
+        super().__init__(
+            f"Block {block_id!r} (run_workflow) would start a child of {workflow!r} {limit + 1} "
+            f"runs deep; child runs nest at most {limit} deep. Does a workflow run itself? "
+            "Give the recursion an end (a `when:` on the run_workflow step) or flatten it."
+        )

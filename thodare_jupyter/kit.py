@@ -321,7 +321,8 @@ class Wfkit:
         return [describe_worker(w, self.store.namespace) for w in self.store.workers.list_workers()]
 
     def cancel(self, run_id: str) -> bool:
-        """Cancel a run (also a waiting one); False when it had already ended."""
+        """Cancel a run (also a waiting one) and its unfinished child runs; False when it
+        had already ended."""
         return self.get_handle(run_id).cancel()
 
     # ── schedules ──

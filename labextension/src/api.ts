@@ -51,6 +51,14 @@ export interface IProgress {
   failed: number;
 }
 
+/** A child run that a `run_workflow` step of a run started. */
+export interface IChildRun {
+  block_id: string;
+  run_id: string;
+  workflow: string | null;
+  status: string;
+}
+
 /** A durable run (a `RunDescription`). */
 export interface IRun {
   id: string;
@@ -65,6 +73,11 @@ export interface IRun {
   steps: IStep[];
   /** By `for_each` block id; only the run route has it. */
   progress?: Record<string, IProgress>;
+  /** For a child run (`run_workflow`): the run and block that started it. */
+  parent_run_id?: string | null;
+  parent_block_id?: string | null;
+  /** The child runs its `run_workflow` steps started; only the run route has them. */
+  children?: IChildRun[];
 }
 
 /** A live worker (a kernel's, a `thodare worker`), as `kit.workers()` gives it. */

@@ -44,7 +44,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         const id = String(args.id);
         let widget = views.get(id);
         if (!widget || widget.isDisposed) {
-          widget = new MainAreaWidget({ content: new RunView(id) });
+          const open = (other: string) => void app.commands.execute(OPEN_RUN, { id: other });
+          const view = new RunView(id, open);
+          widget = new MainAreaWidget({ content: view });
           widget.id = `thodare-run-${id}`;
           widget.title.label = `Run ${id.slice(0, 8)}`;
           widget.title.icon = ICON;

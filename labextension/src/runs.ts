@@ -1,5 +1,6 @@
 /**
- * The runs list of the Workflows panel: live, filtered by status, with Cancel and Open.
+ * The runs list of the Workflows panel: live, filtered by status, with Cancel and Open;
+ * child runs (of `run_workflow` steps) are marked with the run that started them.
  */
 import {
   IRun,
@@ -101,6 +102,18 @@ export class RunsView extends PollingWidget {
       this.poke();
     };
     row.append(name, id, status, when, open, cancel);
+    if (run.parent_run_id) {
+      // a child run (`run_workflow`): marked, with the run that started it
+      row.classList.add('thodare-child-run');
+      row.dataset.parentRunId = run.parent_run_id;
+      const parent = h(
+        'span',
+        'thodare-run-parent',
+        `↳ child of ${run.parent_run_id.slice(0, 8)} (${run.parent_block_id ?? ''})`
+      );
+      parent.title = `Started by step ${run.parent_block_id} of run ${run.parent_run_id}`;
+      row.append(parent);
+    }
     this.rows.set(run.id, row);
     return row;
   }

@@ -2,7 +2,8 @@
  * One run in the main area: its DAG coloured by step status, its steps (a `for_each`
  * step's items counted: `503/1000 · 2 failed`), and the
  * output of the step clicked (in the table or the DAG): tables as their columns and
- * first rows, files with a download link.
+ * first rows, files with a download link; links to its parent and child runs
+ * (`run_workflow`), which `open` shows.
  */
 import { IProgress, IRun, getRun, isTerminal, runSvg } from './api';
 import { clock, h, svgNode, took } from './dom';
@@ -10,7 +11,10 @@ import { drawOutput } from './outputs';
 import { PollingWidget } from './poller';
 
 export class RunView extends PollingWidget {
-  constructor(readonly runId: string) {
+  constructor(
+    readonly runId: string,
+    private readonly open: (runId: string) => void = () => undefined
+  ) {
     super();
     this.addClass('thodare-run-view');
     this.node.dataset.runId = runId;
@@ -45,6 +49,7 @@ export class RunView extends PollingWidget {
     if (run.error) {
       this.head.append(h('pre', 'thodare-error', `${run.failed_block ?? ''}: ${run.error}`));
     }
+    this.drawLinks(run);
     if (svg !== this.svg) {
       this.svg = svg;
       this.dag.replaceChildren(svgNode(svg));
@@ -78,6 +83,36 @@ export class RunView extends PollingWidget {
     }
     this.steps.replaceChildren(table);
     this.drawOutput();
+  }
+
+  /** Buttons that open the run's parent and its child runs (`run_workflow`). */
+  private drawLinks(run: IRun): void {
+    const links: HTMLButtonElement[] = [];
+    const link = (className: string, runId: string, text: string, status?: string) => {
+      const button = h('button', `jp-Button thodare-run-link ${className}`, text);
+      button.dataset.runId = runId;
+      if (status) {
+        button.dataset.status = status;
+      }
+      button.title = `Open run ${runId}`;
+      button.onclick = () => this.open(runId);
+      links.push(button);
+    };
+    if (run.parent_run_id) {
+      const parent = run.parent_run_id;
+      const text = `parent run ${parent.slice(0, 8)} (step ${run.parent_block_id})`;
+      link('thodare-run-parent-link', parent, text);
+    }
+    for (const c of run.children ?? []) {
+      const what = `${c.block_id} → ${c.workflow ?? '-'}`;
+      const text = `child run ${c.run_id.slice(0, 8)} (${what}): ${c.status}`;
+      link('thodare-run-child-link', c.run_id, text, c.status);
+    }
+    if (links.length) {
+      const box = h('div', 'thodare-run-links');
+      box.append(...links);
+      this.head.append(box);
+    }
   }
 
   /** Show the output of step `blockId`. */

@@ -2,7 +2,8 @@
 
 ``trigger_webhook`` (the run input), ``http``, ``slack``, ``transform`` and
 the three waits. A workflow JSON written for @thodare/engine runs unchanged.
-Ours beyond the seed: ``sql`` (a query through SQLAlchemy, see :mod:`.sql`).
+Ours beyond the seed: ``sql`` (a query through SQLAlchemy, see :mod:`.sql`) and
+``run_workflow`` (a child run of a registered workflow, see :mod:`.child`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, Field
 
 from ..redaction import SECRET_NAME
+from .child import RUN_WORKFLOW_BLOCK
 from .connector import Connector, define_connector
 from .context import StepContext
 from .sql import SQL
@@ -160,4 +162,5 @@ BUILTINS: tuple[Connector, ...] = (
     ),
     SQL,
     *WAITS,
+    RUN_WORKFLOW_BLOCK,
 )

@@ -105,6 +105,25 @@ class Definitions:
             return self._rows(c, name)
 
     @retrying
+    def latest(self, name: str) -> DefinitionVersion | None:
+        """The newest live (not undone) version of ``name``, or None."""
+        q = sa.select(t).where(
+            t.c.namespace == self.store.namespace, t.c.name == name, t.c.undone == sa.false()
+        )
+        with self.db.read() as c:
+            row = c.execute(q.order_by(t.c.version.desc()).limit(1)).first()
+        return _version(row) if row is not None else None
+
+    @retrying
+    def names(self) -> list[str]:
+        """The names with a live version, sorted."""
+        q = sa.select(t.c.name).where(
+            t.c.namespace == self.store.namespace, t.c.undone == sa.false()
+        )
+        with self.db.read() as c:
+            return sorted(set(c.execute(q.distinct()).scalars()))
+
+    @retrying
     def undo(self, name: str) -> DefinitionVersion:
         """Mark the newest live version undone; return the one now current.
 

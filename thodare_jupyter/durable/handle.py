@@ -7,9 +7,10 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..clock import from_iso, to_iso
+from ..connectors.child import RUN_WORKFLOW
 from ..connectors.payload import typed_output
 from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout, StepOutputMissing
 from ..step_logs import LogLine
@@ -39,6 +40,15 @@ class StepDescription(BaseModel):
     waiting_for: str | None = None
 
 
+class ChildRunInfo(BaseModel):
+    """A child run (``run_workflow``) of a run: the block that started it, its id and status."""
+
+    block_id: str
+    run_id: str
+    workflow: str | None
+    status: str
+
+
 class RunDescription(BaseModel):
     """A durable run's status, timestamps and steps."""
 
@@ -57,6 +67,12 @@ class RunDescription(BaseModel):
     missing_connectors: list[str] | None = None
     """For a pending run that live workers cannot take: the connector types it lacks
     (the fewest any live worker lacks). None while some live worker can, or none is alive."""
+    parent_run_id: str | None = None
+    """For a child run (``run_workflow``): the run that started it."""
+    parent_block_id: str | None = None
+    """For a child run: the parent's block that started it."""
+    children: list[ChildRunInfo] = Field(default_factory=list)
+    """The child runs its ``run_workflow`` steps started (:meth:`RunHandle.describe` only)."""
 
 
 class WorkerInfo(BaseModel):
@@ -122,6 +138,7 @@ def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
         created_at=to_iso(row.created_at), started_at=to_iso(row.started_at),
         ended_at=to_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
         outputs=row.outputs, input=row.input, idempotency_key=row.idempotency_key,
+        parent_run_id=row.parent_run_id, parent_block_id=row.parent_block_id,
         steps=[StepDescription(
             block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
             started_at=to_iso(s.started_at), ended_at=to_iso(s.ended_at), output=s.output,
@@ -169,6 +186,8 @@ class RunHandle:
         live worker can take, the connector types it lacks."""
         row = self._row()
         desc = describe_run(row, self.store.runs.get_steps(self.id))
+        if any(s.type == RUN_WORKFLOW for s in desc.steps):
+            desc.children = [ChildRunInfo(**vars(c)) for c in self.store.children.children(self.id)]
         if row.status == "pending":
             desc.missing_connectors = self._missing(row)
         return desc
@@ -291,9 +310,11 @@ class RunHandle:
         return lines
 
     def cancel(self) -> bool:
-        """Cancel the run (also while it waits); False when it had already ended."""
-        done = self.store.runs.cancel_run(self.id)
-        if done and self._worker is not None:
-            self._worker.lifecycle.run_canceled(self.id)
-            self._worker.abort(self.id)
-        return done
+        """Cancel the run (also while it waits) and its unfinished child runs (of
+        ``run_workflow`` steps, recursively); False when it had already ended."""
+        done = self.store.runs.cancel_tree(self.id)
+        if self._worker is not None:
+            for run_id in done:
+                self._worker.lifecycle.run_canceled(run_id)
+                self._worker.abort(run_id)
+        return bool(done)

@@ -38,6 +38,10 @@ class RunRow:
     needs: list[str] | None
     claimed_from: str | None
     """For a claimed run: its status before the claim (pending, waiting or running)."""
+    parent_run_id: str | None = None
+    """For a child run (``run_workflow``): the run that started it."""
+    parent_block_id: str | None = None
+    """For a child run: the parent's block that started it."""
     memo: list[tuple[str, str, Any]] | None = None
     """For a claimed run: ``(block_id, status, output)`` of its ended steps."""
 
@@ -104,6 +108,7 @@ def run_row(row: Any) -> RunRow:
         outputs=json.loads(m["outputs_json"]) if m["outputs_json"] else None,
         lease_owner=m["lease_owner"],
         needs=json.loads(m["needs"]) if m["needs"] else None, claimed_from=m["claimed_from"],
+        parent_run_id=m.get("parent_run_id"), parent_block_id=m.get("parent_block_id"),
         memo=None if "memo" not in m else [
             (b, st, json.loads(out) if out is not None else None) for b, st, out in memo or ()
         ],

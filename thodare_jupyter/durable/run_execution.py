@@ -1,12 +1,13 @@
 """One claimed run, walked once by a worker: its steps (with retries, timeouts,
-flow control, step logs and ``for_each`` items), waits, and its end; every write
-fenced by the run's lease and sent through the worker's group commit."""
+flow control, step logs and ``for_each`` items), waits, child runs, and its end;
+every write fenced by the run's lease and sent through the worker's group commit."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,12 +15,16 @@ from sqlalchemy.engine import Connection
 
 from ..clock import from_iso, to_iso
 from ..connectors import Connector, StepContext, wait_output
+from ..connectors.child import RUN_WORKFLOW, RunWorkflowParams, child_output
 from ..connectors.flow import backoff
 from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
-from ..errors import BackendUnavailable, ThodareError
+from ..errors import BackendUnavailable, ThodareError, WorkflowNotRegistered
 from ..execution.walker import StepRecord, WalkState, error_text, walk
 from ..step_logs import Capture, begin, end
-from ..wire import PauseInfo
+from ..validation import input_model_of, validate_input
+from ..wire import TERMINAL_STATUSES, PauseInfo
+from .child_store import waiting_for
+from .definitions import Definitions
 from .records import LogWrite, RunRow, StepWrite
 from .run_store import LeaseLost
 
@@ -139,6 +144,8 @@ class RunExecution:
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
         conn = self.plan.connectors[block_id]
+        if conn.type == RUN_WORKFLOW:
+            return await self.child(block_id, conn, params)
         if conn.kind == "wait":
             return await self.wait(block_id, conn, params)
         return await self.compute(block_id, conn, params)
@@ -240,6 +247,57 @@ class RunExecution:
         self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
         return output
 
+    async def child(self, block_id: str, conn: Connector, params: dict[str, Any]) -> Any:
+        """A ``run_workflow`` step: its child run (started once: a re-walk finds it), the
+        run parked while the child has not ended (no slot held; the child's end wakes
+        it), then the child's outputs; a failed or canceled child fails the step."""
+        try:
+            found = await self.w.io(self.store.children.find, self.row.id, block_id)
+            if found is None:
+                p = conn.validate_params(params, block_id, self.redactor)
+                assert isinstance(p, RunWorkflowParams)
+                found = await self.start_child(block_id, conn, p)
+            if found.status not in TERMINAL_STATUSES:
+                self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, None)
+                return PauseInfo(
+                    block_id=block_id, kind="event", resume_on_event=waiting_for(found.id)
+                )
+            what = f"Child run {found.id} (workflow {found.workflow_name!r})"
+            if found.status == "failed":
+                at = f" at block {found.failed_block!r}" if found.failed_block else ""
+                raise StepFailed(f"{what} failed{at}: {found.error}")
+            if found.status == "canceled":
+                raise StepFailed(f"{what} was canceled.")
+        except (LeaseLost, BackendUnavailable, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            error = self.redactor(error_text(e))
+            self.hold(StepWrite(block_id, conn.type, "failed", 1, error=error))
+            raise
+        output = child_output(found.id, found.workflow_name, found.outputs)
+        self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
+        return output
+
+    async def start_child(self, block_id: str, conn: Connector, p: RunWorkflowParams) -> RunRow:
+        """Start the child run of a ``run_workflow`` step: the newest live version of the
+        named workflow, pinned now, with the input checked against its input model."""
+        definitions = Definitions(self.store)
+        version = await self.w.io(definitions.latest, p.workflow)
+        if version is None:
+            raise WorkflowNotRegistered(p.workflow, await self.w.io(definitions.names))
+        wf = version.workflow
+        data = validate_input(input_model_of(wf), p.input, p.workflow, self.w.artifacts)
+        if self.ended:  # what the child's input came from is durable before the child starts
+            await self.write(self.store.runs.write_steps_in)
+        row = await self.w.io(
+            self.store.children.start, self.row.id, self.owner, block_id, conn.type,
+            child_id=uuid.uuid4().hex, workflow_name=p.workflow,
+            workflow_json=version.workflow_json, input=data,
+        )  # fmt: skip
+        self.w.lifecycle.run_created(row.id, p.workflow, data)
+        self.w.wake()  # this worker may take the child as soon as the parent parks
+        return row
+
     def state(self) -> WalkState:
         state = WalkState()
         self.items: dict[str, tuple[str, Any]] = {}  # for_each items that ended
@@ -267,9 +325,13 @@ class RunExecution:
                 self.w.spawn(self.give_back())
 
     async def walk(self) -> None:
-        finish = self.store.runs.finish_in
+        # a child's end wakes its parent; a parent's failure cancels its children
+        linked = self.store.children.finish_in
+        finish = linked if self.row.parent_run_id else self.store.runs.finish_in
         try:
             self.plan = self.w.plan(self.row.workflow_json)
+            if any(c.type == RUN_WORKFLOW for c in self.plan.connectors.values()):
+                finish = linked
         except ThodareError as e:
             await self.write(finish, status="failed", error=str(e))
             self.w.lifecycle.run_ended(self.row.id, "failed", str(e))

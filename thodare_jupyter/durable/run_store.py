@@ -24,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import StoreRefused
 from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
+from .lineage import cancel_children_in, wake_parent_in
 from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_row, step_row
 from .schema import runs, signals, steps
 
@@ -344,10 +345,14 @@ class RunStore:
         *,
         idempotency_key: str | None = None,
         deadline_at: float | None = None,
+        parent: tuple[str, str] | None = None,
     ) -> None:
-        """Insert a pending run inside the caller's write transaction (and wake workers)."""
+        """Insert a pending run inside the caller's write transaction (and wake workers);
+        ``parent``: the ``(run id, block id)`` that starts it as a child run."""
         row = self._new_row(run_id, workflow_name, workflow_json, input, time.time(),
                             idempotency_key=idempotency_key, deadline_at=deadline_at)  # fmt: skip
+        if parent is not None:
+            row.update(parent_run_id=parent[0], parent_block_id=parent[1])
         c.execute(self._insert_run, row)
 
     def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
@@ -527,9 +532,16 @@ class RunStore:
             return True
         return False
 
-    @retrying
     def cancel_run(self, run_id: str) -> bool:
-        """Cancel a run that has not ended; False when it already had."""
+        """Cancel a run that has not ended, and its unfinished child runs; False when
+        it had already ended."""
+        return bool(self.cancel_tree(run_id))
+
+    @retrying
+    def cancel_tree(self, run_id: str) -> list[str]:
+        """Cancel a run that has not ended and its unfinished descendants (child runs
+        of ``run_workflow``), and wake its parent (its step then fails); the ids
+        canceled, ``run_id`` first (none when it had already ended)."""
         with self.db.write() as c:
             now = time.time()
             res = c.execute(
@@ -548,9 +560,11 @@ class RunStore:
                     wake_at=None,
                 )
             )
-            if res.rowcount:
-                self.db.announce_end(c, run_id)
-        return bool(res.rowcount)
+            if not res.rowcount:
+                return []
+            self.db.announce_end(c, run_id)
+            wake_parent_in(self.db, c, run_id, now)
+            return [run_id, *cancel_children_in(self.db, c, run_id, now)]
 
     @retrying
     def step_waiting(

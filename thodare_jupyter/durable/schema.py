@@ -51,6 +51,9 @@ runs = Table(
     Column("outputs_json", Text),
     Column("needs", Text),  # JSON list of the connector types the run uses; NULL: any worker
     Column("claimed_from", String(16)),  # the status before the last claim
+    # A child run (``run_workflow``): the run and block that started it; one child per both.
+    Column("parent_run_id", String(64)),
+    Column("parent_block_id", String(10240)),
     UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_runs_idem"),
     # The indexes match the queries, so their cost does not grow with the finished runs
     # (migration 0006 says why each exists; tests/test_history_cost.py EXPLAINs them).
@@ -65,6 +68,8 @@ runs = Table(
     ),
     Index("ix_thodare_runs_list", "namespace", "created_at"),  # the runs list, newest first
     Index("ix_thodare_runs_status_list", "namespace", "status", "created_at"),  # ... by status
+    # A parent's children (describe, cancel cascade); a parent step never starts two.
+    Index("ix_thodare_runs_parent", "parent_run_id", "parent_block_id", unique=True),
 )
 
 steps = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .child_store import ChildStore
 from .database import Database
 from .flow_store import FlowStore
 from .log_store import LogStore
@@ -14,8 +15,8 @@ from .worker_store import WorkerStore
 class Store(Database):
     """One database URL and namespace with its stores: ``runs`` (runs and steps),
     ``workers`` (who is alive, leases), ``signals``, ``logs`` (step logs), ``flow``
-    (connectors' flow control); on PostgreSQL ``run_ends`` (runs' ends announced,
-    for handles waiting in this process)."""
+    (connectors' flow control), ``children`` (child runs of ``run_workflow``); on
+    PostgreSQL ``run_ends`` (runs' ends announced, for handles waiting in this process)."""
 
     def __init__(
         self,
@@ -31,6 +32,7 @@ class Store(Database):
         self.signals = SignalStore(self)
         self.logs = LogStore(self)
         self.flow = FlowStore(self)
+        self.children = ChildStore(self, self.runs)
         self.run_ends = None if self.is_sqlite else RunEnds(self)
 
     def dispose(self) -> None:

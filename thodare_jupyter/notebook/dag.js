@@ -273,6 +273,12 @@ function drawDetails(model, panel) {
     panel.append(drawOutput(d.output, run.id));
   }
   if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
+  if (d.child) {
+    const child = html("div", { class: "thodare-child", title: d.child.run_id },
+      `child run ${d.child.run_id.slice(0, 12)} (${d.child.workflow || "-"}): ${d.child.status}`);
+    child.dataset.status = d.child.status;
+    panel.append(child);
+  }
   if (d.logs && d.logs.length) {
     panel.append(html("div", { class: "thodare-label" }, "logs"));
     // a for_each step's lines are its items' (each[3]): say which

@@ -10,9 +10,9 @@ as each attempt ended): a table stored by reference as its row and column
 counts, column types and first rows; a file as its name, size and a download link
 (the server extension's artifacts route). A waiting ``human_approval``
 offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
-form; any node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display
-also carries an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on
-GitHub and under nbval.
+form; a ``run_workflow`` step names its child run and the child's status; any
+node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display also carries
+an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on GitHub and under nbval.
 """
 
 from __future__ import annotations
@@ -135,12 +135,15 @@ class DagView(anywidget.AnyWidget):
         details: dict[str, Any] = {"id": block.id, "type": block.type, "params": params}
         step = next((s for s in self.run.get("steps", []) if s["block_id"] == block.id), None)
         if step is not None and self.kit is not None and self.run_id is not None:
-            outputs = self.kit.get_handle(self.run_id).describe().steps
-            found = next((s for s in outputs if s.block_id == block.id), None)
+            run = self.kit.get_handle(self.run_id).describe()
+            found = next((s for s in run.steps if s.block_id == block.id), None)
             output = json.loads(json.dumps(found.output, default=str)) if found else None
             details.update(status=step["status"], error=step["error"],
                            waiting_for=step["waiting_for"], output=output,
                            logs=self._logs(block.id))  # fmt: skip
+            child = next((c for c in run.children if c.block_id == block.id), None)
+            if child is not None:  # a run_workflow step: the child run it started
+                details["child"] = child.model_dump()
         self.details = details
 
     def _logs(self, block_id: str) -> list[dict[str, Any]]:
