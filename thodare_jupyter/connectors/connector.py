@@ -17,7 +17,7 @@ from functools import cached_property
 from types import NoneType
 from typing import Annotated, Any, Literal, cast, get_type_hints
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from ..artifacts import has_ref
@@ -131,9 +131,25 @@ class Connector:
     # ── schema views ──────────────────────────────────────────────────────
 
     @cached_property
+    def params_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the params model (its ``$defs`` included)."""
+        return self.params.model_json_schema()
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of a stored output (as serialized); None when outputs are
+        untyped or the model has no JSON Schema (then refs into it are not checked)."""
+        if self.outputs is None:
+            return None
+        try:
+            return self.outputs.model_json_schema(mode="serialization")
+        except PydanticUserError:  # a field type pydantic cannot describe
+            return None
+
+    @cached_property
     def param_specs(self) -> dict[str, ParamSpec]:
         """Every param by name, hidden ones included."""
-        schema = self.params.model_json_schema()
+        schema = self.params_schema
         props: dict[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", []))
         specs = {}
