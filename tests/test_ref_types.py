@@ -416,3 +416,22 @@ def test_yaml_reads_a_for_each_steps_items() -> None:
     assert p.choices == ("failed", "items")
     wf = workflow_from_yaml("w", text.replace(", n: '{{each.nope}}'", ""), CATALOG)
     assert wf.blocks[-1].params == {"tags": "{{each.items}}"}
+
+
+def test_an_outputs_model_without_json_schema_still_names_its_fields() -> None:
+    class Opaque:
+        pass
+
+    class OddOut(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+        thing: Opaque
+        label: str = ""
+
+    odd = define_connector(type="odd", params=QueryParams, outputs=OddOut, run=lambda p: None)
+    cat = Catalog(odd, NOTIFY)
+    good = _wf({"text": "{{q.thing}}", "n": "{{q.label}}"}, source="odd")
+    assert compile_workflow(good, cat)  # fields known, types not: they pass
+    with pytest.raises(WorkflowInvalid) as ei:
+        compile_workflow(_wf({"text": "{{q.thnig}}"}, source="odd"), cat)
+    assert [i.code for i in ei.value.issues] == ["ref-unknown-field"]
+    assert "Did you mean 'thing'?" in ei.value.problems[0]

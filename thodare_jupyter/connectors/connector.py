@@ -138,13 +138,14 @@ class Connector:
     @cached_property
     def output_schema(self) -> dict[str, Any] | None:
         """The JSON Schema of a stored output (as serialized); None when outputs are
-        untyped or the model has no JSON Schema (then refs into it are not checked)."""
+        untyped. A model pydantic cannot describe gives its field names only."""
         if self.outputs is None:
             return None
         try:
             return self.outputs.model_json_schema(mode="serialization")
-        except PydanticUserError:  # a field type pydantic cannot describe
-            return None
+        except PydanticUserError:  # a field type with no JSON Schema
+            fields = self.output_fields or ()
+            return {"type": "object", "properties": {name: {} for name in fields}}
 
     @cached_property
     def param_specs(self) -> dict[str, ParamSpec]:
