@@ -435,3 +435,16 @@ def test_an_outputs_model_without_json_schema_still_names_its_fields() -> None:
         compile_workflow(_wf({"text": "{{q.thnig}}"}, source="odd"), cat)
     assert [i.code for i in ei.value.issues] == ["ref-unknown-field"]
     assert "Did you mean 'thing'?" in ei.value.problems[0]
+
+
+def test_yaml_input_types_reach_the_params() -> None:
+    text = (
+        "input: {count: str, size: int?, rows: table}\n"
+        "steps:\n  n:\n    uses: notify\n"
+        "    with: {n: '{{trigger.count}}', x: '{{trigger.size}}', tags: '{{trigger.rows}}'}\n"
+    )
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("w", text, CATALOG)
+    (p,) = ei.value.problems
+    assert (p.line, p.column, p.field) == (5, 15, "steps.n.with.n")
+    assert p.message.startswith("{{trigger.count}} is a string, but 'n' takes an integer.")
