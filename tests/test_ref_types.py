@@ -16,10 +16,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from thodare_jupyter import (
     BuildError,
@@ -448,3 +449,28 @@ def test_yaml_input_types_reach_the_params() -> None:
     (p,) = ei.value.problems
     assert (p.line, p.column, p.field) == (5, 15, "steps.n.with.n")
     assert p.message.startswith("{{trigger.count}} is a string, but 'n' takes an integer.")
+
+
+def test_outputs_are_typed_as_stored_or_as_validated() -> None:
+    """A Decimal is stored as a string but is a number to its model; a computed field is
+    stored. Either may be read, so neither is refused."""
+
+    class PriceOut(BaseModel):
+        price: Decimal
+        name: str = ""
+
+        @computed_field  # type: ignore[prop-decorator]
+        @property
+        def label(self) -> str:
+            return f"{self.name}: {self.price}"
+
+    priced = define_connector(type="priced", params=QueryParams, outputs=PriceOut, run=_query)
+    cat = Catalog(priced, NOTIFY)
+    wf = _wf({"x": "{{q.price}}", "text": "{{q.label}}"}, source="priced")
+    assert compile_workflow(wf, cat)
+    with pytest.raises(WorkflowInvalid) as ei:
+        compile_workflow(_wf({"x": "{{q.name}}", "tags": "{{q.label}}"}, source="priced"), cat)
+    assert [(i.field, i.code) for i in ei.value.issues] == [
+        ("x", "ref-type-mismatch"),
+        ("tags", "ref-type-mismatch"),
+    ]

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, cast, get_type_hints
 
 from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import models_json_schema
 
 from ..artifacts import has_ref
 from ..data import field_want
@@ -137,12 +138,20 @@ class Connector:
 
     @cached_property
     def output_schema(self) -> dict[str, Any] | None:
-        """The JSON Schema of a stored output (as serialized); None when outputs are
-        untyped. A model pydantic cannot describe gives its field names only."""
+        """The JSON Schema of a stored output; None when outputs are untyped.
+
+        Either the model as serialized (computed fields, a ``Decimal`` as a
+        string) or as validated (a ``Decimal`` as a number too): a ref may read
+        what either allows. A model pydantic cannot describe gives its field
+        names only.
+        """
         if self.outputs is None:
             return None
         try:
-            return self.outputs.model_json_schema(mode="serialization")
+            refs, top = models_json_schema(
+                [(self.outputs, "serialization"), (self.outputs, "validation")]
+            )
+            return {"anyOf": list(refs.values()), "$defs": top.get("$defs", {})}
         except PydanticUserError:  # a field type with no JSON Schema
             fields = self.output_fields or ()
             return {"type": "object", "properties": {name: {} for name in fields}}
