@@ -21,7 +21,7 @@ from .errors import InputInvalid, Issue, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
 from .ref_types import Missing, Typed, element, fits, mismatch, of_value, shape, walk
-from .templates import NAMESPACES, TEMPLATE, has_template, iter_refs, ref_head
+from .templates import NAMESPACES, has_template, iter_refs, ref_head, whole_ref
 from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class _Sources:
         ]
         for key, value in fields:
             in_params = key not in (WHEN, FOR_EACH) or value is block.params.get(key)
-            whole = _whole_ref(value)
+            whole = whole_ref(value)
             for ref in iter_refs(value):
                 read = self.read(ref, block, is_up, in_params, item)
                 if read.code is not None:
@@ -263,7 +263,7 @@ class _Sources:
 
     def for_each_source(self, block: SerializedBlock, is_up: Callable[[str], bool]) -> _Read | None:
         """What a block's ``for_each`` reads (None when it is no single ref)."""
-        ref = _whole_ref(block.for_each)
+        ref = whole_ref(block.for_each)
         if ref is None:
             return None
         read = self.read(ref, block, is_up, False, None)
@@ -379,14 +379,6 @@ def output_type(conn: Connector | None, *, for_each: bool = False) -> Typed | No
             "$defs": (schema or {}).get("$defs", {}),
         }
     )
-
-
-def _whole_ref(value: Any) -> str | None:
-    """The ref of a string that is exactly one ``{{ref}}`` (the resolver keeps its type)."""
-    if not isinstance(value, str):
-        return None
-    m = TEMPLATE.fullmatch(value.strip())
-    return m.group(1).strip() if m else None
 
 
 def _param_type(conn: Connector, key: str) -> Typed | None:
@@ -507,7 +499,7 @@ def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[Issue
 def as_issue(issue: ValidationIssue) -> Issue:
     """A :class:`ValidationIssue` as an :class:`Issue`; its line reads
     ``Block 'id' (type) param 'field': error``."""
-    ref = _whole_ref(issue.value)
+    ref = whole_ref(issue.value)
     return Issue(issue.block_id, issue.field, issue.code, issue.error, issue.block_type, ref)
 
 
