@@ -1,8 +1,18 @@
 """Checks a workflow against a catalog: structure, params, ``{{refs}}``, run input.
 
 One set of rules serves ``apply_operations`` (as data for the LLM),
-``compile_workflow`` (as :class:`WorkflowInvalid` for a person) and both
-executors.
+``compile_workflow`` (as :class:`WorkflowInvalid` for a person), the builder,
+the ``%%workflow`` YAML and both executors. Every problem has a stable code:
+
+* structure: ``duplicate-block-id``, ``invalid-block-id``, ``unknown-connector``,
+  ``unknown-edge-block``, ``cycle``, ``invalid-for-each``, ``for-each-not-compute``,
+  ``invalid-concurrency``;
+* params: ``unknown-param``, ``invalid-param-value``, ``missing-param``;
+* refs: ``unknown-block``, ``ref-disabled-block``, ``ref-not-upstream``,
+  ``unknown-variable``, ``invalid-ref``, ``item-outside-for-each``,
+  ``ref-unknown-field``, ``ref-type-mismatch`` (see :mod:`.ref_types`);
+* raised only by the builder: ``invalid-retries``, ``invalid-timeout``,
+  ``invalid-when``; reported only by ``apply_operations``: ``user-only-param``.
 """
 
 from __future__ import annotations
