@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import networkx as nx
@@ -118,6 +119,72 @@ NEAR_MISS: dict[str, list[Any]] = {
     "operation": ["SEND", "send"],
 }
 OP_MODELS = (AddOp, EditBlockOp, DeleteOp, ConnectOp, DisconnectOp)
+
+# The type rule, stated on its own for this catalog: the kinds each output field holds and each
+# param takes (missing: anything). A param that is exactly one ref is bad when no kind the ref
+# may hold fits a kind the param takes (numbers widen, bools pass as numbers, a table as a dict).
+OUT_KINDS: dict[tuple[str, str], set[str]] = {
+    ("http", "status"): {"integer"}, ("http", "headers"): {"object"},
+    ("slack", "ok"): {"boolean"}, ("slack", "ts"): {"string"}, ("slack", "channel"): {"string"},
+    ("wait_duration", "resumedAt"): {"string"}, ("wait_for_event", "timedOut"): {"boolean"},
+    ("human_approval", "approved"): {"boolean"}, ("human_approval", "by"): {"string"},
+    ("human_approval", "note"): {"string"}, ("human_approval", "comment"): {"string"},
+    ("human_approval", "timedOut"): {"boolean"}, ("sql", "rows"): {"table"},
+    ("sql", "rowcount"): {"integer"}, ("vault_query", "rows"): {"array"},
+    ("vault_query", "count"): {"integer"}, ("run_workflow", "runId"): {"string"},
+    ("run_workflow", "workflow"): {"string"}, ("run_workflow", "outputs"): {"object"},
+}  # fmt: skip
+PARAM_KINDS: dict[tuple[str, str], set[str]] = {
+    ("trigger_webhook", "path"): {"string"}, ("http", "url"): {"string"},
+    ("http", "method"): {"string"}, ("http", "headers"): {"object"},
+    ("slack", "operation"): {"string"}, ("slack", "channel"): {"string"},
+    ("slack", "text"): {"string"}, ("slack", "threadTs"): {"string"},
+    ("slack", "accessToken"): {"string"}, ("wait_duration", "duration"): {"number"},
+    ("wait_duration", "unit"): {"string"}, ("wait_for_event", "eventName"): {"string"},
+    ("wait_for_event", "correlationKey"): {"string"},
+    ("wait_for_event", "timeoutHours"): {"number"}, ("human_approval", "prompt"): {"string"},
+    ("human_approval", "timeoutHours"): {"number"},
+    ("human_approval", "resumeBaseUrl"): {"string"}, ("sql", "query"): {"string"},
+    ("sql", "params"): {"object"}, ("sql", "url"): {"string"},
+    ("vault_query", "query"): {"string"}, ("vault_query", "limit"): {"integer"},
+    ("vault_query", "apiKey"): {"string"}, ("vault_query", "region"): {"string"},
+    ("run_workflow", "workflow"): {"string"}, ("run_workflow", "input"): {"object"},
+}  # fmt: skip
+CONVERTS = {
+    ("integer", "number"), ("number", "integer"), ("boolean", "number"),
+    ("boolean", "integer"), ("integer", "boolean"), ("table", "object"), ("table", "array"),
+}  # fmt: skip
+WHOLE_REF = re.compile(r"\{\{([^{}]+)\}\}")
+
+
+def ref_kinds(
+    ref: str, type_of: dict[str, str], variables: dict[str, Any] | None, typed_input: bool
+) -> set[str] | None:
+    """What a ref (whose head resolves) may hold; None: anything. ``type_of``: head → type."""
+    head, *rest = ref.split(".")
+    if head == "trigger":
+        return {"object"} if typed_input and not rest else None
+    if head == "vars":
+        value = (variables or {}).get(rest[0]) if len(rest) == 1 else None
+        return {"string"} if isinstance(value, str) else {"integer"} if value == 3 else None
+    typ = type_of.get(head)
+    if head == "env" or typ is None or CATALOG.get(typ).outputs is None:
+        return None
+    if not rest:
+        return {"object"}
+    return OUT_KINDS.get((typ, rest[0])) if len(rest) == 1 else None
+
+
+def type_fits(typ: str, key: str, value: Any, kinds_of: Any) -> bool:
+    """Whether param ``key`` of a ``typ`` block can take ``value`` (only a whole ref can fail)."""
+    m = WHOLE_REF.fullmatch(value.strip()) if isinstance(value, str) else None
+    target = PARAM_KINDS.get((typ, key))
+    source = kinds_of(m.group(1).strip()) if m else None
+    return (
+        source is None
+        or target is None
+        or any(s == t or (s, t) in CONVERTS for s in source for t in target)
+    )
 
 
 # ── strategies ──
@@ -283,6 +350,14 @@ def workflows(draw: st.DrawFn) -> SerializedWorkflow:
             params["url"] = _maybe_ref(draw, ref_st, secret)
         if typ == "human_approval" and draw(st.booleans()):
             params["resumeBaseUrl"] = f"{ORIG_USER}/{bid}"
+        type_of = {**types, **{n: types[b] for b, n in names.items()}}
+
+        def kinds_of(ref: str, type_of: dict[str, str] = type_of) -> set[str] | None:
+            return ref_kinds(ref, type_of, variables, bool(input_fields))
+
+        for key, value in params.items():
+            if not type_fits(typ, key, value, kinds_of):
+                params[key] = f"{value}/{key}"  # inside text: a string
         block: dict[str, Any] = {"id": bid, "type": typ, "enabled": enabled, "params": params}
         if draw(st.integers(0, 2)) == 0:
             block["name"] = names[bid] = NAMES[i]
@@ -626,8 +701,9 @@ def ref_resolves(
 
 
 def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
-    """(block, param) pairs holding a ref that does not resolve. A disabled block is judged as
-    if it were enabled, with only its edges from enabled blocks."""
+    """(block, param) pairs holding a ref that does not resolve, or a whole ref that cannot fit
+    the param's type. A disabled block is judged as if it were enabled, with only its edges
+    from enabled blocks."""
     enabled = [b for b in wf.blocks if b.enabled]
     g: nx.DiGraph = nx.DiGraph()
     g.add_nodes_from(b.id for b in enabled)
@@ -638,6 +714,13 @@ def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
     for b in enabled:
         if b.name:
             by_name.setdefault(b.name, b.id)
+    types = {b.id: b.type for b in enabled}
+    type_of = {**{n: types[i] for n, i in by_name.items()}, **types}
+    schema = wf.metadata.input_schema if wf.metadata else None
+
+    def kinds_of(ref: str) -> set[str] | None:
+        return ref_kinds(ref, type_of, wf.variables, bool(schema and "properties" in schema))
+
     out = set()
     for b in wf.blocks:
         gb = g
@@ -650,6 +733,7 @@ def unresolved(wf: SerializedWorkflow) -> set[tuple[str, str]]:
             (b.id, key)
             for key, value in b.params.items()
             if not all(ref_resolves(r, b.id, wf, gb, by_name) for r in iter_refs(value))
+            or not type_fits(b.type, key, value, kinds_of)
         }
     return out
 

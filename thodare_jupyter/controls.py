@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from .connectors.connector import NO_RETRY, Connector, RetryPolicy
 from .errors import StepTimedOut
-from .templates import TEMPLATE
+from .templates import whole_ref
 from .wire import SerializedBlock, StepRetries
 
 T = TypeVar("T")
@@ -142,20 +142,18 @@ DEFAULT_CONCURRENCY = 8
 """Items in flight at once when a ``for_each`` step sets no ``concurrency``."""
 ITEM_REFS = ("item", "item_index")
 """The ref heads a ``for_each`` step's params may use."""
-FOR_EACH_OUTPUTS = ("items", "failed")
-"""A ``for_each`` step's outputs, whatever its connector's: each item's, and the failures."""
 
 
 def parse_for_each(value: Any) -> str:
     """A ``for_each`` value: one ``{{template}}`` (a list or a table), or ValueError."""
     if not isinstance(value, str) or not value.strip():
         raise ValueError('for_each must be a {{reference}} to a list or a table, e.g. "{{q.rows}}"')
-    m = TEMPLATE.fullmatch(value.strip())
-    if m is None:
+    ref = whole_ref(value)
+    if ref is None:
         raise ValueError(
             'for_each must be one {{reference}} to a list or a table, e.g. "{{q.rows}}"'
         )
-    if m.group(1).strip().split(".", 1)[0] in ITEM_REFS:
+    if ref.split(".", 1)[0] in ITEM_REFS:
         raise ValueError("for_each cannot read {{item}}: it names the items")
     return value.strip()
 

@@ -18,12 +18,45 @@ class ThodareError(Exception):
     """Root of every error this package raises on purpose."""
 
 
-class WorkflowInvalid(ThodareError):
-    """A workflow cannot run as written; ``problems`` lists every reason."""
+@dataclass(frozen=True)
+class Issue:
+    """One validation problem as data: where (``block``, ``field``), what (``code``, ``message``).
 
-    def __init__(self, name: str | None, problems: Sequence[str]) -> None:
+    ``code`` is stable (``ref-type-mismatch``, ``unknown-connector``, ...), so a
+    caller (the YAML compiler, the assistant) acts on it without reading the
+    text. ``field`` is a param name, ``"when"`` or ``"forEach"``; ``ref`` is the
+    ``{{ref}}`` the issue is about, when it is about one. ``str(issue)`` is the
+    line a person reads: prefixed with the block (and its type) when
+    ``block_type`` is set, else the ``message`` alone (it names its block itself).
+    """
+
+    block: str | None
+    field: str | None
+    code: str
+    message: str
+    block_type: str | None = None
+    ref: str | None = None
+
+    def __str__(self) -> str:
+        if self.block is None or self.block_type is None:
+            return self.message
+        field = f" param '{self.field}'" if self.field else ""
+        return f"Block '{self.block}' ({self.block_type}){field}: {self.message}"
+
+
+class WorkflowInvalid(ThodareError):
+    """A workflow cannot run as written.
+
+    ``issues`` lists every reason as an :class:`Issue`; ``problems`` holds their
+    lines (a plain string given is an issue with code ``invalid``).
+    """
+
+    def __init__(self, name: str | None, problems: Sequence[str | Issue]) -> None:
         self.workflow_name = name
-        self.problems = list(problems)
+        self.issues = [
+            p if isinstance(p, Issue) else Issue(None, None, "invalid", str(p)) for p in problems
+        ]
+        self.problems = [str(i) for i in self.issues]
         head = f"Workflow {name!r} is invalid" if name else "Workflow is invalid"
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{head} ({len(self.problems)} problem(s)):\n{lines}")

@@ -98,11 +98,16 @@ class _Patcher:
         )
 
     def issue(
-        self, block: SerializedBlock, field: str | None, error: str, value: Any = None
+        self, block: SerializedBlock, field: str | None, code: str, error: str, value: Any = None
     ) -> None:
         self.issues.append(
             ValidationIssue(
-                block_id=block.id, block_type=block.type, field=field, value=value, error=error
+                block_id=block.id,
+                block_type=block.type,
+                code=code,
+                field=field,
+                value=value,
+                error=error,
             )
         )
 
@@ -119,6 +124,7 @@ class _Patcher:
                 self.issue(
                     block,
                     key,
+                    "unknown-param",
                     f"Field '{key}' is not exposed by block '{conn.type}'. "
                     f"Allowed: {listing(allowed)}.",
                     None if spec else value,
@@ -128,6 +134,7 @@ class _Patcher:
                 self.issue(
                     block,
                     key,
+                    "user-only-param",
                     f"Field '{key}' of '{conn.type}' is set by the user only; "
                     "ask the user to set it.",
                 )
@@ -135,7 +142,13 @@ class _Patcher:
             if not has_template(value):
                 why = conn.check_param(key, value)
                 if why:
-                    self.issue(block, key, f"{why}. The field was not changed.", value)
+                    self.issue(
+                        block,
+                        key,
+                        "invalid-param-value",
+                        f"{why}. The field was not changed.",
+                        value,
+                    )
                     continue
             self.touched.setdefault((block.id, key), block.params.get(key, _ABSENT))
             block.params[key] = value
@@ -455,7 +468,10 @@ class _Patcher:
         if cycle:
             self.issues.append(
                 ValidationIssue(
-                    block_id="*", block_type="*", error=f"Graph invalid: cycle {' → '.join(cycle)}."
+                    block_id="*",
+                    block_type="*",
+                    code="cycle",
+                    error=f"Graph invalid: cycle {' → '.join(cycle)}.",
                 )
             )
         self.issues += [
@@ -611,7 +627,7 @@ def summarize(n_ops: int, skipped: list[SkippedItem], issues: list[ValidationIss
         lines.append(f"{len(issues)} validation error(s):")
         for e in issues:
             field = f" field '{e.field}'" if e.field else ""
-            lines.append(f"  • {e.block_id} ({e.block_type}){field}: {e.error}")
+            lines.append(f"  • [{e.code}] {e.block_id} ({e.block_type}){field}: {e.error}")
     return "\n".join(lines)
 
 

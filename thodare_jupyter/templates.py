@@ -72,6 +72,15 @@ def env_refs(value: SerializedWorkflow | Any) -> set[str]:
     return out
 
 
+def whole_ref(value: Any) -> str | None:
+    """The ref of a string that is exactly one ``{{ref}}`` (white space around allowed):
+    such a param keeps the referenced value's type. None for anything else."""
+    if not isinstance(value, str) or "{{" not in value:
+        return None
+    m = TEMPLATE.fullmatch(value.strip())
+    return m.group(1).strip() if m else None
+
+
 def has_template(value: Any) -> bool:
     """True when ``value`` contains at least one ``{{...}}`` reference."""
     return next(iter_refs(value), None) is not None
@@ -165,11 +174,9 @@ def resolve(value: Any, scope: Scope) -> Any:
     if isinstance(value, str):
         if "{{" not in value:
             return value
-        matches = list(TEMPLATE.finditer(value))
-        if not matches:
-            return value
-        if len(matches) == 1 and matches[0].group(0) == value.strip():
-            found = scope.lookup(matches[0].group(1).strip())
+        ref = whole_ref(value)
+        if ref is not None:
+            found = scope.lookup(ref)
             # a copy, so a connector that mutates its params cannot rewrite an upstream output
             return copy.deepcopy(found) if isinstance(found, dict | list) else found
         return TEMPLATE.sub(lambda m: stringify(scope.lookup(m.group(1).strip())), value)

@@ -1,8 +1,18 @@
 """Checks a workflow against a catalog: structure, params, ``{{refs}}``, run input.
 
 One set of rules serves ``apply_operations`` (as data for the LLM),
-``compile_workflow`` (as :class:`WorkflowInvalid` for a person) and both
-executors.
+``compile_workflow`` (as :class:`WorkflowInvalid` for a person), the builder,
+the ``%%workflow`` YAML and both executors. Every problem has a stable code:
+
+* structure: ``duplicate-block-id``, ``invalid-block-id``, ``unknown-connector``,
+  ``unknown-edge-block``, ``cycle``, ``invalid-for-each``, ``for-each-not-compute``,
+  ``invalid-concurrency``;
+* params: ``unknown-param``, ``invalid-param-value``, ``missing-param``;
+* refs: ``unknown-block``, ``ref-disabled-block``, ``ref-not-upstream``,
+  ``unknown-variable``, ``invalid-ref``, ``item-outside-for-each``,
+  ``ref-unknown-field``, ``ref-type-mismatch`` (see :mod:`.ref_types`);
+* raised only by the builder: ``invalid-retries``, ``invalid-timeout``,
+  ``invalid-when``; reported only by ``apply_operations``: ``user-only-param``.
 """
 
 from __future__ import annotations
@@ -16,11 +26,12 @@ from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
 from .connectors.payload import dump_json
-from .controls import FOR_EACH_OUTPUTS, ITEM_REFS, parse_concurrency, parse_for_each
-from .errors import InputInvalid, WorkflowInvalid, listing
+from .controls import ITEM_REFS, parse_concurrency, parse_for_each
+from .errors import InputInvalid, Issue, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
-from .templates import NAMESPACES, has_template, iter_refs, ref_head
+from .ref_types import Missing, Typed, element, fits, mismatch, of_value, shape, walk
+from .templates import NAMESPACES, has_template, iter_refs, ref_head, whole_ref
 from .wire import SerializedBlock, SerializedWorkflow, ValidationIssue
 
 if TYPE_CHECKING:
@@ -34,9 +45,10 @@ MAX_INT_DIGITS = 100
 """The most digits an integer in an op may have (larger ones travel as strings)."""
 _INT_LIMIT = 10**MAX_INT_DIGITS
 WHEN = "when"
+"""The ``field`` of a :class:`ValidationIssue` about a block's ``when`` (not a param)."""
 FOR_EACH = "forEach"
 """The ``field`` of a :class:`ValidationIssue` about a block's ``forEach``."""
-"""The ``field`` of a :class:`ValidationIssue` about a block's ``when`` (not a param)."""
+_LISTS = frozenset({"array", "table"})
 
 
 class NotJson(ValueError):
@@ -135,6 +147,7 @@ def check_params(
                 _issue(
                     block,
                     key,
+                    "unknown-param",
                     f"{conn.type} has no param '{key}'. "
                     f"Params: {listing(n for n in specs if n not in conn.hidden_params)}.",
                 )
@@ -143,10 +156,12 @@ def check_params(
             why = conn.check_param(key, value)
             if why:
                 shown = None if key in conn.hidden_params else value
-                issues.append(_issue(block, key, why, shown))
+                issues.append(_issue(block, key, "invalid-param-value", why, shown))
     for name, spec in specs.items():
         if spec.required and spec.visibility != "hidden" and block.params.get(name) in (None, ""):
-            issues.append(_issue(block, name, f"Required field '{name}' is missing."))
+            issues.append(
+                _issue(block, name, "missing-param", f"Required field '{name}' is missing.")
+            )
     return issues
 
 
@@ -158,7 +173,14 @@ def check_refs(
     upstream: Upstream | None = None,
     disabled: bool = False,
 ) -> list[ValidationIssue]:
-    """Every ``{{ref}}`` must exist, be upstream and name a declared output.
+    """Every ``{{ref}}`` must exist, be upstream, name a declared field and fit its param.
+
+    A ref reads a field its source declares (the upstream connector's outputs
+    model, the run input's model, a variable's value, a ``for_each`` item),
+    down to its last part unless the type allows any key there. A param that is
+    exactly one ref must be able to take what the ref's declared type holds
+    (``ref-type-mismatch``); unknown types (``Any``, untyped outputs, an input
+    without a model) always fit. A ``for_each`` must read a list or a table.
 
     The refs of a block's ``when`` are checked too; their issues have the
     field :data:`WHEN` (``"when"``).
@@ -170,10 +192,7 @@ def check_refs(
     disabled block is always a problem, since that block produces no output.
     """
     up = upstream if upstream is not None else Upstream(build_graph(workflow))
-    blocks = {b.id: b for b in workflow.blocks}
-    names = ids_by_name(workflow)
-    input_fields = _input_fields(workflow)
-    variables = workflow.variables or {}
+    sources = _Sources(workflow, catalog)
     wanted = set(only) if only is not None else None
     preds: dict[str, set[str]] | None = None
     issues: list[ValidationIssue] = []
@@ -185,13 +204,48 @@ def check_refs(
             is_up = _upstream_of(up, block.id)
         elif disabled:
             if preds is None:
-                preds = _enabled_preds(workflow, blocks)
+                preds = _enabled_preds(workflow, sources.blocks)
             above = set(preds.get(block.id, ()))
             for p in preds.get(block.id, ()):
                 above |= up.ancestors(p)
             is_up = above.__contains__
         else:
             continue
+        issues += sources.check_block(block, is_up)
+    return issues
+
+
+class _Read:
+    """What one ref reads: a problem (``code``, ``error``), else its declared type."""
+
+    __slots__ = ("code", "error", "type")
+
+    def __init__(
+        self, type: Typed | None = None, code: str | None = None, error: str | None = None
+    ) -> None:
+        self.type, self.code, self.error = type, code, error
+
+
+class _Sources:
+    """What the refs of one workflow read: its blocks, the run input, its variables."""
+
+    def __init__(self, workflow: SerializedWorkflow, catalog: Catalog) -> None:
+        self.blocks = {b.id: b for b in workflow.blocks}
+        self.names = ids_by_name(workflow)
+        self.catalog = catalog
+        self.variables = workflow.variables or {}
+        self.input = _input_type(workflow)
+
+    def check_block(
+        self, block: SerializedBlock, is_up: Callable[[str], bool]
+    ) -> list[ValidationIssue]:
+        """The issues of every ref in ``block``'s params, ``when`` and ``for_each``."""
+        issues: list[ValidationIssue] = []
+        conn = self.catalog.find(block.type)
+        item: Typed | None = None
+        if block.for_each:
+            source = self.for_each_source(block, is_up)
+            item = element(source.type) if source is not None else None
         fields = [
             *block.params.items(),
             *([(WHEN, block.when)] if block.when else []),
@@ -199,21 +253,147 @@ def check_refs(
         ]
         for key, value in fields:
             in_params = key not in (WHEN, FOR_EACH) or value is block.params.get(key)
+            whole = whole_ref(value)
             for ref in iter_refs(value):
-                if ref_head(ref)[0] in ITEM_REFS and not (block.for_each and in_params):
-                    why: str | None = (
-                        f"{{{{{ref_head(ref)[0]}}}}} is only known in the params of a "
-                        "for_each step (set for_each on this block, or read another value)."
-                    )
-                elif ref_head(ref)[0] in ITEM_REFS:
-                    why = None
-                else:
-                    why = _ref_problem(
-                        ref, block, blocks, names, is_up, catalog, input_fields, variables
-                    )
-                if why:
-                    issues.append(_issue(block, key, why, f"{{{{{ref}}}}}"))
-    return issues
+                read = self.read(ref, block, is_up, in_params, item)
+                if read.code is not None:
+                    issues.append(_issue(block, key, read.code, read.error or "", f"{{{{{ref}}}}}"))
+                elif ref == whole and key == FOR_EACH and not in_params:
+                    kinds = shape(read.type)
+                    if not fits(kinds, _LISTS):
+                        why = mismatch(ref, read.type, "for_each", _LISTS)
+                        issues.append(_issue(block, key, "ref-type-mismatch", why, value))
+                elif ref == whole and in_params and conn is not None:
+                    target = _param_type(conn, key)
+                    if target is not None and not fits(shape(read.type), shape(target)):
+                        why = mismatch(ref, read.type, key, shape(target))
+                        shown = None if key in conn.hidden_params else value
+                        issues.append(_issue(block, key, "ref-type-mismatch", why, shown))
+        return issues
+
+    def for_each_source(self, block: SerializedBlock, is_up: Callable[[str], bool]) -> _Read | None:
+        """What a block's ``for_each`` reads (None when it is no single ref)."""
+        ref = whole_ref(block.for_each)
+        if ref is None:
+            return None
+        read = self.read(ref, block, is_up, False, None)
+        return None if read.code is not None else read
+
+    def read(
+        self,
+        ref: str,
+        block: SerializedBlock,
+        is_up: Callable[[str], bool],
+        in_params: bool,
+        item: Typed | None,
+    ) -> _Read:
+        """What ``ref`` (in a param when ``in_params``) of ``block`` reads."""
+        head, rest = ref_head(ref)
+        if head in ITEM_REFS:
+            if not (block.for_each and in_params):
+                why = (
+                    f"{{{{{head}}}}} is only known in the params of a for_each step "
+                    "(set for_each on this block, or read another value)."
+                )
+                return _Read(code="item-outside-for-each", error=why)
+            if head == "item_index":
+                return _Read(Typed.of({"type": "integer"}) if not rest else None)
+            return self.field(item, rest, ref)
+        if head == "trigger":
+            return self.field(self.input, rest, ref)
+        if head == "env":
+            if rest:
+                return _Read()
+            return _Read(code="invalid-ref", error="Use {{env.NAME}} to read an env value.")
+        if head == "vars":
+            if not rest or rest[0] not in self.variables:
+                name = ".".join(rest)
+                why = (
+                    f"Workflow variable '{name}' is not declared. "
+                    f"Variables: {listing(self.variables)}."
+                )
+                return _Read(code="unknown-variable", error=why)
+            return _Read(of_value(self.variables[rest[0]]) if len(rest) == 1 else None)
+        target = self.blocks.get(head)
+        if target is None or not target.enabled:
+            if head in self.names:
+                target = self.blocks[self.names[head]]
+            elif target is not None:
+                why = (
+                    f"Block '{head}' is disabled, so it produces no output; "
+                    "enable it or use another block."
+                )
+                return _Read(code="ref-disabled-block", error=why)
+            else:
+                known = [b.id for b in self.blocks.values() if b.enabled]
+                why = (
+                    f"Reference '{head}' does not match any block id or name. "
+                    f"Blocks: {listing(known)}."
+                )
+                return _Read(code="unknown-block", error=why)
+        if not is_up(target.id):
+            why = (
+                f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
+                f"— connect them ({target.id} → … → {block.id})."
+            )
+            return _Read(code="ref-not-upstream", error=why)
+        kind = f"for_each of {target.type}" if target.for_each else target.type
+        return self.field(self.output_type(target), rest, ref, f"Block '{target.id}' ({kind})")
+
+    def field(self, source: Typed | None, path: list[str], ref: str, owner: str = "") -> _Read:
+        """The type at ``path`` in ``source``, or a ``ref-unknown-field`` problem.
+
+        ``owner`` names the block whose output ``source`` is (``""``: the run
+        input or a for_each item), for the message about a first part.
+        """
+        found = walk(source, path)
+        if not isinstance(found, Missing):
+            return _Read(found)
+        choices = listing(found.choices)
+        parts = ref.split(".")
+        if found.depth == 0 and parts[0] == "trigger":
+            why = f"The run input has no field '{found.field}'. Input fields: {choices}."
+        elif found.depth == 0 and owner:
+            why = f"{owner} does not declare output '{found.field}'. Available: {choices}."
+        else:
+            upto = ".".join(parts[: len(parts) - len(path) + found.depth])
+            why = (
+                f"{{{{{upto}}}}} has no field '{found.field}' (in {{{{{ref}}}}}). "
+                f"Fields: {choices}."
+            )
+        return _Read(code="ref-unknown-field", error=why + found.hint())
+
+    def output_type(self, block: SerializedBlock) -> Typed | None:
+        """The declared type of ``block``'s output."""
+        return output_type(self.catalog.find(block.type), for_each=bool(block.for_each))
+
+
+def output_type(conn: Connector | None, *, for_each: bool = False) -> Typed | None:
+    """The declared type of a step's output (None: unknown); a for_each step's is
+    ``{items: [each output], failed: [{index, error}]}``."""
+    schema = conn.output_schema if conn is not None else None
+    if not for_each:
+        return Typed.of(schema)
+    each = {
+        "type": "object",
+        "properties": {"index": {"type": "integer"}, "error": {"type": "string"}},
+    }
+    return Typed.of(
+        {
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": schema or {}},
+                "failed": {"type": "array", "items": each},
+            },
+            "$defs": (schema or {}).get("$defs", {}),
+        }
+    )
+
+
+def _param_type(conn: Connector, key: str) -> Typed | None:
+    props = conn.params_schema.get("properties", {})
+    root = Typed.of(conn.params_schema)
+    return root.at(props.get(key)) if root is not None else None
 
 
 def _upstream_of(up: Upstream, block_id: str) -> Callable[[str], bool]:
@@ -232,126 +412,87 @@ def _enabled_preds(
     return out
 
 
-def _ref_problem(
-    ref: str,
-    block: SerializedBlock,
-    blocks: Mapping[str, SerializedBlock],
-    names: Mapping[str, str],
-    is_up: Callable[[str], bool],
-    catalog: Catalog,
-    input_fields: set[str] | None,
-    variables: Mapping[str, Any],
-) -> str | None:
-    head, rest = ref_head(ref)
-    if head == "trigger":
-        if rest and input_fields is not None and rest[0] not in input_fields:
-            return f"The run input has no field '{rest[0]}'. Input fields: {listing(input_fields)}."
-        return None
-    if head == "env":
-        return None if rest else "Use {{env.NAME}} to read an env value."
-    if head == "vars":
-        if not rest or rest[0] not in variables:
-            name = ".".join(rest)
-            return f"Workflow variable '{name}' is not declared. Variables: {listing(variables)}."
-        return None
-    target = blocks.get(head)
-    if target is None or not target.enabled:
-        if head in names:
-            target = blocks[names[head]]
-        elif target is not None:
-            return (
-                f"Block '{head}' is disabled, so it produces no output; "
-                "enable it or use another block."
-            )
-        else:
-            known = [b.id for b in blocks.values() if b.enabled]
-            return (
-                f"Reference '{head}' does not match any block id or name. Blocks: {listing(known)}."
-            )
-    if not is_up(target.id):
-        return (
-            f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
-            f"— connect them ({target.id} → … → {block.id})."
-        )
-    conn = catalog.find(target.type)
-    fields = conn.output_fields if conn is not None else None
-    if target.for_each:
-        fields = FOR_EACH_OUTPUTS
-    if rest and fields is not None and rest[0] not in fields:
-        return (
-            f"Block '{target.id}' ({'for_each of ' if target.for_each else ''}{target.type})"
-            f" does not declare output '{rest[0]}'. "
-            f"Available: {listing(fields)}."
-        )
-    return None
-
-
-def _input_fields(workflow: SerializedWorkflow) -> set[str] | None:
+def _input_type(workflow: SerializedWorkflow) -> Typed | None:
+    """The declared type of the run input: its JSON Schema, else its model's; None: any."""
     schema = workflow.metadata.input_schema if workflow.metadata else None
-    if not schema or "properties" not in schema:
-        return None
-    return set(schema["properties"])
+    if schema is None and workflow.input_model is not None:
+        schema = workflow.input_model.model_json_schema()
+    return Typed.of(schema)
 
 
 def _issue(
-    block: SerializedBlock, field: str | None, error: str, value: Any = None
+    block: SerializedBlock, field: str | None, code: str, error: str, value: Any = None
 ) -> ValidationIssue:
     return ValidationIssue(
-        block_id=block.id, block_type=block.type, field=field, value=value, error=error
+        block_id=block.id,
+        block_type=block.type,
+        code=code,
+        field=field,
+        value=value,
+        error=error,
     )
 
 
-def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
+def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[Issue]:
     """Problems no executor can run past: duplicate ids, ghost edges, unknown types, cycles."""
-    problems = []
+    issues = []
     ids = Counter(b.id for b in workflow.blocks)
-    problems += [
-        f"Block id '{i}' is used by {n} blocks; ids must be unique."
+    issues += [
+        Issue(
+            i,
+            None,
+            "duplicate-block-id",
+            f"Block id '{i}' is used by {n} blocks; ids must be unique.",
+        )
         for i, n in ids.items()
         if n > 1
     ]
     for b in workflow.blocks:
         why = block_id_problem(b.id)
         if why:
-            problems.append(f"Block '{b.id}': {why}")
+            issues.append(Issue(b.id, None, "invalid-block-id", f"Block '{b.id}': {why}"))
         if b.type not in catalog:
-            problems.append(
+            why = (
                 f"Block '{b.id}' uses connector type '{b.type}', which is not registered "
                 f"(register it with kit.register). Known: {listing(catalog.types())}."
             )
-        problems += _for_each_problems(b, catalog)
+            issues.append(Issue(b.id, None, "unknown-connector", why))
+        issues += _for_each_problems(b, catalog)
     for c in workflow.connections:
         for end in (c.source, c.target):
             if end not in ids:
-                problems.append(
+                why = (
                     f"Connection {c.source} → {c.target} names block '{end}', which does not exist."
                 )
+                issues.append(Issue(end, None, "unknown-edge-block", why))
     cycle = find_cycle(build_graph(workflow))
     if cycle:
-        problems.append(f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}.")
-    return problems
+        why = f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}."
+        issues.append(Issue(cycle[0], None, "cycle", why))
+    return issues
 
 
-def _for_each_problems(b: SerializedBlock, catalog: Catalog) -> list[str]:
+def _for_each_problems(b: SerializedBlock, catalog: Catalog) -> list[Issue]:
     out = []
     if b.for_each is not None:
         try:
             parse_for_each(b.for_each)
         except ValueError as e:
-            out.append(f"Block '{b.id}': {e}.")
+            out.append(Issue(b.id, FOR_EACH, "invalid-for-each", f"Block '{b.id}': {e}."))
         conn = catalog.find(b.type)
         if conn is not None and conn.kind != "compute":
-            out.append(f"Block '{b.id}': for_each needs a compute step, not a {conn.kind} block.")
+            why = f"Block '{b.id}': for_each needs a compute step, not a {conn.kind} block."
+            out.append(Issue(b.id, FOR_EACH, "for-each-not-compute", why))
     if b.concurrency is not None:
         try:
             parse_concurrency(b.concurrency)
         except ValueError as e:
-            out.append(f"Block '{b.id}': {e}.")
+            out.append(Issue(b.id, "concurrency", "invalid-concurrency", f"Block '{b.id}': {e}."))
     return out
 
 
-def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
-    """Every problem with ``workflow``, as lines a person can act on."""
+def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[Issue]:
+    """Every problem with ``workflow``; ``str(issue)`` is a line a person can act on."""
     problems = check_structure(workflow, catalog)
     if problems:
         return problems
@@ -361,13 +502,14 @@ def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[str]:
         if b.enabled and conn is not None and conn.kind != "trigger":
             issues += check_params(b, conn)
     issues += check_refs(workflow, catalog)
-    return [format_issue(i) for i in issues]
+    return [as_issue(i) for i in issues]
 
 
-def format_issue(issue: ValidationIssue) -> str:
-    """One line: ``block (type) field: error``."""
-    field = f" param '{issue.field}'" if issue.field else ""
-    return f"Block '{issue.block_id}' ({issue.block_type}){field}: {issue.error}"
+def as_issue(issue: ValidationIssue) -> Issue:
+    """A :class:`ValidationIssue` as an :class:`Issue`; its line reads
+    ``Block 'id' (type) param 'field': error``."""
+    ref = whole_ref(issue.value)
+    return Issue(issue.block_id, issue.field, issue.code, issue.error, issue.block_type, ref)
 
 
 def compile_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> SerializedWorkflow:

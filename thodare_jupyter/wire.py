@@ -210,10 +210,15 @@ class SkippedItem(_Wire):
 
 
 class ValidationIssue(_Wire):
-    """A problem with the resulting workflow (a dropped field, a bad ref, ...)."""
+    """A problem with the resulting workflow (a dropped field, a bad ref, ...).
+
+    ``code`` names the rule (``ref-type-mismatch``, ``unknown-param``, ...) and is
+    stable; ``error`` is the sentence to act on.
+    """
 
     block_id: str
     block_type: str
+    code: str
     field: str | None = None
     value: Any = None
     error: str

@@ -11,17 +11,17 @@ from the refs (a step with none hangs off the trigger), plus ``needs=``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
 
-from ..connectors import Connector
+from ..connectors import Catalog, Connector
 from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
-from ..errors import BuildError, listing
+from ..errors import BuildError, Issue, listing
 from ..templates import iter_refs, ref_head
-from ..validation import block_id_problem
+from ..validation import FOR_EACH, WHEN, as_issue, block_id_problem, check_refs
 from ..wire import (
     SerializedBlock,
     SerializedConnection,
@@ -47,9 +47,9 @@ class Ref:
     __slots__ = ("_model", "_path", "_problems")
     _path: str
     _model: type[BaseModel] | None
-    _problems: list[str]
+    _problems: list[Issue]
 
-    def __init__(self, path: str, model: type[BaseModel] | None, problems: list[str]) -> None:
+    def __init__(self, path: str, model: type[BaseModel] | None, problems: list[Issue]) -> None:
         object.__setattr__(self, "_path", path)
         object.__setattr__(self, "_model", model)
         object.__setattr__(self, "_problems", problems)
@@ -62,7 +62,13 @@ class Ref:
             if name not in fields:
                 what = "The run input" if self._path == "trigger" else f"'{self._path}'"
                 self._problems.append(
-                    f"{what} has no field '{name}' ({_where(depth + 1)}). Valid: {listing(fields)}."
+                    Issue(
+                        None,
+                        None,
+                        "ref-unknown-field",
+                        f"{what} has no field '{name}' ({_where(depth + 1)}). "
+                        f"Valid: {listing(fields)}.",
+                    )
                 )
             else:
                 ann = fields[name].annotation
@@ -111,7 +117,7 @@ class StepRefs:
         self,
         input_model: type[BaseModel] | None,
         steps: Mapping[str, type[BaseModel] | None],
-        problems: list[str],
+        problems: list[Issue],
     ) -> None:
         self._input_model = input_model
         self._steps = steps
@@ -122,8 +128,13 @@ class StepRefs:
             return Ref("trigger", self._input_model, self._problems)
         if name not in self._steps:
             self._problems.append(
-                f"No earlier step '{name}' ({_where(depth + 1)}). "
-                f"Available: {listing(['input', *self._steps])}."
+                Issue(
+                    None,
+                    None,
+                    "unknown-block",
+                    f"No earlier step '{name}' ({_where(depth + 1)}). "
+                    f"Available: {listing(['input', *self._steps])}.",
+                )
             )
             return Ref(name, None, self._problems)
         return Ref(name, self._steps[name], self._problems)
@@ -159,8 +170,9 @@ class _State:
     description: str | None = None
     input_model: type[BaseModel] | None = None
     variables: Mapping[str, Any] | None = None
-    steps: tuple[tuple[SerializedBlock, Connector, tuple[str, ...]], ...] = ()
-    problems: tuple[str, ...] = field(default=())
+    steps: tuple[tuple[SerializedBlock, Connector, tuple[str, ...], str], ...] = ()
+    """``(block, connector, upstream ids, where it was added)`` per step."""
+    problems: tuple[Issue, ...] = field(default=())
 
 
 class WorkflowBuilder:
@@ -265,16 +277,19 @@ class WorkflowBuilder:
         for_each: Any,
         concurrency: Any,
     ) -> WorkflowBuilder:
-        problems = list(self._s.problems)
-        known = {b.id: c for b, c, _ in self._s.steps}
-        outputs = {b.id: ForEachOutputs if b.for_each else c.outputs for b, c, _ in self._s.steps}
+        problems = _Problems(id, where, self._s.problems)
+        known = {b.id: c for b, c, _, _ in self._s.steps}
+        outputs = {
+            b.id: ForEachOutputs if b.for_each else c.outputs for b, c, _, _ in self._s.steps
+        }
         if not isinstance(connector, Connector):
             raise TypeError(f"step({id!r}): expected a connector, got {connector!r} ({where}).")
         why = block_id_problem(id)
         if why or id in known or id == "input":
-            problems.append(
+            problems.add(
+                "invalid-block-id" if why else "duplicate-block-id",
                 f"Step id {id!r} ({where}): "
-                f"{why or 'already used by an earlier step; ids must be unique'}."
+                f"{why or 'already used by an earlier step; ids must be unique'}.",
             )
         raw = (
             params(StepRefs(self._s.input_model, outputs, problems))
@@ -288,39 +303,48 @@ class WorkflowBuilder:
             )
         for key in values:
             if key not in connector.param_specs:
-                problems.append(
+                problems.add(
+                    "unknown-param",
                     f"Step '{id}' ({where}): {connector.type} has no param '{key}'. "
-                    f"Params: {listing(connector.param_specs)}."
+                    f"Params: {listing(connector.param_specs)}.",
+                    key,
                 )
         for pname, spec in connector.param_specs.items():
             if spec.required and spec.visibility != "hidden" and pname not in values:
-                problems.append(f"Step '{id}' ({where}): required param '{pname}' is missing.")
+                problems.add(
+                    "missing-param",
+                    f"Step '{id}' ({where}): required param '{pname}' is missing.",
+                    pname,
+                )
         for n in needs:
             if n not in known:
-                problems.append(
+                problems.add(
+                    "unknown-block",
                     f"Step '{id}' ({where}): needs unknown step '{n}'. "
-                    f"Earlier steps: {listing(known)}."
+                    f"Earlier steps: {listing(known)}.",
                 )
         controls = _controls(id, where, retries, timeout, problems)
         if concurrency is not None:
             try:
                 controls["concurrency"] = parse_concurrency(concurrency)
             except ValueError as e:
-                problems.append(f"Step '{id}' ({where}): {e}.")
+                problems.add("invalid-concurrency", f"Step '{id}' ({where}): {e}.", "concurrency")
         if callable(for_each) and not isinstance(for_each, Ref):
             for_each = for_each(StepRefs(self._s.input_model, outputs, problems))
         if for_each is not None:
             try:
                 controls["for_each"] = parse_for_each(materialize(for_each))
             except ValueError as e:
-                problems.append(f"Step '{id}' ({where}): {e}.")
+                problems.add("invalid-for-each", f"Step '{id}' ({where}): {e}.", FOR_EACH)
         if callable(when) and not isinstance(when, Ref):
             when = when(StepRefs(self._s.input_model, outputs, problems))
         cond = None if when is None else materialize(when)
         if cond is not None and not isinstance(cond, str):
-            problems.append(
+            problems.add(
+                "invalid-when",
                 f"Step '{id}' ({where}): when must be a reference or a template string, "
-                f"got {type(cond).__name__}."
+                f"got {type(cond).__name__}.",
+                WHEN,
             )
             cond = None
         refs = iter_refs([values, cond, controls.get("for_each")])
@@ -332,27 +356,42 @@ class WorkflowBuilder:
         return WorkflowBuilder(
             replace(
                 self._s,
-                steps=(*self._s.steps, (block, connector, upstream)),
-                problems=tuple(problems),
+                steps=(*self._s.steps, (block, connector, upstream, where)),
+                problems=problems.done(),
             )
         )
 
     def build(self) -> SerializedWorkflow:
-        """Compile to a :class:`SerializedWorkflow`; :class:`BuildError` lists every problem."""
+        """Compile to a :class:`SerializedWorkflow`; :class:`BuildError` lists every problem.
+
+        Once every access through ``r`` checks out, the refs are checked as
+        ``compile_workflow`` checks them (template strings included): each must
+        name a declared field, and a param that is exactly one ref must fit the
+        field's type (a table is no ``str``); each issue names the step's line.
+        """
         s = self._s
         if s.problems:
             raise BuildError(s.name, s.problems)
-        return assemble_workflow(
+        wf = assemble_workflow(
             s.name,
-            [(block, upstream) for block, _, upstream in s.steps],
+            [(block, upstream) for block, _, upstream, _ in s.steps],
             description=s.description,
             input_model=s.input_model,
             variables=s.variables,
         )
+        catalog = Catalog(builtins=False).register(*{c.type: c for _, c, _, _ in s.steps}.values())
+        where = {block.id: at for block, _, _, at in s.steps}
+        issues = [
+            replace(i, message=f"{i.message} ({where[i.block]})") if i.block in where else i
+            for i in map(as_issue, check_refs(wf, catalog))
+        ]
+        if issues:
+            raise BuildError(s.name, issues)
+        return wf
 
 
 def _controls(
-    id: str, where: str, retries: Any, timeout: Any, problems: list[str]
+    id: str, where: str, retries: Any, timeout: Any, problems: _Problems
 ) -> dict[str, Any]:
     """The ``retries``/``timeout`` block fields of a step; problems are appended."""
     out: dict[str, Any] = {}
@@ -365,8 +404,23 @@ def _controls(
         try:
             out[key] = parse(value)
         except ValueError as e:
-            problems.append(f"Step '{id}' ({where}): {e}.")
+            problems.add(f"invalid-{key}", f"Step '{id}' ({where}): {e}.", key)
     return out
+
+
+class _Problems(list[Issue]):
+    """The issues found so far while adding step ``step``; refs append ones of no block."""
+
+    def __init__(self, step: str, where: str, earlier: Iterable[Issue]) -> None:
+        super().__init__(earlier)
+        self.step, self.where = step, where
+
+    def add(self, code: str, message: str, field: str | None = None) -> None:
+        self.append(Issue(self.step, field, code, message))
+
+    def done(self) -> tuple[Issue, ...]:
+        """Every issue, those the refs of this step found stamped with its id."""
+        return tuple(i if i.block is not None else replace(i, block=self.step) for i in self)
 
 
 def assemble_workflow(

@@ -48,7 +48,6 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
 from ..controls import (
-    FOR_EACH_OUTPUTS,
     ITEM_REFS,
     parse_concurrency,
     parse_for_each,
@@ -56,10 +55,18 @@ from ..controls import (
     parse_timeout,
 )
 from ..data import File, Table
-from ..errors import WorkflowInvalid, WorkflowYamlError, YamlProblem
+from ..errors import Issue, WorkflowInvalid, WorkflowYamlError, YamlProblem
 from ..graph import digraph, find_cycle
+from ..ref_types import Missing, walk
 from ..templates import NAMESPACES, iter_refs, ref_head
-from ..validation import block_id_problem, check_params, compile_workflow
+from ..validation import (
+    FOR_EACH,
+    WHEN,
+    block_id_problem,
+    check_params,
+    compile_workflow,
+    output_type,
+)
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID, assemble_workflow
 from .cell_yaml import CellYamlError, load_cell
@@ -313,12 +320,12 @@ class _Compiler:
                 self.add(pos, where, f"unknown step '{head}'{shown}{_hint(head, choices)}", choices)
                 return
             step.upstream[target.id] = None
-            fields = target.conn.output_fields if target.conn else None
-            if "for_each" in target.controls:
-                fields = FOR_EACH_OUTPUTS
-            if target.conn and rest and fields is not None and rest[0] not in fields:
-                each = "for_each of " if "for_each" in target.controls else ""
-                what = f"step '{target.id}' ({each}{target.conn.type}) has no output '{rest[0]}'"
+            each = "for_each" in target.controls
+            found = walk(output_type(target.conn, for_each=each), rest[:1]) if target.conn else None
+            if target.conn and isinstance(found, Missing):
+                kind = f"for_each of {target.conn.type}" if each else target.conn.type
+                what = f"step '{target.id}' ({kind}) has no output '{rest[0]}'"
+                fields = found.choices
                 self.add(pos, where, f"{what}{shown}{_hint(rest[0], fields)}", fields)
 
     def check_cycle(self) -> None:
@@ -339,20 +346,26 @@ class _Compiler:
             pos = step.param_pos(key, value=key in step.params)
             self.add(pos, f"steps.{step.id}.with.{key}", issue.error)
 
-    def locate(self, problem: str) -> None:
-        """Place a problem the engine's ``compile_workflow`` found at the step param it names."""
-        for step in self.steps.values():
-            for key in step.params:
-                head = f"Block '{step.id}' ({step.type}) param '{key}': "
-                if problem.startswith(head):
-                    where = f"steps.{step.id}.with.{key}"
-                    self.add(step.param_pos(key, True), where, problem[len(head) :])
-                    return
-            head = f"Block '{step.id}' ({step.type}) param 'when': "
-            if "when" in step.controls and problem.startswith(head):
-                self.add(_val(step.body, "when"), f"steps.{step.id}.when", problem[len(head) :])
-                return
-        self.add((0, 0), "", problem)  # the checks above leave no whole-block problem
+    def locate(self, issue: Issue) -> None:
+        """Place a problem the engine's ``compile_workflow`` found, by its block and field:
+        at the string holding its ref, else at the param, control or step."""
+        step = self.steps.get(issue.block or "")
+        if step is None:
+            self.add((0, 0), "", str(issue))
+            return
+        key = issue.field or ""
+        control = {WHEN: "when", FOR_EACH: "for_each"}.get(key)
+        if key in step.params and step.with_map is not None:
+            where, pos = f"steps.{step.id}.with.{key}", step.param_pos(key, True)
+            for leaf, text, at in _leaves(step.with_map[key], where, pos):
+                if issue.ref is not None and issue.ref in iter_refs(text):
+                    where, pos = leaf, at
+                    break
+            self.add(pos, where, issue.message)
+        elif control is not None and control in step.controls:
+            self.add(_val(step.body, control), f"steps.{step.id}.{control}", issue.message)
+        else:
+            self.add(step.pos, f"steps.{step.id}", issue.message)
 
 
 def workflow_from_yaml(
@@ -403,8 +416,8 @@ def workflow_from_yaml(
     try:
         return compile_workflow(wf, catalog)
     except WorkflowInvalid as e:
-        for problem in e.problems:
-            c.locate(problem)
+        for issue in e.issues:
+            c.locate(issue)
         raise c.error() from None
 
 

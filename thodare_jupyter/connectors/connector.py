@@ -17,8 +17,9 @@ from functools import cached_property
 from types import NoneType
 from typing import Annotated, Any, Literal, cast, get_type_hints
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, PydanticUserError, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import models_json_schema
 
 from ..artifacts import has_ref
 from ..data import field_want
@@ -131,9 +132,34 @@ class Connector:
     # ── schema views ──────────────────────────────────────────────────────
 
     @cached_property
+    def params_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the params model (its ``$defs`` included)."""
+        return self.params.model_json_schema()
+
+    @cached_property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of a stored output; None when outputs are untyped.
+
+        Either the model as serialized (computed fields, a ``Decimal`` as a
+        string) or as validated (a ``Decimal`` as a number too): a ref may read
+        what either allows. A model pydantic cannot describe gives its field
+        names only.
+        """
+        if self.outputs is None:
+            return None
+        try:
+            refs, top = models_json_schema(
+                [(self.outputs, "serialization"), (self.outputs, "validation")]
+            )
+            return {"anyOf": list(refs.values()), "$defs": top.get("$defs", {})}
+        except PydanticUserError:  # a field type with no JSON Schema
+            fields = self.output_fields or ()
+            return {"type": "object", "properties": {name: {} for name in fields}}
+
+    @cached_property
     def param_specs(self) -> dict[str, ParamSpec]:
         """Every param by name, hidden ones included."""
-        schema = self.params.model_json_schema()
+        schema = self.params_schema
         props: dict[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", []))
         specs = {}
