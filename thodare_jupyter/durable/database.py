@@ -112,6 +112,15 @@ class Database:
             self._writes = self.engine.execution_options(thodare_lazy=False)
             self._lazy_writes = self._lazy_engine.execution_options(thodare_lazy=True)
             self._reads = self.engine.execution_options(thodare_read=True)
+            # PostgreSQL: a transaction of one statement, and a read (READ COMMITTED gives
+            # each statement its own snapshot anyway), run in autocommit: the statement is
+            # atomic alone, and BEGIN and COMMIT cost no round trip each
+            self._one_writes, self._one_lazy_writes = self._writes, self._lazy_writes
+            if not self.is_sqlite:
+                auto = {"isolation_level": "AUTOCOMMIT"}
+                self._one_writes = self._writes.execution_options(**auto)
+                self._one_lazy_writes = self._lazy_writes.execution_options(**auto)
+                self._reads = self._reads.execution_options(**auto)
             self.migrate()
             self.channel = self._channel()
             self.end_channel = f"{self.channel}_end" if self.channel else ""
@@ -170,10 +179,14 @@ class Database:
         return engine
 
     @contextlib.contextmanager
-    def write(self, *, lazy: bool = False) -> Iterator[Connection]:
+    def write(self, *, lazy: bool = False, single: bool = False) -> Iterator[Connection]:
         """A write transaction. ``lazy``: commit without waiting for the disk; for facts
-        whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
-        engine = self._lazy_writes if lazy else self._writes
+        whose loss in a power cut is harmless (claims, heartbeats, step start markers).
+        ``single``: the caller runs exactly one statement in it (PostgreSQL: autocommit)."""
+        if single:
+            engine = self._one_lazy_writes if lazy else self._one_writes
+        else:
+            engine = self._lazy_writes if lazy else self._writes
         with self._writer, engine.connect() as conn, conn.begin():
             yield conn
 

@@ -261,7 +261,7 @@ class RunStore:
         """
         new_id = run_id or uuid.uuid4().hex
         try:
-            with self.db.write() as c:
+            with self.db.write(single=idempotency_key is None and reuse is None) as c:
                 if idempotency_key is not None:
                     found = self.run_by_key(c, idempotency_key)
                     if found:
@@ -298,7 +298,7 @@ class RunStore:
         worker walks at once): no claim round trip, no wake-up of other workers.
         A retried insert that had landed returns the stored run."""
         try:
-            with self.db.write() as c:
+            with self.db.write(single=True) as c:
                 now = time.time()
                 row = self._new_row(run_id, workflow_name, workflow_json, input, now,
                                     deadline_at=deadline_at)  # fmt: skip
@@ -399,7 +399,7 @@ class RunStore:
             with self.db.read() as c:
                 if not c.execute(self._any_due, {**args, "p_now": time.time()}).scalar():
                     return []
-        with self.db.write(lazy=True) as c:
+        with self.db.write(lazy=True, single=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
             args.update(p_now=now, p_until=now + lease_s)
             return [run_row(r) for r in c.execute(self._claim, args).all()]
@@ -413,9 +413,10 @@ class RunStore:
 
     @retrying
     def run_batch(
-        self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool
+        self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool, single: bool = False
     ) -> list[tuple[bool, Any]]:
-        """Group commit: run the ``*_in`` writes ``ops`` of any runs in one transaction.
+        """Group commit: run the ``*_in`` writes ``ops`` of any runs in one transaction
+        (``single``: one op of one statement, see :meth:`one_statement`).
 
         Returns ``(True, result)`` or ``(False, LeaseLost)`` per op; a lost lease
         fails only its op. An op the database refuses (not a lost connection) is
@@ -423,7 +424,7 @@ class RunStore:
         alone, the refused one answering ``(False, StoreRefused)``.
         """
         try:
-            with self.db.write(lazy=lazy) as c:
+            with self.db.write(lazy=lazy, single=single) as c:
                 return [_attempt(op, c) for op in ops]
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError):
             if len(ops) == 1:
@@ -435,6 +436,13 @@ class RunStore:
             except StoreRefused as e:
                 out.append((False, e))
         return out
+
+    def one_statement(self, fn: Callable[..., Any], steps: Sequence[StepWrite]) -> bool:
+        """True when the write ``fn`` (:meth:`write_steps_in`, :meth:`finish_in`) of
+        ``steps`` is one statement: then its transaction can be that statement alone."""
+        if len({w.block_id for w in steps}) < len(steps):  # a row changed twice: a statement each
+            return False
+        return fn == self.write_steps_in or (fn == self.finish_in and not self.db.is_sqlite)
 
     def write_steps_in(
         self, c: Connection, run_id: str, owner: str, *, steps: Sequence[StepWrite]

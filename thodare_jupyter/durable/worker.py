@@ -112,7 +112,7 @@ class Worker:
         self._full = False  # every slot was taken at the last claim
         self._db: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._queued: list[tuple[Callable[[Connection], Any], bool, asyncio.Future[Any]]] = []
+        self._queued: list[tuple[Callable[[Connection], Any], bool, bool, asyncio.Future[Any]]] = []
         self._committing = False
         self._outcomes: dict[str, Outcome] = {}  # the newest runs this worker ended
         self._plans: dict[str, Plan] = {}  # by pinned workflow JSON
@@ -199,14 +199,17 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kw))
 
-    async def committed(self, op: Callable[[Connection], _T], *, lazy: bool) -> _T:
+    async def committed(
+        self, op: Callable[[Connection], _T], *, lazy: bool, single: bool = False
+    ) -> _T:
         """Run a write ``op(connection)`` in the next group commit: the writes of all
         the runs this worker walks that arrive while one commit is under way go
         together in the next (one transaction, one commit); its result once
         committed. Raises what the op raised (:class:`LeaseLost`) or the commit's error.
+        ``single``: ``op`` runs one statement (alone in its commit, it needs no BEGIN).
         """
         done: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
-        self._queued.append((op, lazy, done))
+        self._queued.append((op, lazy, single, done))
         if not self._committing:
             self._committing = True
             self.spawn(self._commit_queued())
@@ -219,12 +222,15 @@ class Worker:
         try:
             while self._queued:
                 batch, self._queued = self._queued, []
-                ops, lazy = [op for op, _, _ in batch], all(lz for _, lz, _ in batch)
+                ops, lazy = [op for op, _, _, _ in batch], all(lz for _, lz, _, _ in batch)
+                single = len(batch) == 1 and batch[0][2]
                 try:
-                    results = await self.io(self.store.runs.run_batch, ops, lazy=lazy)
+                    results = await self.io(
+                        self.store.runs.run_batch, ops, lazy=lazy, single=single
+                    )
                 except Exception as e:  # the database: every op of the batch hears it
                     results = [(False, e)] * len(batch)
-                for (_, _, done), result in zip(batch, results, strict=True):
+                for (_, _, _, done), result in zip(batch, results, strict=True):
                     if not done.done():
                         done.set_result(result)
         finally:
