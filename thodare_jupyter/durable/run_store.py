@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from ..errors import StoreRefused
 from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
-from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_row, step_row
+from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_of, run_row, step_row
 from .schema import runs, signals, steps
 
 _RUN_BY_KEY = sa.select(runs.c.id).where(
@@ -144,6 +144,7 @@ def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:
     return sa.or_(runs.c.needs.is_(None), have_all)
 
 
+@functools.lru_cache(maxsize=128)  # the many runs of one workflow: parsed once
 def needs_of(workflow_json: str) -> str:
     """The connector types a run of this workflow needs: a sorted JSON list."""
     blocks = json.loads(workflow_json).get("blocks") or []
@@ -172,6 +173,7 @@ _INSERT_RUN = runs.insert().values(
     {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
     | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
 )
+_START_RUN = _INSERT_RUN.returning(runs.c.signal_horizon)  # the one value not known before
 
 
 @functools.lru_cache(maxsize=64)
@@ -304,11 +306,12 @@ class RunStore:
                                     deadline_at=deadline_at)  # fmt: skip
                 row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                            started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
-                got = c.execute(_INSERT_RUN.returning(*runs.c), row).one()
+                row["signal_horizon"] = c.execute(_START_RUN, row).scalar_one()
+            started = run_of(row)
         except IntegrityError:
             with self.db.read() as c:
                 got = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
-        started = run_row(got)
+            started = run_row(got)
         started.memo = []
         return started
 
