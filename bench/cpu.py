@@ -17,7 +17,9 @@ on a fresh database: a kit in this process (``harness.our_kit``), 20 warm-up run
 - wall ms per run, and statements / commits per run (``harness.SqlCounter``);
 - ``--profile``: cProfile in every thread, timed by each thread's CPU clock (each
   thread's profile starts with it: the kit is started under the profile), merged
-  (``--thread``: only the threads whose name has it); the top ``--top`` by ``--sort``.
+  (``--thread``: only the threads whose name has it); the top ``--top`` by ``--sort``;
+  and the Python function calls per run over the loop: a figure a loaded machine does
+  not change.
   Profiling slows everything down; its CPU figures are not the unprofiled ones.
 
 ``--dbos``: the same for DBOS Transact (``harness.dbos_launched``, SQLite in WAL FULL mode).
@@ -126,11 +128,11 @@ def measure(url: str, runs: int, profile: bool, dbos: bool, burst: bool) -> dict
                     return ours_burst(kit, n)
 
             sequential(WARMUPS, -WARMUPS)
-            c0, t0 = counter.snapshot(), thread_cpu()
+            c0, t0, n0 = counter.snapshot(), thread_cpu(), calls()
             w0, p0 = time.perf_counter(), time.process_time()
             at_once(runs) if burst else sequential(runs)
             p1, w1 = time.process_time(), time.perf_counter()
-            t1, c1 = thread_cpu(), counter.snapshot()
+            t1, c1, n1 = thread_cpu(), counter.snapshot(), calls()
     finally:
         counter.detach()  # once the kit is closed: no thread of it is sending SQL
         if stop is not None:
@@ -141,7 +143,14 @@ def measure(url: str, runs: int, profile: bool, dbos: bool, burst: bool) -> dict
         "wall_ms": (w1 - w0) * 1000 / runs,
         "threads": {k: v for k, v in sorted(threads.items(), key=lambda kv: -kv[1]) if v > 0},
         "sql": (c1 - c0).per(runs),
+        "calls": (n1 - n0) / runs,
     }
+
+
+def calls() -> int:
+    """Python function calls so far in every profiled thread (0 without ``--profile``):
+    unlike CPU time, the same on a busy machine."""
+    return sum(e.callcount for _, p in _PROFILES for e in p.getstats())
 
 
 def main() -> None:
@@ -192,6 +201,8 @@ def report(label: str, rounds: list[dict[str, Any]], args: argparse.Namespace) -
     print(f"{label}: {got['cpu_ms']:.2f} CPU ms/run [rounds: {cpu}] "
           f"(wall {got['wall_ms']:.2f} ms/run), {s.statements:.2f} statements + "
           f"{s.begins:.2f} BEGIN, {s.commits:.2f} commits per run; {args.runs} {kind}")  # fmt: skip
+    if args.profile:
+        print(f"  Python function calls per run: {got['calls']:,.0f}")
     print("  by thread, CPU ms/run: " + ", ".join(
         f"{k} {v:.2f}" for k, v in got["threads"].items()
     ))  # fmt: skip
