@@ -120,10 +120,12 @@ WHAT_IS_COUNTED = (
     "SQL counted with SQLAlchemy events on the engines each runtime uses, over the whole timed "
     "window (creating the runs,\nclaims, steps, finishing, the waiting caller's reads, pollers "
     "and heartbeats), divided by the runs: 'statements' = every\nbefore_cursor_execute except "
-    "BEGIN; 'BEGIN' = transactions begun (the begin event); 'commits' = the commit event;\n"
-    "'durable write commits' = commits of transactions that ran INSERT/UPDATE/DELETE and "
-    "waited for the disk (not\nsynchronous_commit=off / SQLite synchronous=NORMAL). Statements "
-    "sent outside SQLAlchemy (our LISTEN connection,\nSQLite PRAGMAs run on the raw connection) "
+    "BEGIN; 'BEGIN' = transactions begun (the begin event; not when the driver runs the\n"
+    "statement in autocommit, as ours does on PostgreSQL for a write of one statement); "
+    "'commits' = the commit event\n(such a statement commits alone: counted); 'durable write "
+    "commits' = commits of transactions that ran INSERT/UPDATE/DELETE\nand waited for the disk "
+    "(not synchronous_commit=off / SQLite synchronous=NORMAL). Statements sent outside "
+    "SQLAlchemy\n(our LISTEN connection, SQLite PRAGMAs run on the raw connection) "
     "are not counted."
 )
 
@@ -162,7 +164,9 @@ class SqlCounter:
         if ("SYNCHRONOUS_COMMIT" in head and "OFF" in head) or "SYNCHRONOUS=NORMAL" in head:
             conn.info["bench_lazy"] = True
 
-    def _begin(self, _conn: Any) -> None:
+    def _begin(self, conn: Any) -> None:
+        if getattr(conn.connection.driver_connection, "autocommit", None) is True:
+            return  # psycopg in autocommit: the statement commits alone, no BEGIN is sent
         self._add("begins")
 
     def _commit(self, conn: Any) -> None:

@@ -80,3 +80,39 @@ def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
     # 100 creations commit on their own; the walks' ~500 writes share transactions
     print(f"commits per run: {commits[0] / 100:.2f}")
     assert commits[0] / 100 < 4.5, commits
+
+
+def test_postgres_sends_no_begin_or_commit_for_one_statement_writes(pg_url: str) -> None:
+    """On PostgreSQL each write of a sequential 3-step run (the creation, the step
+    starts and ends, the finish) and each read is one statement: it runs in
+    autocommit, so the server gets no BEGIN and no COMMIT round trip for it. A write
+    of several statements still gets its transaction."""
+    from thodare_jupyter import create_wfkit
+
+    kit = create_wfkit(pg_url, env={}, poll_s=1.0)
+    kit.register(INC)
+    kit.start()
+    try:
+        assert kit.run(THREE, {"n": 0}).result(timeout=30)["s3"] == {"n": 3}
+        in_transaction: list[bool] = []  # per commit: did the driver open a transaction?
+
+        def committed(conn: Any) -> None:
+            in_transaction.append(not conn.connection.driver_connection.autocommit)
+
+        for engine in kit.store.engines:
+            sa.event.listen(engine, "commit", committed)
+        try:
+            for i in range(RUNS):
+                assert kit.run(THREE, {"n": i}).result(timeout=30)["s3"] == {"n": i + 3}
+            with kit.store.write() as c:  # two statements: one transaction
+                c.execute(sa.text("SELECT 1"))
+                c.execute(sa.text("SELECT 2"))
+                assert not c.connection.driver_connection.autocommit
+        finally:
+            for engine in kit.store.engines:
+                sa.event.remove(engine, "commit", committed)
+        # every run's 5 commits went without BEGIN/COMMIT; a heartbeat may come on top
+        assert len(in_transaction) >= 5 * RUNS, len(in_transaction)
+        assert sum(in_transaction) <= 3, (sum(in_transaction), len(in_transaction))
+    finally:
+        kit.close()

@@ -107,6 +107,20 @@ class Database:
         try:
             self.engine = self._engine(url, sqlite_sync)
             self._lazy_engine = self.engine if self.is_sqlite else self._engine(url, lazy=True)
+            # the same pools with each kind of transaction's options bound once (a
+            # Connection.execution_options() per transaction costs a copy of the connection)
+            self._writes = self.engine.execution_options(thodare_lazy=False)
+            self._lazy_writes = self._lazy_engine.execution_options(thodare_lazy=True)
+            self._reads = self.engine.execution_options(thodare_read=True)
+            # PostgreSQL: a transaction of one statement, and a read (READ COMMITTED gives
+            # each statement its own snapshot anyway), run in autocommit: the statement is
+            # atomic alone, and BEGIN and COMMIT cost no round trip each
+            self._one_writes, self._one_lazy_writes = self._writes, self._lazy_writes
+            if not self.is_sqlite:
+                auto = {"isolation_level": "AUTOCOMMIT"}
+                self._one_writes = self._writes.execution_options(**auto)
+                self._one_lazy_writes = self._lazy_writes.execution_options(**auto)
+                self._reads = self._reads.execution_options(**auto)
             self.migrate()
             self.channel = self._channel()
             self.end_channel = f"{self.channel}_end" if self.channel else ""
@@ -149,10 +163,13 @@ class Database:
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             opts = conn.get_execution_options()
+            raw = conn.connection.driver_connection
             if opts.get("thodare_lazy"):  # no fsync of its own; the next durable commit syncs it
-                conn.connection.driver_connection.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
+                raw.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
                 conn.connection.info["lazy"] = True
-            conn.exec_driver_sql("BEGIN" if opts.get("thodare_read") else "BEGIN IMMEDIATE")
+            # on the driver's connection, like the PRAGMAs: the begin event counts it, and
+            # it skips a pass through SQLAlchemy's statement path per transaction
+            raw.execute("BEGIN" if opts.get("thodare_read") else "BEGIN IMMEDIATE")  # type: ignore[union-attr]
 
         @sa.event.listens_for(engine, "checkin")
         def _on_checkin(dbapi: Any, rec: Any) -> None:
@@ -162,20 +179,21 @@ class Database:
         return engine
 
     @contextlib.contextmanager
-    def write(self, *, lazy: bool = False) -> Iterator[Connection]:
+    def write(self, *, lazy: bool = False, single: bool = False) -> Iterator[Connection]:
         """A write transaction. ``lazy``: commit without waiting for the disk; for facts
-        whose loss in a power cut is harmless (claims, heartbeats, step start markers)."""
-        with self._writer, (self._lazy_engine if lazy else self.engine).connect() as conn:
-            conn = conn.execution_options(thodare_lazy=lazy)
-            with conn.begin():
-                yield conn
+        whose loss in a power cut is harmless (claims, heartbeats, step start markers).
+        ``single``: the caller runs exactly one statement in it (PostgreSQL: autocommit)."""
+        if single:
+            engine = self._one_lazy_writes if lazy else self._one_writes
+        else:
+            engine = self._lazy_writes if lazy else self._writes
+        with self._writer, engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(thodare_read=True)
-            with conn.begin():
-                yield conn
+        with self._reads.connect() as conn, conn.begin():
+            yield conn
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +95,11 @@ class StepRow:
 
 def run_row(row: Any) -> RunRow:
     """A :class:`RunRow` from a ``thodare_runs`` row (with ``memo`` when the claim brought it)."""
-    m = row._mapping
+    return run_of(row._mapping)
+
+
+def run_of(m: Mapping[str, Any]) -> RunRow:
+    """A :class:`RunRow` from a ``thodare_runs`` row's values by column name."""
     memo = m.get("memo")
     if isinstance(memo, str):
         memo = json.loads(memo)

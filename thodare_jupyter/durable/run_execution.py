@@ -68,13 +68,14 @@ class RunExecution:
             steps = [*ended, *also]
             starts_only = all(w.status == "running" for w in steps)
             lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
+            single = not logs and not releases and self.store.runs.one_statement(fn, steps)
             op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
             if logs:  # after the fenced write: stored only while this worker holds the run
                 op = functools.partial(self._with_logs, op, logs)
             if releases:  # the slots go back with the step's end (a lost write: they expire)
                 op = functools.partial(self._with_releases, op, releases)
             try:
-                done = await self.w.committed(op, lazy=lazy)
+                done = await self.w.committed(op, lazy=lazy, single=single)
             finally:
                 self.w.flow_held.difference_update(releases)
             self.w.lifecycle.steps_written(self.row.id, steps, done)

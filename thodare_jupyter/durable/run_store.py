@@ -25,7 +25,7 @@ from ..errors import StoreRefused
 from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .lineage import cancel_children_in, wake_parent_in
-from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_row, step_row
+from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_of, run_row, step_row
 from .schema import runs, signals, steps
 
 _RUN_BY_KEY = sa.select(runs.c.id).where(
@@ -145,6 +145,7 @@ def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:
     return sa.or_(runs.c.needs.is_(None), have_all)
 
 
+@functools.lru_cache(maxsize=128)  # the many runs of one workflow: parsed once
 def needs_of(workflow_json: str) -> str:
     """The connector types a run of this workflow needs: a sorted JSON list."""
     blocks = json.loads(workflow_json).get("blocks") or []
@@ -173,6 +174,7 @@ _INSERT_RUN = runs.insert().values(
     {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
     | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
 )
+_START_RUN = _INSERT_RUN.returning(runs.c.signal_horizon)  # the one value not known before
 
 
 @functools.lru_cache(maxsize=64)
@@ -262,7 +264,7 @@ class RunStore:
         """
         new_id = run_id or uuid.uuid4().hex
         try:
-            with self.db.write() as c:
+            with self.db.write(single=idempotency_key is None and reuse is None) as c:
                 if idempotency_key is not None:
                     found = self.run_by_key(c, idempotency_key)
                     if found:
@@ -299,17 +301,18 @@ class RunStore:
         worker walks at once): no claim round trip, no wake-up of other workers.
         A retried insert that had landed returns the stored run."""
         try:
-            with self.db.write() as c:
+            with self.db.write(single=True) as c:
                 now = time.time()
                 row = self._new_row(run_id, workflow_name, workflow_json, input, now,
                                     deadline_at=deadline_at)  # fmt: skip
                 row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                            started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
-                got = c.execute(_INSERT_RUN.returning(*runs.c), row).one()
+                row["signal_horizon"] = c.execute(_START_RUN, row).scalar_one()
+            started = run_of(row)
         except IntegrityError:
             with self.db.read() as c:
                 got = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
-        started = run_row(got)
+            started = run_row(got)
         started.memo = []
         return started
 
@@ -404,7 +407,7 @@ class RunStore:
             with self.db.read() as c:
                 if not c.execute(self._any_due, {**args, "p_now": time.time()}).scalar():
                     return []
-        with self.db.write(lazy=True) as c:
+        with self.db.write(lazy=True, single=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
             args.update(p_now=now, p_until=now + lease_s)
             return [run_row(r) for r in c.execute(self._claim, args).all()]
@@ -418,9 +421,10 @@ class RunStore:
 
     @retrying
     def run_batch(
-        self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool
+        self, ops: Sequence[Callable[[Connection], Any]], *, lazy: bool, single: bool = False
     ) -> list[tuple[bool, Any]]:
-        """Group commit: run the ``*_in`` writes ``ops`` of any runs in one transaction.
+        """Group commit: run the ``*_in`` writes ``ops`` of any runs in one transaction
+        (``single``: one op of one statement, see :meth:`one_statement`).
 
         Returns ``(True, result)`` or ``(False, LeaseLost)`` per op; a lost lease
         fails only its op. An op the database refuses (not a lost connection) is
@@ -428,7 +432,7 @@ class RunStore:
         alone, the refused one answering ``(False, StoreRefused)``.
         """
         try:
-            with self.db.write(lazy=lazy) as c:
+            with self.db.write(lazy=lazy, single=single) as c:
                 return [_attempt(op, c) for op in ops]
         except (sa.exc.IntegrityError, sa.exc.DataError, sa.exc.ProgrammingError):
             if len(ops) == 1:
@@ -440,6 +444,13 @@ class RunStore:
             except StoreRefused as e:
                 out.append((False, e))
         return out
+
+    def one_statement(self, fn: Callable[..., Any], steps: Sequence[StepWrite]) -> bool:
+        """True when the write ``fn`` (:meth:`write_steps_in`, :meth:`finish_in`) of
+        ``steps`` is one statement: then its transaction can be that statement alone."""
+        if len({w.block_id for w in steps}) < len(steps):  # a row changed twice: a statement each
+            return False
+        return fn == self.write_steps_in or (fn == self.finish_in and not self.db.is_sqlite)
 
     def write_steps_in(
         self, c: Connection, run_id: str, owner: str, *, steps: Sequence[StepWrite]
