@@ -142,6 +142,8 @@ DEFAULT_CONCURRENCY = 8
 """Items in flight at once when a ``for_each`` step sets no ``concurrency``."""
 ITEM_REFS = ("item", "item_index")
 """The ref heads a ``for_each`` step's params may use."""
+EACH_OUTPUTS = ("failed", "items")
+"""The outputs of a ``for_each`` step (whatever its connector's are)."""
 
 
 def parse_for_each(value: Any) -> str:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
 from .connectors.payload import dump_json
-from .controls import ITEM_REFS, parse_concurrency, parse_for_each
+from .controls import EACH_OUTPUTS, ITEM_REFS, parse_concurrency, parse_for_each
 from .errors import InputInvalid, WorkflowInvalid, listing
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
@@ -275,6 +275,8 @@ def _ref_problem(
         )
     conn = catalog.find(target.type)
     fields = conn.output_fields if conn is not None else None
+    if target.for_each:
+        fields = EACH_OUTPUTS
     if rest and fields is not None and rest[0] not in fields:
         return (
             f"Block '{target.id}' ({target.type}) does not declare output '{rest[0]}'. "

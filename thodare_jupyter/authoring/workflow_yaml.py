@@ -48,6 +48,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
 from ..controls import (
+    EACH_OUTPUTS,
     ITEM_REFS,
     parse_concurrency,
     parse_for_each,
@@ -313,6 +314,8 @@ class _Compiler:
                 return
             step.upstream[target.id] = None
             fields = target.conn.output_fields if target.conn else None
+            if "for_each" in target.controls:
+                fields = EACH_OUTPUTS
             if target.conn and rest and fields is not None and rest[0] not in fields:
                 what = f"step '{target.id}' ({target.conn.type}) has no output '{rest[0]}'"
                 self.add(pos, where, f"{what}{shown}{_hint(rest[0], fields)}", fields)
