@@ -253,6 +253,30 @@ def test_yaml_item_outside_with_and_bad_concurrency_are_located() -> None:
     assert "steps.greet.with" in str(ei.value) and "{{item}} is only known" in str(ei.value)
 
 
+def test_a_later_step_reads_items_and_failed_of_a_for_each_step() -> None:
+    """Its outputs are ``items`` and ``failed``, in the builder, the YAML and ops alike."""
+    each = (
+        define_workflow("fe")
+        .step("query", ROWS)
+        .for_each(
+            "greet", GREET, over=lambda r: r.query.rows, params=lambda item, r: {"name": item.name}
+        )
+    )
+    built = each.step("count", ROWS, lambda r: {"n": r.greet.failed}).build()
+    assert next(b for b in built.blocks if b.id == "count").params == {"n": "{{greet.failed}}"}
+    with pytest.raises(BuildError) as ei:
+        each.step("count", ROWS, lambda r: {"n": r.greet.text}).build()
+    assert "'greet' has no field 'text'" in str(ei.value) and "failed, items" in str(ei.value)
+    yaml = YAML + '  count:\n    uses: fe_rows\n    with: {n: "{{greet.items}}"}\n'
+    assert workflow_from_yaml("fe", yaml, _catalog()).blocks[-1].params == {"n": "{{greet.items}}"}
+    with pytest.raises(WorkflowYamlError) as ei2:
+        workflow_from_yaml("fe", yaml.replace("greet.items", "greet.text"), _catalog())
+    assert "step 'greet' (fe_greet) has no output 'text'" in str(ei2.value)
+    op = {"operation_type": "edit", "block_id": "count", "params": {"n": "{{greet.text}}"}}
+    res = apply_operations(built, [op], _catalog())
+    assert "does not declare output 'text'. Available: failed, items." in res.summary
+
+
 def test_builder_rejects_a_bad_over() -> None:
     with pytest.raises(BuildError) as ei:
         define_workflow("fe").step("q", ROWS).for_each("g", GREET, over="rows").build()
@@ -423,8 +447,8 @@ def test_durable_handed_back_mid_items_runs_only_the_unfinished_ones(
 
 
 def test_durable_statements_per_item_stay_near_one(any_kits: KitFactory) -> None:
-    """Each item's start carries the held ends before it: about one statement an
-    item (counted on every engine the store uses), 1,000 items."""
+    """Each write of item starts carries the held ends before it: at most about one
+    statement an item (counted on every engine the store uses), 1,000 items."""
     import sqlalchemy as sa
 
     kit = any_kits(catalog=_catalog(), poll_s=1.0).start()

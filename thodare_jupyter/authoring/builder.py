@@ -11,7 +11,7 @@ from the refs (a step with none hangs off the trigger), plus ``needs=``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -96,18 +96,29 @@ class Ref:
         return str(other) + str(self)
 
 
+class EachOutputs(BaseModel):
+    """What a ``for_each`` step gives, whatever its connector: each item's output
+    (``None`` where it failed) and the failures (``{index, error}``)."""
+
+    items: list[Any]
+    failed: list[dict[str, Any]]
+
+
 class StepRefs:
-    """The ``r`` a params function receives: ``r.input`` and one attribute per earlier step."""
+    """The ``r`` a params function receives: ``r.input`` and one attribute per earlier
+    step (``each``: the ids of the ``for_each`` steps, whose outputs are :class:`EachOutputs`)."""
 
     def __init__(
         self,
         input_model: type[BaseModel] | None,
         steps: Mapping[str, Connector],
         problems: list[str],
+        each: Collection[str] = (),
     ) -> None:
         self._input_model = input_model
         self._steps = steps
         self._problems = problems
+        self._each = each
 
     def _get(self, name: str, depth: int) -> Ref:
         if name in ("input", "trigger", TRIGGER_ID):
@@ -119,7 +130,7 @@ class StepRefs:
                 f"Available: {listing(['input', *self._steps])}."
             )
             return Ref(name, None, self._problems)
-        return Ref(name, conn.outputs, self._problems)
+        return Ref(name, EachOutputs if name in self._each else conn.outputs, self._problems)
 
     def __getattr__(self, name: str) -> Ref:
         if name.startswith("_"):
@@ -260,6 +271,7 @@ class WorkflowBuilder:
     ) -> WorkflowBuilder:
         problems = list(self._s.problems)
         known = {b.id: c for b, c, _ in self._s.steps}
+        each = {b.id for b, _, _ in self._s.steps if b.for_each}
         if not isinstance(connector, Connector):
             raise TypeError(f"step({id!r}): expected a connector, got {connector!r} ({where}).")
         why = block_id_problem(id)
@@ -269,7 +281,7 @@ class WorkflowBuilder:
                 f"{why or 'already used by an earlier step; ids must be unique'}."
             )
         raw = (
-            params(StepRefs(self._s.input_model, known, problems))
+            params(StepRefs(self._s.input_model, known, problems, each))
             if callable(params)
             else (params or {})
         )
@@ -300,14 +312,14 @@ class WorkflowBuilder:
             except ValueError as e:
                 problems.append(f"Step '{id}' ({where}): {e}.")
         if callable(for_each) and not isinstance(for_each, Ref):
-            for_each = for_each(StepRefs(self._s.input_model, known, problems))
+            for_each = for_each(StepRefs(self._s.input_model, known, problems, each))
         if for_each is not None:
             try:
                 controls["for_each"] = parse_for_each(materialize(for_each))
             except ValueError as e:
                 problems.append(f"Step '{id}' ({where}): {e}.")
         if callable(when) and not isinstance(when, Ref):
-            when = when(StepRefs(self._s.input_model, known, problems))
+            when = when(StepRefs(self._s.input_model, known, problems, each))
         cond = None if when is None else materialize(when)
         if cond is not None and not isinstance(cond, str):
             problems.append(
