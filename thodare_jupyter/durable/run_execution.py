@@ -143,8 +143,15 @@ class RunExecution:
         """Record an attempt's start (with the held ends); its attempt number. The
         first start to get the lock writes every start queued by then, in one write."""
         mine: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
-        self.starts.append((StepWrite(block_id, type_, "running", output=output), mine))
-        async with self.lock:
+        queued = (StepWrite(block_id, type_, "running", output=output), mine)
+        self.starts.append(queued)
+        try:
+            await self.lock.acquire()
+        except asyncio.CancelledError:  # canceled before its start was written: not written
+            if queued in self.starts:
+                self.starts.remove(queued)
+            raise
+        try:
             if not mine.done():
                 batch, self.starts = self.starts, []
                 attempts: dict[str, int] = {}
@@ -157,6 +164,8 @@ class RunExecution:
                     said = e
                 for w, done in batch:
                     done.set_result((False, said) if said else (True, attempts[w.block_id]))
+        finally:
+            self.lock.release()
         ok, value = await mine
         if not ok:
             raise value
