@@ -120,18 +120,14 @@ class Claims:
 # ── ours ──
 
 
-def ours_fan_out(kit: Any, n: int, concurrency: int) -> FanOut:
-    counter = SqlCounter(kit_engines(kit))
+def ours_fan_out(kit: Any, counter: SqlCounter, n: int, concurrency: int) -> FanOut:
     wf = each_workflow(concurrency)
-    try:
-        kit.run(wf, items(2)).result(timeout=60)  # warm: caches, pools
-        c0 = counter.snapshot()
-        start = time.perf_counter()
-        out = kit.run(wf, items(n)).result(timeout=3600)["each"]
-        seconds = time.perf_counter() - start
-        c1 = counter.snapshot()
-    finally:
-        counter.detach()
+    kit.run(wf, items(2)).result(timeout=60)  # warm: caches, pools
+    c0 = counter.snapshot()
+    start = time.perf_counter()
+    out = kit.run(wf, items(n)).result(timeout=3600)["each"]
+    seconds = time.perf_counter() - start
+    c1 = counter.snapshot()
     assert out["failed"] == [] and len(out["items"]) == n
     assert out["items"][-1] == {"n": n}, out["items"][-1]
     return FanOut(n, seconds, (c1 - c0).per(n))
@@ -192,9 +188,15 @@ def run_ours(url: str, n: int, concurrency: int, k: int) -> tuple[FanOut, Claims
     claims = Claims()
     with our_kit(url, start=False) as kit:
         claims.before_ms, claims.before_sql = claim_times(kit, k)
+        # SQLAlchemy's listener lists are not thread-safe: counters come and go while
+        # no worker runs
+        counter = SqlCounter(kit_engines(kit))
         kit.start()
-        fan = ours_fan_out(kit, n, concurrency)
-        kit.stop()
+        try:
+            fan = ours_fan_out(kit, counter, n, concurrency)
+        finally:
+            kit.stop()
+            counter.detach()
         claims.after_ms, claims.after_sql = claim_times(kit, k)
         kit.start()
         claims.wake_ms, claims.wake_sql, claims.memo_rows = wake_claim(kit, n, concurrency)
@@ -229,18 +231,18 @@ def run_dbos(url: str, n: int, pragmas: tuple[str, str] | None) -> FanOut:
     from dbos import DBOS
 
     fan_out = dbos_fan_out_fn()
-    with dbos_launched(url, sqlite_pragmas=pragmas):
-        DBOS.register_queue(DBOS_QUEUE)
-        assert DBOS.start_workflow(fan_out, 2).get_result() == [1, 2]  # warm
-        counter = SqlCounter([sa.engine.Engine])  # only DBOS uses SQLAlchemy meanwhile
-        try:
-            c0 = counter.snapshot()
+    counter = SqlCounter([sa.engine.Engine])  # before DBOS's threads (see run_ours)
+    try:
+        with dbos_launched(url, sqlite_pragmas=pragmas):
+            DBOS.register_queue(DBOS_QUEUE)
+            assert DBOS.start_workflow(fan_out, 2).get_result() == [1, 2]  # warm
+            c0 = counter.snapshot()  # only DBOS uses SQLAlchemy meanwhile
             start = time.perf_counter()
             out = DBOS.start_workflow(fan_out, n).get_result()
             seconds = time.perf_counter() - start
             c1 = counter.snapshot()
-        finally:
-            counter.detach()
+    finally:
+        counter.detach()
     assert len(out) == n and out[-1] == n
     return FanOut(n, seconds, (c1 - c0).per(n))
 
