@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/patch.py
 	$(BIN)/python bench/durable.py
+	$(BIN)/python bench/for_each.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/assistant_eval.py
 	$(BIN)/python bench/scale.py

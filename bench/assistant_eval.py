@@ -1,4 +1,4 @@
-"""The assistant's repair loop on 20 requests with scripted answers (not a test).
+"""The assistant's repair loop on 25 requests with scripted answers (not a test).
 
     .venv/bin/python bench/assistant_eval.py [--attempts 3] [--verbose]
 
@@ -6,7 +6,11 @@ Each request comes with the answers a model might plausibly give, imperfect
 the way models are: a ref to an output that does not exist, a hallucinated
 connector type, a typo in a block id, a missing required param, an enum value
 in the wrong form, a ref to a block downstream, a cycle, prose instead of JSON,
-an attempt to set a hidden token. The answers are served by a fake
+an attempt to set a hidden token; and requests for the step controls
+("send each row…", "retry the http step", "only if approved", a timeout) answered
+with an ``{{item}}`` but no ``forEach``, a retries field that does not exist, a
+``when`` on an output the approval does not have, a duration that does not parse,
+a connector output read from a ``forEach`` step. The answers are served by a fake
 OpenAI-compatible server on 127.0.0.1 through the real provider code path, and
 the next scripted answer is the one a model would give after reading the
 engine's feedback. It reports, per request, whether the patch ended applied
@@ -145,6 +149,41 @@ CASES: list[tuple[str, list[Any]]] = [
      [answer(op("add", "alert", type="slack",
                 params={**SLACK_OPS, "channel": "#alerts", "text": "fetch failed"}),
              op("connect", "fetch", target_block_id="alert", source_handle="error"))]),
+    # step controls: forEach (+ {{item}}), retries, when, timeout
+    ("Send each row of the fetched leads to Slack",
+     [answer(op("add", "each", type="slack", params={**SLACK_OPS, "text": "Hi {{item.name}}"}),
+             op("connect", "fetch", target_block_id="each")),
+      answer(op("add", "each", type="slack", forEach="{{fetch.body.leads}}", concurrency=4,
+                params={**SLACK_OPS, "text": "Hi {{item.name}} (#{{item_index}})"}),
+             op("connect", "fetch", target_block_id="each"))]),
+    ("Retry the http step 3 times",
+     [answer(op("edit", "fetch", retries={"count": 3})),
+      answer(op("edit", "fetch", retries={"max": 4, "backoff": "2s"}))]),
+    ("Only notify sales if approved",
+     [answer(op("add", "approve", type="human_approval", params={"prompt": "Notify?"}),
+             op("disconnect", "score", target_block_id="notify"),
+             op("connect", "score", target_block_id="approve"),
+             op("connect", "approve", target_block_id="notify"),
+             op("edit", "notify", when="{{approve.ok}}")),
+      answer(op("add", "approve", type="human_approval", params={"prompt": "Notify?"}),
+             op("disconnect", "score", target_block_id="notify"),
+             op("connect", "score", target_block_id="approve"),
+             op("connect", "approve", target_block_id="notify"),
+             op("edit", "notify", when="{{approve.approved}}"))]),
+    ("Give the fetch at most 10 seconds",
+     [answer(op("edit", "fetch", timeout="10 secs")),
+      answer(op("edit", "fetch", timeout="10s"))]),
+    ("Archive the failed Slack sends of each lead",
+     [answer(op("add", "each", type="slack", forEach="{{fetch.body.leads}}",
+                params={**SLACK_OPS, "text": "Hi {{item.name}}"}),
+             op("connect", "fetch", target_block_id="each"),
+             op("edit", "archive", params={"body": "{{each.ts}}"}),
+             op("connect", "each", target_block_id="archive")),
+      answer(op("add", "each", type="slack", forEach="{{fetch.body.leads}}",
+                params={**SLACK_OPS, "text": "Hi {{item.name}}"}),
+             op("connect", "fetch", target_block_id="each"),
+             op("edit", "archive", params={"body": "{{each.failed}}"}),
+             op("connect", "each", target_block_id="archive"))]),
 ]  # fmt: skip
 
 

@@ -27,6 +27,8 @@ from pydantic import BaseModel
 
 from thodare_jupyter import (
     Catalog,
+    SerializedBlock,
+    SerializedConnection,
     SerializedWorkflow,
     WorkflowInvalid,
     apply_operations,
@@ -458,8 +460,8 @@ def test_durable_handed_back_mid_items_runs_only_the_unfinished_ones(
 
 
 def test_durable_statements_per_item_stay_near_one(any_kits: KitFactory) -> None:
-    """Each item's start carries the held ends before it: about one statement an
-    item (counted on every engine the store uses), 1,000 items."""
+    """Each write of item starts carries the held ends before it: at most about one
+    statement an item (counted on every engine the store uses), 1,000 items."""
     import sqlalchemy as sa
 
     kit = any_kits(catalog=_catalog(), poll_s=1.0).start()
@@ -480,6 +482,58 @@ def test_durable_statements_per_item_stay_near_one(any_kits: KitFactory) -> None
     per_item = sum(n for kind, n in kinds.items() if kind != "BEGIN") / 1000
     print(f"statements per item: {per_item:.3f} ({dict(kinds)})")
     assert per_item <= 1.2, kinds
+
+
+def test_durable_item_starts_in_flight_share_a_commit(any_kits: KitFactory) -> None:
+    """The starts of items queued while the run's last write commits go in one write:
+    far fewer commits than items (one each before), the same items and rows."""
+    import sqlalchemy as sa
+
+    kit = any_kits(catalog=_catalog(), poll_s=1.0).start()
+    assert kit.run(_wf(2)).result(timeout=30)["greet"]["items"][0]  # warm: caches, pools
+    commits = Counter[str]()
+
+    def counted(conn: Any) -> None:
+        commits["commit"] += 1
+
+    for engine in kit.store.engines:
+        sa.event.listen(engine, "commit", counted)
+    try:
+        h = kit.run(_wf(400, concurrency=16))
+        out = h.result(timeout=120)["greet"]
+    finally:
+        for engine in kit.store.engines:
+            sa.event.remove(engine, "commit", counted)
+    assert len(out["items"]) == 400 and len(out["failed"]) == 100
+    assert out["items"][398] == {"text": "Hi n398 #398"}
+    per_item = commits["commit"] / 400
+    print(f"commits per item: {per_item:.3f}")
+    assert per_item <= 0.5, commits
+    steps = {s.block_id: s for s in h.describe().steps}
+    assert steps["greet"].status == "completed"
+
+
+def test_a_claim_after_the_items_brings_the_step_not_each_item(any_kits: KitFactory) -> None:
+    """A run that waits after a completed for_each step is claimed (woken) with the
+    step's row only, not a row per item; it then ends with the items' outputs."""
+    wf = _wf(40)
+    wf.blocks.append(SerializedBlock(id="done", type="wait_for_event",
+                                     params={"eventName": "fe.done"}))  # fmt: skip
+    wf.connections.append(SerializedConnection(source="greet", target="done"))
+    first = any_kits(catalog=_catalog()).start()
+    h = first.run(wf)
+    wait_until(lambda: h.status == "waiting", 30, "the run to wait")
+    first.stop()
+    first.signal("fe.done")
+    types = ["fe_rows", "fe_greet", "trigger_webhook", "wait_for_event"]
+    (row,) = first.store.runs.claim("probe", 1, 0.2, types)  # its lease ends at once
+    memo = {b: status for b, status, _ in row.memo or ()}
+    assert memo == {"query": "completed", "greet": "completed"}
+    before = sum(CALLS.count[f"n{i}"] for i in range(40))
+    out = any_kits(catalog=_catalog()).start().get_handle(h.id).result(timeout=30)
+    assert out["greet"]["items"][4] == {"text": "Hi n4 #4"}
+    assert [f["index"] for f in out["greet"]["failed"]] == [3, 7, 11, 15, 19, 23, 27, 31, 35, 39]
+    assert sum(CALLS.count[f"n{i}"] for i in range(40)) == before  # no item ran again
 
 
 def test_dag_view_shows_k_of_n_for_a_for_each_step(any_kits: KitFactory, db_url: str) -> None:

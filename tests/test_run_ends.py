@@ -28,9 +28,7 @@ def _nap(p: Nap) -> Nap:
 
 
 NAP = define_connector(type="test-nap", params=Nap, outputs=Nap, run=_nap)
-NAPPER = (
-    define_workflow("napper").input(Nap).step("nap", NAP, lambda r: {"s": r.input.s}).build()
-)
+NAPPER = define_workflow("napper").input(Nap).step("nap", NAP, lambda r: {"s": r.input.s}).build()
 
 
 def _reads(engines: Any) -> Counter[str]:

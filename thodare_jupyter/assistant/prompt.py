@@ -24,8 +24,8 @@ Answer with exactly one JSON object and nothing else:
 {"operations": [<operation>, ...], "explanation": "<one or two sentences for the user>"}
 
 Operations (the field "operation_type" says which):
-- {"operation_type": "add", "block_id": "<new id>", "type": "<connector type>", "name": "<optional>", "params": {...}}
-- {"operation_type": "edit", "block_id": "<id>", "name": "<optional>", "params": {<only the params to change>}}
+- {"operation_type": "add", "block_id": "<new id>", "type": "<connector type>", "name": "<optional>", "params": {...}, <optional step controls, below>}
+- {"operation_type": "edit", "block_id": "<id>", "name": "<optional>", "params": {<only the params to change>}, <optional step controls, below>}
 - {"operation_type": "delete", "block_id": "<id>"}   (its connections are removed too)
 - {"operation_type": "connect", "block_id": "<source id>", "target_block_id": "<target id>", "source_handle": "<optional branch>"}
 - {"operation_type": "disconnect", "block_id": "<source id>", "target_block_id": "<target id>"}
@@ -34,10 +34,18 @@ Rules:
 - Use only connector types from the catalog and only the params it lists for them; required params must be set.
 - Data flows through templates: {{trigger.<field>}} is the run input, {{<block id>.<output field>}} an output of an upstream block (only the outputs the catalog lists), {{vars.<name>}} a workflow variable, {{env.<NAME>}} an environment value.
 - A block may only read blocks upstream of it. Connect every new block: from "__trigger__" or the block whose output it reads, and to the blocks that must run after it.
-- add and edit may also set a block's step controls (send null to remove one): "retries": {"max": <attempts, the first included>, "backoff": "<duration>"}, "when": "{{<upstream block>.<field>}}" (falsy: the block and what needs it are skipped), "timeout": "<duration per attempt, e.g. 30s or 2m>".
 - To put B between A and C: disconnect A->C, connect A->B, connect B->C.
 - The operations are applied in order to the workflow exactly as it is shown to you. When told they did not apply, send the whole corrected list again, for that same workflow.
 - If the request needs no change, send an empty list and say why in the explanation.
+
+Step controls: add and edit may also set these fields of the operation itself (beside "params", not inside it); send null to remove one, leave it out to keep it:
+- "forEach": "{{<upstream block>.<field>}}" (a list, or a table: one item per row) runs the block once per item ("send each row", "for every lead"). Only in that block's params: {{item}} is the item, {{item.<field>}} a field of it, {{item_index}} its position from 0. Compute blocks only (not wait blocks).
+- "concurrency": <1-1000>, the items of a forEach block in flight at once (default 8).
+- A forEach block's output is {"items": [each item's output, null where it failed], "failed": [{"index": <i>, "error": "<text>"}]}: a block after it reads {{<id>.items}} or {{<id>.failed}}, never the connector's own outputs.
+- "retries": {"max": <attempts in all, the first included>, "backoff": "<pause before the second attempt, doubling after each failure, e.g. 2s>"}; "retry 3 times" is {"max": 4}. It replaces the connector's own retry policy for that block (for forEach: for each item).
+- "when": "{{<upstream block>.<field>}}": the block runs only when that value is truthy; falsy (false, null, 0, "", [], {}) skips it and every block that needs it ("only if approved": "when": "{{approve.approved}}", approve being an upstream human_approval).
+- "timeout": "<duration>" (30s, 2m, 500ms): the longest one attempt may take (for forEach: one item's call); past it the attempt fails and is retried if attempts remain.
+- Example: {"operation_type": "add", "block_id": "greet_each", "type": "slack", "forEach": "{{query.rows}}", "concurrency": 4, "retries": {"max": 3, "backoff": "2s"}, "timeout": "30s", "when": "{{approve.approved}}", "params": {"operation": "send", "channel": "#sales", "text": "Hi {{item.name}} (row {{item_index}})"}}
 """
 
 

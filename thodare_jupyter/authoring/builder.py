@@ -111,7 +111,8 @@ class ForEachOutputs(BaseModel):
 
 
 class StepRefs:
-    """The ``r`` a params function receives: ``r.input`` and one attribute per earlier step."""
+    """The ``r`` a params function receives: ``r.input`` and one attribute per earlier
+    step (``steps``: each step's outputs model, :class:`ForEachOutputs` for a ``for_each`` step)."""
 
     def __init__(
         self,

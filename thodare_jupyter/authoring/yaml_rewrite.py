@@ -3,8 +3,9 @@
 The text is edited with ruamel.yaml's round trip: comments, key order, quotes
 and flow style of what did not change are kept. Steps are added, removed and
 edited; ``with`` params are set or dropped one by one; ``needs`` lists only the
-edges the refs do not already imply; ``retries``, ``when`` and ``timeout``
-follow the block (kept as written while they mean the same). What YAML cannot
+edges the refs do not already imply; ``retries``, ``when``, ``timeout``,
+``for_each`` and ``concurrency`` follow the block (kept as written while they
+mean the same). What YAML cannot
 say (a branch handle or condition on an edge) is reported, never silently
 dropped: the rewritten text is compiled again and must give the same workflow.
 """
@@ -18,7 +19,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..connectors import Catalog
-from ..controls import parse_retries, parse_timeout
+from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..errors import WorkflowYamlError
 from ..graph import descendants, digraph
 from ..templates import iter_refs, ref_head
@@ -38,7 +39,7 @@ def _yaml() -> YAML:
 
 def _inferred(block: SerializedBlock, ids: dict[str, str]) -> set[str]:
     """The steps a block's refs name (by id or display name): edges YAML infers."""
-    heads = {ref_head(r)[0] for r in iter_refs([block.params, block.when])}
+    heads = {ref_head(r)[0] for r in iter_refs([block.params, block.when, block.for_each])}
     return {ids[h] for h in heads if h in ids}
 
 
@@ -60,8 +61,14 @@ def _sync_with(body: CommentedMap, params: dict[str, Any]) -> None:
 
 
 def _sync_controls(body: CommentedMap, block: SerializedBlock) -> None:
-    """``retries``, ``when``, ``timeout``: kept as written when they mean the same."""
-    for key, parse in (("retries", parse_retries), ("timeout", parse_timeout)):
+    """Step controls: kept as written when they mean the same."""
+    parsers = (
+        ("retries", parse_retries),
+        ("timeout", parse_timeout),
+        ("for_each", parse_for_each),
+        ("concurrency", parse_concurrency),
+    )
+    for key, parse in parsers:
         want = getattr(block, key)
         if want is None:
             body.pop(key, None)

@@ -46,7 +46,9 @@ class RunExecution:
     A step's end is held and written with the run's next write (the next step's
     start, or the run's end), so a sequential run costs one statement a step;
     that write lands before anything downstream starts, and a held end is
-    written within ``_HOLD_S`` anyway. The run's writes go in order, one at a time.
+    written within ``_HOLD_S`` anyway. The run's writes go in order, one at a
+    time; starts that queue up meanwhile (a ``for_each`` step's items, parallel
+    branches) go together in the next one.
     """
 
     def __init__(self, worker: Worker, row: RunRow) -> None:
@@ -56,30 +58,35 @@ class RunExecution:
         self.logs: list[LogWrite] = []  # ended attempts' logs: they go with the next write
         self.releases: list[str] = []  # flow-control slots of ended attempts: likewise
         self.lock = asyncio.Lock()
+        self.starts: list[tuple[StepWrite, asyncio.Future[tuple[bool, Any]]]] = []
         self.flush: asyncio.TimerHandle | None = None
 
     async def write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
         """Run a store ``*_in`` write that takes ``steps`` (the held step ends, then
         ``also``) in the worker's next group commit; its result once committed."""
         async with self.lock:
-            ended, self.ended = self.ended, []
-            logs, self.logs = self.logs, []
-            releases, self.releases = self.releases, []
-            steps = [*ended, *also]
-            starts_only = all(w.status == "running" for w in steps)
-            lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
-            single = not logs and not releases and self.store.runs.one_statement(fn, steps)
-            op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
-            if logs:  # after the fenced write: stored only while this worker holds the run
-                op = functools.partial(self._with_logs, op, logs)
-            if releases:  # the slots go back with the step's end (a lost write: they expire)
-                op = functools.partial(self._with_releases, op, releases)
-            try:
-                done = await self.w.committed(op, lazy=lazy, single=single)
-            finally:
-                self.w.flow_held.difference_update(releases)
-            self.w.lifecycle.steps_written(self.row.id, steps, done)
-            return done
+            return await self._write(fn, also=also, **kw)
+
+    async def _write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
+        """:meth:`write`, the lock held."""
+        ended, self.ended = self.ended, []
+        logs, self.logs = self.logs, []
+        releases, self.releases = self.releases, []
+        steps = [*ended, *also]
+        starts_only = all(w.status == "running" for w in steps)
+        lazy = fn == self.store.runs.write_steps_in and starts_only and not logs
+        single = not logs and not releases and self.store.runs.one_statement(fn, steps)
+        op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
+        if logs:  # after the fenced write: stored only while this worker holds the run
+            op = functools.partial(self._with_logs, op, logs)
+        if releases:  # the slots go back with the step's end (a lost write: they expire)
+            op = functools.partial(self._with_releases, op, releases)
+        try:
+            done = await self.w.committed(op, lazy=lazy, single=single)
+        finally:
+            self.w.flow_held.difference_update(releases)
+        self.w.lifecycle.steps_written(self.row.id, steps, done)
+        return done
 
     def _with_logs(
         self, op: Callable[[Connection], Any], logs: list[LogWrite], c: Connection
@@ -139,9 +146,36 @@ class RunExecution:
             self.w.spawn(self.write(self.store.runs.write_steps_in))
 
     async def start(self, block_id: str, type_: str, output: Any = None) -> int:
-        start = StepWrite(block_id, type_, "running", output=output)
-        attempts = await self.write(self.store.runs.write_steps_in, also=[start])
-        return int(attempts[block_id])
+        """Record an attempt's start (with the held ends); its attempt number. The
+        first start to get the lock writes every start queued by then, in one write."""
+        mine: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
+        queued = (StepWrite(block_id, type_, "running", output=output), mine)
+        self.starts.append(queued)
+        try:
+            await self.lock.acquire()
+        except asyncio.CancelledError:  # canceled before its start was written: not written
+            if queued in self.starts:
+                self.starts.remove(queued)
+            raise
+        try:
+            if not mine.done():
+                batch, self.starts = self.starts, []
+                attempts: dict[str, int] = {}
+                said: BaseException | None = None
+                try:
+                    attempts = await self._write(
+                        self.store.runs.write_steps_in, also=[w for w, _ in batch]
+                    )
+                except BaseException as e:  # each start of the batch hears it (cancel too)
+                    said = e
+                for w, done in batch:
+                    done.set_result((False, said) if said else (True, attempts[w.block_id]))
+        finally:
+            self.lock.release()
+        ok, value = await mine
+        if not ok:
+            raise value
+        return int(value)
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
         conn = self.plan.connectors[block_id]

@@ -70,14 +70,33 @@ def _due(capable: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
 
 def _memo(is_sqlite: bool) -> sa.Label[Any]:
     """A run's ended steps as one JSON value ``[[block_id, status, output_json], …]``:
-    the claim brings them in the same round trip."""
+    the claim brings them in the same round trip. The items (``block[i]``) of a
+    ``for_each`` step that completed are left out: its own row holds every output."""
     cols = (steps.c.block_id, steps.c.status, steps.c.output_json)
     agg = (sa.func.json_group_array(sa.func.json_array(*cols)) if is_sqlite
            else sa.func.json_agg(sa.func.json_build_array(*cols)))  # fmt: skip
     ended = sa.select(agg).where(
-        steps.c.run_id == runs.c.id, steps.c.status.in_(("completed", "failed"))
+        steps.c.run_id == runs.c.id,
+        steps.c.status.in_(("completed", "failed")),
+        sa.text(_NOT_DONE_ITEM_SQLITE if is_sqlite else _NOT_DONE_ITEM_PG),
     )
     return ended.scalar_subquery().label("memo")
+
+
+# Not an item row of a for_each step whose own row completed. Text, with every column
+# qualified: SQLAlchemy renders columns unqualified in RETURNING, where the two
+# thodare_steps of the EXISTS would be ambiguous.
+_NOT_DONE_ITEM = (
+    "NOT ({find}(thodare_steps.block_id, '[') > 0 AND EXISTS (SELECT 1 FROM thodare_steps AS "
+    "each_step WHERE each_step.run_id = thodare_steps.run_id AND each_step.block_id = {step} "
+    "AND each_step.status = 'completed'))"
+)
+_NOT_DONE_ITEM_SQLITE = _NOT_DONE_ITEM.format(
+    find="instr", step="substr(thodare_steps.block_id, 1, instr(thodare_steps.block_id, '[') - 1)"
+)
+_NOT_DONE_ITEM_PG = _NOT_DONE_ITEM.format(
+    find="strpos", step="split_part(thodare_steps.block_id, '[', 1)"
+)
 
 
 _TAKEN = dict(
