@@ -169,9 +169,9 @@ steps:
     got = {(p.line, p.field): p.message for p in ei.value.problems}
     assert "duration like 30s" in got[(6, "steps.b.timeout")]
     assert "from 1 to 100" in got[(7, "steps.b.retries")]
-    assert "unknown step 'nope'" in got[(8, "steps.b.when")]
+    assert "Reference 'nope' does not match any block" in got[(8, "steps.b.when")]
     assert "duration like 30s" in got[(11, "steps.c.timeout")]
-    assert "has no output 'missing'" in got[(12, "steps.c.when")]
+    assert "does not declare output 'missing'" in got[(12, "steps.c.when")]
 
 
 def test_yaml_negative_timeout_and_unquoted_when_say_why() -> None:

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from .connectors import Catalog, Connector
 from .connectors.payload import dump_json
 from .controls import ITEM_REFS, parse_concurrency, parse_for_each
-from .errors import InputInvalid, Issue, WorkflowInvalid, listing
+from .errors import InputInvalid, Issue, WorkflowInvalid, listing, suggest
 from .graph import Upstream, build_graph, find_cycle
 from .input_schema import schema_model
 from .ref_types import Missing, Typed, element, fits, mismatch, of_value, shape, walk
@@ -136,21 +136,17 @@ def check_params(
     """Unknown names, literal values of the wrong type, missing required params.
 
     ``names`` limits the type check to those params (all when None). Hidden
-    params are not required here: a person or the env supplies them.
+    params are not required here: a person or the env supplies them (an unknown
+    name lists them too: their names are no secret, their values are never shown).
     """
     issues = []
     specs = conn.param_specs
     for key in block.params if names is None else names:
         value = block.params.get(key)
         if key not in specs:
+            unknown = f"{conn.type} has no param '{key}'. Params: {listing(specs)}."
             issues.append(
-                _issue(
-                    block,
-                    key,
-                    "unknown-param",
-                    f"{conn.type} has no param '{key}'. "
-                    f"Params: {listing(n for n in specs if n not in conn.hidden_params)}.",
-                )
+                _issue(block, key, "unknown-param", unknown + suggest(key, specs), choices=specs)
             )
         elif not has_template(value):
             why = conn.check_param(key, value)
@@ -216,14 +212,20 @@ def check_refs(
 
 
 class _Read:
-    """What one ref reads: a problem (``code``, ``error``), else its declared type."""
+    """What one ref reads: a problem (``code``, ``error``, the valid ``choices``), else
+    its declared type."""
 
-    __slots__ = ("code", "error", "type")
+    __slots__ = ("choices", "code", "error", "type")
 
     def __init__(
-        self, type: Typed | None = None, code: str | None = None, error: str | None = None
+        self,
+        type: Typed | None = None,
+        code: str | None = None,
+        error: str | None = None,
+        choices: Iterable[str] = (),
     ) -> None:
         self.type, self.code, self.error = type, code, error
+        self.choices = sorted(choices)
 
 
 class _Sources:
@@ -257,7 +259,8 @@ class _Sources:
             for ref in iter_refs(value):
                 read = self.read(ref, block, is_up, in_params, item)
                 if read.code is not None:
-                    issues.append(_issue(block, key, read.code, read.error or "", f"{{{{{ref}}}}}"))
+                    error, at = read.error or "", f"{{{{{ref}}}}}"
+                    issues.append(_issue(block, key, read.code, error, at, read.choices))
                 elif ref == whole and key == FOR_EACH and not in_params:
                     kinds = shape(read.type)
                     if not fits(kinds, _LISTS):
@@ -310,9 +313,9 @@ class _Sources:
                 name = ".".join(rest)
                 why = (
                     f"Workflow variable '{name}' is not declared. "
-                    f"Variables: {listing(self.variables)}."
+                    f"Variables: {listing(self.variables)}.{suggest(name, self.variables)}"
                 )
-                return _Read(code="unknown-variable", error=why)
+                return _Read(code="unknown-variable", error=why, choices=self.variables)
             return _Read(of_value(self.variables[rest[0]]) if len(rest) == 1 else None)
         target = self.blocks.get(head)
         if target is None or not target.enabled:
@@ -325,12 +328,12 @@ class _Sources:
                 )
                 return _Read(code="ref-disabled-block", error=why)
             else:
-                known = [b.id for b in self.blocks.values() if b.enabled]
+                known = self.readable(block)
                 why = (
                     f"Reference '{head}' does not match any block id or name. "
-                    f"Blocks: {listing(known)}."
+                    f"Blocks: {listing(known)}.{suggest(head, [*known, *NAMESPACES])}"
                 )
-                return _Read(code="unknown-block", error=why)
+                return _Read(code="unknown-block", error=why, choices=[*known, *NAMESPACES])
         if not is_up(target.id):
             why = (
                 f"Block '{block.id}' references '{target.id}' but {target.id} is not upstream "
@@ -361,7 +364,16 @@ class _Sources:
                 f"{{{{{upto}}}}} has no field '{found.field}' (in {{{{{ref}}}}}). "
                 f"Fields: {choices}."
             )
-        return _Read(code="ref-unknown-field", error=why + found.hint())
+        return _Read(code="ref-unknown-field", error=why + found.hint(), choices=found.choices)
+
+    def readable(self, block: SerializedBlock) -> list[str]:
+        """The enabled blocks other than ``block`` and the trigger (read as ``{{trigger}}``)."""
+        out = []
+        for b in self.blocks.values():
+            conn = self.catalog.find(b.type)
+            if b.enabled and b.id != block.id and (conn is None or conn.kind != "trigger"):
+                out.append(b.id)
+        return out
 
     def output_type(self, block: SerializedBlock) -> Typed | None:
         """The declared type of ``block``'s output."""
@@ -421,7 +433,12 @@ def _input_type(workflow: SerializedWorkflow) -> Typed | None:
 
 
 def _issue(
-    block: SerializedBlock, field: str | None, code: str, error: str, value: Any = None
+    block: SerializedBlock,
+    field: str | None,
+    code: str,
+    error: str,
+    value: Any = None,
+    choices: Iterable[str] = (),
 ) -> ValidationIssue:
     return ValidationIssue(
         block_id=block.id,
@@ -430,6 +447,7 @@ def _issue(
         field=field,
         value=value,
         error=error,
+        choices=sorted(choices) or None,
     )
 
 
@@ -467,7 +485,10 @@ def check_structure(workflow: SerializedWorkflow, catalog: Catalog) -> list[Issu
                 issues.append(Issue(end, None, "unknown-edge-block", why))
     cycle = find_cycle(build_graph(workflow))
     if cycle:
-        why = f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}."
+        why = (
+            f"The workflow has a cycle: {' → '.join([*cycle, cycle[0]])}; remove one of its "
+            "edges (a connection, or the {{ref}} or `needs` that makes it)."
+        )
         issues.append(Issue(cycle[0], None, "cycle", why))
     return issues
 
@@ -509,7 +530,10 @@ def as_issue(issue: ValidationIssue) -> Issue:
     """A :class:`ValidationIssue` as an :class:`Issue`; its line reads
     ``Block 'id' (type) param 'field': error``."""
     ref = whole_ref(issue.value)
-    return Issue(issue.block_id, issue.field, issue.code, issue.error, issue.block_type, ref)
+    choices = tuple(issue.choices or ())
+    return Issue(
+        issue.block_id, issue.field, issue.code, issue.error, issue.block_type, ref, choices
+    )
 
 
 def compile_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> SerializedWorkflow:
