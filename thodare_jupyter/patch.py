@@ -35,6 +35,7 @@ from .validation import (
     WHEN,
     NotJson,
     block_id_problem,
+    check_controls,
     check_params,
     check_refs,
     clip,
@@ -482,6 +483,7 @@ class _Patcher:
             conn = self.catalog.find(block.type)
             if conn is not None:
                 self.issues += check_params(block, conn, names=())
+                self.issues += check_controls(block, conn)
 
 
 Op = AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectOp

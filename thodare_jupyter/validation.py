@@ -8,6 +8,7 @@ the ``%%workflow`` YAML and both executors. Every problem has a stable code:
   ``unknown-edge-block``, ``cycle``, ``invalid-for-each``, ``for-each-not-compute``,
   ``invalid-concurrency``;
 * params: ``unknown-param``, ``invalid-param-value``, ``missing-param``;
+* controls: ``control-not-applicable`` (``retries``/``timeout`` on a block that waits);
 * refs: ``unknown-block``, ``ref-disabled-block``, ``ref-not-upstream``,
   ``unknown-variable``, ``invalid-ref``, ``item-outside-for-each``,
   ``ref-unknown-field``, ``ref-type-mismatch`` (see :mod:`.ref_types`);
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from .connectors import Catalog, Connector
+from .connectors.child import RUN_WORKFLOW
 from .connectors.payload import dump_json
 from .controls import ITEM_REFS, parse_concurrency, parse_for_each
 from .errors import InputInvalid, Issue, WorkflowInvalid, listing, suggest
@@ -159,6 +161,38 @@ def check_params(
                 _issue(block, name, "missing-param", f"Required field '{name}' is missing.")
             )
     return issues
+
+
+def check_controls(block: SerializedBlock, conn: Connector) -> list[ValidationIssue]:
+    """``retries``/``timeout`` on a block that waits (``kind="wait"``), which would be
+    ignored: a wait does not run and fail, and parks no worker to time out."""
+    if conn.kind != "wait":
+        return []
+    child = conn.type == RUN_WORKFLOW
+    instead = {
+        "timeout": (
+            "set timeouts on the child workflow's steps"
+            if child
+            else "bound the wait with its timeoutHours param"
+            if "timeoutHours" in conn.param_specs
+            else "its duration is how long it waits"
+        ),
+        "retries": (
+            "give the child workflow's steps retries, or kit.fork the parent from this step"
+            if child
+            else "a wait does not fail, so there is nothing to retry"
+        ),
+    }
+    return [
+        _issue(
+            block,
+            key,
+            "control-not-applicable",
+            f"{conn.type} waits rather than runs, so a step {key} does not apply; {why}.",
+        )
+        for key, why in instead.items()
+        if getattr(block, key) is not None
+    ]
 
 
 def check_refs(
@@ -522,6 +556,7 @@ def check_workflow(workflow: SerializedWorkflow, catalog: Catalog) -> list[Issue
         conn = catalog.find(b.type)
         if b.enabled and conn is not None and conn.kind != "trigger":
             issues += check_params(b, conn)
+            issues += check_controls(b, conn)
     issues += check_refs(workflow, catalog)
     return [as_issue(i) for i in issues]
 

@@ -21,7 +21,14 @@ from ..connectors import Catalog, Connector
 from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..errors import BuildError, Issue, listing
 from ..templates import iter_refs, ref_head
-from ..validation import FOR_EACH, WHEN, as_issue, block_id_problem, check_refs
+from ..validation import (
+    FOR_EACH,
+    WHEN,
+    as_issue,
+    block_id_problem,
+    check_controls,
+    check_refs,
+)
 from ..wire import (
     SerializedBlock,
     SerializedConnection,
@@ -353,6 +360,8 @@ class WorkflowBuilder:
         block = SerializedBlock(
             id=id, type=connector.type, name=name, params=values, when=cond, **controls
         )
+        for i in check_controls(block, connector):
+            problems.add(i.code, f"Step '{id}' ({where}): {i.error}", i.field)
         return WorkflowBuilder(
             replace(
                 self._s,

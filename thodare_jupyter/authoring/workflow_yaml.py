@@ -300,6 +300,8 @@ class _Compiler:
             return
         key = issue.field or ""
         control = {WHEN: "when", FOR_EACH: "for_each"}.get(key)
+        if issue.code == "control-not-applicable":
+            control = key
         where, pos = f"steps.{step.id}", step.pos
         if control is not None and control in step.controls:
             where, pos = f"{where}.{control}", _val(step.body, control)
