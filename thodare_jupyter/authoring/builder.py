@@ -20,15 +20,9 @@ from pydantic import BaseModel
 from ..connectors import Catalog, Connector
 from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..errors import BuildError, Issue, listing
+from ..ref_checks import FOR_EACH, WHEN, check_refs
 from ..templates import iter_refs, ref_head
-from ..validation import (
-    FOR_EACH,
-    WHEN,
-    as_issue,
-    block_id_problem,
-    check_controls,
-    check_refs,
-)
+from ..validation import as_issue, block_id_problem, check_controls
 from ..wire import (
     SerializedBlock,
     SerializedConnection,

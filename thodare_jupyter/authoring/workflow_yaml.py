@@ -54,8 +54,9 @@ from ..connectors import Catalog, Connector
 from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..data import File, Table
 from ..errors import Issue, WorkflowYamlError, YamlProblem
+from ..ref_checks import FOR_EACH, WHEN
 from ..templates import iter_refs, ref_head
-from ..validation import FOR_EACH, WHEN, block_id_problem, check_workflow
+from ..validation import block_id_problem, check_workflow
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID, assemble_workflow
 from .cell_yaml import CellYamlError, load_cell
