@@ -35,8 +35,8 @@ from thodare_jupyter import (
     apply_operations,
     define_connector,
 )
+from thodare_jupyter.ref_checks import check_refs
 from thodare_jupyter.templates import env_refs
-from thodare_jupyter.validation import check_refs
 from thodare_jupyter.wire import AddOp, EditBlockOp
 
 

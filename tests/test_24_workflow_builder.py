@@ -513,6 +513,20 @@ def test_unknown_param_missing_param_and_duplicate_id_are_reported_together() ->
     assert "3 problem(s)" in str(err)
 
 
+def test_params_are_checked_by_the_engines_rule_with_a_did_you_mean_and_literal_types() -> None:
+    with pytest.raises(BuildError) as ei:
+        (
+            define_workflow("params")
+            .step("call", http, {"url": ["not", "a", "string"], "methd": "GET"})  # LINE:params
+            .build()
+        )
+    bad_value, typo = sorted(ei.value.issues, key=lambda i: i.code)
+    assert (bad_value.code, bad_value.field) == ("invalid-param-value", "url")
+    assert (typo.code, typo.field) == ("unknown-param", "methd")
+    assert "Did you mean 'method'?" in typo.message
+    assert all(f"line {line_of('params')}" in i.message for i in (bad_value, typo))
+
+
 def test_needs_naming_an_unknown_step_is_a_build_error() -> None:
     with pytest.raises(BuildError) as ei:
         define_workflow("needs").step("a", note, {"note": 1}, needs=["ghost"]).build()

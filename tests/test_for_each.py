@@ -263,8 +263,9 @@ def test_steps_downstream_refer_to_items_and_failed_not_the_connectors_outputs()
     assert text.startswith("Hi failed [") and "no greeting for n3" in text, text
     with pytest.raises(WorkflowYamlError) as ei:
         workflow_from_yaml("fe", after.replace("greet.failed", "greet.text"), _catalog())
-    assert "step 'greet' (for_each of fe_greet) has no output 'text'" in str(ei.value)
-    assert "(choices: failed, items)" in str(ei.value)
+    assert "Block 'greet' (for_each of fe_greet) does not declare output 'text'" in str(ei.value)
+    assert "Available: failed, items." in str(ei.value)  # listed once, no "(choices: …)"
+    assert "(choices:" not in str(ei.value)
     built = (
         define_workflow("fe")
         .step("query", ROWS, params={"n": 5})

@@ -10,7 +10,7 @@ custom ``vault_query`` connector with a ``Hidden[str]`` and a ``UserOnly[str]`` 
 * the result is acyclic, structurally sound, and holds exactly the blocks the ops leave;
 * every ``{{ref}}`` in the result resolves upstream to a declared output, or the result is not ok
   and ``validation_errors`` name that block and field (checked against an independent oracle,
-  and against ``validation.check_refs``); ok implies the workflow compiles and every literal
+  and against ``ref_checks.check_refs``); ok implies the workflow compiles and every literal
   param validates against its connector;
 * a param value an op set survives only if its refs resolve and, when literal, only if the
   connector's own params model accepts it (constraints and validators included); every param
@@ -47,8 +47,9 @@ from thodare_jupyter import (
     define_connector,
     redact_for_llm,
 )
+from thodare_jupyter.ref_checks import check_refs
 from thodare_jupyter.templates import has_template, iter_refs
-from thodare_jupyter.validation import block_id_problem, check_refs, check_structure, check_workflow
+from thodare_jupyter.validation import block_id_problem, check_structure, check_workflow
 from thodare_jupyter.wire import (
     EDIT_OP_ADAPTER,
     AddOp,

@@ -413,7 +413,7 @@ def test_yaml_reads_a_for_each_steps_items() -> None:
         workflow_from_yaml("w", text, CATALOG)
     (p,) = ei.value.problems
     assert p.field == "steps.sum.with.n"
-    assert p.message.startswith("step 'each' (for_each of notify) has no output 'nope'")
+    assert p.message.startswith("Block 'each' (for_each of notify) does not declare output 'nope'")
     assert p.choices == ("failed", "items")
     wf = workflow_from_yaml("w", text.replace(", n: '{{each.nope}}'", ""), CATALOG)
     assert wf.blocks[-1].params == {"tags": "{{each.items}}"}

@@ -19,6 +19,21 @@ def test_the_design_contract_names_are_exported() -> None:
     assert contract <= set(thodare_jupyter.__all__)
 
 
+def test_workflow_invalid_issues_are_the_exported_issue() -> None:
+    from thodare_jupyter import Issue, SerializedWorkflow, WorkflowInvalid, run_in_memory
+
+    wf = SerializedWorkflow.model_validate(
+        {"blocks": [{"id": "t", "type": "trigger_webhook"}, {"id": "x", "type": "nope"}]}
+    )
+    try:
+        run_in_memory(wf)
+    except WorkflowInvalid as e:
+        (issue,) = e.issues
+        assert isinstance(issue, Issue) and (issue.block, issue.code) == ("x", "unknown-connector")
+    else:
+        raise AssertionError("an unknown connector type must not run")
+
+
 def test_slack_builtin_posts_to_the_fake(slack_server, slack_env) -> None:
     from thodare_jupyter import apply_operations, run_in_memory
 

@@ -11,6 +11,10 @@
   is retried if attempts remain; an async step is cancelled, a sync one abandoned
   without holding up the run, other runs, or ``run_in_memory``.
 * ``apply_operations`` sets the controls and skips bad ones with a reason.
+* ``retries``/``timeout`` on a block that waits (``wait_*``, ``human_approval``,
+  ``run_workflow``) would be ignored, so each is a located ``control-not-applicable``
+  issue naming what to use instead, in YAML, the builder, ``apply_operations`` and
+  ``compile_workflow``.
 """
 
 from __future__ import annotations
@@ -169,9 +173,9 @@ steps:
     got = {(p.line, p.field): p.message for p in ei.value.problems}
     assert "duration like 30s" in got[(6, "steps.b.timeout")]
     assert "from 1 to 100" in got[(7, "steps.b.retries")]
-    assert "unknown step 'nope'" in got[(8, "steps.b.when")]
+    assert "Reference 'nope' does not match any block" in got[(8, "steps.b.when")]
     assert "duration like 30s" in got[(11, "steps.c.timeout")]
-    assert "has no output 'missing'" in got[(12, "steps.c.when")]
+    assert "does not declare output 'missing'" in got[(12, "steps.c.when")]
 
 
 def test_yaml_negative_timeout_and_unquoted_when_say_why() -> None:
@@ -247,6 +251,83 @@ def test_when_ref_to_a_block_not_upstream_is_invalid() -> None:
     with pytest.raises(WorkflowInvalid) as ei:
         run_in_memory(data, catalog=_catalog())
     assert any("'ghost' does not match any block" in p for p in ei.value.problems)
+
+
+# ── controls on a block that waits ─────────────────────────────────────────
+
+WAIT_YAML = """\
+steps:
+  pause:
+    uses: wait_duration
+    with: {duration: 1, unit: s}
+    timeout: 30s
+  ask:
+    uses: human_approval
+    with: {prompt: ok?}
+    retries: 3
+  child:
+    uses: run_workflow
+    with: {workflow: other}
+    timeout: 1m
+    retries: 2
+"""
+
+
+def test_yaml_refuses_timeout_and_retries_on_a_wait_at_their_place() -> None:
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("waits", WAIT_YAML, Catalog())
+    got = {(p.line, p.field): p.message for p in ei.value.problems}
+    assert set(got) == {
+        (5, "steps.pause.timeout"),
+        (9, "steps.ask.retries"),
+        (13, "steps.child.timeout"),
+        (14, "steps.child.retries"),
+    }
+    assert got[(5, "steps.pause.timeout")] == (
+        "wait_duration waits rather than runs, so a step timeout does not apply; "
+        "its duration is how long it waits."
+    )
+    assert "a wait does not fail, so there is nothing to retry" in got[(9, "steps.ask.retries")]
+    assert "timeouts on the child workflow's steps" in got[(13, "steps.child.timeout")]
+    assert "kit.fork the parent from this step" in got[(14, "steps.child.retries")]
+    event = "steps:\n  e:\n    uses: wait_for_event\n    with: {eventName: go}\n    timeout: 1h\n"
+    with pytest.raises(WorkflowYamlError) as ei:
+        workflow_from_yaml("waits", event, Catalog())
+    (p,) = ei.value.problems
+    assert (p.line, p.column, p.field) == (5, 14, "steps.e.timeout")
+    assert p.message.endswith("bound the wait with its timeoutHours param.")
+
+
+def test_builder_refuses_timeout_and_retries_on_a_wait() -> None:
+    (pause,) = [c for c in Catalog() if c.type == "wait_duration"]
+    b = define_workflow("w").step("p", pause, {"duration": 1, "unit": "s"}, retries=2)
+    with pytest.raises(BuildError) as ei:
+        b.build()
+    (issue,) = ei.value.issues
+    assert (issue.block, issue.field, issue.code) == ("p", "retries", "control-not-applicable")
+    assert "test_step_controls.py" in issue.message  # the line of the .step call
+
+
+def test_apply_operations_and_compile_report_a_control_on_a_wait() -> None:
+    op = {
+        "operation_type": "add",
+        "block_id": "hold",
+        "type": "wait_for_event",
+        "params": {"eventName": "go"},
+        "timeout": "2h",
+    }
+    res = apply_operations(_base(), [op], Catalog(FLAG))
+    assert not res.ok
+    (issue,) = res.validation_errors
+    assert (issue.block_id, issue.field, issue.code) == (
+        "hold",
+        "timeout",
+        "control-not-applicable",
+    )
+    assert "timeoutHours" in issue.error
+    with pytest.raises(WorkflowInvalid) as ei:
+        run_in_memory(res.workflow, catalog=Catalog(FLAG))
+    assert [i.code for i in ei.value.issues] == ["control-not-applicable"]
 
 
 # ── in memory ───────────────────────────────────────────────────────────────

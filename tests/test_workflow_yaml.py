@@ -431,7 +431,9 @@ def test_with_not_a_mapping_and_unknown_params_list_hidden_ones(cat: Catalog) ->
     assert (where(bad_with), bad_with.field) == ((4, 11), "steps.a.with")
     assert "must be a mapping of params" in bad_with.message
     assert (where(unknown), unknown.field) == ((9, 7), "steps.b.with.apikey")
-    assert unknown.message == "unknown param of enrich-lead; did you mean 'api_key'?"
+    assert unknown.message == (
+        "enrich-lead has no param 'apikey'. Params: api_key, email. Did you mean 'api_key'?"
+    )
     assert unknown.choices == ("api_key", "email")  # the hidden param is the user's to set
 
 
@@ -498,21 +500,46 @@ def test_refs_to_unknown_steps_outputs_inputs_and_vars(cat: Catalog) -> None:
     inp, step, out, var = problems_of(text, cat, first_line=2)
     assert (where(inp), inp.field) == (at(text, '"{{trigger.emial', 2), "steps.enrich.with.email")
     assert inp.message == (
-        "the run input has no field 'emial' in '{{trigger.emial}}'; did you mean 'email'?"
+        "The run input has no field 'emial'. Input fields: email. Did you mean 'email'?"
     )
     assert inp.choices == ("email",)
     assert (where(step), step.field) == (at(text, '"{{enrih', 2), "steps.notify.with.template[0]")
-    assert step.message == "unknown step 'enrih' in '{{enrih.name}}'; did you mean 'enrich'?"
+    assert step.message == (
+        "Reference 'enrih' does not match any block id or name. Blocks: enrich. "
+        "Did you mean 'enrich'?"
+    )
     assert step.choices == ("enrich", "env", "trigger", "vars")
     assert (where(out), out.field) == (at(text, '"Hi', 2), "steps.notify.with.template[1].deep")
     assert out.message == (
-        "step 'enrich' (enrich-lead) has no output 'nmae' in '{{enrich.nmae}}'; "
-        "did you mean 'name'?"
+        "Block 'enrich' (enrich-lead) does not declare output 'nmae'. Available: company, name. "
+        "Did you mean 'name'?"
     )
     assert out.choices == ("company", "name")
     assert (where(var), var.field) == (where(out), out.field)
-    assert var.message == "undeclared variable 'teem' in '{{vars.teem}}'; did you mean 'team'?"
+    assert var.message == (
+        "Workflow variable 'teem' is not declared. Variables: team. Did you mean 'team'?"
+    )
     assert var.choices == ("team",)
+
+
+def test_yaml_and_engine_problems_come_together_and_a_broken_step_is_not_blamed_twice(
+    cat: Catalog,
+) -> None:
+    text = """\
+        steps:
+          broken:
+            uses: enrich-led
+          notify:
+            uses: transform
+            wiht: 1
+            with: {template: "{{broken.name}} {{ghost.x}}"}
+    """
+    typo, key, ghost = problems_of(text, cat)
+    assert typo.field == "steps.broken.uses" and "did you mean 'enrich-lead'" in typo.message
+    assert key.field == "steps.notify.wiht"
+    assert (where(ghost), ghost.field) == (at(text, '"{{broken'), "steps.notify.with.template")
+    assert ghost.message.startswith("Reference 'ghost' does not match any block id or name.")
+    assert ghost.choices == ("env", "trigger", "vars")  # broken is left out until it compiles
 
 
 def test_data_input_types_table_file_datetime_date_decimal(cat: Catalog) -> None:
@@ -595,12 +622,12 @@ def test_cycles_from_needs_and_refs(cat: Catalog) -> None:
     p = only(text, cat, first_line=2)
     assert p.field in ("steps.a", "steps.b")
     assert where(p) == at(text, p.field.split(".")[1] + ":", 2)
-    assert "the steps form a cycle (" in p.message
+    assert "The workflow has a cycle: " in p.message
     assert "a → b" in p.message and "b → a" in p.message
     selfish = only("steps:\n  me: {uses: transform, with: {template: '{{me.result}}'}}\n", cat)
     assert (where(selfish), selfish.message.split(";")[0]) == (
         (2, 3),
-        "the steps form a cycle (me → me)",
+        "The workflow has a cycle: me → me",
     )
 
 

@@ -7,6 +7,7 @@ an exception.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ class Issue:
     ``code`` is stable (``ref-type-mismatch``, ``unknown-connector``, ...), so a
     caller (the YAML compiler, the assistant) acts on it without reading the
     text. ``field`` is a param name, ``"when"`` or ``"forEach"``; ``ref`` is the
-    ``{{ref}}`` the issue is about, when it is about one. ``str(issue)`` is the
+    ``{{ref}}`` the issue is about, when it is about one; ``choices`` are the names
+    that would have been valid (for a did-you-mean). ``str(issue)`` is the
     line a person reads: prefixed with the block (and its type) when
     ``block_type`` is set, else the ``message`` alone (it names its block itself).
     """
@@ -36,6 +38,7 @@ class Issue:
     message: str
     block_type: str | None = None
     ref: str | None = None
+    choices: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         if self.block is None or self.block_type is None:
@@ -404,6 +407,12 @@ def listing(names: Iterable[str], limit: int = 30) -> str:
     return (", ".join(items[:limit]) or "(none)") + more
 
 
+def suggest(name: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` when one of ``choices`` is close to ``name``, else ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 @dataclass(frozen=True)
 class YamlProblem:
     """One mistake in a ``%%workflow`` cell; ``line``/``column`` are 1-based, in the cell."""
@@ -414,9 +423,14 @@ class YamlProblem:
     message: str
     choices: tuple[str, ...] = ()
 
+    @property
+    def unlisted(self) -> bool:
+        """Whether ``choices`` need showing: some, and the message does not list them."""
+        return bool(self.choices) and listing(self.choices) not in self.message
+
     def __str__(self) -> str:
         head = f"line {self.line}, col {self.column}: " + (f"{self.field}: " if self.field else "")
-        more = f" (choices: {listing(self.choices)})" if self.choices else ""
+        more = f" (choices: {listing(self.choices)})" if self.unlisted else ""
         return head + self.message + more
 
 

@@ -29,14 +29,14 @@ from .connectors import Catalog, Connector
 from .controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
+from .ref_checks import WHEN, check_refs
 from .templates import env_refs, has_template, iter_refs, ref_head
 from .validation import (
     MAX_DEPTH,
-    WHEN,
     NotJson,
     block_id_problem,
+    check_controls,
     check_params,
-    check_refs,
     clip,
     json_copy,
     kind,
@@ -482,6 +482,7 @@ class _Patcher:
             conn = self.catalog.find(block.type)
             if conn is not None:
                 self.issues += check_params(block, conn, names=())
+                self.issues += check_controls(block, conn)
 
 
 Op = AddOp | EditBlockOp | DeleteOp | ConnectOp | DisconnectOp

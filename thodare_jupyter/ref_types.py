@@ -11,12 +11,11 @@ it may have can become any kind the param takes.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import listing
+from .errors import listing, suggest
 
 Shape = frozenset[str] | None
 """The kinds a value may have; ``None``: unknown (anything)."""
@@ -70,8 +69,7 @@ class Missing:
 
     def hint(self) -> str:
         """`` Did you mean 'x'?`` when a declared field is close, else ``""``."""
-        close = difflib.get_close_matches(self.field, self.choices, n=1)
-        return f" Did you mean '{close[0]}'?" if close else ""
+        return suggest(self.field, self.choices)
 
 
 def branches(node: Typed | None) -> list[Typed] | None:

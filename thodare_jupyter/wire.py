@@ -213,7 +213,8 @@ class ValidationIssue(_Wire):
     """A problem with the resulting workflow (a dropped field, a bad ref, ...).
 
     ``code`` names the rule (``ref-type-mismatch``, ``unknown-param``, ...) and is
-    stable; ``error`` is the sentence to act on.
+    stable; ``error`` is the sentence to act on; ``choices`` are the names that
+    would have been valid (an unknown param, block, variable or field).
     """
 
     block_id: str
@@ -222,6 +223,7 @@ class ValidationIssue(_Wire):
     field: str | None = None
     value: Any = None
     error: str
+    choices: list[str] | None = None
 
 
 class ApplyResult(_Wire):

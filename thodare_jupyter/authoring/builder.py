@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from ..connectors import Catalog, Connector
 from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..errors import BuildError, Issue, listing
+from ..ref_checks import FOR_EACH, WHEN, check_refs
 from ..templates import iter_refs, ref_head
-from ..validation import FOR_EACH, WHEN, as_issue, block_id_problem, check_refs
+from ..validation import as_issue, block_id_problem, check_controls, check_params
 from ..wire import (
     SerializedBlock,
     SerializedConnection,
@@ -302,21 +303,6 @@ class WorkflowBuilder:
             raise TypeError(
                 f"step({id!r}): params must be a dict, got {type(raw).__name__} ({where})."
             )
-        for key in values:
-            if key not in connector.param_specs:
-                problems.add(
-                    "unknown-param",
-                    f"Step '{id}' ({where}): {connector.type} has no param '{key}'. "
-                    f"Params: {listing(connector.param_specs)}.",
-                    key,
-                )
-        for pname, spec in connector.param_specs.items():
-            if spec.required and spec.visibility != "hidden" and pname not in values:
-                problems.add(
-                    "missing-param",
-                    f"Step '{id}' ({where}): required param '{pname}' is missing.",
-                    pname,
-                )
         for n in needs:
             if n not in known:
                 problems.add(
@@ -354,6 +340,8 @@ class WorkflowBuilder:
         block = SerializedBlock(
             id=id, type=connector.type, name=name, params=values, when=cond, **controls
         )
+        for i in [*check_params(block, connector), *check_controls(block, connector)]:
+            problems.add(i.code, f"Step '{id}' ({where}): {i.error}", i.field)
         return WorkflowBuilder(
             replace(
                 self._s,

@@ -25,7 +25,11 @@ run keeps its reference, so ``{{trigger.rows}}`` reaches a ``Table`` param as a
 DataFrame.
 
 Every mistake is collected and raised once as :class:`WorkflowYamlError`, each
-located in the cell (line, column), named by field, with the valid choices.
+located in the cell (line, column), named by field, with the valid choices. This
+module checks what only YAML has (syntax, keys, shapes, ``uses``, ``needs``,
+``input`` types); whether refs, params and the graph hold is the engine's
+:func:`~thodare_jupyter.validation.check_workflow`, whose issues are placed at
+the string, param, control or step they name.
 The text is read with ruamel.yaml's round-trip loader, so a cell can later be
 rewritten in place with its comments kept, after :mod:`.cell_yaml` has screened
 it: no anchors, tags, directives or second documents, nesting at most 64 deep,
@@ -47,26 +51,12 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from ..connectors import Catalog, Connector
-from ..controls import (
-    ITEM_REFS,
-    parse_concurrency,
-    parse_for_each,
-    parse_retries,
-    parse_timeout,
-)
+from ..controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from ..data import File, Table
-from ..errors import Issue, WorkflowInvalid, WorkflowYamlError, YamlProblem
-from ..graph import digraph, find_cycle
-from ..ref_types import Missing, walk
-from ..templates import NAMESPACES, iter_refs, ref_head
-from ..validation import (
-    FOR_EACH,
-    WHEN,
-    block_id_problem,
-    check_params,
-    compile_workflow,
-    output_type,
-)
+from ..errors import Issue, WorkflowYamlError, YamlProblem
+from ..ref_checks import FOR_EACH, WHEN
+from ..templates import iter_refs, ref_head
+from ..validation import block_id_problem, check_workflow
 from ..wire import SerializedBlock, SerializedWorkflow
 from .builder import TRIGGER_ID, assemble_workflow
 from .cell_yaml import CellYamlError, load_cell
@@ -96,6 +86,7 @@ class _Step:
     pos: Pos
     body: Any
     conn: Connector | None = None
+    """None when the step cannot be compiled (its problems are reported)."""
     name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     with_map: CommentedMap | None = None
@@ -107,11 +98,16 @@ class _Step:
     def type(self) -> str:
         return self.conn.type if self.conn else ""
 
+    def with_key(self, key: str) -> tuple[Any, ...]:
+        """``(the with key a param name came from,)``, or ``()`` (YAML keys need not be
+        strings: ``null:`` gives the param ``"None"``)."""
+        return next(((k,) for k in self.with_map or () if str(k) == key), ())
+
     def param_pos(self, key: str, value: bool = False) -> Pos:
-        m = self.with_map
-        if m is None or key not in m:
+        m, raw = self.with_map, self.with_key(key)
+        if m is None or not raw:
             return self.with_pos or self.pos
-        return _val(m, key) if value else _key(m, key)
+        return _val(m, raw[0]) if value else _key(m, raw[0])
 
 
 class _Compiler:
@@ -119,7 +115,6 @@ class _Compiler:
         self.name, self.catalog, self.first_line = name, catalog, first_line
         self.problems: list[YamlProblem] = []
         self.steps: dict[str, _Step] = {}
-        self.inputs: set[str] | None = None
         self.variables: dict[str, Any] = {}
 
     def add(self, pos: Pos, where: str, message: str, choices: Iterable[str] = ()) -> None:
@@ -166,7 +161,6 @@ class _Compiler:
                 fields[str(key)] = (INPUT_TYPES[name] | None, None)
             else:
                 fields[str(key)] = (INPUT_TYPES[name], ...)
-        self.inputs = {str(k) for k in spec}
         if len(self.problems) > before:
             return None
         return create_model(_model_name(self.name), **fields)
@@ -205,10 +199,12 @@ class _Compiler:
                     self.add(_key(body, k), f"{where}.{k}", msg, STEP_KEYS)
             if not isinstance(body.get("name", ""), str | None):
                 self.add(_val(body, "name"), f"{where}.name", "must be a string")
-            step.name = body.get("name")
+            step.name = body.get("name") if isinstance(body.get("name"), str) else None
             step.conn = self.read_uses(step, body)
             self.read_with(step, body)
             self.read_controls(step, body)
+            if why:
+                step.conn = None  # left out of the workflow: the engine would report it again
 
     def read_controls(self, step: _Step, body: CommentedMap) -> None:
         """``retries``, ``timeout``, ``for_each``, ``concurrency`` and ``when`` (refs
@@ -264,16 +260,10 @@ class _Compiler:
             step.conn = None  # its params are unknown: no more checks of this step's params
             return
         step.with_map, step.params = given, _plain(given)
-        if step.conn is None:
-            return
-        specs = step.conn.param_specs
-        for key in given:
-            if key not in specs:
-                msg = f"unknown param of {step.conn.type}{_hint(key, specs)}"
-                self.add(_key(given, key), f"{where}.{key}", msg, specs)
 
     def link(self, step: _Step) -> None:
-        """Edges from ``needs`` then from refs (the builder's order); refs are checked."""
+        """Edges from ``needs`` then from refs to other steps (the builder's order); a
+        ref to no step is left to the engine's check."""
         body = step.body
         needs = body.get("needs") if isinstance(body, CommentedMap) else None
         items = [(needs, _val(body, "needs"))] if isinstance(needs, str) else []
@@ -288,84 +278,52 @@ class _Compiler:
                 choices = [s for s in self.steps if s != step.id]
                 msg = f"unknown step '{need}'{_hint(need, choices)}"
                 self.add(pos, f"steps.{step.id}.needs", msg, choices)
-        if step.with_map is not None:
-            for where, text, pos in _leaves(step.with_map, f"steps.{step.id}.with", (0, 0)):
-                for ref in iter_refs(text):
-                    self.check_ref(step, ref, where, pos)
-        for key in ("when", "for_each"):
-            if key in step.controls:
-                for ref in iter_refs(step.controls[key]):
-                    self.check_ref(step, ref, f"steps.{step.id}.{key}", _val(body, key))
+        for ref in iter_refs(
+            [step.params, step.controls.get("when"), step.controls.get("for_each")]
+        ):
+            target = self.find(ref_head(ref)[0])
+            if target is not None:
+                step.upstream[target.id] = None
 
-    def check_ref(self, step: _Step, ref: str, where: str, pos: Pos) -> None:
-        head, rest = ref_head(ref)
-        shown = f" in '{{{{{ref}}}}}'"
-        if head in ITEM_REFS:
-            if "for_each" not in step.controls or not where.startswith(f"steps.{step.id}.with"):
-                msg = f"{{{{{head}}}}} is only known in the `with` of a step with for_each"
-                self.add(pos, where, msg)
-        elif head == "trigger" and rest and self.inputs is not None and rest[0] not in self.inputs:
-            msg = f"the run input has no field '{rest[0]}'{shown}{_hint(rest[0], self.inputs)}"
-            self.add(pos, where, msg, self.inputs)
-        elif head == "vars" and (not rest or rest[0] not in self.variables):
-            name = ".".join(rest)
-            msg = f"undeclared variable '{name}'{shown}{_hint(name, self.variables)}"
-            self.add(pos, where, msg, self.variables)
-        elif head not in NAMESPACES:
-            target = self.steps.get(head) or next(
-                (s for s in self.steps.values() if s.name == head), None
-            )
-            if target is None:
-                choices = [*(s for s in self.steps if s != step.id), *NAMESPACES]
-                self.add(pos, where, f"unknown step '{head}'{shown}{_hint(head, choices)}", choices)
-                return
-            step.upstream[target.id] = None
-            each = "for_each" in target.controls
-            found = walk(output_type(target.conn, for_each=each), rest[:1]) if target.conn else None
-            if target.conn and isinstance(found, Missing):
-                kind = f"for_each of {target.conn.type}" if each else target.conn.type
-                what = f"step '{target.id}' ({kind}) has no output '{rest[0]}'"
-                fields = found.choices
-                self.add(pos, where, f"{what}{shown}{_hint(rest[0], fields)}", fields)
-
-    def check_cycle(self) -> None:
-        edges = ((u, s.id) for s in self.steps.values() for u in s.upstream)
-        cycle = find_cycle(digraph(self.steps, edges))
-        if cycle:
-            path = " → ".join([*cycle, cycle[0]])
-            msg = f"the steps form a cycle ({path}); remove a `needs` or a {{{{ref}}}} from it"
-            self.add(self.steps[cycle[0]].pos, f"steps.{cycle[0]}", msg)
-
-    def check_params(self, step: _Step) -> None:
-        if step.conn is None:
-            return
-        block = SerializedBlock(id=step.id, type=step.conn.type, params=step.params)
-        known = [k for k in step.params if k in step.conn.param_specs]
-        for issue in check_params(block, step.conn, names=known):
-            key = issue.field or ""
-            pos = step.param_pos(key, value=key in step.params)
-            self.add(pos, f"steps.{step.id}.with.{key}", issue.error)
+    def find(self, head: str) -> _Step | None:
+        """The step a ref's head names: by id, else by display name."""
+        return self.steps.get(head) or next(
+            (s for s in self.steps.values() if s.name == head), None
+        )
 
     def locate(self, issue: Issue) -> None:
-        """Place a problem the engine's ``compile_workflow`` found, by its block and field:
-        at the string holding its ref, else at the param, control or step."""
+        """Place a problem the engine found, by its block and field: at the string
+        holding its ref, else at the param (its key when the param is unknown or
+        missing), control or step."""
         step = self.steps.get(issue.block or "")
         if step is None:
-            self.add((0, 0), "", str(issue))
+            self.add((0, 0), "", str(issue), issue.choices)
             return
         key = issue.field or ""
         control = {WHEN: "when", FOR_EACH: "for_each"}.get(key)
-        if key in step.params and step.with_map is not None:
-            where, pos = f"steps.{step.id}.with.{key}", step.param_pos(key, True)
-            for leaf, text, at in _leaves(step.with_map[key], where, pos):
-                if issue.ref is not None and issue.ref in iter_refs(text):
-                    where, pos = leaf, at
-                    break
-            self.add(pos, where, issue.message)
-        elif control is not None and control in step.controls:
-            self.add(_val(step.body, control), f"steps.{step.id}.{control}", issue.message)
-        else:
-            self.add(step.pos, f"steps.{step.id}", issue.message)
+        if issue.code == "control-not-applicable":
+            control = key
+        where, pos = f"steps.{step.id}", step.pos
+        if control is not None and control in step.controls:
+            where, pos = f"{where}.{control}", _val(step.body, control)
+        elif issue.field is not None and control is None:
+            where = f"{where}.with.{key}"
+            pos = step.param_pos(key, value=issue.code != "unknown-param")
+            raw = step.with_key(key)
+            if step.with_map is not None and raw:
+                for leaf, text, at in _leaves(step.with_map[raw[0]], where, pos):
+                    if issue.ref is not None and issue.ref in iter_refs(text):
+                        where, pos = leaf, at
+                        break
+        self.add(pos, where, issue.message, issue.choices)
+
+    def unlisted(self, issue: Issue) -> bool:
+        """Whether ``issue`` reads a step left out of the workflow for its own
+        problems (already reported), so is no news."""
+        if issue.code != "unknown-block" or issue.ref is None:
+            return False
+        target = self.find(ref_head(issue.ref)[0])
+        return target is not None and target.conn is None
 
 
 def workflow_from_yaml(
@@ -397,28 +355,25 @@ def workflow_from_yaml(
     c.read_steps(doc)
     for step in c.steps.values():
         c.link(step)
-        c.check_params(step)
-    c.check_cycle()
-    if c.problems:
-        raise c.error()
     steps = [
         (
             SerializedBlock(id=s.id, type=t.type, name=s.name, params=s.params, **s.controls),
-            [*s.upstream],
+            [u for u in s.upstream if c.steps[u].conn is not None],
         )
         for s in c.steps.values()
         if (t := s.conn) is not None
     ]
+    about = doc.get("description")
     wf = assemble_workflow(
-        name, steps, description=doc.get("description"), input_model=model,
+        name, steps, description=about if isinstance(about, str) else None, input_model=model,
         variables=c.variables or None,
     )  # fmt: skip
-    try:
-        return compile_workflow(wf, catalog)
-    except WorkflowInvalid as e:
-        for issue in e.issues:
+    for issue in check_workflow(wf, catalog):
+        if not c.unlisted(issue):
             c.locate(issue)
-        raise c.error() from None
+    if c.problems:
+        raise c.error()
+    return wf
 
 
 def _key(m: CommentedMap, key: Any) -> Pos:

@@ -32,8 +32,9 @@ from ..controls import is_falsy
 from ..errors import ThodareError, WorkflowInvalid
 from ..graph import build_graph, handle_of, topological_order
 from ..redaction import Redactor, run_secrets
+from ..ref_checks import ids_by_name
 from ..templates import Scope, resolve
-from ..validation import check_structure, check_workflow, ids_by_name
+from ..validation import check_structure, check_workflow
 from ..wire import PauseInfo, SerializedBlock, SerializedWorkflow
 
 if TYPE_CHECKING:

@@ -37,7 +37,7 @@ def located(cell: str, error: WorkflowYamlError) -> str:
         if 1 <= p.line <= len(lines):
             out.append(f"  {lines[p.line - 1]}")
             out.append("  " + " " * max(0, p.column - 1) + "^")
-        if p.choices:
+        if p.unlisted:
             out.append(f"  choices: {', '.join(p.choices)}")
     return "\n".join(out)
 
