@@ -96,6 +96,7 @@ USER_ONLY = {
 VISIBLE = {n for c in CATALOG for n, s in c.param_specs.items() if s.visibility != "hidden"}
 ALL_HIDDEN = sorted(set().union(*HIDDEN.values()) - VISIBLE)  # hidden wherever they exist
 ALL_USER_ONLY = sorted(set().union(*USER_ONLY.values()))
+SETTABLE_ANY = set().union(*(c.llm_settable for c in CATALOG))  # settable in some type
 OUTPUT_FIELDS = sorted({f for c in CATALOG for f in (c.output_fields or ())})
 
 ORIG_SECRET = "sk-orig-7d1e"  # hidden values already in the input workflow
@@ -410,6 +411,19 @@ def _op_params(draw: st.DrawFn, typ: str, refs: st.SearchStrategy[str]) -> dict[
     return p
 
 
+def _attempts_for(bid: str, sure: dict[str, str], params: dict[str, Any]) -> dict[str, Any]:
+    """Edit params for ``bid``: a block the batch itself (re-)adds may be of another type than
+    the one drawn (``sure``: ids whose type is known), so its attempts at hidden/user-only
+    values keep to names no type lets through."""
+    if bid in sure:
+        return params
+    return {
+        k: v
+        for k, v in params.items()
+        if not (v == OP_SECRET and k in VISIBLE) and not (v == OP_USER and k in SETTABLE_ANY)
+    }
+
+
 @st.composite
 def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
     existing = [b.id for b in wf.blocks]
@@ -424,6 +438,7 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
         lambda h, f: f"{{{{ {h}.{f} }}}}", st.sampled_from(existing), st.sampled_from(OUTPUT_FIELDS)
     )
     edges = [(c.source, c.target) for c in wf.connections]
+    sure = dict(types)  # ids whose type this batch has not put in doubt
     ops: list[Any] = []
     for _ in range(draw(st.integers(0, 14))):
         kind = draw(
@@ -457,6 +472,7 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
                     }
                 )
             ops.append({"operation_type": "delete", "block_id": bid})
+            sure.pop(bid, None)
             op = {
                 "operation_type": "add",
                 "block_id": bid,
@@ -478,7 +494,7 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
             typ = types.get(bid) or draw(st.sampled_from(TYPES))
             op = {"operation_type": draw(st.sampled_from(["edit", "update"])), "block_id": bid}
             if draw(st.integers(0, 3)) > 0:
-                op["params"] = _op_params(draw, typ, refs)
+                op["params"] = _attempts_for(bid, sure, _op_params(draw, typ, refs))
             if draw(st.integers(0, 3)) == 0:
                 op["name"] = draw(st.sampled_from(NAMES + existing + HOSTILE))
         elif kind == "delete":
@@ -486,6 +502,7 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
                 "operation_type": draw(st.sampled_from(["delete", "remove"])),
                 "block_id": draw(known_id | some_id),
             }
+            sure.pop(op["block_id"], None)
         elif kind == "connect":
             op = {
                 "operation_type": "connect",
@@ -557,6 +574,8 @@ def op_batches(draw: st.DrawFn, wf: SerializedWorkflow) -> list[Any]:
                 raw["target_block_id"] = draw(known_id)
             else:
                 raw["params"] = _op_params(draw, typ, refs)
+                if which == "edit":
+                    raw["params"] = _attempts_for(bid, sure, raw["params"])
                 raw |= {"type": typ} if which == "add" else {}
             op = EDIT_OP_ADAPTER.validate_python(raw)
         ops.append(op)
