@@ -713,7 +713,8 @@ def ref_resolves(
         return bool(rest)
     if head == "vars":
         return bool(rest) and rest[0] in (wf.variables or {})
-    target = head if head in g else by_name.get(head)
+    enabled = any(b.id == head and b.enabled for b in wf.blocks)  # a disabled id: its name
+    target = head if enabled else by_name.get(head)
     if target is None or target not in nx.ancestors(g, block_id):
         return False
     fields = CATALOG.get(next(b.type for b in wf.blocks if b.id == target)).output_fields
