@@ -109,6 +109,10 @@ class Database:
         self.outage_s = outage_s
         self.is_sqlite = url.startswith("sqlite")
         self._rendered: dict[Any, tuple[str, dict[str, Any]]] = {}  # see run()
+        # SQLite: the connection of each kind of write (durable, lazy) stays checked out:
+        # writes of this file take turns (the writer lock), so one of each serves them all
+        # and a write skips the pool's checkout, reset and checkin
+        self._held: dict[bool, Connection] = {}
         self.origin = uuid.uuid4().hex[:16]  # this store's NOTIFY payload: its listener skips them
         self._writer: contextlib.AbstractContextManager[Any] = (
             _sqlite_writer(url) if self.is_sqlite else contextlib.nullcontext()
@@ -174,7 +178,9 @@ class Database:
         def _on_begin(conn: Connection) -> None:
             opts = conn.get_execution_options()
             raw = conn.connection.driver_connection
-            if opts.get("thodare_lazy"):  # no fsync of its own; the next durable commit syncs it
+            # no fsync of its own; the next durable commit syncs it (a held lazy writer's
+            # connection stays so until it is closed)
+            if opts.get("thodare_lazy") and not conn.connection.info.get("lazy"):
                 raw.execute("PRAGMA synchronous=NORMAL")  # type: ignore[union-attr]
                 conn.connection.info["lazy"] = True
             # on the driver's connection, like the PRAGMAs: the begin event counts it, and
@@ -197,8 +203,16 @@ class Database:
             engine = self._one_lazy_writes if lazy else self._one_writes
         else:
             engine = self._lazy_writes if lazy else self._writes
-        with self._writer, engine.connect() as conn, conn.begin():
-            yield conn
+        if not self.is_sqlite:
+            with engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self._writer:  # (a write inside a write of one thread would wait for itself)
+            held = self._held.get(lazy)
+            if held is None or held.closed or held.invalidated:
+                held = self._held[lazy] = engine.connect()
+            with held.begin():
+                yield held
 
     def run(self, c: Connection, statement: Any, params: dict[str, Any]) -> Ran:
         """Run a hot statement (a step write, a finish, a run's start, a claim) on the
@@ -325,5 +339,9 @@ class Database:
 
     def dispose(self) -> None:
         """Close every pooled connection."""
+        with self._writer:
+            for held in self._held.values():
+                held.close()
+            self._held.clear()
         self.engine.dispose()
         self._lazy_engine.dispose()
