@@ -126,11 +126,11 @@ class Database:
             self._lazy_writes = self._lazy_engine.execution_options(thodare_lazy=True)
             self._reads = self.engine.execution_options(thodare_read=True)
             # PostgreSQL: a transaction of one statement, and a read (READ COMMITTED gives
-            # each statement its own snapshot anyway), run in autocommit: the statement is
-            # atomic alone, and BEGIN and COMMIT cost no round trip each
+            # each statement its own snapshot anyway), send no BEGIN (see _engine): the
+            # statement is atomic alone, and BEGIN and COMMIT cost no round trip each
             self._one_writes, self._one_lazy_writes = self._writes, self._lazy_writes
             if not self.is_sqlite:
-                auto = {"isolation_level": "AUTOCOMMIT"}
+                auto = {"thodare_auto": True}
                 self._one_writes = self._writes.execution_options(**auto)
                 self._one_lazy_writes = self._lazy_writes.execution_options(**auto)
                 self._reads = self._reads.execution_options(**auto)
@@ -154,7 +154,30 @@ class Database:
                 given = sa.engine.make_url(url).query.get("options", "")
                 given = " ".join(given) if isinstance(given, tuple) else given
                 args["options"] = f"{given} -c synchronous_commit=off".strip()
-            return sa.create_engine(url, hide_parameters=True, connect_args=args)
+            # every connection stays in autocommit (no switch per checkout and checkin); a
+            # transaction sends its BEGIN, but for one statement or a read (thodare_auto).
+            # psycopg's commit() and rollback() end a transaction so begun.
+            pg = sa.create_engine(
+                url, hide_parameters=True, connect_args=args, isolation_level="AUTOCOMMIT"
+            )
+
+            @sa.event.listens_for(pg, "begin")
+            def _on_pg_begin(conn: Connection) -> None:
+                if conn.get_execution_options().get("thodare_auto"):
+                    return
+                driver: Any = conn.connection.driver_connection
+                try:
+                    driver.execute("BEGIN")
+                except pg.dialect.loaded_dbapi.Error as e:  # as SQLAlchemy raises it (retrying)
+                    dead = pg.dialect.is_disconnect(e, driver, None)
+                    if dead:
+                        conn.invalidate(e)
+                    raise sa.exc.DBAPIError.instance(
+                        "BEGIN", None, e, pg.dialect.loaded_dbapi.Error,
+                        connection_invalidated=dead, dialect=pg.dialect,
+                    ) from e  # fmt: skip
+
+            return pg
         path = sa.engine.make_url(url).database
         if path and path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
