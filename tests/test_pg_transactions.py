@@ -1,5 +1,6 @@
 """PostgreSQL: connections stay in autocommit (no switch per checkout); a write of several
-statements sends its own BEGIN and is atomic, one of one statement or a read sends none."""
+statements sends its own BEGIN and is atomic, one of one statement, a read or a connection
+asked for autocommit sends none."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def test_a_write_is_one_transaction_on_an_autocommit_connection(pg_url: str) -> 
             c.rollback()
         with db.read() as c:
             assert c.exec_driver_sql("SELECT count(*) FROM t").scalar() == 6
+        with db.engine.connect() as c:  # autocommit asked for: no BEGIN (VACUUM refuses one)
+            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM t")
     finally:
         db.dispose()
 

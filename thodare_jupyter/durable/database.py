@@ -163,7 +163,8 @@ class Database:
 
             @sa.event.listens_for(pg, "begin")
             def _on_pg_begin(conn: Connection) -> None:
-                if conn.get_execution_options().get("thodare_auto"):
+                opts = conn.get_execution_options()  # (a caller may ask for autocommit too)
+                if opts.get("thodare_auto") or opts.get("isolation_level") == "AUTOCOMMIT":
                     return
                 driver: Any = conn.connection.driver_connection
                 try:
