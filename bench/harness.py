@@ -165,8 +165,9 @@ class SqlCounter:
             conn.info["bench_lazy"] = True
 
     def _begin(self, conn: Any) -> None:
-        if getattr(conn.connection.driver_connection, "autocommit", None) is True:
-            return  # psycopg in autocommit: the statement commits alone, no BEGIN is sent
+        driver = conn.connection.driver_connection
+        if getattr(driver, "autocommit", None) is True and not driver.info.transaction_status:
+            return  # psycopg in autocommit, no BEGIN sent: the statement commits alone
         self._add("begins")
 
     def _commit(self, conn: Any) -> None:

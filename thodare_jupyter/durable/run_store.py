@@ -75,9 +75,9 @@ def _memo(is_sqlite: bool) -> sa.Label[Any]:
     cols = (steps.c.block_id, steps.c.status, steps.c.output_json)
     agg = (sa.func.json_group_array(sa.func.json_array(*cols)) if is_sqlite
            else sa.func.json_agg(sa.func.json_build_array(*cols)))  # fmt: skip
-    ended = sa.select(agg).where(
+    ended = sa.select(agg).where(  # an OR, not IN: a list in RETURNING stays unrendered
         steps.c.run_id == runs.c.id,
-        steps.c.status.in_(("completed", "failed")),
+        sa.or_(steps.c.status == "completed", steps.c.status == "failed"),
         sa.text(_NOT_DONE_ITEM_SQLITE if is_sqlite else _NOT_DONE_ITEM_PG),
     )
     return ended.scalar_subquery().label("memo")
@@ -326,7 +326,7 @@ class RunStore:
                                     deadline_at=deadline_at)  # fmt: skip
                 row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                            started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
-                row["signal_horizon"] = c.execute(_START_RUN, row).scalar_one()
+                row["signal_horizon"] = self.db.run(c, _START_RUN, row).rows[0][0]
             started = run_of(row)
         except IntegrityError:
             with self.db.read() as c:
@@ -429,7 +429,8 @@ class RunStore:
         with self.db.write(lazy=True, single=True) as c:
             now = time.time()  # after BEGIN IMMEDIATE: never before a run created meanwhile
             args.update(p_now=now, p_until=now + lease_s)
-            return [run_row(r) for r in c.execute(self._claim, args).all()]
+            got = self.db.run(c, self._claim, args)
+            return [run_of(dict(zip(got.columns, r, strict=True))) for r in got.rows]
 
     @retrying
     def next_due(self, owner: str, types: Sequence[str]) -> float | None:
@@ -484,7 +485,7 @@ class RunStore:
                 got.update(self.write_steps_in(c, run_id, owner, steps=[w]))
             return got
         params = self._step_params(run_id, owner, steps)
-        rows = c.execute(_step_upsert(self.db.is_sqlite, len(steps)), params).all()
+        rows = self.db.run(c, _step_upsert(self.db.is_sqlite, len(steps)), params).rows
         if not rows:
             raise LeaseLost(run_id)
         return {b: a for b, a in rows}
@@ -525,13 +526,13 @@ class RunStore:
         }  # fmt: skip
         if self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps):
             self.write_steps_in(c, run_id, owner, steps=steps)
-            if not c.execute(_FINISH, params).rowcount:
+            if not self.db.run(c, _FINISH, params).rowcount:
                 raise LeaseLost(run_id)
             self.db.announce_end(c, run_id)
             return
         # PostgreSQL: the last steps, the finish and its announcement in one statement
         params.update(self._step_params(run_id, owner, steps))
-        if not c.execute(_pg_finish(self.db.end_channel, len(steps)), params).all():
+        if not self.db.run(c, _pg_finish(self.db.end_channel, len(steps)), params).rows:
             raise LeaseLost(run_id)
 
     def park_in(
