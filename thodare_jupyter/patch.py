@@ -29,7 +29,7 @@ from .connectors import Catalog, Connector
 from .controls import parse_concurrency, parse_for_each, parse_retries, parse_timeout
 from .errors import listing
 from .graph import Upstream, build_graph, find_cycle, would_cycle
-from .ref_checks import WHEN, check_refs
+from .ref_checks import WHEN, block_issue, check_refs
 from .templates import env_refs, has_template, iter_refs, ref_head
 from .validation import (
     MAX_DEPTH,
@@ -100,16 +100,7 @@ class _Patcher:
     def issue(
         self, block: SerializedBlock, field: str | None, code: str, error: str, value: Any = None
     ) -> None:
-        self.issues.append(
-            ValidationIssue(
-                block_id=block.id,
-                block_type=block.type,
-                code=code,
-                field=field,
-                value=value,
-                error=error,
-            )
-        )
+        self.issues.append(block_issue(block, field, code, error, value))
 
     def known(self) -> str:
         return listing(self.blocks)
