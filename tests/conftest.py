@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from durable_helpers import KitFactory
+from durable_helpers import PG_BASE, KitFactory, pg_dsn
 from lab_harness import Lab, chromium_or_skip, start_lab
 from loopback import JsonHandler, serve
 
@@ -129,13 +129,6 @@ def kits(db: Path) -> Iterator[KitFactory]:
 
 
 # ── PostgreSQL ────────────────────────────────────────────────────────────
-PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def _pg_admin_dsn() -> str:
-    return PG_BASE.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A SQLAlchemy URL on a fresh PostgreSQL schema, dropped on teardown.
@@ -145,7 +138,7 @@ def pg_url() -> Iterator[str]:
     try:
         import psycopg
 
-        admin = psycopg.connect(_pg_admin_dsn(), autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(pg_dsn(), autocommit=True, connect_timeout=3)
     except Exception as e:  # no driver or no server
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but PostgreSQL is unreachable at {PG_BASE}: {e}")
@@ -157,7 +150,7 @@ def pg_url() -> Iterator[str]:
     try:
         yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
     finally:  # a fresh connection: the test may have restarted the server
-        with psycopg.connect(_pg_admin_dsn(), autocommit=True, connect_timeout=10) as admin:
+        with psycopg.connect(pg_dsn(), autocommit=True, connect_timeout=10) as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE pid <> pg_backend_pid() AND query LIKE %s",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sqlite3
 import time
 from collections import defaultdict
@@ -48,6 +49,15 @@ PG_ONLY = pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 """Mark a test that takes ``db_url`` (or ``any_kits``) to run on PostgreSQL only."""
 
 
+PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+"""The test PostgreSQL database (tests make a fresh schema in it)."""
+
+
+def pg_dsn(url: str = PG_BASE) -> str:
+    """A libpq URI for psycopg from a ``postgresql+psycopg://`` URL (its search_path kept)."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def is_pg(db: str | Path) -> bool:
     """True for a PostgreSQL URL; anything else is a SQLite file (a path or a URL)."""
     return str(db).startswith("postgresql")
@@ -62,7 +72,7 @@ def _pg(db: str | Path, sql: str, args: tuple[Any, ...], as_dicts: bool) -> list
     import psycopg
     from psycopg.rows import dict_row, tuple_row
 
-    dsn = str(db).replace("postgresql+psycopg://", "postgresql://", 1)  # search_path kept
+    dsn = pg_dsn(str(db))
     sql = sql.replace("%", "%%").replace("?", "%s")
     with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
         cur = conn.cursor(row_factory=dict_row if as_dicts else tuple_row)

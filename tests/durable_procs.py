@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from durable_helpers import NoParams
+from durable_helpers import PG_BASE, NoParams, pg_dsn
 from pydantic import BaseModel
 
 from thodare_jupyter import (
@@ -439,11 +439,6 @@ def wait_ready_line(proc: subprocess.Popen[bytes], timeout: float, what: str) ->
 # ── PostgreSQL, read directly ───────────────────────────────────────────────
 
 
-def pg_dsn(url: str) -> str:
-    """A libpq URI for psycopg from a ``postgresql+psycopg://`` URL (its search_path kept)."""
-    return url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def pg_rows(url: str, sql: str, *args: Any) -> list[dict[str, Any]]:
     """Rows (as dicts) from a fresh psycopg connection on ``url`` (no package code)."""
     import psycopg
@@ -467,7 +462,6 @@ def pg_step_rows(url: str, run_id: str) -> dict[str, dict[str, Any]]:
     return {r["block_id"]: r for r in rows}
 
 
-PG_BASE = os.environ.get("THODARE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 PG_CTL = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main {}"
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
-from conftest import _pg_admin_dsn
+from durable_helpers import pg_dsn
 
 from thodare_jupyter.durable.records import StepWrite
 from thodare_jupyter.durable.store import Store
@@ -85,7 +85,7 @@ def test_a_dropped_postgresql_connection_is_replaced(pg_url: str) -> None:
     store = Store(f"{pg_url}&application_name={app}", f"h{uuid.uuid4().hex[:8]}")
     try:
         store.runs.start_run("w", 60.0, "wf", WF, {}, run_id="r1")
-        with psycopg.connect(_pg_admin_dsn(), autocommit=True) as admin:
+        with psycopg.connect(pg_dsn(), autocommit=True) as admin:
             killed = admin.execute(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                 "WHERE application_name = %s", (app,),
