@@ -94,6 +94,38 @@ def test_a_kit_inserts_its_own_run_claimed_and_falls_back_to_pending(db_url: str
         kit.close()
 
 
+def test_a_slot_that_opens_after_a_claim_short_of_slots_looks_again(db_url: str) -> None:
+    """A claim that found no free slot because runs being inserted had reserved them
+    makes the next slot to open look again: the pending run does not wait for the
+    poll (60 s here). Before, such a claim counted only walking runs as taken."""
+    gate = threading.Event()
+
+    def hold(p: N) -> N:
+        gate.wait(30)
+        return p
+
+    kit = create_wfkit(
+        db_url, env={}, namespace=f"s{uuid.uuid4().hex[:8]}", concurrency=2, poll_s=60
+    )
+    held = define_connector(type="hold", params=N, outputs=N, run=hold)
+    kit.register(held)
+    wf = define_workflow("slots").input(N).step("h", held, lambda r: {"n": r.input.n}).build()
+    try:
+        kit.start()
+        walking = kit.run(wf, {"n": 1})  # eager: one slot walks
+        assert kit.worker.reserve(["hold"])  # the other: a run being inserted (kit.run)
+        waiting = kit.run(wf, {"n": 2})  # no slot: pending, and the worker looks (none free)
+        time.sleep(0.5)
+        assert kit.store.runs.get_run(waiting.id).status == "pending"
+        kit.worker.unreserve()  # that insert gave its slot back
+        gate.set()  # the walking run ends: its slot opens
+        assert walking.result(timeout=20)["h"] == {"n": 1}
+        assert waiting.result(timeout=10)["h"] == {"n": 2}
+    finally:
+        gate.set()
+        kit.close()
+
+
 def test_an_eager_run_of_a_dead_kit_is_taken_over_after_its_lease(db_url: str) -> None:
     """The insert claimed by a worker that never walks it (its process died) is an
     ordinary claimed run: another worker takes it when the lease runs out."""

@@ -109,7 +109,7 @@ class Worker:
         self._schedules_at = 0.0  # when to look at the schedules next
         self._due_at = 0.0  # when to ask the database for the next due run
         self._types_changed = False
-        self._full = False  # every slot was taken at the last claim
+        self._full = False  # the last claim filled every free slot: a slot opening looks again
         self._db: ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queued: list[tuple[Callable[[Connection], Any], bool, bool, asyncio.Future[Any]]] = []
@@ -188,7 +188,8 @@ class Worker:
             return
         self.lifecycle.run_started(row, self.owner)
         self._active[row.id] = asyncio.create_task(self._execute(row))
-        self._full = len(self._active) >= self.config.concurrency
+        if len(self._active) + self._reserved >= self.config.concurrency:
+            self._full = True
 
     def timer(self, at: float) -> None:
         """Look for due work at ``at`` (a run this worker parked wakes then; loop thread)."""
@@ -411,7 +412,9 @@ class Worker:
             before = self._active.get(row.id)
             self.lifecycle.run_started(row, self.owner)
             self._active[row.id] = asyncio.create_task(self._execute(row, after=before))
-        self._full = len(self._active) >= self.config.concurrency
+        # every free slot taken (none free: reserved ones count): more may be due, so the
+        # next slot to open looks again instead of waiting for the poll
+        self._full = len(rows) >= free
 
     async def _next_due(self) -> None:
         """Ask when the next run becomes due (timers and leases of other workers'
