@@ -8,16 +8,12 @@ suspected, run taken over) cannot overwrite the new owner's work.
 
 from __future__ import annotations
 
-import functools
-import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-import sqlalchemy.dialects.postgresql
-import sqlalchemy.dialects.sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -26,208 +22,24 @@ from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .lineage import cancel_children_in, wake_parent_in
 from .records import RunRow, StepRow, StepWrite, db_text, dumps, run_of, run_row, step_row
-from .schema import runs, signals, steps
-
-_RUN_BY_KEY = sa.select(runs.c.id).where(
-    runs.c.namespace == sa.bindparam("p_ns"), runs.c.idempotency_key == sa.bindparam("p_key")
+from .run_sql import (
+    FINISH,
+    GET_RUN,
+    GET_STEPS,
+    INSERT_RUN,
+    LEASED,
+    RUN_BY_KEY,
+    START_RUN,
+    capable_of,
+    claim_statement,
+    copy_steps,
+    due_conditions,
+    needs_of,
+    next_due_select,
+    pg_finish,
+    step_upsert,
 )
-_MAX_SIGNAL = sa.select(sa.func.coalesce(sa.func.max(signals.c.id), 0))
-_GET_RUN = sa.select(runs).where(
-    runs.c.id == sa.bindparam("p_run"), runs.c.namespace == sa.bindparam("p_ns")
-)
-_GET_STEPS = (
-    sa.select(steps)
-    .where(steps.c.run_id == sa.bindparam("p_run"))
-    .order_by(sa.func.coalesce(steps.c.started_at, 0))
-)
-
-
-def _copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:
-    cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at"]
-    src = sa.select(sa.literal(to_run), *(steps.c[n] for n in cols)).where(
-        steps.c.run_id == from_run,
-        steps.c.status == "completed",
-        steps.c.block_id.in_(list(block_ids)),
-    )
-    return steps.insert().from_select(["run_id", *cols], src)
-
-
-def _due(capable: sa.ColumnElement[bool]) -> list[sa.ColumnElement[bool]]:
-    """Runs this worker may take now, as three conditions that each match one range
-    of ``ix_thodare_runs_due``: new, woken, or whose lease ran out elsewhere."""
-    mine = (runs.c.namespace == sa.bindparam("p_ns"), capable)
-    return [
-        sa.and_(*mine, runs.c.status == "pending"),
-        sa.and_(*mine, runs.c.status == "waiting", runs.c.wake_at <= sa.bindparam("p_now")),
-        sa.and_(
-            *mine,
-            runs.c.status == "running",
-            runs.c.lease_expires_at < sa.bindparam("p_now"),
-            runs.c.lease_owner != sa.bindparam("p_owner"),  # never what it walks
-        ),
-    ]
-
-
-def _memo(is_sqlite: bool) -> sa.Label[Any]:
-    """A run's ended steps as one JSON value ``[[block_id, status, output_json], …]``:
-    the claim brings them in the same round trip. The items (``block[i]``) of a
-    ``for_each`` step that completed are left out: its own row holds every output."""
-    cols = (steps.c.block_id, steps.c.status, steps.c.output_json)
-    agg = (sa.func.json_group_array(sa.func.json_array(*cols)) if is_sqlite
-           else sa.func.json_agg(sa.func.json_build_array(*cols)))  # fmt: skip
-    ended = sa.select(agg).where(  # an OR, not IN: a list in RETURNING stays unrendered
-        steps.c.run_id == runs.c.id,
-        sa.or_(steps.c.status == "completed", steps.c.status == "failed"),
-        sa.text(_NOT_DONE_ITEM_SQLITE if is_sqlite else _NOT_DONE_ITEM_PG),
-    )
-    return ended.scalar_subquery().label("memo")
-
-
-# Not an item row of a for_each step whose own row completed. Text, with every column
-# qualified: SQLAlchemy renders columns unqualified in RETURNING, where the two
-# thodare_steps of the EXISTS would be ambiguous.
-_NOT_DONE_ITEM = (
-    "NOT ({find}(thodare_steps.block_id, '[') > 0 AND EXISTS (SELECT 1 FROM thodare_steps AS "
-    "each_step WHERE each_step.run_id = thodare_steps.run_id AND each_step.block_id = {step} "
-    "AND each_step.status = 'completed'))"
-)
-_NOT_DONE_ITEM_SQLITE = _NOT_DONE_ITEM.format(
-    find="instr", step="substr(thodare_steps.block_id, 1, instr(thodare_steps.block_id, '[') - 1)"
-)
-_NOT_DONE_ITEM_PG = _NOT_DONE_ITEM.format(
-    find="strpos", step="split_part(thodare_steps.block_id, '[', 1)"
-)
-
-
-_TAKEN = dict(
-    status="running", lease_owner=sa.bindparam("p_owner"),
-    lease_expires_at=sa.bindparam("p_until"), wake_requested=False,
-    updated_at=sa.bindparam("p_now"),
-    started_at=sa.func.coalesce(runs.c.started_at, sa.bindparam("p_now")),
-)  # fmt: skip
-
-
-def _claim_statement(is_sqlite: bool, capable: sa.ColumnElement[bool]) -> Any:
-    """One ``UPDATE … RETURNING`` of the due runs, oldest first, with their ended steps.
-
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` on one OR of the conditions (a bitmap
-    OR of index ranges). SQLite (one writer at a time) cannot use an index for an
-    OR across statuses: the conditions are a UNION ALL, each an index range.
-    """
-    if is_sqlite:
-        each = sa.union_all(*(sa.select(runs.c.id, runs.c.created_at).where(d)
-                              for d in _due(capable))).subquery("due")  # fmt: skip
-        pick = sa.select(each.c.id).order_by(each.c.created_at)
-    else:
-        pick = sa.select(runs.c.id).where(sa.or_(*_due(capable))).order_by(runs.c.created_at)
-        pick = pick.with_for_update(skip_locked=True)
-    pick = pick.limit(sa.bindparam("p_limit"))
-    # The picked ids are a MATERIALIZED CTE, run once: as a subquery PostgreSQL may run
-    # it again for each row (a rescan), each time skipping the rows just locked, and so
-    # take more than the limit. The outer WHERE repeats the conditions: when a concurrent
-    # claim changed a picked row first, PostgreSQL rechecks them on its newest version.
-    picked = pick.cte("picked")
-    if not is_sqlite:
-        picked = picked.prefix_with("MATERIALIZED")
-    take = runs.update().where(runs.c.id == picked.c.id, sa.or_(*_due(capable)))
-    take = take.values(**_TAKEN, claimed_from=runs.c.status)
-    return take.returning(*runs.c, _memo(is_sqlite))
-
-
-def _next_due(capable: sa.ColumnElement[bool]) -> sa.Select[Any]:
-    """When the next run becomes due: the earliest of three index-ordered
-    lookups (a pending run, a timer, another worker's lease), not a scan."""
-    mine = (runs.c.namespace == sa.bindparam("p_ns"), capable)
-    firsts = [
-        sa.select(col).where(*mine, *where).order_by(col).limit(1).scalar_subquery()
-        for col, where in (
-            (runs.c.wake_at, (runs.c.status == "pending",)),
-            (runs.c.wake_at, (runs.c.status == "waiting", runs.c.wake_at.is_not(None))),
-            (runs.c.lease_expires_at, (runs.c.status == "running",
-                                       runs.c.lease_owner != sa.bindparam("p_owner"))),
-        )
-    ]  # fmt: skip
-    each = sa.union_all(*(sa.select(f.label("at")) for f in firsts)).subquery("firsts")
-    return sa.select(sa.func.min(each.c.at))
-
-
-def _capable(is_sqlite: bool) -> sa.ColumnElement[bool]:
-    """A run whose every connector type is in ``p_types`` (a JSON list), or one from
-    before runs recorded their needs."""
-    if is_sqlite:
-        need = sa.func.json_each(runs.c.needs).table_valued("value").alias("need")
-        have = sa.func.json_each(sa.bindparam("p_types")).table_valued("value").alias("have")
-        lacking = sa.exists().where(need.c.value.not_in(sa.select(have.c.value)))
-        return sa.or_(runs.c.needs.is_(None), ~lacking)
-    jsonb = sa.dialects.postgresql.JSONB
-    have_all = sa.cast(runs.c.needs, jsonb).op("<@")(sa.cast(sa.bindparam("p_types"), jsonb))
-    return sa.or_(runs.c.needs.is_(None), have_all)
-
-
-@functools.lru_cache(maxsize=128)  # the many runs of one workflow: parsed once
-def needs_of(workflow_json: str) -> str:
-    """The connector types a run of this workflow needs: a sorted JSON list."""
-    blocks = json.loads(workflow_json).get("blocks") or []
-    return dumps(sorted({b["type"] for b in blocks if b.get("enabled", True)}))
-
-
-_FINISH = (
-    runs.update()
-    .where(runs.c.id == sa.bindparam("p_run"))
-    .values(
-        status=sa.bindparam("p_status"), outputs_json=sa.bindparam("p_outputs"),
-        error=sa.bindparam("p_error"), failed_block=sa.bindparam("p_failed"),
-        ended_at=sa.bindparam("p_now"), updated_at=sa.bindparam("p_now"),
-        lease_owner=None, lease_expires_at=None, wake_at=None,
-    )
-)  # fmt: skip
-_LEASED = sa.exists().where(
-    runs.c.id == sa.bindparam("p_run"),
-    runs.c.lease_owner == sa.bindparam("p_owner"),
-    runs.c.status == "running",
-)
-_FINISH = _FINISH.where(runs.c.lease_owner == sa.bindparam("p_owner"), runs.c.status == "running")
-_STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
-              "started_at", "ended_at")  # fmt: skip
-_INSERT_RUN = runs.insert().values(
-    {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
-    | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
-)
-_START_RUN = _INSERT_RUN.returning(runs.c.signal_horizon)  # the one value not known before
-
-
-@functools.lru_cache(maxsize=64)
-def _pg_finish(end_channel: str, n: int) -> Any:
-    """PostgreSQL: a run's finish with its last ``n`` step rows and the announcement of
-    its end on ``end_channel``, as one statement."""
-    done = _FINISH.returning(runs.c.id).cte("done")
-    finish = sa.select(sa.func.pg_notify(end_channel, done.c.id)).select_from(done)
-    return finish.add_cte(_step_upsert(False, n).cte("ended")) if n else finish
-
-
-@functools.lru_cache(maxsize=64)
-def _step_upsert(is_sqlite: bool, n: int) -> Any:
-    """Upsert ``n`` step rows in one statement that lands only while the writer holds
-    the run's lease (the fence is in the statement). A start marker (status
-    ``running``) counts an attempt; an end keeps the highest attempt seen."""
-    rows = [
-        sa.select(*(sa.cast(sa.bindparam(f"{c}{i}"), steps.c[c].type).label(c)
-                    for c in _STEP_COLS))
-        for i in range(n)
-    ]  # fmt: skip
-    src = (sa.union_all(*rows) if n > 1 else rows[0]).subquery("v")
-    new = (sa.dialects.sqlite.insert if is_sqlite else sa.dialects.postgresql.insert)(steps)
-    ins = new.from_select(list(_STEP_COLS), sa.select(*src.c).where(_LEASED))
-    ex = ins.excluded
-    attempt = sa.case(
-        (ex.status == "running", steps.c.attempt + 1),
-        (steps.c.attempt >= ex.attempt, steps.c.attempt),
-        else_=ex.attempt,
-    )
-    set_ = {c: ex[c] for c in ("type", "status", "output_json", "error", "ended_at")}
-    return ins.on_conflict_do_update(
-        index_elements=[steps.c.run_id, steps.c.block_id], set_={**set_, "attempt": attempt}
-    ).returning(steps.c.block_id, steps.c.attempt)
+from .schema import runs, steps
 
 
 class LeaseLost(Exception):
@@ -236,7 +48,7 @@ class LeaseLost(Exception):
 
 def check_lease(c: Connection, run_id: str, owner: str) -> None:
     """Raise :class:`LeaseLost` unless ``owner`` holds ``run_id``'s lease (in ``c``)."""
-    if not c.execute(sa.select(_LEASED), {"p_run": run_id, "p_owner": owner}).scalar():
+    if not c.execute(sa.select(LEASED), {"p_run": run_id, "p_owner": owner}).scalar():
         raise LeaseLost(run_id)
 
 
@@ -252,14 +64,16 @@ class RunStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        capable = _capable(db.is_sqlite)
-        self._claim = _claim_statement(db.is_sqlite, capable)
-        any_due = sa.or_(*(sa.exists().where(d) for d in _due(capable)))  # each an index range
+        capable = capable_of(db.is_sqlite)
+        self._claim = claim_statement(db.is_sqlite, capable)
+        any_due = sa.or_(
+            *(sa.exists().where(d) for d in due_conditions(capable))
+        )  # each an index range
         self._any_due = sa.select(any_due) if db.is_sqlite else None
-        self._next_due = _next_due(capable)
-        self._insert_run: Any = _INSERT_RUN
+        self._next_due = next_due_select(capable)
+        self._insert_run: Any = INSERT_RUN
         if not db.is_sqlite:  # the insert and the wake-up in one statement
-            created = _INSERT_RUN.returning(runs.c.id).cte("created")
+            created = INSERT_RUN.returning(runs.c.id).cte("created")
             wake = sa.select(sa.func.pg_notify(db.channel, db.origin))
             self._insert_run = wake.select_from(created)
 
@@ -293,10 +107,10 @@ class RunStore:
                     idempotency_key=idempotency_key, deadline_at=deadline_at,
                 )  # fmt: skip
                 if reuse is not None:
-                    c.execute(_copy_steps(new_id, *reuse))
+                    c.execute(copy_steps(new_id, *reuse))
         except IntegrityError:  # our own retried insert landed, or a concurrent same-key one won
             with self.db.read() as c:
-                if c.execute(_GET_RUN, {"p_run": new_id, "p_ns": self.db.namespace}).first():
+                if c.execute(GET_RUN, {"p_run": new_id, "p_ns": self.db.namespace}).first():
                     return new_id, True
                 found = self.run_by_key(c, idempotency_key) if idempotency_key else None
                 if found is None:
@@ -326,11 +140,11 @@ class RunStore:
                                     deadline_at=deadline_at)  # fmt: skip
                 row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                            started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
-                row["signal_horizon"] = self.db.run(c, _START_RUN, row).rows[0][0]
+                row["signal_horizon"] = self.db.run(c, START_RUN, row).rows[0][0]
             started = run_of(row)
         except IntegrityError:
             with self.db.read() as c:
-                got = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
+                got = c.execute(GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
             started = run_row(got)
         started.memo = []
         return started
@@ -379,15 +193,13 @@ class RunStore:
 
     def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
         """The id of the run created with ``idempotency_key``, in the caller's transaction."""
-        return c.execute(
-            _RUN_BY_KEY, {"p_ns": self.db.namespace, "p_key": idempotency_key}
-        ).scalar()
+        return c.execute(RUN_BY_KEY, {"p_ns": self.db.namespace, "p_key": idempotency_key}).scalar()
 
     @retrying
     def get_run(self, run_id: str) -> RunRow | None:
         """One run, or None."""
         with self.db.read() as c:
-            row = c.execute(_GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).first()
+            row = c.execute(GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).first()
         return run_row(row) if row else None
 
     @retrying
@@ -404,7 +216,7 @@ class RunStore:
     def get_steps(self, run_id: str) -> list[StepRow]:
         """The steps of a run, in the order they started."""
         with self.db.read() as c:
-            rows = c.execute(_GET_STEPS, {"p_run": run_id}).all()
+            rows = c.execute(GET_STEPS, {"p_run": run_id}).all()
         return [step_row(r) for r in rows]
 
     @retrying
@@ -485,7 +297,7 @@ class RunStore:
                 got.update(self.write_steps_in(c, run_id, owner, steps=[w]))
             return got
         params = self._step_params(run_id, owner, steps)
-        rows = self.db.run(c, _step_upsert(self.db.is_sqlite, len(steps)), params).rows
+        rows = self.db.run(c, step_upsert(self.db.is_sqlite, len(steps)), params).rows
         if not rows:
             raise LeaseLost(run_id)
         return {b: a for b, a in rows}
@@ -526,13 +338,13 @@ class RunStore:
         }  # fmt: skip
         if self.db.is_sqlite or len({w.block_id for w in steps}) < len(steps):
             self.write_steps_in(c, run_id, owner, steps=steps)
-            if not self.db.run(c, _FINISH, params).rowcount:
+            if not self.db.run(c, FINISH, params).rowcount:
                 raise LeaseLost(run_id)
             self.db.announce_end(c, run_id)
             return
         # PostgreSQL: the last steps, the finish and its announcement in one statement
         params.update(self._step_params(run_id, owner, steps))
-        if not self.db.run(c, _pg_finish(self.db.end_channel, len(steps)), params).rows:
+        if not self.db.run(c, pg_finish(self.db.end_channel, len(steps)), params).rows:
             raise LeaseLost(run_id)
 
     def park_in(
