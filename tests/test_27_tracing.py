@@ -578,3 +578,46 @@ def test_otel_without_the_extra_says_what_to_install_and_the_core_never_imports_
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "pip install 'thodare-jupyter[otel]'" in out.stdout
+
+
+def test_a_claim_before_the_creator_announces_waits_for_on_run_create(
+    any_kits: KitFactory,
+) -> None:
+    """The creator's ``on_run_create`` handler is slow; the worker claims the committed
+    run meanwhile and its ``on_run_start`` still comes after the create."""
+    order: list[tuple[str, str]] = []
+
+    def slow_create(params: Any, desc: RunDescription) -> None:
+        time.sleep(0.6)  # the worker polls and claims the run in this time
+        order.append(("create", desc.id))
+
+    hooks = TracingHooks(on_run_create=slow_create,
+                         on_run_start=lambda e: order.append(("start", e.run_id)))  # fmt: skip
+    kit = with_tracing(any_kits(), hooks)
+    wf = noop_kit(kit, "tr-slow-create")
+    with kit:
+        runs = [kit.run(wf, {}, idempotency_key=f"k{i}") for i in range(3)]  # keyed: not adopted
+        for h in runs:
+            h.result(timeout=30)
+    for h in runs:
+        assert [what for what, run in order if run == h.id] == ["create", "start"]
+
+
+def test_a_worker_that_claims_first_announces_the_create_itself() -> None:
+    """Same thread (a child run made by the worker's own loop): no wait; the claim fires
+    ``on_run_create`` first and the creator's later call fires nothing more."""
+    hub, seen = Lifecycle(), []
+    hub.subscribe(SimpleNamespace(
+        on_run_create=lambda p: seen.append(("create", p.run_id)),
+        on_run_start=lambda e: seen.append(("start", e.run_id)),
+    ))  # fmt: skip
+    row = SimpleNamespace(id="c1", workflow_name="wf", claimed_from="pending", status="running")
+    hub.run_creating("c1", "wf", {})
+    t0 = time.monotonic()
+    hub.run_started(row, "w")  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 1
+    hub.run_created("c1", "wf", {})
+    assert seen == [("create", "c1"), ("start", "c1")]
+    hub.run_creating("gone", "wf", {}, "key")  # the key found run "old": the announcement goes
+    hub.run_created("old", "wf", {}, "key", created=False, asked="gone")
+    assert seen[-1] == ("create", "old") and not hub._creating

@@ -225,11 +225,15 @@ class Wfkit:
             self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
             self.worker.adopt(row)
             return RunHandle(self.store, run_id, self.worker, created=True, workflow=wf)
-        run_id, created = self.store.runs.create_run(
+        self.lifecycle.run_creating(run_id, wf.name, data, idempotency_key, deadline_at)
+        found, created = self.store.runs.create_run(
             wf.name, wf_json, data, idempotency_key=idempotency_key,
             deadline_at=deadline_at, run_id=run_id,
         )  # fmt: skip
-        self.lifecycle.run_created(run_id, wf.name, data, idempotency_key, deadline_at, created)
+        self.lifecycle.run_created(
+            found, wf.name, data, idempotency_key, deadline_at, created, asked=run_id
+        )
+        run_id = found
         self.worker.wake()
         return RunHandle(self.store, run_id, self.worker, created=created, workflow=wf)
 
@@ -278,8 +282,10 @@ class Wfkit:
         if from_block not in g:
             raise ForkBlockNotFound(run_id, from_block, wf.name, list(g))
         data = validate_input(wf.input_model, src.input, wf.name, self.artifacts)
-        new_id, _ = self.store.runs.create_run(
-            wf.name, wf.to_json(), data, run_id=uuid.uuid4().hex,
+        new_id = uuid.uuid4().hex
+        self.lifecycle.run_creating(new_id, wf.name, data)
+        self.store.runs.create_run(
+            wf.name, wf.to_json(), data, run_id=new_id,
             reuse=(run_id, sorted(Upstream(g).ancestors(from_block))),
         )  # fmt: skip
         self.lifecycle.run_created(new_id, wf.name, data)

@@ -10,7 +10,10 @@ subscribes (an attribute that is missing or None is not subscribed):
 
 * ``on_run_create(RunCreateParams)``: a run was created or found by its
   idempotency key (``kit.run``, ``kit.run_spec``, ``kit.fork``, a webhook, a
-  schedule's tick); fired after the commit.
+  schedule's tick); fired after the commit, and before the ``on_run_start``
+  of that run here (a worker that claims a new run before its creator has
+  announced it announces it first, or waits, up to 5 s, for the creator's
+  handlers to return).
 * ``on_run_get(RunRead)``: a handle read a run (``None`` row: there is none).
 * ``on_run_cancel(RunCancel)``: a cancel took effect (after the walk here ended).
 * ``on_run_start(RunStarted)``, ``on_step_start(StepStarted)``,
@@ -164,6 +167,22 @@ class RunEnded:
 
 
 @dataclass
+class _Create:
+    """A run about to be inserted: its ``on_run_create``, announced once, by its creator
+    after the commit or by the worker that claims it first."""
+
+    params: RunCreateParams
+    taken: bool = False
+    fired: threading.Event = field(default_factory=threading.Event)
+
+
+CREATE_WAIT_S = 5.0
+"""How long a worker's claim waits for another thread's ``on_run_create`` handlers."""
+PENDING_CREATES = 4096
+"""Announcements kept for inserts that never committed (the oldest go first)."""
+
+
+@dataclass
 class _Open:
     step: StepStarted
     t0: float
@@ -199,6 +218,7 @@ class Lifecycle:
         self._listeners: tuple[Any, ...] = ()
         self._handlers: dict[str, _Handlers] = {}
         self._walks: dict[str, _Walk] = {}
+        self._creating: dict[str, _Create] = {}
         self.walking = False
         """True while a listener of a walk event is subscribed (walks are kept track of)."""
 
@@ -258,6 +278,23 @@ class Lifecycle:
 
     # ── the kit, its handles, the schedule dispatcher ──
 
+    def run_creating(
+        self,
+        run_id: str,
+        workflow: str | None,
+        input: Any,
+        idempotency_key: str | None = None,
+        deadline_at: float | None = None,
+    ) -> None:
+        """Run ``run_id`` is about to be inserted (call before the commit): its
+        ``on_run_create`` then comes before its ``on_run_start`` here."""
+        if "on_run_create" in self._handlers:
+            params = RunCreateParams(workflow, input, idempotency_key, deadline_at, True, run_id)
+            with self._lock:
+                self._creating[run_id] = _Create(params)
+                if len(self._creating) > PENDING_CREATES:
+                    del self._creating[next(iter(self._creating))]
+
     def run_created(
         self,
         run_id: str,
@@ -266,11 +303,41 @@ class Lifecycle:
         idempotency_key: str | None = None,
         deadline_at: float | None = None,
         created: bool = True,
+        asked: str | None = None,
     ) -> None:
-        """A run was created (or found by its key) and committed."""
-        if "on_run_create" in self._handlers:
+        """A run was created (or found by its key) and committed; ``asked``: the id
+        announced by :meth:`run_creating` when the key found another run."""
+        if "on_run_create" not in self._handlers:
+            return
+        with self._lock:
+            pending = self._creating.get(asked or run_id)
+            if pending is not None and pending.taken:  # the claiming worker announced it
+                del self._creating[asked or run_id]
+                return
+            if pending is not None:
+                pending.taken = True
+        try:
             params = RunCreateParams(workflow, input, idempotency_key, deadline_at, created, run_id)
             self._fire("on_run_create", params)
+        finally:
+            if pending is not None:
+                with self._lock:
+                    self._creating.pop(asked or run_id, None)
+                pending.fired.set()
+
+    def _announce_before_start(self, run_id: str) -> None:
+        """The claimed run's ``on_run_create`` first: fire it, or wait for its creator's."""
+        with self._lock:
+            pending = self._creating.get(run_id)
+            if pending is None:
+                return
+            mine = not pending.taken
+            pending.taken = True
+        if mine:
+            self._fire("on_run_create", pending.params)
+            pending.fired.set()
+        else:
+            pending.fired.wait(CREATE_WAIT_S)
 
     def run_read(self, run_id: str, row: RunRow | None) -> None:
         """A handle read a run."""
@@ -290,6 +357,8 @@ class Lifecycle:
         """``worker`` claimed ``row`` (``claimed_from``: its status before the claim)."""
         if not self.walking:
             return
+        if self._creating:
+            self._announce_before_start(row.id)
         info = RunStarted(row.id, row.workflow_name, row.claimed_from or row.status, worker)
         with self._lock:
             self._walks[row.id] = _Walk(info, time.monotonic())

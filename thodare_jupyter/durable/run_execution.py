@@ -324,12 +324,14 @@ class RunExecution:
         data = validate_input(input_model_of(wf), p.input, p.workflow, self.w.artifacts)
         if self.ended:  # what the child's input came from is durable before the child starts
             await self.write(self.store.runs.write_steps_in)
+        child_id = uuid.uuid4().hex
+        self.w.lifecycle.run_creating(child_id, p.workflow, data)
         row = await self.w.io(
             self.store.children.start, self.row.id, self.owner, block_id, conn.type,
-            child_id=uuid.uuid4().hex, workflow_name=p.workflow,
+            child_id=child_id, workflow_name=p.workflow,
             workflow_json=version.workflow_json, input=data,
         )  # fmt: skip
-        self.w.lifecycle.run_created(row.id, p.workflow, data)
+        self.w.lifecycle.run_created(row.id, p.workflow, data, asked=child_id)
         self.w.wake()  # this worker may take the child as soon as the parent parks
         return row
 

@@ -248,6 +248,7 @@ class Schedules:
         created = run_id is None
         if run_id is None:
             run_id = uuid.uuid4().hex
+            self.lifecycle.run_creating(run_id, wf.name, data, key)
             self.store.runs.insert_run(
                 c, run_id, wf.name, row.workflow_json, data, idempotency_key=key
             )
