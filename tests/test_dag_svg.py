@@ -1,4 +1,4 @@
-"""The static DAG picture: the layered layout and the SVG drawn from it (notebook.layout, .svg).
+"""The static DAG picture: the layered layout and the SVG drawn from it (drawing.layout, .svg).
 
 The SVG is what nbconvert, GitHub and nbval show instead of the widget, so it
 must be well-formed, deterministic, escape every user string, never carry a
@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from thodare_jupyter import Hidden, SerializedWorkflow, define_connector, define_workflow
-from thodare_jupyter.notebook.layout import MARGIN, layout
-from thodare_jupyter.notebook.svg import render_svg
+from thodare_jupyter.drawing.layout import MARGIN, layout
+from thodare_jupyter.drawing.svg import render_svg
 
 NS = "{http://www.w3.org/2000/svg}"
 FILLS = {  # the palette dag.js uses too

@@ -567,8 +567,8 @@ def test_dag_view_shows_k_of_n_for_a_for_each_step(any_kits: KitFactory, db_url:
 def test_progress_counts_failed_items_in_the_widget_and_its_svg(any_kits: KitFactory) -> None:
     """8 items, 2 failing: ``8/8 · 2 failed`` in the widget's progress and its static
     SVG (the type cut to leave it room); items are no steps in the widget's statuses."""
-    from thodare_jupyter.notebook.progress import Progress, for_each_progress
-    from thodare_jupyter.notebook.svg import render_svg
+    from thodare_jupyter.drawing.progress import Progress, for_each_progress
+    from thodare_jupyter.drawing.svg import render_svg
     from thodare_jupyter.notebook.widgets import DagView
 
     kit = any_kits(catalog=_catalog()).start()

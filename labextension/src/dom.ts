@@ -29,9 +29,16 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-/** "12:03:04" from an ISO time, "" for none. */
+/** "2026-12-04 12:03:04" (local time) from an ISO time, "" for none; the full ISO
+ * time with its zone is the node's tooltip where it is shown. */
 export function clock(iso: string | null): string {
-  return iso ? new Date(iso).toLocaleTimeString() : '';
+  if (!iso) {
+    return '';
+  }
+  const d = new Date(iso);
+  const two = (n: number) => String(n).padStart(2, '0');
+  const day = `${d.getFullYear()}-${two(d.getMonth() + 1)}-${two(d.getDate())}`;
+  return `${day} ${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}`;
 }
 
 /** Seconds between two ISO times ("1.25 s"), "" unless both are known. */

@@ -19,6 +19,7 @@ from ..assistant import Assistant, Proposal
 from ..assistant.loop import Progress
 from ..authoring.workflow_yaml import workflow_from_yaml
 from ..authoring.yaml_rewrite import rewrite_workflow_yaml, yaml_problems
+from ..drawing.svg import render_svg
 from ..durable.definitions import DefinitionVersion
 from ..errors import (
     NoRunsYet,
@@ -30,7 +31,6 @@ from ..errors import (
 )
 from ..kit import Wfkit
 from ..wire import SerializedWorkflow
-from .svg import render_svg
 
 RewriteCell = Callable[[str, str], None]
 """Asks a front end to replace the source of cell ``%%workflow NAME``: ``(name, source)``."""

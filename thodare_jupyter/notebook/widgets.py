@@ -25,11 +25,11 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..drawing.layout import layout
+from ..drawing.progress import Progress, for_each_progress
+from ..drawing.svg import STATUS_STYLE, render_svg, run_statuses
 from ..kit import Wfkit
 from ..wire import TERMINAL_STATUSES, SerializedWorkflow
-from .layout import layout
-from .progress import Progress, for_each_progress
-from .svg import STATUS_STYLE, render_svg, run_statuses
 
 POLL_S = 0.2
 """How often a followed run is read (the widget changes within this of the worker)."""

@@ -10,10 +10,10 @@ import threading
 from typing import Any
 
 from ..clock import to_iso
+from ..drawing.progress import for_each_progress
+from ..drawing.svg import render_svg, run_statuses
 from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
-from ..notebook.progress import for_each_progress
-from ..notebook.svg import render_svg, run_statuses
 from ..wire import RunStatus, SerializedWorkflow
 from .downloads import Download, Format, Found, NotInRun, download, find_ref
 
