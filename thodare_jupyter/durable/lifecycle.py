@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._aio import run_sync
+from ..wire import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from .records import RunRow, StepWrite
@@ -459,7 +460,7 @@ class Lifecycle:
             self._fire("on_step_end", StepEnded(run_id, s.block_id, s.type, end, s.attempt,
                                                 None, now - o.t0, o.wake_at))  # fmt: skip
         info, took = walk.started, now - walk.t0
-        if status in ("completed", "failed", "canceled"):
+        if status in TERMINAL_STATUSES:
             self._fire("on_run_end", RunEnded(run_id, info.workflow, status, error, failed_block,
                                               took))  # fmt: skip
         else:

@@ -11,10 +11,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..artifacts import ArtifactStore, refs_in
+from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .schema import consumptions, runs, step_logs, steps
 
-FINISHED = ("completed", "failed", "canceled")
 _BATCH = 500
 _HAS_REF = '%"$artifact"%'
 
@@ -59,7 +59,7 @@ class Pruner:
                 for r in c.execute(
                     sa.select(runs.c.id).where(
                         runs.c.namespace == self.db.namespace,
-                        runs.c.status.in_(FINISHED),
+                        runs.c.status.in_(TERMINAL_STATUSES),
                         runs.c.ended_at < cutoff,
                     )
                 ).scalars()

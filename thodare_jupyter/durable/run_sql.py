@@ -163,7 +163,8 @@ def needs_of(workflow_json: str) -> str:
 
 FINISH = (
     runs.update()
-    .where(runs.c.id == sa.bindparam("p_run"))
+    .where(runs.c.id == sa.bindparam("p_run"), runs.c.lease_owner == sa.bindparam("p_owner"),
+           runs.c.status == "running")
     .values(
         status=sa.bindparam("p_status"), outputs_json=sa.bindparam("p_outputs"),
         error=sa.bindparam("p_error"), failed_block=sa.bindparam("p_failed"),
@@ -176,7 +177,6 @@ LEASED = sa.exists().where(
     runs.c.lease_owner == sa.bindparam("p_owner"),
     runs.c.status == "running",
 )
-FINISH = FINISH.where(runs.c.lease_owner == sa.bindparam("p_owner"), runs.c.status == "running")
 _STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
               "started_at", "ended_at")  # fmt: skip
 INSERT_RUN = runs.insert().values(
