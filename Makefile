@@ -29,7 +29,12 @@ $(STAMP): pyproject.toml $(LABEXT) | $(BIN)/python
 	touch $@
 
 # JupyterLab serves notebooks/; default_url makes the printed URL open the quickstart itself.
+# jupyter-config/demo/thodare-demo.json goes to the venv's lab settings overrides.d (defaults a
+# user can still change): no "Jupyter news?" prompt and no update check over the notebook.
 demo: $(STAMP)
+	$(BIN)/python -c 'import pathlib, shutil, jupyterlab.commands as c; \
+	  d = pathlib.Path(c.get_app_dir(), "settings", "overrides.d"); d.mkdir(parents=True, exist_ok=True); \
+	  shutil.copy("jupyter-config/demo/thodare-demo.json", d)'
 	$(BIN)/python -m jupyterlab notebooks/01-quickstart.ipynb \
 	  --LabApp.default_url=/lab/tree/01-quickstart.ipynb $(AS_ROOT) $(ARGS)
 

@@ -242,9 +242,10 @@ def test_the_panel_comm_in_a_real_kernel(tmp_path: Path, llm: FakeLLM) -> None:
 def test_accept_waits_for_the_front_end_to_say_the_cell_was_rewritten(
     ip: InteractiveShell, llm: FakeLLM, found: bool
 ) -> None:
-    from thodare_jupyter.notebook.extension import _state
+    from thodare_jupyter.notebook import extension
 
-    session = _state["session"]
+    assert extension._loaded is not None
+    session = extension._loaded.session
     sent: list[tuple[str, str]] = []
 
     def front_end(name: str, source: str) -> None:  # answers later, as a comm reply would

@@ -21,7 +21,8 @@ import pytest
 from durable_helpers import wait_until
 from IPython.core.interactiveshell import InteractiveShell
 
-from thodare_jupyter import Wfkit
+import thodare_jupyter
+from thodare_jupyter import Catalog, Wfkit, define_workflow
 from thodare_jupyter.notebook.widgets import MASK, POLL_S, DagView
 
 CONNECTORS = """
@@ -85,8 +86,27 @@ def test_load_ext_binds_a_started_kit_and_picks_up_connectors(ip: InteractiveShe
     first = kit.catalog.get("enrich-lead")
     cell(ip, CONNECTORS)  # the cell run again: the new definition replaces the old
     assert kit.catalog.get("enrich-lead") is not first
-    ip.run_line_magic("load_ext", "thodare_jupyter")  # a second load keeps the kit
-    assert ip.user_ns["wfkit"] is kit
+    thodare_jupyter.load_ipython_extension(ip)  # a second load keeps the kit
+    assert ip.user_ns["wfkit"] is kit and kit.worker.running
+
+
+def test_unload_closes_the_kit_and_reload_starts_a_new_one_on_the_same_file(
+    ip: InteractiveShell,
+) -> None:
+    kit = ip.user_ns["wfkit"]
+    ip.run_line_magic("reload_ext", "thodare_jupyter")  # IPython unloads, then loads
+    again = ip.user_ns["wfkit"]
+    assert again is not kit and not kit.worker.running and again.worker.running
+    assert again.store.url == kit.store.url
+    ip.run_line_magic("unload_ext", "thodare_jupyter")
+    assert not again.worker.running
+    wf = (
+        define_workflow("plain")
+        .step("t", Catalog().get("transform"), lambda r: {"template": 1})
+        .build()
+    )
+    assert "image/svg+xml" not in ip.display_formatter.format(wf)[0]  # no DAG display left
+    ip.run_line_magic("load_ext", "thodare_jupyter")  # for the fixture's unload
 
 
 def test_workflow_cell_binds_and_draws(ip: InteractiveShell) -> None:

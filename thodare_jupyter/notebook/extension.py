@@ -16,17 +16,46 @@ from typing import Any
 
 from ..connectors import Connector
 from ..kit import Wfkit, create_wfkit
+from .channel import PanelChannels
+from .displays import register_displays, unregister_displays
+from .magics import WorkflowMagics
+from .session import Session
 
-_state: dict[str, Any] = {}
+
+class Extension:
+    """What ``%load_ext`` made for one shell: the kit, its session, the panel's comms and
+    the after-cell hook that registers the connectors cells define."""
+
+    def __init__(self, ip: Any, kit: Wfkit) -> None:
+        self.ip, self.kit = ip, kit
+        self.session = Session(kit, ip.user_ns)
+        self.channels = PanelChannels(self.session)
+        self.seen: dict[str, Connector] = {}
+        """The connector last registered for each type, so a cell run again replaces it."""
+        ip.user_ns["wfkit"] = kit
+        ip.register_magics(WorkflowMagics(ip, self.session))
+        register_displays(ip, kit)
+        ip.events.register("post_run_cell", self.after_cell)
+        self.after_cell()
+
+    def after_cell(self, *_: Any) -> None:
+        """Register every Connector bound in the user namespace that is new."""
+        for value in list(self.ip.user_ns.values()):
+            if isinstance(value, Connector) and self.seen.get(value.type) is not value:
+                self.kit.register(value, replace=True)  # runs waiting for it can go on
+                self.seen[value.type] = value
+
+    def close(self) -> None:
+        """Stop the hook and the displays, close the comms, then the kit (runs handed back)."""
+        self.ip.events.unregister("post_run_cell", self.after_cell)
+        unregister_displays(self.ip)
+        self.channels.close()
+        self.kit.close()
 
 
-def _register_new_connectors(ip: Any, kit: Wfkit) -> None:
-    """After a cell: register every Connector bound in the user namespace that is new."""
-    seen: dict[str, Connector] = _state.setdefault("seen", {})
-    for value in list(ip.user_ns.values()):
-        if isinstance(value, Connector) and seen.get(value.type) is not value:
-            kit.register(value, replace=True)  # runs waiting for it can go on
-            seen[value.type] = value
+_loaded: Extension | None = None
+"""The extension loaded in this process. IPython passes ``unload_ipython_extension`` only
+the shell, so this is how it finds what to close; a second load finds it and keeps its kit."""
 
 
 def _at_exit(fn: Callable[[], None]) -> None:
@@ -41,40 +70,18 @@ def _at_exit(fn: Callable[[], None]) -> None:
 
 def load_ipython_extension(ip: Any) -> None:
     """Create and start the default kit as ``wfkit``; register magics, displays, the comm."""
-    if "kit" in _state:  # %reload_ext / a second %load_ext: keep the running kit
-        ip.user_ns["wfkit"] = _state["kit"]
+    global _loaded
+    if _loaded is not None:  # loaded already (and not unloaded): keep the running kit
+        ip.user_ns["wfkit"] = _loaded.kit
         return
-    from .channel import PanelChannels
-    from .displays import register_displays
-    from .magics import WorkflowMagics
-    from .session import Session
-
     kit = create_wfkit().start()
     _at_exit(kit.close)  # a kernel's shutdown or restart hands its runs back at once
-    session = Session(kit, ip.user_ns)
-    _state.update(kit=kit, session=session, channels=PanelChannels(session))
-    ip.user_ns["wfkit"] = kit
-    ip.register_magics(WorkflowMagics(ip, session))
-    register_displays(ip)
-
-    def after_cell(*_: Any) -> None:
-        _register_new_connectors(ip, kit)
-
-    _state["hook"] = after_cell
-    ip.events.register("post_run_cell", after_cell)
-    _register_new_connectors(ip, kit)
+    _loaded = Extension(ip, kit)
 
 
 def unload_ipython_extension(ip: Any) -> None:
     """Stop the worker (runs in flight are handed back), close the comm and the kit."""
-    kit: Wfkit | None = _state.pop("kit", None)
-    hook = _state.pop("hook", None)
-    channels = _state.pop("channels", None)
-    _state.pop("seen", None)
-    _state.pop("session", None)
-    if hook is not None:
-        ip.events.unregister("post_run_cell", hook)
-    if channels is not None:
-        channels.close()
-    if kit is not None:
-        kit.close()
+    global _loaded
+    if _loaded is not None:
+        loaded, _loaded = _loaded, None
+        loaded.close()
