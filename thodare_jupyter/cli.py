@@ -82,6 +82,7 @@ Db = Annotated[
         help="Database URL (sqlite:///runs.db, postgresql+psycopg://...) or a SQLite file path.",
     ),
 ]  # fmt: skip
+RunId = Annotated[str, typer.Argument(help="The run's id, or its first characters (4 or more).")]
 Namespace = Annotated[
     str | None,
     typer.Option(
@@ -305,7 +306,7 @@ def _origin(run: dict[str, Any]) -> str:
 @runs_app.command("show")
 def show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run's id, or its first characters (at least 4).")],
+    run_id: RunId,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:
@@ -385,7 +386,7 @@ def workers(db: Db = None, namespace: Namespace = None) -> None:
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="The run's id, or its first characters (at least 4).")],
+    run_id: RunId,
     step: Annotated[str | None, typer.Argument(help="Only this block's logs.")] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
@@ -444,7 +445,7 @@ def send_signal(
 
 @app.command()
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run's id, or its first characters (at least 4).")],
+    run_id: RunId,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:

@@ -77,7 +77,6 @@ def list_select(
     return q.order_by(runs.c.created_at.desc()).limit(sa.bindparam("p_limit"))
 
 
-
 def copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:
     cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at"]
     src = sa.select(sa.literal(to_run), *(steps.c[n] for n in cols)).where(
