@@ -35,7 +35,7 @@ def database_info(store: Store) -> DatabaseInfo:
     count = sa.select(runs.c.status, sa.func.count()).where(runs.c.namespace == store.namespace)
     with store.read() as c:
         version = c.exec_driver_sql("SELECT version_num FROM thodare_alembic_version").scalar()
-        counts: dict[str, int] = dict(c.execute(count.group_by(runs.c.status)).tuples().all())
+        counts = {str(s): int(n) for s, n in c.execute(count.group_by(runs.c.status)).all()}
     return DatabaseInfo(
         url=safe_url(store.url),
         backend="SQLite" if store.is_sqlite else "PostgreSQL",
