@@ -11,6 +11,7 @@ password; a file others can read is ignored. Run ids shorten on the routes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -54,7 +55,7 @@ class Stream:
         self.task = asyncio.ensure_future(
             AsyncHTTPClient().fetch(
                 url, headers=headers, streaming_callback=self._chunk, request_timeout=8
-            )  # fmt: skip
+            )
         )
 
     def _chunk(self, data: bytes) -> None:
@@ -77,10 +78,8 @@ class Stream:
 
     async def close(self) -> None:
         self.task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, HTTPClientError):
             await self.task
-        except (asyncio.CancelledError, HTTPClientError):
-            pass
 
 
 def _url(port: int, base: str, path: str) -> str:

@@ -122,7 +122,7 @@ export class RunsView extends PollingWidget {
     this.db.replaceChildren(
       h('span', 'thodare-db-backend', info.backend),
       h('code', 'thodare-db-url', info.url),
-      h('span', 'thodare-db-whose', `${info.namespace} · ${whose}`)
+      h('span', 'thodare-db-whose', `namespace ${info.namespace} · ${whose}`)
     );
     const counts = Object.entries(info.runs)
       .filter(([, n]) => n)
@@ -212,7 +212,7 @@ export class RunsView extends PollingWidget {
     if (run.forked) {
       // a fork (`kit.fork`): it reused the steps it copied from the run it forked
       row.classList.add('thodare-fork-run');
-      const fork = h('span', 'thodare-run-fork', `⑂ fork · ${run.forked} reused`);
+      const fork = h('span', 'thodare-run-fork', `↱ fork · ${run.forked} reused`);
       fork.title = `A fork (kit.fork): ${run.forked} step(s) reused from the run it forked`;
       row.append(fork);
     }
