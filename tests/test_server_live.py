@@ -142,3 +142,23 @@ async def test_the_kernels_database_is_read_by_kernel_id_never_shown(
         assert "***" in info["url"] and info["backend"] == "PostgreSQL"
     else:
         assert info["url"] == other_url and info["runs"]["pending"] == 1
+
+
+async def test_run_routes_take_a_prefix_and_name_the_candidates(
+    kit: Wfkit, jp_fetch: Fetch
+) -> None:
+    wf = kit.compile(QUICK)
+    twins = ("abcd1111" + "0" * 24, "abcd2222" + "0" * 24)
+    for rid in twins:
+        kit.store.runs.create_run("quick", wf.to_json(), {}, run_id=rid)
+    one = json.loads((await jp_fetch("thodare", "api", "runs", "abcd2222")).body)
+    assert one["id"] == twins[1]
+    svg = (await jp_fetch("thodare", "api", "runs", "abcd1", "dag.svg")).body.decode()
+    assert svg.startswith("<svg")
+    for prefix, code, needles in (("abcd", 409, twins), ("ab", 400, ("at least 4",)),
+                                  ("ffff", 404, ("No run",))):  # fmt: skip
+        with pytest.raises(HTTPClientError) as ei:
+            await jp_fetch("thodare", "api", "runs", prefix)
+        assert ei.value.code == code and ei.value.response is not None
+        message = json.loads(ei.value.response.body)["message"]
+        assert all(n in message for n in needles), message

@@ -493,7 +493,7 @@ def prune(
 
 
 def _stamp(when: datetime | None) -> str:
-    return local_text(when.timestamp() if when else None)
+    return _when(when.isoformat() if when else None)
 
 
 @schedules_app.callback(invoke_without_command=True)

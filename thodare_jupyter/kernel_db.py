@@ -9,6 +9,7 @@ with its password masked.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -49,6 +50,7 @@ def publish(url: str, namespace: str) -> Path | None:
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         json.dump({"url": url, "namespace": namespace}, f)
+    atexit.register(path.unlink, missing_ok=True)  # gone with the kernel
     return path
 
 
