@@ -352,9 +352,9 @@ def test_cli_and_rest_show_the_link(kits: KitFactory, db: Any) -> None:
     assert f"Parent    {handle.id} (block kid)" in shown.output
     listed = runner.invoke(app, ["runs"], env=env)
     assert listed.exit_code == 0, listed.output
-    line = next(ln for ln in listed.output.splitlines() if ln.startswith(child_id))
-    assert f"child of {handle.id[:12]}" in line
-    line = next(ln for ln in listed.output.splitlines() if ln.startswith(handle.id))
+    line = next(ln for ln in listed.output.splitlines() if ln.startswith(child_id[:8]))
+    assert f"child of {handle.id[:8]}" in line
+    line = next(ln for ln in listed.output.splitlines() if ln.startswith(handle.id[:8]))
     assert "child of" not in line
 
     rest = Runs(f"sqlite:///{db}", None)

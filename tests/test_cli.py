@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,16 +108,16 @@ def test_runs_lists_runs_newest_first_and_filters_by_status(kit: Wfkit, db: Path
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED", "BLOCK"]
     assert [ln.split()[:3] for ln in lines[1:]] == [
-        [bad.id, "broken", "failed"],
-        [ok.id, "greet", "completed"],
+        [bad.id[:8], "broken", "failed"],
+        [ok.id[:8], "greet", "completed"],
     ]
     assert lines[1].split()[-1] == "bad"  # the failed block column
 
     failed = cli("runs", "--status", "failed", "--db", f"sqlite:///{db}")
     assert failed.exit_code == 0
-    assert bad.id in failed.stdout and ok.id not in failed.stdout
+    assert bad.id[:8] in failed.stdout and ok.id[:8] not in failed.stdout
     latest = cli("runs", "--limit", "1", "--db", str(db))
-    assert len(latest.stdout.splitlines()) == 2 and bad.id in latest.stdout
+    assert len(latest.stdout.splitlines()) == 2 and bad.id[:8] in latest.stdout
     assert cli("runs", "--status", "waiting", "--db", str(db)).stdout.strip() == "No runs."
 
 
@@ -160,7 +161,7 @@ def test_global_config_comes_from_the_environment(kit: Wfkit, db: Path) -> None:
     h = kit.run(GREET, {"name": "env"})
     h.result(timeout=10)
     res = cli("runs", env={"THODARE_DB": f"sqlite:///{db}"})
-    assert res.exit_code == 0 and h.id in res.stdout
+    assert res.exit_code == 0 and h.id[:8] in res.stdout
     other = cli("runs", env={"THODARE_DB": f"sqlite:///{db}", "THODARE_NAMESPACE": "elsewhere"})
     assert other.exit_code == 0 and other.stdout.strip() == "No runs."
     assert cli("runs", "--namespace", "elsewhere", "--db", str(db)).stdout.strip() == "No runs."
@@ -372,3 +373,61 @@ def test_workers_lists_live_workers_and_runs_show_names_what_is_missing(
     run_id = creator.run(wf, {}).id
     shown = cli("runs", "show", run_id, "--db", str(db)).output
     assert "Waiting   for a worker with cli-nobody-has (see `thodare workers`)" in shown
+
+
+# ── info / short ids (a real `thodare` process) ─────────────────────────────
+
+
+def thodare(*args: str, db: str) -> subprocess.CompletedProcess[str]:
+    """The console script in a subprocess, on ``db``, without the shell's THODARE_ vars."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("THODARE_")}
+    return subprocess.run([str(THODARE), *args], env={**clean, "THODARE_DB": db},
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_info_says_which_database_with_the_password_masked(kit: Wfkit, db: Path) -> None:
+    kit.run(GREET, {"name": "ann"}).result(timeout=10)
+    out = thodare("info", db=f"sqlite:///{db}")
+    assert out.returncode == 0, out.stderr
+    lines = dict(ln.split(None, 1) for ln in out.stdout.splitlines())
+    assert lines["Database"] == f"sqlite:///{db}" and lines["Backend"] == "SQLite"
+    assert lines["Namespace"] == "default" and lines["Schema"].isdigit()
+    assert lines["Runs"] == "1 (1 completed)" and lines["Workers"] == "1 live"
+    pg = thodare("info", db="postgresql+psycopg://ann:s3cret-pw@127.0.0.1:1/none")
+    assert pg.returncode == 2 and "s3cret-pw" not in pg.stdout + pg.stderr
+    assert "***" in pg.stderr and "Traceback" not in pg.stderr
+
+
+def test_commands_take_the_8_characters_the_list_shows(kit: Wfkit, db: Path) -> None:
+    h = kit.run(GREET, {"name": "ann"})
+    h.result(timeout=10)
+    url = f"sqlite:///{db}"
+    listed = thodare("runs", db=url)
+    short = listed.stdout.splitlines()[1].split()[0]
+    assert short == h.id[:8]
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z+\-0-9]+", listed.stdout)  # with zone
+    shown = thodare("runs", "show", short, db=url)
+    assert shown.returncode == 0 and f"Run       {h.id}" in shown.stdout
+    assert thodare("logs", short, db=url).returncode == 0
+    ended = thodare("cancel", short, db=url)
+    assert ended.returncode == 1 and f"Run {h.id} had already ended" in ended.stdout
+    assert_refused(thodare("runs", "show", "ab", db=url), "too short", "at least 4")
+    assert_refused(thodare("runs", "show", "ffff0000", db=url), "No run 'ffff0000'")
+
+
+def test_an_ambiguous_prefix_lists_the_runs(kits: KitFactory, db: Path) -> None:
+    kit = kits()
+    wf = kit.compile(GREET)
+    for rid in ("beef0001" + "0" * 24, "beef0002" + "0" * 24):
+        kit.store.runs.create_run("greet", wf.to_json(), {"name": "x"}, run_id=rid)
+    out = thodare("runs", "show", "beef", db=f"sqlite:///{db}")
+    assert_refused(out, "ambiguous", "beef0001" + "0" * 24, "beef0002" + "0" * 24)
+    assert thodare("runs", "show", "beef0002", db=f"sqlite:///{db}").returncode == 0
+
+
+def assert_refused(out: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit 2, one clear line on stderr, no traceback."""
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr
+    for needle in needles:
+        assert needle in out.stderr, out.stderr

@@ -1,8 +1,9 @@
 """The ``thodare`` command: run a worker, list and inspect runs, send signals, cancel.
 
     thodare worker --db sqlite:///runs.db --import my_connectors [--import other.py]
-    thodare runs [--status failed] [--limit 20]
-    thodare runs show RUN_ID
+    thodare info
+    thodare runs [--status failed] [--workflow W] [--since 1h] [--limit 20]
+    thodare runs show RUN_ID          (RUN_ID: the id or its first characters, 4 or more)
     thodare logs RUN_ID [STEP] [--follow]
     thodare signal order.paid --payload '{"id": 7}' [--key order-7] [--idempotency-key I]
     thodare cancel RUN_ID
@@ -36,12 +37,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from .clock import from_iso, local_text
+from .clock import from_iso, local_text, to_iso
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
 from .connectors.waits import duration_seconds
 from .durable.handle import RunDescription, StepDescription
-from .errors import BackendUnavailable, RunNotFound, ThodareError, safe_url
+from .durable.info import database_info
+from .errors import (
+    BackendUnavailable,
+    RunIdAmbiguous,
+    RunIdTooShort,
+    RunNotFound,
+    ThodareError,
+    safe_url,
+)
 from .kit import Wfkit, create_wfkit
 from .wire import RUN_STATUSES, TERMINAL_STATUSES, RunStatus
 
@@ -73,6 +82,7 @@ Db = Annotated[
         help="Database URL (sqlite:///runs.db, postgresql+psycopg://...) or a SQLite file path.",
     ),
 ]  # fmt: skip
+RunId = Annotated[str, typer.Argument(help="The run's id, or its first characters (4 or more).")]
 Namespace = Annotated[
     str | None,
     typer.Option(
@@ -103,16 +113,33 @@ def _open(db: str | None, namespace: str | None, **tuning: Any) -> Iterator[Wfki
         kit.close()
 
 
+def _resolve(kit: Wfkit, run_id: str) -> str:
+    """The full id of the run ``run_id`` (or its first characters) names, else exit 2."""
+    try:
+        return kit.resolve_run_id(run_id)
+    except (RunIdTooShort, RunIdAmbiguous) as e:
+        _fail(str(e))
+    except RunNotFound:
+        _fail(f"No run {run_id!r} in {_where(kit)}.")
+
+
+def _where(kit: Wfkit) -> str:
+    return f"namespace {kit.store.namespace!r} of {safe_url(kit.store.url)}"
+
+
 def _describe(kit: Wfkit, run_id: str) -> RunDescription:
     try:
-        return kit.get_handle(run_id).describe()
+        return kit.get_handle(_resolve(kit, run_id)).describe()
     except RunNotFound:
-        where = f"namespace {kit.store.namespace!r} of {safe_url(kit.store.url)}"
-        _fail(f"No run {run_id!r} in {where}.")
+        _fail(f"No run {run_id!r} in {_where(kit)}.")
 
 
 def _when(iso: str | None) -> str:
-    return local_text(from_iso(iso))
+    """``2026-12-04 12:03:04 CET``: local time to the second with its zone, as the panel."""
+    epoch = from_iso(iso)
+    if epoch is None:
+        return "-"
+    return f"{local_text(epoch)} {datetime.fromtimestamp(epoch).astimezone().strftime('%Z')}"
 
 
 def _run_status(value: str | None) -> RunStatus | None:
@@ -236,39 +263,50 @@ def runs(
         ),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many runs, newest first.")] = 20,
+    workflow: Annotated[str | None, typer.Option(help="Only runs of this workflow.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created in the last 30m, 12h, 7d...")
+    ] = None,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:
-    """Recent runs, newest first."""
+    """Recent runs, newest first; ids shown by their first 8 characters (which every
+    command taking a run id accepts)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = (db, namespace)  # `thodare runs --db X show ID` also works
         return
+    after = time.time() - _age(since) if since else None
     with _open(db, namespace) as kit:
-        found = kit.runs(_run_status(status), limit)
+        found = kit.store.runs.list_light(
+            limit, status=_run_status(status), workflow=workflow, after=after
+        )
     if not found:
         typer.echo("No runs.")
         return
     heads = ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"]
-    rows = [[r.id, r.workflow or "-", r.status, _when(r.created_at), _when(r.ended_at),
-             r.failed_block or "-"] for r in found]  # fmt: skip
-    if any(r.parent_run_id for r in found):  # child runs (run_workflow) are marked
-        heads.append("PARENT")
+    rows = [[r["id"][:8], r["workflow_name"] or "-", r["status"], _when(to_iso(r["created_at"])),
+             _when(to_iso(r["ended_at"])), r["failed_block"] or "-"] for r in found]  # fmt: skip
+    if any(r["parent_run_id"] or r["reused"] for r in found):  # children and forks are marked
+        heads.append("FROM")
         for row, r in zip(rows, found, strict=True):
-            row.append(_parent(r))
+            row.append(_origin(r))
     typer.echo(_table(heads, rows))
 
 
-def _parent(run: RunDescription) -> str:
-    """``child of <parent id> (block)`` for a child run (``run_workflow``), else ``-``."""
-    if run.parent_run_id is None:
-        return "-"
-    return f"child of {run.parent_run_id[:12]} ({run.parent_block_id})"
+def _origin(run: dict[str, Any]) -> str:
+    """``child of <parent> (block)`` for a child run (``run_workflow``), ``fork (n steps
+    reused)`` for a run ``kit.fork`` made, else ``-``."""
+    if run["parent_run_id"] is not None:
+        return f"child of {run['parent_run_id'][:8]} ({run['parent_block_id']})"
+    if run["reused"]:
+        return f"fork ({run['reused']} steps reused)"
+    return "-"
 
 
 @runs_app.command("show")
 def show(
     ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_id: RunId,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:
@@ -317,6 +355,20 @@ def show(
 
 
 @app.command()
+def info(db: Db = None, namespace: Namespace = None) -> None:
+    """Which database this command uses (password masked), its schema, runs and workers."""
+    with _open(db, namespace) as kit:
+        about = database_info(kit.store)
+    typer.echo(f"Database   {about.url}")
+    typer.echo(f"Backend    {about.backend}")
+    typer.echo(f"Namespace  {about.namespace}")
+    typer.echo(f"Schema     {about.schema_version}")
+    counts = ", ".join(f"{n} {s}" for s, n in about.runs.items() if n) or "none"
+    typer.echo(f"Runs       {sum(about.runs.values())} ({counts})")
+    typer.echo(f"Workers    {about.live_workers} live")
+
+
+@app.command()
 def workers(db: Db = None, namespace: Namespace = None) -> None:
     """Live workers: where they run, their connector types, the runs they hold."""
     with _open(db, namespace) as kit:
@@ -334,7 +386,7 @@ def workers(db: Db = None, namespace: Namespace = None) -> None:
 
 @app.command()
 def logs(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_id: RunId,
     step: Annotated[str | None, typer.Argument(help="Only this block's logs.")] = None,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
@@ -348,6 +400,7 @@ def logs(
     """What a run's steps printed or logged: time, block#attempt, stream, text (masked).
     An attempt's lines appear when it ends."""
     with _open(db, namespace) as kit:
+        run_id = _resolve(kit, run_id)
         status = _describe(kit, run_id).status
         seen = 0
         while True:
@@ -392,12 +445,13 @@ def send_signal(
 
 @app.command()
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_id: RunId,
     db: Db = None,
     namespace: Namespace = None,
 ) -> None:
     """Cancel a run (also a waiting one). Exits 1 when the run had already ended."""
     with _open(db, namespace) as kit:
+        run_id = _resolve(kit, run_id)
         before = _describe(kit, run_id)
         if kit.cancel(run_id):
             typer.echo(f"Run {run_id} canceled (was {before.status}).")
@@ -439,7 +493,7 @@ def prune(
 
 
 def _stamp(when: datetime | None) -> str:
-    return local_text(when.timestamp() if when else None)
+    return _when(when.isoformat() if when else None)
 
 
 @schedules_app.callback(invoke_without_command=True)

@@ -190,6 +190,38 @@ class RunNotFound(ThodareError, LookupError):
         super().__init__(message or f"No run {run_id!r} in namespace {namespace!r}.")
 
 
+MIN_RUN_ID_PREFIX = 4
+"""A run id prefix (the 8 characters the CLI and the panel show) has at least this many."""
+
+
+class RunIdTooShort(ThodareError, ValueError):
+    """A run id prefix shorter than :data:`MIN_RUN_ID_PREFIX` characters."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        super().__init__(
+            f"Run id {prefix!r} is too short: give at least {MIN_RUN_ID_PREFIX} characters "
+            "of it (`thodare runs` and the panel show 8)."
+        )
+
+
+class RunIdAmbiguous(ThodareError, LookupError):
+    """A run id prefix that several runs of the namespace start with; ``candidates``
+    holds their ids (``(id, workflow)`` pairs shown), at most ten, newest first."""
+
+    def __init__(
+        self, prefix: str, namespace: str, candidates: Sequence[tuple[str, str | None]]
+    ) -> None:
+        self.prefix, self.namespace = prefix, namespace
+        self.candidates = [c[0] for c in candidates]
+        shown = ", ".join(f"{i} ({w or 'unnamed'})" for i, w in candidates[:10])
+        more = " and more" if len(candidates) > 10 else ""
+        super().__init__(
+            f"Run id {prefix!r} is ambiguous in namespace {namespace!r}: it starts "
+            f"{shown}{more}. Give more characters."
+        )
+
+
 class ScheduleNotFound(ThodareError, LookupError):
     """No schedule with this name in the namespace; ``known`` lists the ones that exist."""
 

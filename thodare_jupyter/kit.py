@@ -45,6 +45,8 @@ from .validation import compile_workflow, input_model_of, validate_input
 from .wire import ApplyResult, RunStatus, SerializedWorkflow
 
 log = logging.getLogger("thodare.kit")
+FULL_RUN_ID = 32
+"""Run ids are this long (UUID hex); a shorter one is resolved as a prefix."""
 
 
 def default_db_url() -> str:
@@ -276,6 +278,7 @@ class Wfkit:
             ForkBlockNotFound: ``from_block`` is not a block of the workflow.
         """
         self._check_open("fork")
+        run_id = self.resolve_run_id(run_id)
         src = self.get_handle(run_id)._row()
         wf = self.compile(workflow if workflow is not None else src.workflow_json)
         g = build_graph(wf)
@@ -293,8 +296,21 @@ class Wfkit:
         return self.get_handle(new_id)
 
     def get_handle(self, run_id: str) -> RunHandle:
-        """A handle on an existing run (also one started by another process)."""
-        return RunHandle(self.store, run_id, self.worker)
+        """A handle on an existing run (also one started by another process).
+
+        ``run_id`` may be the start of the id (at least 4 characters, like the 8 the
+        CLI and the panel show) when one run alone starts with it.
+
+        Raises:
+            RunIdTooShort, RunIdAmbiguous, RunNotFound: A shortened id that names no
+                single run (a full id is checked when the handle is used).
+        """
+        return RunHandle(self.store, self.resolve_run_id(run_id), self.worker)
+
+    def resolve_run_id(self, run_id: str) -> str:
+        """The full id of the run ``run_id`` names: itself, or the one run whose id starts
+        with it (see :meth:`get_handle`); a full-length id is returned unread."""
+        return run_id if len(run_id) >= FULL_RUN_ID else self.store.runs.resolve_id(run_id)
 
     def output(self, run_id: str, block_id: str) -> Any:
         """One step's output loaded with its model's types (see :meth:`RunHandle.output`)."""
@@ -482,10 +498,11 @@ class Wfkit:
         """Answer a ``human_approval`` step.
 
         Its output becomes ``{approved, by, note, comment, timedOut: false}``;
-        ``note`` (the seed's name) is ``comment``.
+        ``note`` (the seed's name) is ``comment``. ``run_id`` may be shortened
+        (see :meth:`get_handle`).
         """
         return self.signal(
-            f"human_approval:{run_id}:{block_id}",
+            f"human_approval:{self.resolve_run_id(run_id)}:{block_id}",
             {"approved": approved, "by": by, "comment": comment},
         )
 

@@ -80,6 +80,45 @@ export interface IRun {
   children?: IChildRun[];
 }
 
+/** A row of the runs list: small (no input, outputs or steps; `error` cut short). */
+export interface IRunRow {
+  id: string;
+  workflow: string | null;
+  status: RunStatus;
+  created_at: string;
+  started_at: string | null;
+  ended_at: string | null;
+  error: string | null;
+  failed_block: string | null;
+  parent_run_id: string | null;
+  parent_block_id: string | null;
+  /** A fork (`kit.fork`): how many steps it reused from the run it forked; 0 otherwise. */
+  forked: number;
+}
+
+/** What the runs list filters on; empty fields do not filter. */
+export interface IRunFilter {
+  status?: RunStatus | null;
+  workflow?: string;
+  /** ISO 8601 times: created at or after `after`, before `before`. */
+  after?: string;
+  before?: string;
+  limit?: number;
+}
+
+/** The database the server reads for this page (`GET info`): never a password. */
+export interface IDbInfo {
+  /** The URL with its password masked. */
+  url: string;
+  backend: string;
+  namespace: string;
+  schema_version: string;
+  runs: Record<string, number>;
+  live_workers: number;
+  /** `kernel`: the active notebook's kernel told it; `server`: the server's own. */
+  source: 'kernel' | 'server';
+}
+
 /** A live worker (a kernel's, a `thodare worker`), as `kit.workers()` gives it. */
 export interface IWorker {
   id: string;
@@ -91,10 +130,33 @@ export interface IWorker {
 }
 
 const settings = ServerConnection.makeSettings();
+let kernelId: string | null = null;
+
+/**
+ * Read the runs of this kernel's database from now on (null: the server's own). The
+ * server looks the database up by kernel id; the browser never sees its password.
+ */
+export function setKernel(id: string | null): void {
+  kernelId = id;
+}
+
+/** The kernel whose database the routes read (see `setKernel`). */
+export function currentKernel(): string | null {
+  return kernelId;
+}
+
+/** `path` under `thodare/api/` with the kernel (when one is set) in its query. */
+function routeUrl(path: string): string {
+  const url = URLExt.join(settings.baseUrl, 'thodare', 'api', path);
+  if (!kernelId) {
+    return url;
+  }
+  return `${url}${url.includes('?') ? '&' : '?'}kernel=${encodeURIComponent(kernelId)}`;
+}
 
 /** Call a route; a failed call throws an Error carrying the server's message. */
 async function call(path: string, init: RequestInit = {}): Promise<Response> {
-  const url = URLExt.join(settings.baseUrl, 'thodare', 'api', path);
+  const url = routeUrl(path);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -108,7 +170,7 @@ async function call(path: string, init: RequestInit = {}): Promise<Response> {
     } catch {
       // not JSON: keep the status line
     }
-    if (response.status === 404 && path === 'runs') {
+    if (response.status === 404 && path.startsWith('runs?')) {
       message = 'The thodare server extension is not enabled in this Jupyter server.';
     }
     throw new Error(message);
@@ -116,12 +178,26 @@ async function call(path: string, init: RequestInit = {}): Promise<Response> {
   return response;
 }
 
-/** Recent runs, newest first (`status` filters; null: every status). */
-export async function listRuns(status: RunStatus | null, limit = 50): Promise<IRun[]> {
-  const query = URLExt.objectToQueryString(
-    status ? { status, limit: String(limit) } : { limit: String(limit) }
-  );
-  return (await call(`runs${query}`)).json();
+/** Recent runs, newest first, as small rows, filtered by `filter`. */
+export async function listRuns(filter: IRunFilter = {}): Promise<IRunRow[]> {
+  const query: Record<string, string> = { limit: String(filter.limit ?? 50) };
+  for (const key of ['status', 'workflow', 'after', 'before'] as const) {
+    const value = filter[key];
+    if (value) {
+      query[key] = value;
+    }
+  }
+  return (await call(`runs${URLExt.objectToQueryString(query)}`)).json();
+}
+
+/** Which database the routes read (URL with the password masked) and whose it is. */
+export async function dbInfo(): Promise<IDbInfo> {
+  return (await call('info')).json();
+}
+
+/** The URL of the change stream (server-sent events) of the database the routes read. */
+export function eventsUrl(): string {
+  return routeUrl('events');
 }
 
 /** Live workers on the database the server reads. */
@@ -161,5 +237,12 @@ export function artifactUrl(runId: string, artifactId: string, format?: 'csv' | 
     'artifacts',
     encodeURIComponent(artifactId)
   );
-  return format ? `${url}?format=${format}` : url;
+  const query: Record<string, string> = {};
+  if (format) {
+    query.format = format;
+  }
+  if (kernelId) {
+    query.kernel = kernelId;
+  }
+  return `${url}${URLExt.objectToQueryString(query)}`;
 }

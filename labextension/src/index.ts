@@ -12,7 +12,7 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { SplitPanel } from '@lumino/widgets';
 
-import { IRun } from './api';
+import { IRunRow } from './api';
 import { ChatView } from './chat';
 import { KernelLinks } from './kernel';
 import { RunView } from './runview';
@@ -36,7 +36,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   activate: (app: JupyterFrontEnd, shell: ILabShell, tracker: INotebookTracker) => {
     const links = new KernelLinks(tracker);
     const views = new Map<string, MainAreaWidget<RunView>>();
-    let lastRun: IRun | null = null;
+    let lastRun: IRunRow | null = null;
 
     app.commands.addCommand(OPEN_RUN, {
       label: 'Open Workflow Run',
@@ -72,7 +72,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
     panel.addWidget(chat);
     panel.setRelativeSizes([3, 2]);
     shell.add(panel, 'left', { rank: 600 });
-    tracker.currentChanged.connect(() => void chat.refreshWorkflows());
+    // the runs shown are those of the active notebook's kernel's database (when it told one)
+    const follow = () => runs.follow(links.currentKernel?.id ?? null);
+    tracker.currentChanged.connect(() => {
+      follow();
+      void chat.refreshWorkflows();
+    });
+    links.changed.connect(follow);
+    follow();
     NotebookActions.executed.connect((_, { cell }) => {
       if (/^\s*%%workflow\s/.test(cell.model.sharedModel.getSource())) {
         void chat.refreshWorkflows(); // a workflow was (re)defined

@@ -1,46 +1,133 @@
 /**
- * The runs list of the Workflows panel: live, filtered by status, with Cancel and Open;
- * child runs (of `run_workflow` steps) are marked with the run that started them.
+ * The runs list of the Workflows panel: which database it shows (the active notebook's
+ * kernel's, or the server's), its runs filtered by status, workflow and time, forks and
+ * child runs marked, each with Open (the run and its actions) and Cancel; redrawn when
+ * the database changes (pushed, see `poller.ts`).
  */
 import {
-  IRun,
+  IDbInfo,
+  IRunFilter,
+  IRunRow,
   IWorker,
   RUN_STATUSES,
   asRunStatus,
   cancelRun,
+  currentKernel,
+  dbInfo,
   isTerminal,
   listRuns,
-  listWorkers
+  listWorkers,
+  setKernel
 } from './api';
 import { clock, h } from './dom';
-import { PollingWidget } from './poller';
+import { PollingWidget, feed } from './poller';
+
+/** The time filter's choices: a label and how far back (ms); `between` shows two dates. */
+const SINCE: [string, string, number][] = [
+  ['', 'any time', 0],
+  ['hour', 'last hour', 3600e3],
+  ['day', 'last day', 86400e3],
+  ['week', 'last 7 days', 7 * 86400e3],
+  ['between', 'between…', 0]
+];
 
 export class RunsView extends PollingWidget {
-  constructor(private readonly open: (run: IRun) => void) {
+  constructor(private readonly open: (run: IRunRow) => void) {
     super();
     this.addClass('thodare-runs');
     const bar = h('div', 'thodare-runs-bar');
-    bar.append(h('span', 'thodare-heading', 'Runs'), this.filter);
-    this.filter.append(new Option('all statuses', ''));
+    this.status.append(new Option('all statuses', ''));
     for (const s of RUN_STATUSES) {
-      this.filter.append(new Option(s, s));
+      this.status.append(new Option(s, s));
     }
-    this.filter.onchange = () => this.poke();
-    this.node.append(bar, this.workers, this.error, this.list);
+    this.workflow.placeholder = 'workflow';
+    this.workflow.type = 'search';
+    this.workflow.setAttribute('list', 'thodare-workflow-names');
+    this.names.id = 'thodare-workflow-names';
+    for (const [value, label] of SINCE) {
+      this.since.append(new Option(label, value));
+    }
+    this.after.type = this.before.type = 'datetime-local';
+    this.after.title = 'created at or after';
+    this.before.title = 'created before';
+    this.between.append(this.after, h('span', '', '–'), this.before);
+    this.between.hidden = true;
+    for (const input of [this.status, this.workflow, this.since, this.after, this.before]) {
+      input.onchange = () => {
+        this.between.hidden = this.since.value !== 'between';
+        this.poke();
+      };
+    }
+    this.workflow.oninput = () => this.poke();
+    bar.append(h('span', 'thodare-heading', 'Runs'), this.status, this.workflow, this.names,
+      this.since, this.between); // prettier-ignore
+    this.node.append(this.db, bar, this.workers, this.error, this.list);
+  }
+
+  /**
+   * Show the runs of kernel `kernelId`'s database (null: the server's); the server looks
+   * it up by the kernel id (no password reaches the page).
+   */
+  follow(kernelId: string | null): void {
+    if (kernelId !== currentKernel()) {
+      setKernel(kernelId);
+      feed.retarget();
+      this.poke();
+    }
+  }
+
+  /** The filter as chosen: status, workflow, and the time window as ISO times. */
+  filter(): IRunFilter {
+    const filter: IRunFilter = {
+      status: asRunStatus(this.status.value),
+      workflow: this.workflow.value.trim()
+    };
+    const back = SINCE.find(([value]) => value === this.since.value)?.[2] ?? 0;
+    if (back) {
+      filter.after = new Date(Date.now() - back).toISOString();
+    } else if (this.since.value === 'between') {
+      const iso = (v: string) => (v ? new Date(v).toISOString() : undefined);
+      filter.after = iso(this.after.value);
+      filter.before = iso(this.before.value);
+    }
+    return filter;
   }
 
   protected async refresh(): Promise<void> {
     try {
-      const [runs, workers] = await Promise.all([
-        listRuns(asRunStatus(this.filter.value)),
+      const [info, runs, workers] = await Promise.all([
+        dbInfo(),
+        listRuns(this.filter()),
         listWorkers()
       ]);
+      this.renderDb(info);
       this.render(runs);
       this.renderWorkers(workers);
       this.error.textContent = '';
     } catch (e) {
       this.error.textContent = (e as Error).message;
     }
+  }
+
+  /** Which database is shown, and whose: the kernel's, or the server's own. */
+  private renderDb(info: IDbInfo): void {
+    const whose =
+      info.source === 'kernel'
+        ? "this notebook's kernel"
+        : currentKernel()
+          ? "the server's (this notebook's kernel has not run `%load_ext thodare_jupyter`)"
+          : "the server's (c.ThodareServer.db_url, else THODARE_DB)";
+    this.db.dataset.source = info.source;
+    this.db.dataset.backend = info.backend;
+    this.db.replaceChildren(
+      h('span', 'thodare-db-backend', info.backend),
+      h('code', 'thodare-db-url', info.url),
+      h('span', 'thodare-db-whose', `namespace ${info.namespace} · ${whose}`)
+    );
+    const counts = Object.entries(info.runs)
+      .filter(([, n]) => n)
+      .map(([s, n]) => `${n} ${s}`);
+    this.db.title = `schema ${info.schema_version} · runs: ${counts.join(', ') || 'none'}`;
   }
 
   /** One chip per live worker: its kind, the runs it holds; its connectors on hover. */
@@ -61,7 +148,7 @@ export class RunsView extends PollingWidget {
   }
 
   /** Update the rows in place (keyed by run id) so clicks never land on a stale row. */
-  private render(runs: IRun[]): void {
+  private render(runs: IRunRow[]): void {
     const keep = new Set(runs.map(r => r.id));
     for (const [id, row] of this.rows) {
       if (!keep.has(id)) {
@@ -75,19 +162,27 @@ export class RunsView extends PollingWidget {
       if (this.list.children[i] !== row) {
         this.list.insertBefore(row, this.list.children[i] ?? null);
       }
+      if (run.workflow) {
+        this.seen.add(run.workflow);
+      }
     });
     this.list.dataset.empty = runs.length ? 'false' : 'true';
+    if (this.names.children.length !== this.seen.size) {
+      this.names.replaceChildren(...[...this.seen].sort().map(w => new Option(w)));
+    }
   }
 
-  private row(run: IRun): HTMLLIElement {
+  private row(run: IRunRow): HTMLLIElement {
     const row = h('li', 'thodare-run-row');
     row.dataset.runId = run.id;
     const name = h('span', 'thodare-run-workflow', run.workflow ?? '(unnamed)');
     const id = h('code', 'thodare-run-id', run.id.slice(0, 8));
+    id.title = `${run.id} (commands and routes take these 8 characters)`;
     const status = h('span', 'thodare-run-status');
     const when = h('span', 'thodare-run-created', clock(run.created_at));
+    when.title = `created ${run.created_at}`;
     const open = h('button', 'jp-Button thodare-run-open', 'Open');
-    open.title = 'Show this run: its DAG and its steps';
+    open.title = 'Show this run: its DAG, its steps and what it waits for';
     open.onclick = () => this.open(this.runs.get(run.id) ?? run);
     const cancel = h('button', 'jp-Button thodare-run-cancel', 'Cancel');
     cancel.title = 'Cancel this run (also while it waits)';
@@ -114,11 +209,18 @@ export class RunsView extends PollingWidget {
       parent.title = `Started by step ${run.parent_block_id} of run ${run.parent_run_id}`;
       row.append(parent);
     }
+    if (run.forked) {
+      // a fork (`kit.fork`): it reused the steps it copied from the run it forked
+      row.classList.add('thodare-fork-run');
+      const fork = h('span', 'thodare-run-fork', `↱ fork · ${run.forked} reused`);
+      fork.title = `A fork (kit.fork): ${run.forked} step(s) reused from the run it forked`;
+      row.append(fork);
+    }
     this.rows.set(run.id, row);
     return row;
   }
 
-  private updateRow(row: HTMLLIElement, run: IRun): void {
+  private updateRow(row: HTMLLIElement, run: IRunRow): void {
     this.runs.set(run.id, run);
     row.dataset.status = run.status;
     row.querySelector('.thodare-run-status')!.textContent = run.status;
@@ -127,10 +229,18 @@ export class RunsView extends PollingWidget {
     cancel.hidden = isTerminal(run.status);
   }
 
-  private readonly filter = h('select', 'thodare-status-filter');
+  private readonly db = h('div', 'thodare-runs-db');
+  private readonly status = h('select', 'thodare-status-filter');
+  private readonly workflow = h('input', 'thodare-workflow-filter');
+  private readonly names = h('datalist');
+  private readonly since = h('select', 'thodare-since-filter');
+  private readonly between = h('span', 'thodare-between');
+  private readonly after = h('input', 'thodare-after');
+  private readonly before = h('input', 'thodare-before');
   private readonly workers = h('div', 'thodare-workers');
   private readonly error = h('div', 'thodare-error thodare-runs-error');
   private readonly list = h('ul', 'thodare-run-list');
   private readonly rows = new Map<string, HTMLLIElement>();
-  private readonly runs = new Map<string, IRun>();
+  private readonly runs = new Map<string, IRunRow>();
+  private readonly seen = new Set<string>();
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +29,52 @@ GET_STEPS = (
     .where(steps.c.run_id == sa.bindparam("p_run"))
     .order_by(sa.func.coalesce(steps.c.started_at, 0))
 )
+
+_HEX = re.compile(r"[0-9a-f]+")
+LIST_COLS = (runs.c.id, runs.c.workflow_name, runs.c.status, runs.c.created_at,
+             runs.c.started_at, runs.c.ended_at, runs.c.error, runs.c.failed_block,
+             runs.c.parent_run_id, runs.c.parent_block_id)  # fmt: skip
+"""The columns of a runs list row: no input, outputs, workflow or steps."""
+
+
+def id_prefix_select(prefix: str) -> sa.Select[Any]:
+    """The ids and workflow names of the namespace's runs whose id starts with
+    ``prefix``, newest first, at most 11 (enough to say "ambiguous" and list ten)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    q = sa.select(runs.c.id, runs.c.workflow_name).where(
+        runs.c.namespace == sa.bindparam("p_ns"), runs.c.id.like(f"{escaped}%", escape="\\")
+    )
+    if _HEX.fullmatch(prefix):  # a primary key range as well: hex sorts alike in any collation
+        q = q.where(runs.c.id >= prefix, runs.c.id < f"{prefix}g")
+    return q.order_by(runs.c.created_at.desc()).limit(11)
+
+
+def reused_steps() -> sa.ScalarSelect[Any]:
+    """How many of a run's steps ended before the run was created: steps a fork
+    (``kit.fork``) copied from the run it forked."""
+    return (
+        sa.select(sa.func.count())
+        .where(steps.c.run_id == runs.c.id, steps.c.ended_at < runs.c.created_at)
+        .scalar_subquery()
+    )
+
+
+def list_select(
+    status: str | None, workflow: str | None, after: float | None, before: float | None
+) -> sa.Select[Any]:
+    """The namespace's runs list (:data:`LIST_COLS` and ``reused``), newest first,
+    filtered by status, workflow name and creation time (``after`` <= t < ``before``)."""
+    q = sa.select(*LIST_COLS, reused_steps().label("reused"))
+    q = q.where(runs.c.namespace == sa.bindparam("p_ns"))
+    if status:
+        q = q.where(runs.c.status == status)
+    if workflow:
+        q = q.where(runs.c.workflow_name == workflow)
+    if after is not None:
+        q = q.where(runs.c.created_at >= after)
+    if before is not None:
+        q = q.where(runs.c.created_at < before)
+    return q.order_by(runs.c.created_at.desc()).limit(sa.bindparam("p_limit"))
 
 
 def copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:

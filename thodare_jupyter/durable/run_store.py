@@ -17,7 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import StoreRefused
+from ..errors import (
+    MIN_RUN_ID_PREFIX,
+    RunIdAmbiguous,
+    RunIdTooShort,
+    RunNotFound,
+    StoreRefused,
+)
 from ..wire import TERMINAL_STATUSES
 from .database import Database, retrying
 from .lineage import cancel_children_in, wake_parent_in
@@ -34,6 +40,8 @@ from .run_sql import (
     claim_statement,
     copy_steps,
     due_conditions,
+    id_prefix_select,
+    list_select,
     needs_of,
     next_due_select,
     pg_finish,
@@ -211,6 +219,44 @@ class RunStore:
         with self.db.read() as c:
             rows = c.execute(q.order_by(runs.c.created_at.desc()).limit(limit)).all()
         return [run_row(r) for r in rows]
+
+    @retrying
+    def resolve_id(self, prefix: str) -> str:
+        """The id of the one run of the namespace whose id is or starts with ``prefix``.
+
+        Raises:
+            RunIdTooShort: ``prefix`` has fewer than 4 characters (and is no run's id).
+            RunIdAmbiguous: Several runs start with it (the error lists them).
+            RunNotFound: None does.
+        """
+        with self.db.read() as c:
+            if c.execute(GET_RUN, {"p_run": prefix, "p_ns": self.db.namespace}).first():
+                return prefix
+            if len(prefix) < MIN_RUN_ID_PREFIX:
+                raise RunIdTooShort(prefix)
+            found = c.execute(id_prefix_select(prefix), {"p_ns": self.db.namespace}).all()
+        if not found:
+            raise RunNotFound(prefix, self.db.namespace)
+        if len(found) > 1:
+            raise RunIdAmbiguous(prefix, self.db.namespace, [(r[0], r[1]) for r in found])
+        return str(found[0][0])
+
+    @retrying
+    def list_light(
+        self,
+        limit: int = 50,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest runs first as small rows (no input, outputs or steps; ``reused``: the
+        steps a fork copied), filtered by status, workflow name and creation time."""
+        q = list_select(status, workflow, after, before)
+        with self.db.read() as c:
+            rows = c.execute(q, {"p_ns": self.db.namespace, "p_limit": limit}).all()
+        return [dict(r._mapping) for r in rows]
 
     @retrying
     def get_steps(self, run_id: str) -> list[StepRow]:

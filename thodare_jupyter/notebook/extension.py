@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..connectors import Connector
+from ..kernel_db import publish as publish_db
 from ..kit import Wfkit, create_wfkit
 from .channel import PanelChannels
 from .displays import register_displays, unregister_displays
@@ -76,6 +77,7 @@ def load_ipython_extension(ip: Any) -> None:
         return
     kit = create_wfkit().start()
     _at_exit(kit.close)  # a kernel's shutdown or restart hands its runs back at once
+    publish_db(kit.store.url, kit.store.namespace)  # the panel shows this kernel's runs
     _loaded = Extension(ip, kit)
 
 

@@ -3,15 +3,18 @@ and routes."""
 
 from __future__ import annotations
 
+from jupyter_core.paths import jupyter_runtime_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Unicode
 
 from .handlers import ROUTES
 from .runs import Runs
+from .sources import Sources
 
 
 class ThodareServer(ExtensionApp):
-    """Serves ``/thodare/api/…`` over the runs database the kernel's kit uses."""
+    """Serves ``/thodare/api/…`` over the runs database of the panel's kernel (when it
+    told one, see :mod:`.sources`) or the configured one."""
 
     name = "thodare_jupyter.server"
     load_other_extensions = True
@@ -29,8 +32,11 @@ class ThodareServer(ExtensionApp):
 
     def initialize_settings(self) -> None:
         """Make the (lazily opened) runs backend available to the handlers."""
-        self.runs = Runs(self.db_url or None, self.namespace or None, self.artifacts_url or None)
-        self.settings["thodare_runs"] = self.runs
+        runs = Runs(self.db_url or None, self.namespace or None, self.artifacts_url or None)
+        kernels = getattr(self.serverapp, "kernel_manager", None)
+        runtime_dir = getattr(kernels, "connection_dir", "") or jupyter_runtime_dir()
+        self.sources = Sources(runs, runtime_dir, self.artifacts_url or None)
+        self.settings["thodare_sources"] = self.sources
 
     def initialize_handlers(self) -> None:
         """The routes, under ``{base_url}thodare/api/``."""
@@ -38,4 +44,4 @@ class ThodareServer(ExtensionApp):
 
     async def stop_extension(self) -> None:
         """Close the database connections when the server stops."""
-        self.runs.close()
+        self.sources.close()

@@ -15,12 +15,15 @@ from typing import Any, TypeVar
 
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
+from tornado.iostream import StreamClosedError
 
-from ..errors import BackendUnavailable, RunNotFound
+from ..clock import from_iso
+from ..errors import BackendUnavailable, RunIdAmbiguous, RunIdTooShort, RunNotFound
 from ..jsonsafe import MAX_DEPTH, JsonRejected, JsonTooLarge, loads_bounded
 from ..wire import RUN_STATUSES, RunStatus
 from .downloads import FORMATS, Format, NotInRun, NotServed, artifact_id_of
 from .runs import Runs
+from .sources import Source, Sources
 
 T = TypeVar("T")
 MAX_LIMIT = 1000
@@ -35,6 +38,10 @@ MAX_RUN_ID = 64
 """A run id longer than this (or with control characters) cannot exist: 404 at once."""
 MAX_BLOCK_ID = 10240
 """``?block=`` is at most this long (its database column)."""
+KEEPALIVE_S = 15.0
+"""The event stream sends a comment when nothing changed for this long."""
+EVENT_GAP_S = 0.1
+"""At most one ``change`` event per this many seconds (changes in between are one)."""
 _LIMIT = re.compile(r"[0-9]{1,4}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -48,19 +55,30 @@ def shown(value: str) -> str:
 
 
 class _Base(APIHandler):
-    """Shared: the :class:`Runs` backend and 404 for unknown runs."""
+    """Shared: the :class:`Runs` backend (of ``?kernel=``, see :mod:`.sources`) and 404
+    for unknown runs."""
+
+    @property
+    def source(self) -> tuple[Runs, Source]:
+        """The backend this request reads, and whether it is the kernel's or the server's."""
+        sources: Sources = self.settings["thodare_sources"]
+        return sources.get(self.get_query_argument("kernel", "") or None)
 
     @property
     def runs(self) -> Runs:
-        runs: Runs = self.settings["thodare_runs"]
-        return runs
+        return self.source[0]
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking database call in a thread; an unknown run id is a 404."""
+        """Run a blocking database call in a thread; an unknown run id is a 404, an
+        ambiguous prefix a 409 naming the candidates, a too short one a 400."""
         try:
             return await asyncio.to_thread(fn, *args)
         except RunNotFound as e:
             raise _no_run(e.run_id) from None
+        except RunIdAmbiguous as e:
+            raise web.HTTPError(409, str(e)) from None
+        except RunIdTooShort as e:
+            raise web.HTTPError(400, str(e)) from None
         except BackendUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
 
@@ -100,8 +118,18 @@ def _no_run(run_id: str) -> web.HTTPError:
     return web.HTTPError(404, f"No run {shown(run_id)} in this database.")
 
 
+def _instant(name: str, raw: str) -> float | None:
+    """``?after=`` / ``?before=``: an ISO 8601 time (``Z`` or an offset), or a 400."""
+    try:
+        return from_iso(raw)
+    except ValueError:
+        raise web.HTTPError(400, f"{name}: {shown(raw)} is not an ISO 8601 time.") from None
+
+
 class RunsHandler(_Base):
-    """``GET /thodare/api/runs?status=&limit=``: recent runs, newest first."""
+    """``GET /thodare/api/runs?status=&workflow=&after=&before=&limit=&kernel=``: recent
+    runs, newest first, as small rows (no input, outputs or steps; forks and children
+    marked), created ``after`` <= t < ``before`` (ISO 8601)."""
 
     @web.authenticated
     async def get(self) -> None:
@@ -111,7 +139,57 @@ class RunsHandler(_Base):
         if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
             why = f"limit: {shown(raw)} is not a whole number from 1 to {MAX_LIMIT}."
             raise web.HTTPError(400, why)
-        self.finish(json.dumps(await self.call(self.runs.recent, status, int(raw))))
+        workflow = self.get_query_argument("workflow", "") or None
+        if workflow is not None and (len(workflow) > 256 or _CONTROL.search(workflow)):
+            raise web.HTTPError(400, f"workflow: {shown(workflow)} cannot be a workflow name.")
+        after = _instant("after", self.get_query_argument("after", ""))
+        before = _instant("before", self.get_query_argument("before", ""))
+        out = await self.call(self.runs.recent, status, int(raw), workflow, after, before)
+        self.finish(json.dumps(out))
+
+
+class InfoHandler(_Base):
+    """``GET /thodare/api/info?kernel=``: the database shown (its URL with the password
+    masked, backend, namespace, schema, runs by status, live workers) and whose it is:
+    ``source`` ``kernel`` (the kernel told it) or ``server`` (the server's own)."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        runs, source = self.source
+        about = await self.call(runs.info)
+        self.finish(json.dumps({**about, "source": source}))
+
+
+class EventsHandler(_Base):
+    """``GET /thodare/api/events?kernel=``: server-sent events, one ``change`` (data: a
+    version number) when the database changed, at most one per :data:`EVENT_GAP_S`;
+    a comment every :data:`KEEPALIVE_S` keeps proxies from closing the stream."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        runs = self.runs
+        watcher = await self.call(lambda: runs.watcher)
+        changed, unsubscribe = watcher.subscribe(asyncio.get_running_loop())
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")
+        try:
+            self.write(f"retry: 2000\nevent: ready\ndata: {watcher.version}\n\n")
+            await self.flush()
+            while not self.request.connection.stream.closed():  # type: ignore[union-attr]
+                try:
+                    await asyncio.wait_for(changed.wait(), KEEPALIVE_S)
+                except TimeoutError:
+                    self.write(": keepalive\n\n")
+                else:
+                    changed.clear()
+                    self.write(f"event: change\ndata: {watcher.version}\n\n")
+                await self.flush()
+                await asyncio.sleep(EVENT_GAP_S)
+        except StreamClosedError:
+            pass
+        finally:
+            unsubscribe()
 
 
 class RunHandler(_Base):
@@ -231,6 +309,8 @@ class SignalsHandler(_Base):
 
 RUN_ID = r"(?P<run_id>[^/]+)"
 ROUTES: list[tuple[str, type[APIHandler]]] = [
+    ("info", InfoHandler),
+    ("events", EventsHandler),
     ("runs", RunsHandler),
     (f"runs/{RUN_ID}", RunHandler),
     (f"runs/{RUN_ID}/cancel", CancelHandler),

@@ -12,13 +12,15 @@ from typing import Any
 from ..clock import to_iso
 from ..drawing.progress import for_each_progress
 from ..drawing.svg import render_svg, run_statuses
+from ..durable.info import database_info
 from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
 from ..wire import RunStatus, SerializedWorkflow
 from .downloads import Download, Format, Found, NotInRun, download, find_ref
+from .live import Watcher
 
-LIST_EXCLUDES: dict[str, Any] = {"input": True, "outputs": True, "steps": {"__all__": {"output"}}}
-"""What the runs list leaves out of each run (the run route keeps it)."""
+MAX_LIST_ERROR = 300
+"""A list row's error is cut to this many characters (the run route has all of it)."""
 
 
 class Runs:
@@ -29,6 +31,7 @@ class Runs:
     ) -> None:
         self._db_url, self._namespace, self._artifacts_url = db_url, namespace, artifacts_url
         self._kit: Wfkit | None = None
+        self._watcher: Watcher | None = None
         self._lock = threading.Lock()
 
     @property
@@ -41,27 +44,61 @@ class Runs:
                 )
             return self._kit
 
-    def close(self) -> None:
-        """Release the database connections."""
+    @property
+    def watcher(self) -> Watcher:
+        """The database's change watcher, started on first use (by an event stream)."""
+        kit = self.kit
         with self._lock:
+            if self._watcher is None:
+                self._watcher = Watcher(kit.store)
+            return self._watcher
+
+    def close(self) -> None:
+        """Stop watching; release the database connections."""
+        with self._lock:
+            if self._watcher is not None:
+                self._watcher.close()
+                self._watcher = None
             if self._kit is not None:
                 self._kit.close()
                 self._kit = None
 
-    def recent(self, status: RunStatus | None, limit: int) -> list[dict[str, Any]]:
-        """Recent runs, newest first, steps included; without inputs and outputs.
+    def info(self) -> dict[str, Any]:
+        """Which database this is (URL with the password masked), runs by status, workers."""
+        return database_info(self.kit.store).to_dict()
 
-        A poll stays small however big runs get: ``input``, ``outputs`` and each
-        step's ``output`` are left out (:meth:`describe` has them).
-        """
+    def recent(
+        self,
+        status: RunStatus | None,
+        limit: int,
+        workflow: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Recent runs, newest first, as small rows: no input, outputs or steps (the run
+        route has them), the error cut short; ``forked``: how many steps a fork reused."""
+        rows = self.kit.store.runs.list_light(
+            limit, status=status, workflow=workflow, after=after, before=before
+        )
         return [
-            r.model_dump(mode="json", exclude=LIST_EXCLUDES) for r in self.kit.runs(status, limit)
-        ]
+            {"id": r["id"], "workflow": r["workflow_name"], "status": r["status"],
+             "created_at": to_iso(r["created_at"]), "started_at": to_iso(r["started_at"]),
+             "ended_at": to_iso(r["ended_at"]), "error": _cut(r["error"]),
+             "failed_block": r["failed_block"], "parent_run_id": r["parent_run_id"],
+             "parent_block_id": r["parent_block_id"], "forked": r["reused"]}
+            for r in rows
+        ]  # fmt: skip
+
+    def resolve(self, run_id: str) -> str:
+        """The full id a (shortened) run id names; raises RunIdAmbiguous, RunIdTooShort,
+        RunNotFound."""
+        return self.kit.resolve_run_id(run_id)
 
     def describe(self, run_id: str) -> dict[str, Any]:
         """One run with its steps (a ``for_each`` step's items too, ``block[i]``) and
         ``progress``: ``{"ended", "total", "failed"}`` items by ``for_each`` block id.
         Raises :class:`RunNotFound`."""
+        run_id = self.resolve(run_id)
         kit = self.kit
         run = kit.get_handle(run_id).describe()
         row = kit.store.runs.get_run(run_id)
@@ -75,6 +112,7 @@ class Runs:
 
     def logs(self, run_id: str, block_id: str | None) -> list[dict[str, Any]]:
         """The run's log lines (of one block), masked; raises :class:`RunNotFound`."""
+        run_id = self.resolve(run_id)
         return [
             {"at": to_iso(ln.at), "stream": ln.stream, "block_id": ln.block_id,
              "attempt": ln.attempt, "text": ln.text}
@@ -87,6 +125,7 @@ class Runs:
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         """Cancel a run; ``canceled`` is False when it had already ended."""
+        run_id = self.resolve(run_id)
         handle = self.kit.get_handle(run_id)
         handle.status  # noqa: B018 (raises RunNotFound for an unknown id)
         done = handle.cancel()
@@ -98,6 +137,7 @@ class Runs:
 
     def dag_svg(self, run_id: str) -> str:
         """The run's DAG, each block coloured by its step's status."""
+        run_id = self.resolve(run_id)
         kit = self.kit
         row = kit.store.runs.get_run(run_id)
         if row is None:
@@ -115,6 +155,7 @@ class Runs:
             RunNotFound: No such run in this namespace.
             NotInRun: None of the run's steps references that artifact.
         """
+        run_id = self.resolve(run_id)
         store = self.kit.store.runs
         if store.get_run(run_id) is None:
             raise RunNotFound(run_id, self.kit.store.namespace)
@@ -126,3 +167,8 @@ class Runs:
     def download(self, found: Found, fmt: Format | None) -> Download:
         """The bytes of a referenced artifact from the kit's artifact store."""
         return download(self.kit.artifacts, found, fmt)
+
+
+def _cut(error: str | None) -> str | None:
+    """A list row's error: its first :data:`MAX_LIST_ERROR` characters."""
+    return error if error is None or len(error) <= MAX_LIST_ERROR else error[:MAX_LIST_ERROR] + "…"
