@@ -36,6 +36,10 @@ def db_file(runtime_dir: str | os.PathLike[str], kernel_id: str) -> Path | None:
 
 def publish(url: str, namespace: str) -> Path | None:
     """In a kernel: write its database to the runtime dir (0600); None outside a kernel."""
+    from IPython import get_ipython
+
+    if getattr(get_ipython(), "kernel", None) is None:  # a plain shell: importing ipykernel's
+        return None  # connect module would make comms act as if a kernel were there
     try:
         from ipykernel.connect import get_connection_file
 
