@@ -248,14 +248,15 @@ function drawOutput(output, runId) {
   return box;
 }
 
-// The Jupyter user this page is logged in as (`{baseUrl}api/me`), asked once; null when
-// the page cannot say (not a Jupyter page): the kernel then names its own user.
+// The Jupyter user this page is logged in as (`{baseUrl}api/me`: its name, else its
+// username, as the server extension records it), asked once; null when the page cannot
+// say (not a Jupyter page): the kernel then names its own user.
 let jupyterUser;
 function whoAmI() {
   if (jupyterUser === undefined) {
     jupyterUser = fetch(baseUrl() + "api/me", { credentials: "same-origin" })
       .then(r => (r.ok ? r.json() : null))
-      .then(me => (me && me.identity && me.identity.username) || null)
+      .then(me => (me && me.identity && (me.identity.name || me.identity.username)) || null)
       .catch(() => null);
   }
   return jupyterUser;

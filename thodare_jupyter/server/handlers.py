@@ -262,9 +262,10 @@ class _StepAction(_Base):
             raise web.HTTPError(409, str(e)) from None
 
     def user(self) -> str:
-        """The Jupyter user making the request (``current_user``'s username)."""
+        """The Jupyter user making the request, by name (``current_user.name``; JupyterHub's
+        user name), else its username (the page's ``api/me`` says the same)."""
         user = self.current_user
-        return str(getattr(user, "username", None) or user)
+        return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
 
 
 class ApproveHandler(_StepAction):
