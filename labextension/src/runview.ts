@@ -79,7 +79,9 @@ export class RunView extends PollingWidget {
       const tr = body.insertRow();
       tr.dataset.blockId = s.block_id;
       tr.dataset.status = status;
-      const shown = status === 'waiting' && s.waiting_for ? `waiting (${s.waiting_for})` : status;
+      const shown = status !== 'waiting' || !s.waiting_for
+        ? status
+        : `waiting (${s.type === 'human_approval' ? 'approval' : s.waiting_for})`;
       const cells = [s.block_id, s.type, shown, String(s.attempt), clock(s.started_at),
         took(s.started_at, s.ended_at)]; // prettier-ignore
       for (const text of cells) {
@@ -129,6 +131,9 @@ export class RunView extends PollingWidget {
 
   /** Show the details of step `blockId`. */
   private select(blockId: string): void {
+    if (blockId !== this.selected) {
+      this.notice.textContent = '';
+    }
     this.selected = blockId;
     this.steps.querySelectorAll<HTMLTableRowElement>('tr[data-block-id]').forEach(tr => {
       tr.dataset.selected = String(tr.dataset.blockId === blockId);
@@ -171,7 +176,11 @@ export class RunView extends PollingWidget {
     if (step.ended_at) {
       when.push(`took ${took(step.started_at, step.ended_at)}`);
     }
-    const parts: HTMLElement[] = [title, h('div', 'thodare-timing', when.join(' · '))];
+    const parts: HTMLElement[] = [
+      title,
+      h('div', 'thodare-timing', when.join(' · ')),
+      this.notice
+    ];
     if (step.status === 'waiting' && step.waiting_for) {
       const form = this.drawWaitForm(step);
       if (form) {
@@ -223,7 +232,12 @@ export class RunView extends PollingWidget {
       tr.append(h('td', 'thodare-param-name', name));
       tr.append(h('td', 'thodare-param-template', name in templates ? shown(templates[name]) : ''));
       if (ran) {
-        tr.append(h('td', 'thodare-param-value', name in ran ? shown(ran[name]) : ''));
+        // "=": it ran with the template as written
+        const same = name in templates && shown(templates[name]) === shown(ran[name]);
+        const td = h('td', 'thodare-param-value', same ? '=' : name in ran ? shown(ran[name]) : '');
+        td.dataset.same = String(same);
+        td.title = same ? 'ran with the template as written' : '';
+        tr.append(td);
       }
     }
     return table;
@@ -232,7 +246,7 @@ export class RunView extends PollingWidget {
   /** Approve/Reject with a comment, or the event form with the resolved key prefilled. */
   private drawWaitForm(step: IStep): HTMLElement | null {
     const box = h('div', 'thodare-actions');
-    const notice = h('div', 'thodare-notice');
+    const notice = this.notice;
     const done = (what: string) => (sent: ISent) => {
       const runs = `${sent.woke} run${sent.woke === 1 ? '' : 's'}`;
       notice.textContent = `${what}: woke ${runs}.`;
@@ -249,11 +263,11 @@ export class RunView extends PollingWidget {
           sent => done(`${approved ? 'Approved' : 'Rejected'} as ${sent.by}`)(sent),
           failed
         );
-      const approve = h('button', 'jp-Button thodare-approve', 'Approve');
-      const reject = h('button', 'jp-Button thodare-reject', 'Reject');
+      const approve = h('button', 'jp-Button jp-mod-styled jp-mod-accept thodare-approve', 'Approve');
+      const reject = h('button', 'jp-Button jp-mod-styled jp-mod-reject thodare-reject', 'Reject');
       approve.onclick = answer(true);
       reject.onclick = answer(false);
-      box.append(h('div', 'thodare-label', 'waiting for an approval'), comment, approve, reject);
+      box.append(h('div', 'thodare-wait-what', 'waiting for an approval'), comment, approve, reject);
     } else if (step.type === 'wait_for_event') {
       const key = h('input', 'thodare-event-key');
       key.value = step.waiting_key ?? '';
@@ -261,7 +275,7 @@ export class RunView extends PollingWidget {
       const payload = h('textarea', 'thodare-payload');
       payload.rows = 3;
       payload.placeholder = '{"key": "value"}';
-      const send = h('button', 'jp-Button thodare-send', 'Send event');
+      const send = h('button', 'jp-Button jp-mod-styled jp-mod-accept thodare-send', 'Send event');
       send.onclick = () => {
         let data: unknown = null;
         try {
@@ -277,11 +291,12 @@ export class RunView extends PollingWidget {
       };
       const label = h('label', 'thodare-label', 'correlation key ');
       label.append(key);
-      box.append(h('div', 'thodare-label', `event ${step.waiting_for}`), label, payload, send);
+      const what = h('div', 'thodare-wait-what', 'waiting for event ');
+      what.append(h('code', '', step.waiting_for ?? ''));
+      box.append(what, label, payload, send);
     } else {
       return null;
     }
-    box.append(notice);
     return box;
   }
 
@@ -294,6 +309,8 @@ export class RunView extends PollingWidget {
   private readonly dag = h('div', 'thodare-run-dag');
   private readonly steps = h('div', 'thodare-run-steps');
   private readonly output = h('div', 'thodare-run-output');
+  /** What the last action on the selected step did (kept while the step is redrawn). */
+  private readonly notice = h('div', 'thodare-notice');
 }
 
 /** " · 503/1000" items ended of all, then " · 2 failed" (in red) when some failed. */

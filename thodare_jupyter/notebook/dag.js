@@ -264,7 +264,8 @@ function whoAmI() {
 
 const shown = v => (typeof v === "string" ? v : JSON.stringify(v));
 
-// A step's params: each template next to the value it ran with (hidden and env values masked).
+// A step's params: each template next to the value it ran with (hidden and env values
+// masked); "=" when it ran with the template as written.
 function drawParams(d) {
   const table = html("table", { class: "thodare-params" });
   const ran = d.resolved && typeof d.resolved === "object";
@@ -277,10 +278,18 @@ function drawParams(d) {
     const row = html("tr", { "data-param": k });
     row.append(html("td", { class: "thodare-param-name" }, k),
       html("td", { class: "thodare-param-template" }, k in (d.params || {}) ? shown(d.params[k]) : ""));
-    if (ran) row.append(html("td", { class: "thodare-param-value" }, k in d.resolved ? shown(d.resolved[k]) : ""));
+    if (ran) row.append(ranWith(d.params || {}, d.resolved, k));
     table.append(row);
   }
   return table;
+}
+
+function ranWith(templates, resolved, k) {
+  const same = k in templates && JSON.stringify(templates[k]) === JSON.stringify(resolved[k]);
+  const td = html("td", { class: "thodare-param-value" }, same ? "=" : k in resolved ? shown(resolved[k]) : "");
+  if (same) Object.assign(td.dataset, { same: "true" });
+  if (same) td.title = "ran with the template as written";
+  return td;
 }
 
 // "attempt 2 · started 2026-12-04 20:31:02 · took 1.2 s"
@@ -289,7 +298,7 @@ function drawTiming(d) {
   if (d.attempt) parts.push(`attempt ${d.attempt}`);
   if (d.started_at) parts.push(`started ${new Date(d.started_at).toLocaleString("sv-SE")}`);
   const t = took(d);
-  if (t) parts.push(t === "…" ? "running" : `took ${t}`);
+  if (t && t !== "…") parts.push(`took ${t}`);
   return html("div", { class: "thodare-timing" }, parts.join(" · "));
 }
 
@@ -305,7 +314,7 @@ function drawWaitActions(model, d, panel) {
       model.send({ kind: "approve", block: d.id, approved, comment: comment.value, by }));
     approve.onclick = () => answer(true);
     reject.onclick = () => answer(false);
-    box.append(comment, approve, reject);
+    box.append(html("div", { class: "thodare-wait-what" }, "waiting for an approval"), comment, approve, reject);
   } else {
     const key = html("input", { class: "thodare-event-key", placeholder: "(no correlation key)" });
     key.value = d.waiting_key || "";
@@ -314,7 +323,9 @@ function drawWaitActions(model, d, panel) {
     send.onclick = () => model.send({ kind: "event", block: d.id, key: key.value, payload: payload.value });
     const label = html("label", { class: "thodare-label" }, "correlation key ");
     label.append(key);
-    box.append(html("div", { class: "thodare-label" }, `event ${d.waiting_for}`), label, payload, send);
+    const what = html("div", { class: "thodare-wait-what" }, "waiting for event ");
+    what.append(html("code", {}, d.waiting_for));
+    box.append(what, label, payload, send);
   }
   panel.append(box);
 }
