@@ -253,3 +253,20 @@ async def test_rest_sends_the_event_with_the_resolved_key(
                                                  "payload": {"amount": 6}})  # fmt: skip
     assert sent["woke"] == 1 and sent["message"].startswith("Woke 1 run waiting for 'order.paid'")
     assert await asyncio.to_thread(kit.get_handle(other).result, 15)
+
+
+@pytest.mark.parametrize("action", ["approve", "event"])
+async def test_the_wait_routes_need_the_token_and_a_run(
+    jp_fetch: Fetch, any_kits: KitFactory, action: str
+) -> None:
+    any_kits()  # the database exists and is migrated
+    body = json.dumps({"block": "b", "approved": True} if action == "approve" else {"block": "b"})
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("thodare", "api", "runs", "x", action, method="POST", body=body,
+                       headers={"Authorization": "token not-the-token"})  # fmt: skip
+    assert info.value.code in (401, 403)
+    assert await refused(jp_fetch, "runs", "nope", action, body=json.loads(body)) == (
+        404, "No run 'nope' in this database.")  # fmt: skip
+    no_block = {"approved": True} if action == "approve" else {}
+    assert await refused(jp_fetch, "runs", "nope", action, body=no_block) == (
+        400, "block: required, a non-empty string.")  # fmt: skip
