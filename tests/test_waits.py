@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -77,6 +78,9 @@ def test_a_signal_says_how_many_waiting_runs_it_woke(any_kits: KitFactory) -> No
     one = kit.signal("order.paid", {"amount": 42}, correlation_key="A")
     assert isinstance(one, int) and one == one.id == unkeyed + 1  # still the id, as before
     assert (one.woke, repr(one)) == (1, f"SignalSent(id={one.id}, woke=1)")
+    copied = pickle.loads(pickle.dumps(one))  # a result that crosses processes keeps it
+    assert (copied, copied.woke, copied.correlation_key) == (one.id, 1, "A")
+    assert json.dumps({"signal_id": one}) == f'{{"signal_id": {one.id}}}'
     assert kit.get_handle(a).result(15)["after"]["result"] == {"amount": 42}
     two = kit.signal("order.paid", {"amount": 7}, correlation_key="B")
     assert two.woke == 2 and "Woke 2 runs waiting for 'order.paid' (key 'B')" in two.message()

@@ -43,6 +43,11 @@ class SignalSent(int):
         """The signal's id."""
         return int(self)
 
+    def __getnewargs_ex__(self) -> tuple[tuple[int], dict[str, Any]]:  # copy and pickle
+        kw = {"woke": self.woke, "event": self.event, "correlation_key": self.correlation_key,
+              "created": self.created}  # fmt: skip
+        return (int(self),), kw
+
     def __repr__(self) -> str:
         return f"SignalSent(id={int(self)}, woke={self.woke})"
 
