@@ -4,8 +4,8 @@
   ``sqlite:///`` URL) or ``psycopg`` for a ``postgresql+psycopg://`` URL (no
   package code; SQL is written with ``?`` placeholders for both): :func:`q`
   (rows as tuples), :func:`dict_rows`, :func:`step_rows` / :func:`run_row` (rows as
-  dicts), :func:`steps_of`, :func:`run_status`, :func:`parked` and
-  :func:`table_names`;
+  dicts), :func:`steps_of`, :func:`run_status`, :func:`parked`,
+  :func:`table_names` and :func:`database_text` (every byte it holds for us);
 * :data:`PG_ONLY`, which runs a test that takes ``db_url`` on PostgreSQL alone;
 * :func:`check_chaos_runs`, the shared verdict of the chaos proofs (the
   ``dp_chaos`` side-effect lines of ``durable_procs`` against the stored rows);
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 from thodare_jupyter import Wfkit
@@ -138,6 +139,22 @@ def steps_of(db: str | Path, run_id: str) -> dict[str, str]:
     """The status of each step of a run, by block id."""
     rows = q(db, "SELECT block_id, status FROM thodare_steps WHERE run_id = ?", run_id)
     return {b: s for b, s in rows}
+
+
+def database_text(url: str) -> bytes:
+    """Every byte the database holds for us: the SQLite file and its WAL, or PG's rows."""
+    if url.startswith("sqlite"):
+        path = Path(sa.engine.make_url(url).database or "")
+        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as c:
+            names = sa.inspect(c).get_table_names()
+            return b"\n".join(
+                repr(list(c.execute(sa.text(f'SELECT * FROM "{t}"')))).encode() for t in names
+            )
+    finally:
+        engine.dispose()
 
 
 def run_status(db: str | Path, run_id: str) -> str:

@@ -66,7 +66,8 @@ def test_quickstart_runs_in_jupyterlab(chromium: Path, lab: Lab) -> None:
         dag.locator('g.thodare-node[data-block-id="enrich"]').click()
         details = dag.locator(".thodare-details")
         expect(details.locator("h4")).to_have_text("enrich · enrich-lead · completed")
-        expect(details).to_contain_text('"email": "{{trigger.email}}"')
+        email = details.locator('.thodare-params tr[data-param="email"] td')
+        expect(email).to_have_text(["email", "{{trigger.email}}", "ada@lovelace.io"])
         expect(details).to_contain_text('"name": "Ada"')
         expect(details).to_contain_text('"company": "Lovelace"')
 

@@ -192,9 +192,10 @@ def test_table_and_file_outputs_in_the_widget_and_the_panel(chromium: Path, lab:
         expect(view.locator(".thodare-run-output .thodare-hint")).to_contain_text("Click a step")
         view.locator('table.thodare-steps tr[data-block-id="export"]').click()
         output = view.locator('.thodare-run-output[data-block-id="export"]')
-        expect(output.locator(".thodare-output-title")).to_have_text("export · output")
+        title = "export · customers-export · completed"
+        expect(output.locator(".thodare-output-title")).to_have_text(title)
         check_table_and_file(page, output, run_id)
-        expect(output.locator("pre")).to_contain_text('"rowcount": 8')
+        expect(output.locator("pre:not(.thodare-logs)")).to_contain_text('"rowcount": 8')
         page.screenshot(path=str(ARTIFACTS / "panel-table-output.png"))
         view.screenshot(path=str(ARTIFACTS / "run-view-table-output.png"))
         with page.expect_download() as download:

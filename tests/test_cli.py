@@ -178,7 +178,10 @@ def test_signal_wakes_the_matching_wait_with_the_json_payload(kit: Wfkit, db: Pa
     payload = '{"amount": 12.5, "items": ["a", "b"]}'
     res = cli("signal", "paid", "--payload", payload, "--key", "o-1", "--db", str(db))
     assert res.exit_code == 0, res.output
-    assert "event 'paid'" in res.stdout and "key 'o-1'" in res.stdout
+    assert res.stdout.strip() == (
+        "Woke 1 run waiting for 'paid' (key 'o-1'); stored as signal 1 for runs that reach "
+        "the wait later."
+    )
     assert mine.result(timeout=10)["wait"] == {"data": json.loads(payload), "timedOut": False}
     assert other.status == "waiting"  # another correlation key
     assert q(db, "SELECT event, correlation_key, payload_json FROM thodare_signals") == [
@@ -190,7 +193,13 @@ def test_signal_with_an_idempotency_key_is_stored_once(db: Path) -> None:
     first = cli("signal", "tick", "--idempotency-key", "k1", "--db", str(db))
     again = cli("signal", "tick", "--idempotency-key", "k1", "--db", str(db))
     assert first.exit_code == again.exit_code == 0
-    assert first.stdout == again.stdout  # the same signal id
+    assert first.stdout.strip() == (
+        "Woke 0 runs waiting for 'tick' (no key: waits with a correlationKey need one); "
+        "stored as signal 1 for runs that reach the wait later."
+    )
+    assert again.stdout.strip() == (
+        "Signal 1 was already stored under this idempotency key; sent again, it woke no run."
+    )
     assert q(db, "SELECT event, payload_json FROM thodare_signals") == [("tick", "null")]
 
 

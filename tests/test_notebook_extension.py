@@ -23,7 +23,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import thodare_jupyter
 from thodare_jupyter import Catalog, Wfkit, define_workflow
-from thodare_jupyter.notebook.widgets import MASK, POLL_S, DagView
+from thodare_jupyter.notebook.widgets import MASK, POLL_S, DagView, kernel_user
 
 CONNECTORS = """
 from pydantic import BaseModel
@@ -168,11 +168,22 @@ def test_the_run_widget_follows_approves_sends_and_reruns(ip: InteractiveShell) 
 
     view._on_action(view, {"kind": "approve", "block": "approve", "approved": True,
                            "comment": "go"}, None)  # fmt: skip
-    assert view.notice == "Approved approve."
+    assert view.notice == f"Approved approve as {kernel_user()}."  # the page named nobody
     wait_until(lambda: view.statuses.get("reply") == "waiting", 20)
-    view._on_action(view, {"kind": "event", "block": "reply", "event": "lead.replied",
-                           "key": "ada@x.io", "payload": '{"text": "hi!"}'}, None)  # fmt: skip
+    view.selected = "reply"  # the key the wait resolved, for the form
+    assert (view.details["waiting_for"], view.details["waiting_key"]) == (
+        "lead.replied",
+        "ada@x.io",
+    )
+    assert view.details["params"]["correlationKey"] == "{{trigger.email}}"
+    assert view.details["resolved"]["correlationKey"] == "ada@x.io"
+    view._on_action(view, {"kind": "event", "block": "reply", "payload": "{not json"}, None)
+    assert view.notice.startswith("The payload is not JSON: Expecting property name")
+    view._on_action(view, {"kind": "event", "block": "reply", "payload": '{"text": "hi!"}'}, None)
+    assert view.notice == "Sent 'lead.replied' (key 'ada@x.io'): woke 1 run."
     assert handle.result(timeout=30)["done"] == {"result": {"who": "Ada", "said": "hi!"}}
+    approved = kit.get_handle(handle.id).describe().steps
+    assert next(s.output for s in approved if s.block_id == "approve")["by"] == kernel_user()
     wait_until(lambda: view.run.get("status") == "completed", 10)
 
     view._on_action(view, {"kind": "fork", "block": "done"}, None)
@@ -235,8 +246,8 @@ def test_a_failed_step_shows_its_error(ip: InteractiveShell) -> None:
     assert "no such lead: boom@x.io" in view.run["error"]
     view.selected = "enrich"
     assert view.details["status"] == "failed" and "no such lead" in view.details["error"]
-    view._on_action(view, {"kind": "event", "event": "x", "payload": "{not json"}, None)
-    assert view.notice.startswith("JSONDecodeError")  # shown, not raised
+    view._on_action(view, {"kind": "event", "block": "enrich", "payload": "{}"}, None)
+    assert view.notice == "enrich is not waiting for an event now."  # shown, not raised
 
 
 def test_a_restarted_kernel_finishes_what_the_first_left_waiting(ip: InteractiveShell) -> None:

@@ -17,8 +17,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
-import sqlalchemy as sa
-from durable_helpers import KitFactory, block, chain_wf
+from durable_helpers import KitFactory, block, chain_wf, database_text
 from pydantic import BaseModel
 from traitlets.config import Config
 
@@ -98,22 +97,6 @@ def failed_run(kit: Wfkit, wf: dict[str, Any], data: Any = None) -> tuple[str, s
     with pytest.raises(RunFailed) as info:
         handle.result(timeout=20)
     return handle.id, str(info.value)
-
-
-def database_text(url: str) -> bytes:
-    """Every byte the database holds for us: the SQLite file and its WAL, or PG's rows."""
-    if url.startswith("sqlite"):
-        path = Path(sa.engine.make_url(url).database or "")
-        return b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as c:
-            names = sa.inspect(c).get_table_names()
-            return b"\n".join(
-                repr(list(c.execute(sa.text(f'SELECT * FROM "{t}"')))).encode() for t in names
-            )
-    finally:
-        engine.dispose()
 
 
 @pytest.mark.parametrize(

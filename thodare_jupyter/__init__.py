@@ -27,6 +27,7 @@ from .durable.definitions import DefinitionVersion
 from .durable.handle import RunDescription, RunHandle, StepDescription
 from .durable.prune import PruneReport
 from .durable.schedules import DispatchReport, ScheduleInfo
+from .durable.signal_store import SignalSent
 from .errors import (
     ArtifactMissing,
     ArtifactStoreError,
@@ -174,6 +175,7 @@ __all__ = [
     "SerializedBlock",
     "SerializedConnection",
     "SerializedWorkflow",
+    "SignalSent",
     "SkippedItem",
     "SpecNotBuilt",
     "StepContext",

@@ -439,8 +439,8 @@ def send_signal(
                 f"  {line}\n  {' ' * (e.colno - 1)}^"
             )
     with _open(db, namespace) as kit:
-        sid = kit.signal(event, data, correlation_key=key, idempotency_key=idempotency_key)
-    typer.echo(f"Signal {sid} sent: event {event!r}" + (f", key {key!r}" if key else "") + ".")
+        sent = kit.signal(event, data, correlation_key=key, idempotency_key=idempotency_key)
+    typer.echo(sent.message())
 
 
 @app.command()

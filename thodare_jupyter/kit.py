@@ -29,6 +29,7 @@ from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, descri
 from .durable.lifecycle import Lifecycle
 from .durable.prune import Pruner, PruneReport
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
+from .durable.signal_store import SignalSent
 from .durable.store import Store
 from .durable.worker import Worker, WorkerConfig
 from .errors import (
@@ -474,17 +475,19 @@ class Wfkit:
         *,
         correlation_key: str | None = None,
         idempotency_key: str | None = None,
-    ) -> int:
+    ) -> SignalSent:
         """Send an event to every run waiting for it, or reaching its wait later.
 
         The signal is stored. It wakes each ``wait_for_event`` on ``event``
         (with a matching ``correlationKey``, when the wait has one) in every
         run created before it, whether the run waits already or gets there
-        later; each run consumes it once. Returns the signal's id.
+        later; each run consumes it once. Returns the signal's id, a
+        :class:`SignalSent` (an ``int``) whose ``woke`` counts the runs that were
+        waiting for it then (``message()`` says so in a sentence).
         """
-        sid, _ = self.store.signals.send_signal(event, payload, correlation_key, idempotency_key)
+        sent = self.store.signals.send_signal(event, payload, correlation_key, idempotency_key)
         self.worker.wake()
-        return sid
+        return sent
 
     def approve(
         self,
@@ -494,8 +497,8 @@ class Wfkit:
         *,
         by: str | None = None,
         comment: str | None = None,
-    ) -> int:
-        """Answer a ``human_approval`` step.
+    ) -> SignalSent:
+        """Answer a ``human_approval`` step (``woke`` is 1 when it was waiting).
 
         Its output becomes ``{approved, by, note, comment, timedOut: false}``;
         ``note`` (the seed's name) is ``comment``. ``run_id`` may be shortened

@@ -120,3 +120,41 @@ def _encodings(value: str) -> set[str]:
         quote(value, safe=""),
         quote_plus(value, safe=""),
     }
+
+
+MAX_PARAM_CHARS = 8192
+"""A resolved param longer than this (as JSON) is kept as a note of its size only."""
+
+
+def masked_params(
+    resolved: Mapping[str, Any],
+    templates: Mapping[str, Any],
+    hidden: Iterable[str],
+    redactor: Redactor,
+) -> dict[str, Any]:
+    """A step's resolved params safe to store and show: a hidden param, and one whose
+    template reads ``{{env.X}}``, is ``***``; every known secret inside the rest too;
+    a value over :data:`MAX_PARAM_CHARS` of JSON is a note of its size."""
+    hidden = frozenset(hidden)
+    out: dict[str, Any] = {}
+    for k, v in resolved.items():
+        if k in hidden or env_refs(templates.get(k)):
+            out[k] = MASK
+            continue
+        size = len(json.dumps(v, default=str))
+        out[k] = _masked(v, redactor) if size <= MAX_PARAM_CHARS else f"({size} chars of JSON)"
+    return out
+
+
+def _masked(value: Any, redactor: Redactor) -> Any:
+    if isinstance(value, str):
+        return redactor(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return MASK if redactor(str(value)) != str(value) else value
+    if isinstance(value, Mapping):
+        return {redactor(str(k)): _masked(v, redactor) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(v, redactor) for v in value]
+    return redactor(str(value))

@@ -40,6 +40,10 @@ export interface IStep {
   ended_at: string | null;
   error: string | null;
   waiting_for: string | null;
+  /** A waiting step's correlation key, resolved; only the run route has it. */
+  waiting_key?: string | null;
+  /** The params its last attempt ran with (hidden and env values `***`); only the run route. */
+  params?: Record<string, unknown> | null;
   /** Its output as stored (tables and files as artifact references); only the run route has it. */
   output?: unknown;
 }
@@ -78,6 +82,8 @@ export interface IRun {
   parent_block_id?: string | null;
   /** The child runs its `run_workflow` steps started; only the run route has them. */
   children?: IChildRun[];
+  /** Each block's params as written (hidden ones `***`); only the run route has them. */
+  templates?: Record<string, Record<string, unknown>>;
 }
 
 /** A row of the runs list: small (no input, outputs or steps; `error` cut short). */
@@ -245,4 +251,49 @@ export function artifactUrl(runId: string, artifactId: string, format?: 'csv' | 
     query.kernel = kernelId;
   }
   return `${url}${URLExt.objectToQueryString(query)}`;
+}
+
+/** What answering a wait did: the signal stored and how many runs it woke. */
+export interface ISent {
+  signal_id: number;
+  woke: number;
+  by?: string;
+  correlation_key?: string | null;
+}
+
+/** A log line of a step (masked). */
+export interface ILogLine {
+  at: string;
+  stream: string;
+  block_id: string;
+  attempt: number;
+  text: string;
+}
+
+/** What the run's step `block` printed or logged (its items' lines too). */
+export async function stepLogs(id: string, block: string): Promise<ILogLine[]> {
+  const query = URLExt.objectToQueryString({ block });
+  return (await call(`runs/${encodeURIComponent(id)}/logs${query}`)).json();
+}
+
+/** Approve or reject the run's waiting `human_approval` step, as the Jupyter user. */
+export async function approveStep(
+  id: string,
+  block: string,
+  approved: boolean,
+  comment: string
+): Promise<ISent> {
+  const body = JSON.stringify({ block, approved, comment: comment || null });
+  return (await call(`runs/${encodeURIComponent(id)}/approve`, { method: 'POST', body })).json();
+}
+
+/** Send the event the run's waiting `wait_for_event` step waits for, with this key. */
+export async function sendStepEvent(
+  id: string,
+  block: string,
+  correlationKey: string | null,
+  payload: unknown
+): Promise<ISent> {
+  const body = JSON.stringify({ block, correlation_key: correlationKey, payload });
+  return (await call(`runs/${encodeURIComponent(id)}/event`, { method: 'POST', body })).json();
 }

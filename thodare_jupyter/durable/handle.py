@@ -38,6 +38,11 @@ class StepDescription(BaseModel):
     output: Any = None
     error: str | None = None
     waiting_for: str | None = None
+    """The event a waiting step waits for."""
+    waiting_key: str | None = None
+    """Its correlation key, resolved (a waiting ``wait_for_event`` with one)."""
+    params: dict[str, Any] | None = None
+    """The params its last attempt ran with, resolved; hidden and env values ``***``."""
 
 
 class ChildRunInfo(BaseModel):
@@ -143,6 +148,7 @@ def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
             block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
             started_at=to_iso(s.started_at), ended_at=to_iso(s.ended_at), output=s.output,
             error=s.error, waiting_for=s.wait_event if s.status == "waiting" else None,
+            waiting_key=s.wait_key if s.status == "waiting" else None, params=s.params,
         ) for s in step_rows],
     )  # fmt: skip
 

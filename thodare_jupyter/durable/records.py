@@ -60,6 +60,9 @@ class StepWrite:
     error: str | None = None
     at: float = field(default_factory=time.time)
     """When the step started (a start marker) or ended."""
+    params: Any = None
+    """The params the attempt ran with, masked (:func:`~thodare_jupyter.redaction.masked_params`);
+    ``None`` keeps those stored."""
 
 
 @dataclass
@@ -91,6 +94,7 @@ class StepRow:
     wait_event: str | None
     wait_key: str | None
     wake_at: float | None
+    params: Any = None
 
 
 def run_row(row: Any) -> RunRow:
@@ -128,6 +132,7 @@ def step_row(row: Any) -> StepRow:
         output=json.loads(m["output_json"]) if m["output_json"] is not None else None,
         error=m["error"], started_at=m["started_at"], ended_at=m["ended_at"],
         wait_event=m["wait_event"], wait_key=m["wait_key"], wake_at=m["wake_at"],
+        params=json.loads(m["params_json"]) if m.get("params_json") is not None else None,
     )  # fmt: skip
 
 

@@ -20,6 +20,7 @@ from ..connectors.flow import backoff
 from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import BackendUnavailable, ThodareError, WorkflowNotRegistered
 from ..execution.walker import StepRecord, WalkState, error_text, walk
+from ..redaction import masked_params
 from ..step_logs import Capture, begin, end
 from ..validation import input_model_of, validate_input
 from ..wire import TERMINAL_STATUSES, PauseInfo
@@ -145,11 +146,17 @@ class RunExecution:
         if self.ended:
             self.w.spawn(self.write(self.store.runs.write_steps_in))
 
-    async def start(self, block_id: str, type_: str, output: Any = None) -> int:
-        """Record an attempt's start (with the held ends); its attempt number. The
-        first start to get the lock writes every start queued by then, in one write."""
+    def shown(self, block_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` of ``block_id`` as stored and shown: hidden and env values masked."""
+        conn, block = self.plan.connectors[block_id], self.plan.blocks[block_id]
+        return masked_params(params, block.params, conn.hidden_params, self.redactor)
+
+    async def start(self, block_id: str, type_: str, output: Any = None, params: Any = None) -> int:
+        """Record an attempt's start (with the held ends and ``params``, masked); its attempt
+        number. The first start to get the lock writes every start queued by then, in one
+        write."""
         mine: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
-        queued = (StepWrite(block_id, type_, "running", output=output), mine)
+        queued = (StepWrite(block_id, type_, "running", output=output, params=params), mine)
         self.starts.append(queued)
         try:
             await self.lock.acquire()
@@ -192,7 +199,8 @@ class RunExecution:
         block = self.plan.blocks[block_id]
         retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
         row = key or block_id
-        attempt = await self.start(row, conn.type)
+        shown = self.shown(block_id, params)
+        attempt = await self.start(row, conn.type, params=shown)
         while True:
             ctx = StepContext(
                 run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
@@ -221,7 +229,7 @@ class RunExecution:
                 if attempt < retries.max_attempts and not isinstance(e, StepFailed):
                     await self.give_back()
                     await asyncio.sleep(retries.delay(attempt))
-                    attempt = await self.start(row, conn.type)
+                    attempt = await self.start(row, conn.type, params=shown)
                     continue
                 error = self.redactor(error_text(e))
                 kept = {"error": error} if key else None  # an item's error comes back in the memo
@@ -264,7 +272,7 @@ class RunExecution:
         wake_at = await self.w.io(
             runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
             event=pause.resume_on_event, key=pause.correlation_key,
-            wake_at=from_iso(pause.resume_at),
+            wake_at=from_iso(pause.resume_at), params=self.shown(block_id, params),
         )  # fmt: skip
         self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
         output: dict[str, Any] | None = None
@@ -307,10 +315,12 @@ class RunExecution:
             raise
         except Exception as e:
             error = self.redactor(error_text(e))
-            self.hold(StepWrite(block_id, conn.type, "failed", 1, error=error))
+            shown = self.shown(block_id, params)
+            self.hold(StepWrite(block_id, conn.type, "failed", 1, error=error, params=shown))
             raise
         output = child_output(found.id, found.workflow_name, found.outputs)
-        self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output))
+        shown = self.shown(block_id, params)
+        self.hold(StepWrite(block_id, conn.type, "completed", 1, output=output, params=shown))
         return output
 
     async def start_child(self, block_id: str, conn: Connector, p: RunWorkflowParams) -> RunRow:

@@ -78,7 +78,8 @@ def list_select(
 
 
 def copy_steps(to_run: str, from_run: str, block_ids: Sequence[str]) -> sa.Insert:
-    cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at"]
+    cols = ["block_id", "type", "status", "attempt", "output_json", "started_at", "ended_at",
+            "params_json"]  # fmt: skip
     src = sa.select(sa.literal(to_run), *(steps.c[n] for n in cols)).where(
         steps.c.run_id == from_run,
         steps.c.status == "completed",
@@ -225,7 +226,7 @@ LEASED = sa.exists().where(
     runs.c.status == "running",
 )
 _STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
-              "started_at", "ended_at")  # fmt: skip
+              "started_at", "ended_at", "params_json")  # fmt: skip
 INSERT_RUN = runs.insert().values(
     {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
     | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
@@ -262,6 +263,8 @@ def step_upsert(is_sqlite: bool, n: int) -> Any:
         else_=ex.attempt,
     )
     set_ = {c: ex[c] for c in ("type", "status", "output_json", "error", "ended_at")}
+    params = sa.func.coalesce(ex.params_json, steps.c.params_json)  # an end without: kept
     return ins.on_conflict_do_update(
-        index_elements=[steps.c.run_id, steps.c.block_id], set_={**set_, "attempt": attempt}
+        index_elements=[steps.c.run_id, steps.c.block_id],
+        set_={**set_, "attempt": attempt, "params_json": params},
     ).returning(steps.c.block_id, steps.c.attempt)

@@ -360,6 +360,7 @@ class RunStore:
                                     else None),
                 f"error{i}": db_text(w.error), f"started_at{i}": w.at,
                 f"ended_at{i}": w.at if ended else None,
+                f"params_json{i}": None if w.params is None else dumps(w.params),
             })  # fmt: skip
         return params
 
@@ -466,8 +467,10 @@ class RunStore:
         event: str | None,
         key: str | None,
         wake_at: float | None,
+        params: Any = None,
     ) -> float | None:
-        """Park a step on a timer and/or an event; the first recorded timer is kept on replay."""
+        """Park a step on a timer and/or an event; the first recorded timer is kept on replay.
+        ``params``: what it waits with, masked."""
         with self.db.write() as c:
             if event is not None:  # a signal sent meanwhile sees this step, or it sees it
                 self.db.lock_event(c, event)
@@ -481,8 +484,9 @@ class RunStore:
             if row is not None and row.status == "waiting":
                 return row.wake_at  # type: ignore[no-any-return]
             values = dict(
-                type=type_, status="waiting", wait_event=event, wait_key=key, wake_at=wake_at
-            )
+                type=type_, status="waiting", wait_event=event, wait_key=key, wake_at=wake_at,
+                params_json=None if params is None else dumps(params),
+            )  # fmt: skip
             if row is None:
                 c.execute(
                     steps.insert().values(

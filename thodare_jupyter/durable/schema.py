@@ -89,6 +89,7 @@ steps = Table(
     Column("wait_event", String(512)),
     Column("wait_key", String(512)),
     Column("wake_at", Float),
+    Column("params_json", Text),  # the params the last attempt ran with, masked (0010)
     # A signal wakes the steps waiting for its event (and key): only waiting steps.
     Index(
         "ix_thodare_steps_waiting",

@@ -15,6 +15,61 @@ from .run_store import check_lease
 from .schema import consumptions, runs, signals, steps
 
 
+class SignalSent(int):
+    """A stored signal's id (an ``int``, as before) and what sending it did: ``woke``
+    runs that were waiting for it then; runs that reach the wait later get it too."""
+
+    woke: int
+    event: str
+    correlation_key: str | None
+    created: bool
+
+    def __new__(
+        cls,
+        signal_id: int,
+        *,
+        woke: int,
+        event: str,
+        correlation_key: str | None = None,
+        created: bool = True,
+    ) -> SignalSent:
+        sent = super().__new__(cls, signal_id)
+        sent.woke, sent.event, sent.correlation_key = woke, event, correlation_key
+        sent.created = created
+        return sent
+
+    @property
+    def id(self) -> int:
+        """The signal's id."""
+        return int(self)
+
+    def __getnewargs_ex__(self) -> tuple[tuple[int], dict[str, Any]]:  # copy and pickle
+        kw = {"woke": self.woke, "event": self.event, "correlation_key": self.correlation_key,
+              "created": self.created}  # fmt: skip
+        return (int(self),), kw
+
+    def __repr__(self) -> str:
+        return f"SignalSent(id={int(self)}, woke={self.woke})"
+
+    def message(self) -> str:
+        """What happened, in a sentence: how many runs it woke, and that it is kept."""
+        key = (
+            f"key {self.correlation_key!r}"
+            if self.correlation_key is not None
+            else "no key: waits with a correlationKey need one"
+        )
+        runs = f"{self.woke} run{'' if self.woke == 1 else 's'}"
+        if not self.created:
+            return (
+                f"Signal {int(self)} was already stored under this idempotency key; "
+                f"sent again, it woke no run."
+            )
+        return (
+            f"Woke {runs} waiting for {self.event!r} ({key}); stored as signal {int(self)} "
+            "for runs that reach the wait later."
+        )
+
+
 class SignalStore:
     """The signals of one database and namespace."""
 
@@ -28,8 +83,8 @@ class SignalStore:
         payload: Any,
         correlation_key: str | None = None,
         idempotency_key: str | None = None,
-    ) -> tuple[int, bool]:
-        """Store a signal and wake the runs waiting for it. Returns ``(id, created)``."""
+    ) -> SignalSent:
+        """Store a signal and wake the runs waiting for it now (counted in ``woke``)."""
         try:
             with self.db.write() as c:
                 self.db.lock_event(c, event)
@@ -42,7 +97,10 @@ class SignalStore:
                         )
                     ).scalar()
                     if found is not None:
-                        return int(found), False
+                        return SignalSent(
+                            found, woke=0, event=event, correlation_key=correlation_key,
+                            created=False,
+                        )  # fmt: skip
                 res = c.execute(signals.insert().values(
                     namespace=self.db.namespace, event=event, correlation_key=correlation_key,
                     payload_json=dumps(payload), idempotency_key=idempotency_key, created_at=now,
@@ -55,7 +113,7 @@ class SignalStore:
                     if correlation_key is not None
                     else steps.c.wait_key.is_(None),
                 )
-                c.execute(
+                woke = c.execute(
                     runs.update()
                     .where(
                         runs.c.namespace == self.db.namespace,
@@ -66,19 +124,19 @@ class SignalStore:
                         wake_requested=True,
                         wake_at=sa.case((runs.c.status == "waiting", now), else_=runs.c.wake_at),
                     )
-                )
+                ).rowcount
                 self.db.notify(c)
         except IntegrityError:
             with self.db.read() as c:
-                return int(
-                    c.execute(
-                        sa.select(signals.c.id).where(
-                            signals.c.namespace == self.db.namespace,
-                            signals.c.idempotency_key == idempotency_key,
-                        )
-                    ).scalar_one()
-                ), False
-        return int(sid), True
+                found = c.execute(
+                    sa.select(signals.c.id).where(
+                        signals.c.namespace == self.db.namespace,
+                        signals.c.idempotency_key == idempotency_key,
+                    )
+                ).scalar_one()
+            return SignalSent(found, woke=0, event=event, correlation_key=correlation_key,
+                              created=False)  # fmt: skip
+        return SignalSent(sid, woke=max(woke, 0), event=event, correlation_key=correlation_key)
 
     @retrying
     def take_signal(

@@ -248,6 +248,88 @@ function drawOutput(output, runId) {
   return box;
 }
 
+// The Jupyter user this page is logged in as (`{baseUrl}api/me`: its name, else its
+// username, as the server extension records it), asked once; null when the page cannot
+// say (not a Jupyter page): the kernel then names its own user.
+let jupyterUser;
+function whoAmI() {
+  if (jupyterUser === undefined) {
+    jupyterUser = fetch(baseUrl() + "api/me", { credentials: "same-origin" })
+      .then(r => (r.ok ? r.json() : null))
+      .then(me => (me && me.identity && (me.identity.name || me.identity.username)) || null)
+      .catch(() => null);
+  }
+  return jupyterUser;
+}
+
+const shown = v => (typeof v === "string" ? v : JSON.stringify(v));
+
+// A step's params: each template next to the value it ran with (hidden and env values
+// masked); "=" when it ran with the template as written.
+function drawParams(d) {
+  const table = html("table", { class: "thodare-params" });
+  const ran = d.resolved && typeof d.resolved === "object";
+  const head = html("tr");
+  head.append(html("th", {}, "param"), html("th", {}, "template"));
+  if (ran) head.append(html("th", {}, "ran with"));
+  table.append(head);
+  const keys = [...new Set([...Object.keys(d.params || {}), ...Object.keys(ran ? d.resolved : {})])];
+  for (const k of keys) {
+    const row = html("tr", { "data-param": k });
+    row.append(html("td", { class: "thodare-param-name" }, k),
+      html("td", { class: "thodare-param-template" }, k in (d.params || {}) ? shown(d.params[k]) : ""));
+    if (ran) row.append(ranWith(d.params || {}, d.resolved, k));
+    table.append(row);
+  }
+  return table;
+}
+
+function ranWith(templates, resolved, k) {
+  const same = k in templates && JSON.stringify(templates[k]) === JSON.stringify(resolved[k]);
+  const td = html("td", { class: "thodare-param-value" }, same ? "=" : k in resolved ? shown(resolved[k]) : "");
+  if (same) Object.assign(td.dataset, { same: "true" });
+  if (same) td.title = "ran with the template as written";
+  return td;
+}
+
+// "attempt 2 · started 2026-12-04 20:31:02 · took 1.2 s"
+function drawTiming(d) {
+  const parts = [];
+  if (d.attempt) parts.push(`attempt ${d.attempt}`);
+  if (d.started_at) parts.push(`started ${new Date(d.started_at).toLocaleString("sv-SE")}`);
+  const t = took(d);
+  if (t && t !== "…") parts.push(`took ${t}`);
+  return html("div", { class: "thodare-timing" }, parts.join(" · "));
+}
+
+// Approve/Reject with a comment (as the page's Jupyter user); or the event form, its
+// correlation key the one the step resolved (editable), and Send.
+function drawWaitActions(model, d, panel) {
+  const box = html("div", { class: "thodare-actions" });
+  if (d.type === "human_approval") {
+    const comment = html("input", { placeholder: "comment (optional)", class: "thodare-comment" });
+    const approve = html("button", { class: "thodare-approve" }, "Approve");
+    const reject = html("button", { class: "thodare-reject" }, "Reject");
+    const answer = approved => whoAmI().then(by =>
+      model.send({ kind: "approve", block: d.id, approved, comment: comment.value, by }));
+    approve.onclick = () => answer(true);
+    reject.onclick = () => answer(false);
+    box.append(html("div", { class: "thodare-wait-what" }, "waiting for an approval"), comment, approve, reject);
+  } else {
+    const key = html("input", { class: "thodare-event-key", placeholder: "(no correlation key)" });
+    key.value = d.waiting_key || "";
+    const payload = html("textarea", { class: "thodare-payload", rows: 3, placeholder: '{"key": "value"}' });
+    const send = html("button", { class: "thodare-send" }, "Send event");
+    send.onclick = () => model.send({ kind: "event", block: d.id, key: key.value, payload: payload.value });
+    const label = html("label", { class: "thodare-label" }, "correlation key ");
+    label.append(key);
+    const what = html("div", { class: "thodare-wait-what" }, "waiting for event ");
+    what.append(html("code", {}, d.waiting_for));
+    box.append(what, label, payload, send);
+  }
+  panel.append(box);
+}
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
   const run = model.get("run") || {};
@@ -266,8 +348,11 @@ function drawDetails(model, panel) {
     return;
   }
   panel.append(html("h4", {}, `${d.id} · ${d.type}${d.status ? " · " + d.status : ""}`));
+  if (d.status) panel.append(drawTiming(d));
+  if (run.id && d.status === "waiting" && d.waiting_for
+      && (d.type === "human_approval" || d.type === "wait_for_event")) drawWaitActions(model, d, panel);
   panel.append(html("div", { class: "thodare-label" }, "params"));
-  panel.append(html("pre", {}, JSON.stringify(d.params, null, 2)));
+  panel.append(drawParams(d));
   if (d.output !== undefined && d.output !== null) {
     panel.append(html("div", { class: "thodare-label" }, "output"));
     panel.append(drawOutput(d.output, run.id));
@@ -287,21 +372,6 @@ function drawDetails(model, panel) {
     panel.append(html("pre", { class: "thodare-logs" }, text));
   }
   if (!run.id) return;
-  if (d.status === "waiting" && d.type === "human_approval") {
-    const comment = html("input", { placeholder: "comment (optional)", class: "thodare-comment" });
-    const approve = html("button", { class: "thodare-approve" }, "Approve");
-    const reject = html("button", { class: "thodare-reject" }, "Reject");
-    approve.onclick = () => model.send({ kind: "approve", block: d.id, approved: true, comment: comment.value });
-    reject.onclick = () => model.send({ kind: "approve", block: d.id, approved: false, comment: comment.value });
-    panel.append(comment, approve, reject);
-  }
-  if (d.status === "waiting" && d.type === "wait_for_event") {
-    const payload = html("textarea", { class: "thodare-payload", rows: 3, placeholder: '{"key": "value"}' });
-    const send = html("button", { class: "thodare-send" }, "Send");
-    send.onclick = () => model.send({ kind: "event", block: d.id, event: d.params.eventName,
-      key: d.params.correlationKey, payload: payload.value });
-    panel.append(html("div", { class: "thodare-label" }, `event ${d.params.eventName}`), payload, send);
-  }
   const fork = html("button", { class: "thodare-fork" }, "Re-run from here");
   fork.onclick = () => model.send({ kind: "fork", block: d.id });
   panel.append(fork);

@@ -4,20 +4,25 @@
 follows a run: a thread reads the run every ``POLL_S`` and pushes the step
 statuses and timings to the front end (the nodes' colours, a table of steps) and
 each ``for_each`` step's progress (``k/N`` items, how many failed).
-Clicking a node shows its params (hidden ones masked) and, for a run, its
-output or error and its logs (what its attempts printed or logged, masked,
+Clicking a node shows its params (hidden ones masked) and, for a run, the
+values they resolved to (hidden and env values masked), its attempts and
+timing, its output or error and its logs (what its attempts printed or logged, masked,
 as each attempt ended): a table stored by reference as its row and column
 counts, column types and first rows; a file as its name, size and a download link
 (the server extension's artifacts route). A waiting ``human_approval``
-offers Approve/Reject with a comment; a waiting ``wait_for_event`` a payload
-form; a ``run_workflow`` step names its child run and the child's status; any
+offers Approve/Reject with a comment (recorded as the Jupyter user the page
+names, else :func:`kernel_user`); a waiting ``wait_for_event`` a payload form
+with the resolved correlation key prefilled (the notice says how many runs the
+event woke); a ``run_workflow`` step names its child run and the child's status; any
 node offers "Re-run from here" (:meth:`Wfkit.fork`). Every display also carries
 an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on GitHub and under nbval.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,6 +41,15 @@ POLL_S = 0.2
 MASK = "••••••"
 LOG_LINES = 500
 """A node's details show at most this many of its step's last log lines."""
+
+
+def kernel_user() -> str:
+    """Who answers an approval when the page did not say: ``JUPYTERHUB_USER``, else the
+    OS user the kernel runs as."""
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except OSError:  # no user name for this uid (a bare container)
+        return "notebook"
 
 
 class DagView(anywidget.AnyWidget):
@@ -141,6 +155,10 @@ class DagView(anywidget.AnyWidget):
             details.update(status=step["status"], error=step["error"],
                            waiting_for=step["waiting_for"], output=output,
                            logs=self._logs(block.id))  # fmt: skip
+            if found is not None:
+                details.update(resolved=found.params, waiting_key=found.waiting_key,
+                               attempt=found.attempt, started_at=found.started_at,
+                               ended_at=found.ended_at)  # fmt: skip
             child = next((c for c in run.children if c.block_id == block.id), None)
             if child is not None:  # a run_workflow step: the child run it started
                 details["child"] = child.model_dump()
@@ -160,14 +178,14 @@ class DagView(anywidget.AnyWidget):
         kind, block = content.get("kind"), str(content.get("block", ""))
         try:
             if kind == "approve":
-                self.kit.approve(self.run_id, block, bool(content.get("approved")),
-                                 comment=content.get("comment") or None, by="notebook")  # fmt: skip
-                self.notice = f"{'Approved' if content.get('approved') else 'Rejected'} {block}."
+                by = str(content.get("by") or "") or kernel_user()
+                sent = self.kit.approve(self.run_id, block, bool(content.get("approved")),
+                                        comment=content.get("comment") or None, by=by)  # fmt: skip
+                done = "Approved" if content.get("approved") else "Rejected"
+                late = "." if sent.woke else " (the step was not waiting)."
+                self.notice = f"{done} {block} as {by}{late}"
             elif kind == "event":
-                payload = json.loads(content.get("payload") or "null")
-                self.kit.signal(str(content["event"]), payload,
-                                correlation_key=content.get("key") or None)  # fmt: skip
-                self.notice = f"Sent {content['event']!r}."
+                self.notice = self._send_event(block, content)
             elif kind == "fork":
                 handle = self.kit.fork(self.run_id, block)
                 self.run_id = handle.id
@@ -176,3 +194,21 @@ class DagView(anywidget.AnyWidget):
         except Exception as e:  # shown in the widget: the user can fix and retry
             self.notice = f"{type(e).__name__}: {e}"
         self.refresh()
+
+    def _send_event(self, block: str, content: dict[str, Any]) -> str:
+        """Send the event ``block`` waits for (its key: as typed, else the step's resolved
+        one); the notice: how many runs it woke."""
+        assert self.kit is not None and self.run_id is not None
+        step = next((s for s in self.kit.get_handle(self.run_id).describe().steps
+                     if s.block_id == block), None)  # fmt: skip
+        if step is None or step.status != "waiting" or not step.waiting_for:
+            return f"{block} is not waiting for an event now."
+        try:
+            payload = json.loads(content.get("payload") or "null")
+        except json.JSONDecodeError as e:
+            return f"The payload is not JSON: {e.msg} at line {e.lineno}, column {e.colno}."
+        key = content.get("key")
+        key = step.waiting_key if key is None else (str(key) or None)
+        sent = self.kit.signal(step.waiting_for, payload, correlation_key=key)
+        runs = f"{sent.woke} run{'' if sent.woke == 1 else 's'}"
+        return f"Sent {step.waiting_for!r}" + (f" (key {key!r})" if key else "") + f": woke {runs}."

@@ -22,7 +22,7 @@ from ..errors import BackendUnavailable, RunIdAmbiguous, RunIdTooShort, RunNotFo
 from ..jsonsafe import MAX_DEPTH, JsonRejected, JsonTooLarge, loads_bounded
 from ..wire import RUN_STATUSES, RunStatus
 from .downloads import FORMATS, Format, NotInRun, NotServed, artifact_id_of
-from .runs import Runs
+from .runs import NotWaiting, Runs
 from .sources import Source, Sources
 
 T = TypeVar("T")
@@ -307,6 +307,78 @@ class SignalsHandler(_Base):
         self.finish(json.dumps(out))
 
 
+def _fields(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    """400 for a field of ``data`` not in ``allowed``."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        name = unknown[0] if len(unknown[0]) <= 64 else shown(unknown[0])
+        raise web.HTTPError(400, f"{name}: unknown field (expected {', '.join(allowed)}).")
+
+
+def _text(data: dict[str, Any], name: str, limit: int, *, required: bool = False) -> str | None:
+    """``data[name]``: a string of at most ``limit`` characters without control characters."""
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or (required and not value):
+        must = "required, a non-empty string" if required else "must be a string or null"
+        raise web.HTTPError(400, f"{name}: {must}.")
+    if len(value) > limit:
+        raise web.HTTPError(400, f"{name}: at most {limit} characters (got {len(value)}).")
+    if _CONTROL.search(value) and name != "comment":
+        raise web.HTTPError(400, f"{name}: {shown(value)} holds a control character.")
+    return value
+
+
+class _StepAction(_Base):
+    """Shared by the actions on one waiting step: its checks and 409 when not waiting."""
+
+    async def act(self, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
+        try:
+            self.finish(json.dumps(await self.call(fn, *args)))
+        except NotWaiting as e:
+            raise web.HTTPError(409, str(e)) from None
+
+    def user(self) -> str:
+        """The Jupyter user making the request, by name (``current_user.name``; JupyterHub's
+        user name), else its username (the page's ``api/me`` says the same)."""
+        user = self.current_user
+        return str(getattr(user, "name", None) or getattr(user, "username", None) or user)
+
+
+class ApproveHandler(_StepAction):
+    """``POST /thodare/api/runs/{id}/approve`` with ``{block, approved, comment?}``: answer
+    a waiting ``human_approval`` step, recorded as the Jupyter user; ``{signal_id, woke,
+    by, approved}``. 409 when the step is not waiting for an approval."""
+
+    @web.authenticated
+    async def post(self, run_id: str) -> None:
+        data = self.body(MAX_SIGNAL_BODY)
+        _fields(data, ("block", "approved", "comment"))
+        block = _text(data, "block", MAX_BLOCK_ID, required=True)
+        if not isinstance(data.get("approved"), bool):
+            raise web.HTTPError(400, "approved: required, true or false.")
+        comment = _text(data, "comment", MAX_SIGNAL_BODY)
+        await self.act(self.runs.approve, run_id_of(run_id), block, data["approved"],
+                       comment or None, self.user())  # fmt: skip
+
+
+class EventHandler(_StepAction):
+    """``POST /thodare/api/runs/{id}/event`` with ``{block, payload?, correlation_key?}``:
+    send the event a waiting ``wait_for_event`` step waits for, with the key given (or,
+    when the body has none, the key the step resolved); ``{signal_id, woke, event,
+    correlation_key, message}``. 409 when the step is not waiting for an event."""
+
+    @web.authenticated
+    async def post(self, run_id: str) -> None:
+        data = self.body(MAX_SIGNAL_BODY)
+        _fields(data, ("block", "payload", "correlation_key"))
+        block = _text(data, "block", MAX_BLOCK_ID, required=True)
+        key = _text(data, "correlation_key", MAX_KEY_CHARS)
+        await self.act(self.runs.send_event, run_id_of(run_id), block, data.get("payload"),
+                       key, "correlation_key" in data)  # fmt: skip
+
+
 RUN_ID = r"(?P<run_id>[^/]+)"
 ROUTES: list[tuple[str, type[APIHandler]]] = [
     ("info", InfoHandler),
@@ -319,5 +391,7 @@ ROUTES: list[tuple[str, type[APIHandler]]] = [
     (f"runs/{RUN_ID}/artifacts/(?P<artifact>[^/]+)", ArtifactHandler),
     ("signals", SignalsHandler),
     ("workers", WorkersHandler),
+    (f"runs/{RUN_ID}/approve", ApproveHandler),
+    (f"runs/{RUN_ID}/event", EventHandler),
 ]
 """Route patterns under ``{base_url}thodare/api/``."""

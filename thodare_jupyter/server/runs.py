@@ -12,15 +12,25 @@ from typing import Any
 from ..clock import to_iso
 from ..drawing.progress import for_each_progress
 from ..drawing.svg import render_svg, run_statuses
+from ..durable.handle import StepDescription
 from ..durable.info import database_info
 from ..errors import RunNotFound
 from ..kit import Wfkit, create_wfkit
+from ..redaction import MASK
 from ..wire import RunStatus, SerializedWorkflow
 from .downloads import Download, Format, Found, NotInRun, download, find_ref
 from .live import Watcher
 
 MAX_LIST_ERROR = 300
 """A list row's error is cut to this many characters (the run route has all of it)."""
+
+
+class NotWaiting(Exception):
+    """The step named is not waiting for what was sent (an approval, an event): 409."""
+
+    def __init__(self, run_id: str, block_id: str, status: str | None, what: str) -> None:
+        now = "no such step" if status is None else f"it is {status}"
+        super().__init__(f"Step {block_id!r} of run {run_id} is not waiting for {what} ({now}).")
 
 
 class Runs:
@@ -95,8 +105,9 @@ class Runs:
         return self.kit.resolve_run_id(run_id)
 
     def describe(self, run_id: str) -> dict[str, Any]:
-        """One run with its steps (a ``for_each`` step's items too, ``block[i]``) and
-        ``progress``: ``{"ended", "total", "failed"}`` items by ``for_each`` block id.
+        """One run with its steps (a ``for_each`` step's items too, ``block[i]``),
+        ``progress``: ``{"ended", "total", "failed"}`` items by ``for_each`` block id, and
+        ``templates``: each block's params as written (hidden ones masked).
         Raises :class:`RunNotFound`."""
         run_id = self.resolve(run_id)
         kit = self.kit
@@ -105,9 +116,17 @@ class Runs:
         assert row is not None  # describe() raised for an unknown run
         wf = SerializedWorkflow.from_json(row.workflow_json)
         progress = for_each_progress(wf, run.steps)
+        masked = {s.block_id: {k for k, v in (s.params or {}).items() if v == MASK}
+                  for s in run.steps}  # fmt: skip
+        templates = {}
+        for b in wf.blocks:
+            conn = kit.catalog.find(b.type)
+            hidden = masked.get(b.id, set()) | (conn.hidden_params if conn else frozenset())
+            templates[b.id] = {k: MASK if k in hidden else v for k, v in b.params.items()}
         return {
             **run.model_dump(mode="json"),
             "progress": {k: p.to_dict() for k, p in progress.items()},
+            "templates": templates,
         }
 
     def logs(self, run_id: str, block_id: str | None) -> list[dict[str, Any]]:
@@ -132,8 +151,45 @@ class Runs:
         return {"id": run_id, "canceled": done, "status": handle.status}
 
     def signal(self, event: str, payload: Any, correlation_key: str | None) -> dict[str, Any]:
-        """Store a signal for every run waiting for ``event``."""
-        return {"signal_id": self.kit.signal(event, payload, correlation_key=correlation_key)}
+        """Store a signal for every run waiting for ``event``: its id and the runs it woke."""
+        sent = self.kit.signal(event, payload, correlation_key=correlation_key)
+        return {"signal_id": sent.id, "woke": sent.woke, "message": sent.message()}
+
+    def _waiting(self, run_id: str, block_id: str, approval: bool) -> StepDescription:
+        """The step ``block_id`` of the run, waiting for an approval (or an event)."""
+        found = next(
+            (s for s in self.kit.get_handle(run_id).describe().steps if s.block_id == block_id),
+            None,
+        )
+        what = "an approval" if approval else "an event"
+        if (
+            found is None
+            or found.status != "waiting"
+            or not found.waiting_for
+            or (found.type == "human_approval") != approval
+        ):
+            raise NotWaiting(run_id, block_id, found.status if found else None, what)
+        return found
+
+    def approve(
+        self, run_id: str, block_id: str, approved: bool, comment: str | None, by: str
+    ) -> dict[str, Any]:
+        """Answer the waiting ``human_approval`` step ``block_id`` as ``by``."""
+        self._waiting(run_id, block_id, approval=True)
+        sent = self.kit.approve(run_id, block_id, approved, by=by, comment=comment)
+        return {"signal_id": sent.id, "woke": sent.woke, "by": by, "approved": approved}
+
+    def send_event(
+        self, run_id: str, block_id: str, payload: Any, correlation_key: str | None, keyed: bool
+    ) -> dict[str, Any]:
+        """Send the event the waiting ``wait_for_event`` step ``block_id`` waits for; its key
+        is ``correlation_key`` when ``keyed``, else the one the step resolved."""
+        step = self._waiting(run_id, block_id, approval=False)
+        assert step.waiting_for is not None
+        key = correlation_key if keyed else step.waiting_key
+        sent = self.kit.signal(step.waiting_for, payload, correlation_key=key)
+        return {"signal_id": sent.id, "woke": sent.woke, "event": step.waiting_for,
+                "correlation_key": key, "message": sent.message()}  # fmt: skip
 
     def dag_svg(self, run_id: str) -> str:
         """The run's DAG, each block coloured by its step's status."""

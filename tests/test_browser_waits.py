@@ -1,0 +1,118 @@
+"""Waits answered from the browser: a real JupyterLab, headless Chromium (Playwright).
+
+The widget: a run parked on ``wait_for_event`` (its key ``{{trigger.order}}``)
+offers a Send-event form with the key the step resolved (``A-1``) prefilled;
+Send wakes the run (it completes) and the widget says it woke 1 run.
+The panel: a run parked on ``human_approval``, opened from the Workflows panel;
+a click on its node shows Approve/Reject with a comment; Approve completes the
+run, recorded as the Jupyter user of the page (``api/me``), not ``notebook``.
+Screenshots: ``docs/widget-send-event.png`` and ``docs/panel-approve.png`` (the
+forms before they are sent), more under ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lab_harness import ARTIFACTS, Lab, browser_page, run_notebook, write_notebook
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+STDOUT = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
+TIMEOUT_MS = 90_000
+PAID = (
+    "%%workflow paid\ninput: {order: str}\nsteps:\n  wait:\n    uses: wait_for_event\n"
+    '    with: {eventName: order.paid, correlationKey: "{{trigger.order}}"}\n'
+    '  receipt:\n    uses: transform\n    with: {template: {amount: "{{wait.data.amount}}"}}'
+)
+APPROVAL = (
+    "%%workflow needs-ok\nsteps:\n  approve:\n    uses: human_approval\n"
+    '    with: {prompt: "Ship it?"}\n  after:\n    uses: transform\n'
+    '    with: {template: {ok: "{{approve.approved}}", by: "{{approve.by}}"}}'
+)
+
+
+def test_send_event_from_the_widget_wakes_the_run(chromium: Path, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    cells = ["%load_ext thodare_jupyter", PAID, 'run = wfkit.run(paid, {"order": "A-1"})\nrun']
+    write_notebook(lab.root / "event.ipynb", cells)
+    with browser_page(chromium, "browser-waits-event-console.log") as page:
+        run_notebook(page, lab, "event.ipynb")
+        dag = page.locator(".thodare-dag:has(.thodare-run)")
+        expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
+        node = dag.locator('g.thodare-node[data-block-id="wait"]')
+        expect(node).to_have_attribute("data-status", "waiting", timeout=TIMEOUT_MS)
+        node.click()
+        details = dag.locator(".thodare-details")
+        expect(details.locator("h4")).to_have_text("wait · wait_for_event · waiting")
+        key = details.locator("input.thodare-event-key")
+        expect(key).to_have_value("A-1")  # resolved, not "{{trigger.order}}"
+        row = details.locator('.thodare-params tr[data-param="correlationKey"] td')
+        expect(row).to_have_text(["correlationKey", "{{trigger.order}}", "A-1"])
+        details.locator("textarea.thodare-payload").fill('{"amount": 42}')
+        dag.scroll_into_view_if_needed()
+        dag.screenshot(path=str(DOCS / "widget-send-event.png"))
+
+        details.locator("button.thodare-send").click()
+        expect(details.locator(".thodare-notice")).to_have_text(
+            "Sent 'order.paid' (key 'A-1'): woke 1 run.", timeout=TIMEOUT_MS
+        )
+        expect(details.locator(".thodare-run")).to_have_attribute(
+            "data-status", "completed", timeout=TIMEOUT_MS
+        )
+        expect(dag.locator('g.thodare-node[data-block-id="receipt"]')).to_have_attribute(
+            "data-status", "completed"
+        )
+        dag.screenshot(path=str(ARTIFACTS / "widget-event-sent.png"))
+
+
+def test_approve_from_the_panels_run_view(chromium: Path, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    start = (
+        "import time\nrun = wfkit.run(needs_ok, {})\n"
+        "deadline = time.monotonic() + 60\n"
+        "while run.status != 'waiting' and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "print(run.id)"
+    )
+    write_notebook(lab.root / "approve.ipynb", ["%load_ext thodare_jupyter", APPROVAL, start])
+    with browser_page(chromium, "browser-waits-approve-console.log") as page:
+        run_notebook(page, lab, "approve.ipynb")
+        printed = page.locator(STDOUT).last
+        expect(printed).to_have_text(re.compile(r"^\w{32}\s*$"), timeout=TIMEOUT_MS)
+        run_id = printed.inner_text().strip()
+
+        page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+        row = page.locator(f'#thodare-workflows .thodare-run-row[data-run-id="{run_id}"]')
+        expect(row).to_have_attribute("data-status", "waiting")
+        row.locator(".thodare-run-open").click()
+        view = page.locator(f'.thodare-run-view[data-run-id="{run_id}"]')
+        expect(view).to_have_attribute("data-status", "waiting")
+        view.locator('.thodare-run-dag svg g[data-block-id="approve"]').click()
+        details = view.locator('.thodare-run-output[data-block-id="approve"]')
+        expect(details.locator(".thodare-output-title")).to_have_text(
+            "approve · human_approval · waiting"
+        )
+        prompt = details.locator('.thodare-params tr[data-param="prompt"] td')
+        expect(prompt).to_have_text(["prompt", "Ship it?", "="])  # ran as written
+        details.locator("input.thodare-comment").fill("looks good")
+        view.screenshot(path=str(DOCS / "panel-approve.png"))
+
+        me = page.evaluate(
+            """async () => {
+              const base = JSON.parse(document.getElementById('jupyter-config-data')
+                .textContent).baseUrl;
+              const me = await (await fetch(base + 'api/me')).json();
+              return me.identity.name || me.identity.username;
+            }"""
+        )
+        assert me and me != "notebook"
+        details.locator("button.thodare-approve").click()
+        expect(view).to_have_attribute("data-status", "completed", timeout=TIMEOUT_MS)
+        expect(details.locator(".thodare-notice")).to_have_text(f"Approved as {me}: woke 1 run.")
+        view.locator('table.thodare-steps tr[data-block-id="after"]').click()
+        after = view.locator('.thodare-run-output[data-block-id="after"]')
+        expect(after.locator("pre:not(.thodare-logs)")).to_contain_text(f'"by": "{me}"')
+        view.screenshot(path=str(ARTIFACTS / "panel-approved.png"))
