@@ -175,6 +175,7 @@ class Runs:
         self, run_id: str, block_id: str, approved: bool, comment: str | None, by: str
     ) -> dict[str, Any]:
         """Answer the waiting ``human_approval`` step ``block_id`` as ``by``."""
+        run_id = self.resolve(run_id)
         self._waiting(run_id, block_id, approval=True)
         sent = self.kit.approve(run_id, block_id, approved, by=by, comment=comment)
         return {"signal_id": sent.id, "woke": sent.woke, "by": by, "approved": approved}
@@ -184,6 +185,7 @@ class Runs:
     ) -> dict[str, Any]:
         """Send the event the waiting ``wait_for_event`` step ``block_id`` waits for; its key
         is ``correlation_key`` when ``keyed``, else the one the step resolved."""
+        run_id = self.resolve(run_id)
         step = self._waiting(run_id, block_id, approval=False)
         assert step.waiting_for is not None
         key = correlation_key if keyed else step.waiting_key
