@@ -200,3 +200,11 @@ def run_notebook(page: Any, lab: Lab, notebook: str) -> None:
     assert ran is True, (
         f"Run All returned {ran!r}; stderr: {page.locator(STDERR).all_inner_texts()}"
     )
+
+
+def keep_screenshot(shot: Path) -> None:
+    """Copy ``shot`` (under ``test-artifacts/``) to ``docs/`` when ``THODARE_UPDATE_SCREENSHOT=1``
+    (a test run leaves the tracked pictures alone otherwise)."""
+    if os.environ.get("THODARE_UPDATE_SCREENSHOT") == "1":
+        docs = Path(__file__).resolve().parents[1] / "docs"
+        (docs / shot.name).write_bytes(shot.read_bytes())

@@ -6,8 +6,8 @@ Send wakes the run (it completes) and the widget says it woke 1 run.
 The panel: a run parked on ``human_approval``, opened from the Workflows panel;
 a click on its node shows Approve/Reject with a comment; Approve completes the
 run, recorded as the Jupyter user of the page (``api/me``), not ``notebook``.
-Screenshots: ``docs/widget-send-event.png`` and ``docs/panel-approve.png`` (the
-forms before they are sent), more under ``test-artifacts/``.
+Screenshots under ``test-artifacts/``; ``THODARE_UPDATE_SCREENSHOT=1`` copies the forms
+before they are sent to ``docs/widget-send-event.png`` and ``docs/panel-approve.png``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab_harness import ARTIFACTS, Lab, browser_page, run_notebook, write_notebook
+from lab_harness import (
+    ARTIFACTS,
+    Lab,
+    browser_page,
+    keep_screenshot,
+    run_notebook,
+    write_notebook,
+)
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 STDOUT = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stdout']"
 TIMEOUT_MS = 90_000
 PAID = (
@@ -52,7 +58,8 @@ def test_send_event_from_the_widget_wakes_the_run(chromium: Path, lab: Lab) -> N
         expect(row).to_have_text(["correlationKey", "{{trigger.order}}", "A-1"])
         details.locator("textarea.thodare-payload").fill('{"amount": 42}')
         dag.scroll_into_view_if_needed()
-        dag.screenshot(path=str(DOCS / "widget-send-event.png"))
+        dag.screenshot(path=str(ARTIFACTS / "widget-send-event.png"))
+        keep_screenshot(ARTIFACTS / "widget-send-event.png")
 
         details.locator("button.thodare-send").click()
         expect(details.locator(".thodare-notice")).to_have_text(
@@ -98,7 +105,8 @@ def test_approve_from_the_panels_run_view(chromium: Path, lab: Lab) -> None:
         prompt = details.locator('.thodare-params tr[data-param="prompt"] td')
         expect(prompt).to_have_text(["prompt", "Ship it?", "="])  # ran as written
         details.locator("input.thodare-comment").fill("looks good")
-        view.screenshot(path=str(DOCS / "panel-approve.png"))
+        view.screenshot(path=str(ARTIFACTS / "panel-approve.png"))
+        keep_screenshot(ARTIFACTS / "panel-approve.png")
 
         me = page.evaluate(
             """async () => {
