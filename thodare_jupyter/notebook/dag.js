@@ -23,10 +23,7 @@ function drawGraph(model, svg) {
   const selected = model.get("selected");
   const palette = model.get("palette");
   const running = Object.keys(statuses).length > 0;  // a run, not just a definition
-  svg.replaceChildren();
-  svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
-  svg.setAttribute("width", g.width);
-  svg.setAttribute("height", g.height);
+  svg.replaceChildren();  // the size and viewBox are the canvas's (fit, zoom, pan)
   for (const e of g.edges) {
     const d = e.points.map((p, i) => `${i ? "L" : "M"} ${p[0]} ${p[1]}`).join(" ");
     svg.append(el("path", { d, fill: "none", stroke: "#757575", class: "thodare-edge" }));
@@ -55,7 +52,10 @@ function drawGraph(model, svg) {
     if (p) group.append(drawProgress(p, n, type));
     group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}${
       p ? ` · ${p.ended}/${p.total} items${p.failed ? `, ${p.failed} failed` : ""}` : ""}`));
-    group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
+    group.addEventListener("click", () => {
+      if (svg.dataset.dragged === "1") return;  // the end of a pan, not a click
+      model.set("selected", n.id); model.save_changes();
+    });
     svg.append(group);
   }
 }
@@ -307,21 +307,99 @@ function drawDetails(model, panel) {
   panel.append(fork);
 }
 
+// ── the canvas: the drawing scaled to the cell's width, with zoom and pan ──
+
+const MAX_H = 560, MIN_H = 96, MAX_ZOOM = 2;
+
+// A canvas showing `svg` through a viewBox: fitted to its width (and MAX_H) at first and on
+// every resize until the user zooms or pans; buttons +, -, fit; ctrl/cmd + wheel zooms
+// around the pointer; a drag pans (and is not a click on a node).
+function makeCanvas(svg, graphSize) {
+  const wrap = html("div", { class: "thodare-canvas" });
+  const tools = html("div", { class: "thodare-zoom" });
+  const button = (cls, text, title) => html("button", { class: cls, title, type: "button" }, text);
+  const zoomIn = button("thodare-zoom-in", "+", "Zoom in");
+  const zoomOut = button("thodare-zoom-out", "\u2212", "Zoom out");
+  const fit = button("thodare-fit", "fit", "Fit the whole graph");
+  tools.append(zoomIn, zoomOut, fit);
+  wrap.append(svg, tools);
+  const view = { x: 0, y: 0, k: 1, w: 0, h: 0, fitted: true };
+
+  const apply = () => {
+    svg.setAttribute("width", view.w);
+    svg.setAttribute("height", view.h);
+    svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w / view.k} ${view.h / view.k}`);
+    wrap.dataset.zoom = view.k.toFixed(3);
+  };
+  const refit = () => {
+    const { width: gw, height: gh } = graphSize();
+    const w = Math.max(wrap.clientWidth, 1);
+    if (!gw || !gh || wrap.clientWidth === 0) return;  // not laid out yet: the observer calls again
+    const k = Math.min(1, w / gw, MAX_H / gh);
+    Object.assign(view, { w, h: Math.max(MIN_H, Math.ceil(gh * k)), k, fitted: true });
+    view.x = 0;  // k <= w / gw: the graph fits across, at the left
+    view.y = -(view.h / k - gh) / 2;
+    apply();
+  };
+  const zoom = (factor, cx = view.w / 2, cy = view.h / 2) => {
+    const { width: gw, height: gh } = graphSize();
+    const least = Math.min(1, view.w / gw, view.h / gh) / 2;
+    const k = Math.min(MAX_ZOOM, Math.max(least, view.k * factor));
+    view.x += cx / view.k - cx / k;  // the point under the pointer stays put
+    view.y += cy / view.k - cy / k;
+    view.k = k;
+    view.fitted = false;
+    apply();
+  };
+  zoomIn.onclick = () => zoom(1.25);
+  zoomOut.onclick = () => zoom(0.8);
+  fit.onclick = refit;
+  wrap.addEventListener("wheel", (e) => {
+    if (!(e.ctrlKey || e.metaKey)) return;  // a plain wheel scrolls the notebook
+    e.preventDefault();
+    const r = svg.getBoundingClientRect();
+    zoom(Math.exp(-e.deltaY / 300), e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    drag = { x: e.clientX, y: e.clientY, vx: view.x, vy: view.y, moved: false };
+    svg.dataset.dragged = "0";
+  });
+  svg.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+    if (!drag.moved) svg.setPointerCapture(e.pointerId);
+    drag.moved = true;
+    svg.dataset.dragged = "1";
+    wrap.classList.add("thodare-panning");
+    view.x = drag.vx - dx / view.k;
+    view.y = drag.vy - dy / view.k;
+    view.fitted = false;
+    apply();
+  });
+  const stop = () => { drag = null; wrap.classList.remove("thodare-panning"); };
+  svg.addEventListener("pointerup", stop);
+  svg.addEventListener("pointercancel", stop);
+  new ResizeObserver(() => { if (view.fitted || view.w !== wrap.clientWidth) refit(); }).observe(wrap);
+  return { wrap, refit };
+}
+
 function render({ model, el: root }) {
   root.classList.add("thodare-dag");
   const left = html("div", { class: "thodare-left" });
   const legend = html("div", { class: "thodare-legend" });
-  const wrap = html("div", { class: "thodare-canvas" });
   const svg = el("svg", { role: "img" });
-  wrap.append(svg);
-  left.append(legend, wrap);
+  const canvas = makeCanvas(svg, () => model.get("graph") || {});
+  left.append(legend, canvas.wrap);
   const panel = html("div", { class: "thodare-details" });
   root.append(left, panel);
   const redraw = () => { drawGraph(model, svg); drawLegend(model, legend); };
   const redetail = () => drawDetails(model, panel);
   redraw();
   redetail();
-  model.on("change:graph", redraw);
+  model.on("change:graph", () => { redraw(); canvas.refit(); });
   model.on("change:statuses", redraw);
   model.on("change:progress", () => { redraw(); redetail(); });
   model.on("change:selected", () => { redraw(); redetail(); });
