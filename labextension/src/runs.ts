@@ -8,12 +8,14 @@ import {
   RUN_STATUSES,
   asRunStatus,
   cancelRun,
+  errorHeader,
   isTerminal,
   listRuns,
   listWorkers
 } from './api';
 import { clock, h } from './dom';
 import { PollingWidget } from './poller';
+import { paint } from './palette';
 
 export class RunsView extends PollingWidget {
   constructor(private readonly open: (run: IRun) => void) {
@@ -121,8 +123,10 @@ export class RunsView extends PollingWidget {
   private updateRow(row: HTMLLIElement, run: IRun): void {
     this.runs.set(run.id, run);
     row.dataset.status = run.status;
-    row.querySelector('.thodare-run-status')!.textContent = run.status;
-    row.title = run.error ? `${run.failed_block ?? ''}: ${run.error}` : run.id;
+    const status = row.querySelector<HTMLElement>('.thodare-run-status')!;
+    status.textContent = run.status;
+    paint(status, run.status);
+    row.title = run.error ? errorHeader(run) : run.id;
     const cancel = row.querySelector<HTMLButtonElement>('.thodare-run-cancel')!;
     cancel.hidden = isTerminal(run.status);
   }

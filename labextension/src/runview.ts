@@ -5,7 +5,7 @@
  * first rows, files with a download link; links to its parent and child runs
  * (`run_workflow`), which `open` shows.
  */
-import { IProgress, IRun, getRun, isTerminal, runSvg } from './api';
+import { IProgress, IRun, errorHeader, getRun, isTerminal, runSvg, stepStatus } from './api';
 import { clock, h, svgNode, took } from './dom';
 import { drawOutput } from './outputs';
 import { PollingWidget } from './poller';
@@ -47,7 +47,7 @@ export class RunView extends PollingWidget {
     this.node.dataset.status = run.status;
     this.head.textContent = `${run.workflow ?? 'run'} · ${run.id} · ${run.status}`;
     if (run.error) {
-      this.head.append(h('pre', 'thodare-error', `${run.failed_block ?? ''}: ${run.error}`));
+      this.head.append(h('pre', 'thodare-error', errorHeader(run)));
     }
     this.drawLinks(run);
     if (svg !== this.svg) {
@@ -62,8 +62,8 @@ export class RunView extends PollingWidget {
     const body = table.createTBody();
     for (const s of run.steps.filter(s => !s.block_id.includes('['))) {
       // a for_each step's items (`block[i]`) are counted on its row, not listed
-      // a canceled run's unfinished steps will not go on (as its DAG shows them)
-      const status = run.status === 'canceled' && !isTerminal(s.status) ? 'canceled' : s.status;
+      // an ended run's unfinished steps will not go on (as its DAG shows them)
+      const status = stepStatus(run.status, s.status);
       const tr = body.insertRow();
       tr.dataset.blockId = s.block_id;
       tr.dataset.status = status;
