@@ -43,7 +43,7 @@ function drawGraph(model, svg) {
     group.append(el("rect", { width: n.width, height: n.height, rx: 8, ry: 8,
       fill, stroke: n.id === selected ? "#000" : stroke,
       "stroke-width": n.id === selected ? 2.5 : 1,
-      "stroke-dasharray": status === "skipped" ? "4 3" : "none",
+      "stroke-dasharray": status === "skipped" || status === "not run" ? "4 3" : "none",
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
     const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type);
@@ -248,6 +248,9 @@ function drawOutput(output, runId) {
   return box;
 }
 
+// "block: error" when the run failed at a block, else the error alone (never ": error").
+const errorHeader = (run) => (run.failed_block ? `${run.failed_block}: ${run.error}` : run.error);
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
   const run = model.get("run") || {};
@@ -257,7 +260,7 @@ function drawDetails(model, panel) {
     const head = html("div", { class: "thodare-run" }, `run ${run.id ? run.id.slice(0, 12) : ""}: ${run.status}`);
     head.dataset.status = run.status;
     panel.append(head);
-    if (run.error) panel.append(html("pre", { class: "thodare-error" }, `${run.failed_block || ""}: ${run.error}`));
+    if (run.error) panel.append(html("pre", { class: "thodare-error" }, errorHeader(run)));
     panel.append(drawSteps(model, run));
   }
   if (notice) panel.append(html("div", { class: "thodare-notice" }, notice));
@@ -386,6 +389,40 @@ function makeCanvas(svg, graphSize) {
   return { wrap, refit };
 }
 
+// ── a widget whose kernel is gone (restarted, shut down) ──
+
+const GONE = ["restarting", "autorestarting", "dead"];
+
+// Calls `onGone` once the kernel behind this widget restarts, dies or is replaced: the
+// widget's model is gone with it, and the widget would freeze on its last state.
+function watchKernel(model, onGone) {
+  const kernel = model.widget_manager && model.widget_manager.kernel;
+  if (!kernel || !kernel.statusChanged) return;
+  let fired = false;
+  const once = () => { if (!fired) { fired = true; onGone(); } };
+  kernel.statusChanged.connect((_, status) => { if (GONE.includes(status)) once(); });
+  if (kernel.disposed) kernel.disposed.connect(once);
+}
+
+// The banner: the kernel is gone; for a run, Reattach (the labextension runs
+// `wfkit.get_handle("<run id>")` in a new cell below, once the definitions ran again).
+function goneBanner(model, root) {
+  const runId = (model.get("run") || {}).id || "";
+  const banner = html("div", { class: "thodare-gone" });
+  if (!runId) {
+    banner.append("The kernel that drew this is gone; run the cell again for a live view.");
+  } else {
+    const reattach = html("button", { class: "thodare-reattach", type: "button",
+      title: `Runs wfkit.get_handle("${runId}") in a new cell below` }, "Reattach");
+    reattach.onclick = () => root.dispatchEvent(
+      new CustomEvent("thodare-reattach", { bubbles: true, detail: { runId } }));
+    banner.append("The kernel that drew this run is gone. Run the definition cells again, then ",
+      reattach);
+  }
+  root.dataset.kernel = "gone";
+  root.prepend(banner);
+}
+
 function render({ model, el: root }) {
   root.classList.add("thodare-dag");
   const left = html("div", { class: "thodare-left" });
@@ -406,6 +443,14 @@ function render({ model, el: root }) {
   model.on("change:details", redetail);
   model.on("change:run", redetail);
   model.on("change:notice", redetail);
+  // the picture of what shows now, kept in the output by the labextension (fallback.ts)
+  const sendPicture = () => {
+    const svg = model.get("picture");
+    if (svg) root.dispatchEvent(new CustomEvent("thodare-picture", { bubbles: true, detail: svg }));
+  };
+  model.on("change:picture", sendPicture);
+  setTimeout(sendPicture, 0);
+  watchKernel(model, () => goneBanner(model, root));
 }
 
 export default { render };
