@@ -26,6 +26,29 @@ export const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
 const SVG_MIME = 'image/svg+xml';
 const BANNER_DELAY_MS = 1500;
 const RUN_ID = /^[0-9a-f]{32}$/;
+const RESTORE_WAIT_MS = 10_000;
+
+/** What we ask of @jupyter-widgets/jupyterlab-manager's widget manager. */
+interface IWidgetManager {
+  restoredStatus: boolean;
+  restored: { connect(fn: () => void): void };
+  has_model(id: string): boolean;
+}
+
+/**
+ * The manager a widgets renderer was given (its `_manager` promise), or null when the
+ * renderer does not have that shape (another widgets version: it is rendered as is).
+ */
+async function managerOf(renderer: IRenderMime.IRenderer): Promise<IWidgetManager | null> {
+  const pending = (renderer as unknown as { _manager?: { promise?: Promise<unknown> } })._manager;
+  if (!pending || !(pending.promise instanceof Promise)) {
+    return null;
+  }
+  const manager = (await pending.promise) as Partial<IWidgetManager> | null;
+  const usable =
+    manager && typeof manager.has_model === 'function' && manager.restored !== undefined;
+  return usable ? (manager as IWidgetManager) : null;
+}
 
 /** The widgets renderer factory a notebook has now; `changed` when the widget manager replaces it. */
 class Slot {
@@ -114,7 +137,40 @@ class PictureRenderer extends Panel implements IRenderMime.IRenderer {
     this.watch.observe(inner.node, { childList: true, subtree: false, characterData: true });
     window.clearTimeout(this.timer);
     this.timer = window.setTimeout(() => this.showBanner(), BANNER_DELAY_MS);
-    void inner.renderModel(this.model).then(() => this.check(inner));
+    void this.start(inner, this.model, this.modelId);
+  }
+
+  /**
+   * Render the widget when its model exists: asked of the widget manager once it has
+   * restored the kernel's widgets, so a missing model (a reopened notebook) is not
+   * an error; without a manager yet, nothing (a later factory retries).
+   */
+  private async start(
+    inner: IRenderMime.IRenderer,
+    model: IRenderMime.IMimeModel,
+    modelId: string
+  ): Promise<void> {
+    const manager = await managerOf(inner);
+    if (inner !== this.inner) {
+      return;
+    }
+    if (manager) {
+      if (!manager.restoredStatus) {
+        await new Promise<void>(resolve => {
+          manager.restored.connect(() => resolve());
+          window.setTimeout(resolve, RESTORE_WAIT_MS);
+        });
+      }
+      if (inner !== this.inner) {
+        return;
+      }
+      if (!manager.has_model(modelId)) {
+        this.showBanner();
+        return;
+      }
+    }
+    await inner.renderModel(model);
+    this.check(inner);
   }
 
   /** A widget drawn: show it; an error (no such model): keep the picture, say why. */

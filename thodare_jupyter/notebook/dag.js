@@ -46,7 +46,7 @@ function drawGraph(model, svg) {
       "stroke-dasharray": status === "skipped" || status === "not run" ? "4 3" : "none",
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
-    const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type);
+    const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label ?? n.type);
     group.append(type);
     const p = progress[n.id];
     if (p) group.append(drawProgress(p, n, type));
@@ -312,7 +312,7 @@ function drawDetails(model, panel) {
 
 // ── the canvas: the drawing scaled to the cell's width, with zoom and pan ──
 
-const MAX_H = 560, MIN_H = 96, MAX_ZOOM = 2;
+const MAX_H = 560, MIN_H = 96, BIG_H = 320, MAX_ZOOM = 2;
 
 // A canvas showing `svg` through a viewBox: fitted to its width (and MAX_H) at first and on
 // every resize until the user zooms or pans; buttons +, -, fit; ctrl/cmd + wheel zooms
@@ -324,7 +324,8 @@ function makeCanvas(svg, graphSize) {
   const zoomIn = button("thodare-zoom-in", "+", "Zoom in");
   const zoomOut = button("thodare-zoom-out", "\u2212", "Zoom out");
   const fit = button("thodare-fit", "fit", "Fit the whole graph");
-  tools.append(zoomIn, zoomOut, fit);
+  const actual = button("thodare-actual", "1:1", "Actual size (drag to pan)");
+  tools.append(zoomIn, zoomOut, fit, actual);
   wrap.append(svg, tools);
   const view = { x: 0, y: 0, k: 1, w: 0, h: 0, fitted: true };
 
@@ -339,7 +340,9 @@ function makeCanvas(svg, graphSize) {
     const w = Math.max(wrap.clientWidth, 1);
     if (!gw || !gh || wrap.clientWidth === 0) return;  // not laid out yet: the observer calls again
     const k = Math.min(1, w / gw, MAX_H / gh);
-    Object.assign(view, { w, h: Math.max(MIN_H, Math.ceil(gh * k)), k, fitted: true });
+    // a graph shrunk below half size gets room to zoom into (the canvas is not a thin strip)
+    const h = Math.max(k < 0.5 ? Math.min(BIG_H, gh) : MIN_H, Math.ceil(gh * k));
+    Object.assign(view, { w, h, k, fitted: true });
     view.x = 0;  // k <= w / gw: the graph fits across, at the left
     view.y = -(view.h / k - gh) / 2;
     apply();
@@ -357,6 +360,7 @@ function makeCanvas(svg, graphSize) {
   zoomIn.onclick = () => zoom(1.25);
   zoomOut.onclick = () => zoom(0.8);
   fit.onclick = refit;
+  actual.onclick = () => zoom(1 / view.k, 0, view.h / 2);  // 1:1, the left edge kept
   wrap.addEventListener("wheel", (e) => {
     if (!(e.ctrlKey || e.metaKey)) return;  // a plain wheel scrolls the notebook
     e.preventDefault();
