@@ -95,6 +95,12 @@ FITS = """(dag) => {
   return { nodes: nodes.length, outside, inCell: canvas.left >= cell.left
     && canvas.right <= cell.right + 1, width: canvas.width, height: canvas.height };
 }"""
+DAG_CHARGE = DAG.format("charge") + ":has(.thodare-run)"
+BESIDE = """(dag) => {
+  const c = dag.querySelector(".thodare-canvas").getBoundingClientRect();
+  const d = dag.querySelector(".thodare-details").getBoundingClientRect();
+  return { beside: d.left >= c.right && d.top < c.bottom, below: d.top >= c.bottom };
+}"""
 VIEWBOX = "(dag) => dag.querySelector('.thodare-canvas svg').getAttribute('viewBox')"
 
 
@@ -156,7 +162,7 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
     with browser_page(chromium, "browser-pictures-live.log") as page:
         _run_and_check_live(page, lab)
 
-        failed = page.locator(DAG.format("charge") + ":has(.thodare-run)")
+        failed = page.locator(DAG_CHARGE)
         charge = failed.locator('g.thodare-node[data-block-id="charge"]')
         expect(charge).to_have_attribute("data-status", "failed", timeout=RUN_TIMEOUT_MS)
         assert charge.locator("rect").get_attribute("fill") == "#ef9a9a"
@@ -196,6 +202,15 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
         big.locator(".thodare-fit").click()
         assert big.evaluate(VIEWBOX) == fitted
         _fits(big, 200)
+
+        beside = failed.evaluate(BESIDE)
+        assert beside["beside"], beside  # a wide cell: the details at the DAG's right
+        page.set_viewport_size({"width": 900, "height": 1000})
+        page.wait_for_function(f"() => !({BESIDE})(document.querySelector('{DAG_CHARGE}')).beside")
+        below = failed.evaluate(BESIDE)
+        assert below["below"], below  # a narrow one: below it, the DAG refitted
+        _fits(failed, 3)
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
         _save(page)
         page.reload()  # the same kernel: the widgets come back live, still fitting
@@ -258,22 +273,3 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
         expect(live).to_have_count(1, timeout=RUN_TIMEOUT_MS)
         expect(live.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
         expect(live.locator(".thodare-run")).to_contain_text(run_ids[0][:12])
-
-
-def test_a_kernel_restart_under_a_live_widget_says_it_is_gone(chromium: Path, lab: Lab) -> None:
-    """Restart the kernel: the run's widget says its kernel is gone and offers Reattach."""
-    from playwright.sync_api import expect
-
-    write_notebook(lab.root / NOTEBOOK, CELLS[: DEFINITIONS + 1])
-    with browser_page(chromium, "browser-pictures-restart.log") as page:
-        run_notebook(page, lab, NOTEBOOK)
-        run = page.locator(DAG.format("store") + ":has(.thodare-run)")
-        expect(run.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
-        expect(run.locator(".thodare-gone")).to_have_count(0)
-        page.evaluate(
-            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"
-        )
-        expect(run.locator(".thodare-gone")).to_contain_text(
-            "The kernel that drew this run is gone", timeout=RUN_TIMEOUT_MS
-        )
-        expect(run.locator(".thodare-gone button.thodare-reattach")).to_be_visible()
