@@ -31,8 +31,8 @@ from lab_harness import (
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 NOTEBOOK = "pictures.ipynb"
-DEFINITIONS = 4
-"""The first cells define (extension, connector, two workflows); the rest run and draw."""
+DEFINITIONS = 5
+"""The first cells define (extension, connector, three workflows); the rest run and draw."""
 CELLS = [
     "%load_ext thodare_jupyter",
     '''import contextlib
@@ -62,6 +62,10 @@ input: {order: str}
 steps:
   charge: {uses: charge-card, with: {order: "{{trigger.order}}"}}
   notify: {uses: transform, with: {template: {text: "{{charge.order}}"}}}""",
+    """%%workflow nap
+steps:
+  rest: {uses: wait_duration, with: {duration: 3, unit: seconds}}
+  wake: {uses: transform, needs: [rest], with: {template: {done: true}}}""",
     """ok = wfkit.run(chain, {"x": 1})
 ok.result(timeout=60)
 ok""",
@@ -69,6 +73,8 @@ ok""",
 with contextlib.suppress(Exception):
     bad.result(timeout=60)
 bad""",
+    """later = wfkit.run(nap)
+later  # drawn while it waits: the saved picture must still end up completed""",
     """import random
 
 from thodare_jupyter import SerializedWorkflow
@@ -82,6 +88,7 @@ DagView(SerializedWorkflow.model_validate(
     {"metadata": {"name": "big"}, "blocks": blocks, "connections": conns}))""",
 ]
 CHAIN = ["__trigger__", "fetch", "clean", "score", "store"]
+SVG = "image/svg+xml"
 DAG = '.thodare-dag:has(g.thodare-node[data-block-id="{}"])'
 FITS = """(dag) => {
   const canvas = dag.querySelector(".thodare-canvas").getBoundingClientRect();
@@ -150,6 +157,16 @@ def _run_and_check_live(page: Any, lab: Lab) -> None:
     assert ids == CHAIN
     expect(run.locator('g.thodare-node[data-block-id="__trigger__"] text').first).to_have_text(
         "input"
+    )
+
+
+def _nap_done(page: Any) -> None:
+    """The run drawn while it waited has ended (its widget says so)."""
+    from playwright.sync_api import expect
+
+    nap = page.locator(DAG.format("wake") + ":has(.thodare-run)")
+    expect(nap.locator('g.thodare-node[data-block-id="wake"]')).to_have_attribute(
+        "data-status", "completed", timeout=RUN_TIMEOUT_MS
     )
 
 
@@ -228,15 +245,19 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
     write_notebook(lab.root / NOTEBOOK, CELLS)
     with browser_page(chromium, "browser-pictures-save.log") as page:
         _run_and_check_live(page, lab)
+        _nap_done(page)
         _save(page)
     for session in _api(lab, "sessions"):
         _api(lab, f"sessions/{session['id']}", method="DELETE")
     saved = json.loads((lab.root / NOTEBOOK).read_text())
     bundles = [o for c in saved["cells"] for o in c.get("outputs", [])
                if "image/svg+xml" in o.get("data", {})]  # fmt: skip
-    assert len(bundles) >= 4  # chain and refund definitions, the two runs, the big one
+    assert len(bundles) >= 4  # the definitions, the three runs, the big one
     run_ids = [o["metadata"]["thodare"]["run_id"] for o in bundles if "thodare" in o["metadata"]]
-    assert len(run_ids) == 2
+    assert len(run_ids) == 3
+    nap = "".join(next(o for o in bundles if 'data-block-id="wake"' in "".join(o["data"][SVG])
+                       and "thodare" in o["metadata"])["data"][SVG])  # fmt: skip
+    assert 'data-block-id="wake" data-status="completed"' in nap  # the live widget's last
 
     with browser_page(chromium, "browser-pictures-reopen.log") as page:
         open_notebook(page, lab, NOTEBOOK)  # a new kernel: none of the widget models exist
@@ -264,7 +285,7 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
             page.locator(".jp-Notebook .jp-Cell").nth(i).click()
             page.keyboard.press("Shift+Enter")
         page.wait_for_function(
-            "() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].slice(0, 4)"
+            f"() => [...document.querySelectorAll('.jp-Notebook .jp-Cell')].slice(0, {DEFINITIONS})"
             ".every(c => /\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt').textContent))",
             timeout=RUN_TIMEOUT_MS,
         )
@@ -273,3 +294,22 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
         expect(live).to_have_count(1, timeout=RUN_TIMEOUT_MS)
         expect(live.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
         expect(live.locator(".thodare-run")).to_contain_text(run_ids[0][:12])
+
+
+def test_a_kernel_restart_under_a_live_widget_says_it_is_gone(chromium: Path, lab: Lab) -> None:
+    """Restart the kernel: the run's widget says its kernel is gone and offers Reattach."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab.root / NOTEBOOK, CELLS[: DEFINITIONS + 1])
+    with browser_page(chromium, "browser-pictures-restart.log") as page:
+        run_notebook(page, lab, NOTEBOOK)
+        run = page.locator(DAG.format("store") + ":has(.thodare-run)")
+        expect(run.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
+        expect(run.locator(".thodare-gone")).to_have_count(0)
+        page.evaluate(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"
+        )
+        expect(run.locator(".thodare-gone")).to_contain_text(
+            "The kernel that drew this run is gone", timeout=RUN_TIMEOUT_MS
+        )
+        expect(run.locator(".thodare-gone button.thodare-reattach")).to_be_visible()
