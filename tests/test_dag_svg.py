@@ -7,6 +7,7 @@ param value (hidden ones above all), and colour each block by its run status.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import re
@@ -295,3 +296,35 @@ def test_the_trigger_is_a_small_input_marker() -> None:
     assert edge.points[0][0] == trigger.x + TRIGGER_W  # leaves the marker's right side
     svg = render_svg(w)
     assert ">input<" in svg and "trigger_webhook<" not in svg
+
+
+def test_nbconvert_html_shows_the_picture_unless_widget_state_was_saved() -> None:
+    """nbconvert's HTML draws a DagView output as its SVG (an <img>); a notebook saved
+    with widget state (nbclient's default) gets the widget view instead: no picture."""
+    from nbconvert import HTMLExporter
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from thodare_jupyter.notebook.widgets import DagView
+
+    w = wf([("__trigger__", "trigger_webhook"), ("a", "t")], [("__trigger__", "a", None)],
+           name="pic")  # fmt: skip
+    view = DagView(w)
+    try:
+        bundle = view._repr_mimebundle_()
+    finally:
+        view.close()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    out = new_output("execute_result", data=data, execution_count=1)
+    nb = new_notebook(cells=[new_code_cell("DagView(w)", outputs=[out], execution_count=1)])
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    pictures = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert [base64.b64decode(p).decode() for p in pictures] == [data["image/svg+xml"]]
+
+    model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    state = {model_id: {"model_name": "AnyModel", "model_module": "anywidget", "state": {}}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2,
+                                                      "version_minor": 0}}  # fmt: skip
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert pictures[0] not in html  # the widget view, not the SVG
+    assert "application/vnd.jupyter.widget-view+json" in html
