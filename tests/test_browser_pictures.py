@@ -218,6 +218,15 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
         assert float(panned.split()[0]) > float(fitted.split()[0])  # dragged left: view right
         big.locator(".thodare-fit").click()
         assert big.evaluate(VIEWBOX) == fitted
+        page.mouse.move(box["x"] + 40, box["y"] + box["height"] / 2)
+        page.keyboard.down("Control")  # ctrl + wheel zooms where the pointer is
+        page.mouse.wheel(0, -400)
+        page.keyboard.up("Control")
+        page.wait_for_function(
+            f"() => document.querySelector('{DAG.format('b199')} .thodare-canvas').dataset.zoom"
+            f" > {zoom}"
+        )
+        big.locator(".thodare-fit").click()
         _fits(big, 200)
 
         beside = failed.evaluate(BESIDE)
