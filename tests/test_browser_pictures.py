@@ -6,14 +6,17 @@ run's failing node is red with its error and the step after it "not run". Saved,
 its kernel shut down and reopened in a fresh page, every DAG output still shows
 its picture (an <img> of the saved SVG) and says the kernel is gone; after the
 definition cells run again, Reattach shows the run live. A kernel restart under a
-live widget makes it say so. Screenshots: ``docs/dag-reopened.png``,
-``docs/dag-200-nodes.png``, ``docs/dag-failed.png``.
+live widget makes it say so. Screenshots go to ``test-artifacts/``;
+``THODARE_UPDATE_SCREENSHOT=1`` also copies them to ``docs/`` (``dag-reopened.png``,
+``dag-200-nodes.png`` at 1:1, ``dag-failed.png``).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -120,6 +123,14 @@ def _fits(dag: Any, count: int) -> dict[str, Any]:
     return got
 
 
+def _keep(*names: str) -> None:
+    """With ``THODARE_UPDATE_SCREENSHOT=1``, copy these screenshots to ``docs/``."""
+    if os.environ.get("THODARE_UPDATE_SCREENSHOT") == "1":
+        DOCS.mkdir(exist_ok=True)
+        for name in names:
+            shutil.copyfile(ARTIFACTS / name, DOCS / name)
+
+
 def _save(page: Any) -> None:
     page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
     page.wait_for_function(
@@ -175,7 +186,6 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
     from playwright.sync_api import expect
 
     write_notebook(lab.root / NOTEBOOK, CELLS)
-    DOCS.mkdir(exist_ok=True)
     with browser_page(chromium, "browser-pictures-live.log") as page:
         _run_and_check_live(page, lab)
 
@@ -190,7 +200,7 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
         assert not failed.locator('g.thodare-node[data-status="waiting"]').count()
         _fits(failed, 3)
         failed.scroll_into_view_if_needed()
-        failed.screenshot(path=str(DOCS / "dag-failed.png"))
+        failed.screenshot(path=str(ARTIFACTS / "dag-failed.png"))
 
         big = page.locator(DAG.format("b199"))
         expect(big).to_have_count(1)
@@ -200,7 +210,7 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
         big.screenshot(path=str(ARTIFACTS / "dag-200-nodes-fit.png"))
         big.locator(".thodare-actual").click()  # 1:1 at the left: readable boxes
         assert big.locator(".thodare-canvas").get_attribute("data-zoom") == "1.000"
-        big.screenshot(path=str(DOCS / "dag-200-nodes.png"))
+        big.screenshot(path=str(ARTIFACTS / "dag-200-nodes.png"))
         big.locator(".thodare-fit").click()
         fitted = big.evaluate(VIEWBOX)
         zoom = float(big.locator(".thodare-canvas").get_attribute("data-zoom") or 0)
@@ -245,6 +255,7 @@ def test_live_dags_fit_zoom_pan_and_a_failed_run_is_red(chromium: Path, lab: Lab
         expect(run).to_have_count(1, timeout=RUN_TIMEOUT_MS)
         expect(run.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
         _fits(run, 5)
+    _keep("dag-failed.png", "dag-200-nodes.png")
 
 
 def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, lab: Lab) -> None:
@@ -288,7 +299,7 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
         banner = output.locator(".thodare-gone")
         expect(banner).to_contain_text("The kernel that drew this run is gone")
         output.scroll_into_view_if_needed()
-        output.screenshot(path=str(DOCS / "dag-reopened.png"))
+        output.screenshot(path=str(ARTIFACTS / "dag-reopened.png"))
 
         for i in range(DEFINITIONS):  # the definition cells again, then Reattach
             page.locator(".jp-Notebook .jp-Cell").nth(i).click()
@@ -303,6 +314,7 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
         expect(live).to_have_count(1, timeout=RUN_TIMEOUT_MS)
         expect(live.locator('g.thodare-node[data-status="completed"]')).to_have_count(5)
         expect(live.locator(".thodare-run")).to_contain_text(run_ids[0][:12])
+    _keep("dag-reopened.png")
 
 
 def test_a_kernel_restart_under_a_live_widget_says_it_is_gone(chromium: Path, lab: Lab) -> None:
