@@ -87,7 +87,7 @@ def test_panel_lists_cancels_and_opens_runs(chromium: Path, lab: Lab) -> None:
         nodes = view.locator(".thodare-run-dag svg g[data-block-id]")
         expect(nodes).to_have_count(3)
         statuses = nodes.evaluate_all("ns => ns.map(n => [n.dataset.blockId, n.dataset.status])")
-        assert sorted(statuses) == [["__trigger__", "completed"], ["after", "canceled"],
+        assert sorted(statuses) == [["__trigger__", "completed"], ["after", "not run"],
                                     ["approve", "canceled"]], statuses  # fmt: skip
         step = view.locator('table.thodare-steps tr[data-block-id="approve"]')
         expect(step).to_have_attribute("data-status", "canceled")

@@ -7,16 +7,21 @@ param value (hidden ones above all), and colour each block by its run status.
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from thodare_jupyter import Hidden, SerializedWorkflow, define_connector, define_workflow
-from thodare_jupyter.drawing.layout import MARGIN, layout
-from thodare_jupyter.drawing.svg import render_svg
+from thodare_jupyter.drawing.layout import COL_GAP, MARGIN, NODE_W, TRIGGER_W, layout
+from thodare_jupyter.drawing.palette import STATUS_STYLE
+from thodare_jupyter.drawing.svg import render_svg, run_statuses, step_status
+from thodare_jupyter.wire import RUN_STATUSES
 
 NS = "{http://www.w3.org/2000/svg}"
 FILLS = {  # the palette dag.js uses too
@@ -237,3 +242,89 @@ def test_layout_data_is_json_for_the_front_end() -> None:
     assert {"width", "height", "nodes", "edges", "crossings"} <= set(data)
     assert {"id", "label", "type", "x", "y", "width", "height", "disabled"} <= set(data["nodes"][0])
     assert all(len(p) == 2 for e in data["edges"] for p in e["points"])
+
+
+# ── one palette; statuses as an ended run shows them; the trigger as an input marker ──
+
+PALETTE_TS = Path(__file__).resolve().parents[1] / "labextension" / "src" / "palette.ts"
+TS_ROW = re.compile(
+    r"^\s*'?([a-z ]+)'?: \['(#[0-9a-f]{6})', '(#[0-9a-f]{6})', '(#[0-9a-f]{6})'\],?$"
+)
+
+
+def test_the_panel_palette_is_the_python_palette_and_covers_every_run_status() -> None:
+    """labextension/src/palette.ts holds exactly drawing/palette.py's table."""
+    rows = [m.groups() for line in PALETTE_TS.read_text().splitlines() if (m := TS_ROW.match(line))]
+    assert {k: (f, s, i) for k, f, s, i in rows} == STATUS_STYLE
+    assert len(rows) == len(STATUS_STYLE)  # no key twice
+    assert set(RUN_STATUSES) <= set(STATUS_STYLE)
+    assert {s: STATUS_STYLE[s][0] for s in FILLS} == FILLS
+
+
+def test_an_ended_run_has_no_step_still_going() -> None:
+    """Failed or canceled: running/waiting steps are canceled, unreached blocks not run."""
+    blocks = [("__trigger__", "trigger_webhook"), ("a", "t"), ("b", "t"), ("c", "t"), ("d", "t")]
+    w = wf(blocks, [("__trigger__", "a", None), ("a", "b", None), ("a", "c", None),
+                    ("b", "d", None)])  # fmt: skip
+    steps = {"a": "completed", "b": "failed", "c": "waiting"}
+    assert run_statuses(w, "failed", steps) == {
+        "__trigger__": "completed", "a": "completed", "b": "failed", "c": "canceled",
+        "d": "not run"}  # fmt: skip
+    assert run_statuses(w, "running", steps)["c"] == "waiting"
+    assert run_statuses(w, "running", steps)["d"] == "pending"
+    assert step_status("canceled", "running") == "canceled"
+    assert step_status("completed", "skipped") == "skipped"
+    svg = parse(render_svg(w, run_statuses(w, "failed", steps)))
+    fills = {g.get("data-block-id"): g.find(f"{NS}rect").get("fill")  # type: ignore[union-attr]
+             for g in svg.iter(f"{NS}g") if g.get("class") == "thodare-node"}  # fmt: skip
+    assert fills["b"] == FILLS["failed"]
+    assert fills["c"] == FILLS["canceled"]
+    assert fills["d"] == STATUS_STYLE["not run"][0]
+
+
+def test_the_trigger_is_a_small_input_marker() -> None:
+    """``__trigger__ / trigger_webhook`` is drawn as a narrow "input" box, not a step."""
+    w = wf([("__trigger__", "trigger_webhook"), ("a", "t"), ("b", "t")],
+           [("__trigger__", "a", None), ("a", "b", None)])  # fmt: skip
+    lay = layout(w)
+    trigger, a, b = lay.nodes
+    assert (trigger.label, trigger.type_label, trigger.width) == ("input", "", TRIGGER_W)
+    assert a.width == b.width == NODE_W
+    assert a.x == MARGIN + TRIGGER_W + COL_GAP
+    assert lay.width == b.x + NODE_W + MARGIN
+    edge = lay.edges[0]
+    assert edge.points[0][0] == trigger.x + TRIGGER_W  # leaves the marker's right side
+    svg = render_svg(w)
+    assert ">input<" in svg and "trigger_webhook<" not in svg
+
+
+def test_nbconvert_html_shows_the_picture_unless_widget_state_was_saved() -> None:
+    """nbconvert's HTML draws a DagView output as its SVG (an <img>); a notebook saved
+    with widget state (nbclient's default) gets the widget view instead: no picture."""
+    from nbconvert import HTMLExporter
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from thodare_jupyter.notebook.widgets import DagView
+
+    w = wf([("__trigger__", "trigger_webhook"), ("a", "t")], [("__trigger__", "a", None)],
+           name="pic")  # fmt: skip
+    view = DagView(w)
+    try:
+        bundle = view._repr_mimebundle_()
+    finally:
+        view.close()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    out = new_output("execute_result", data=data, execution_count=1)
+    nb = new_notebook(cells=[new_code_cell("DagView(w)", outputs=[out], execution_count=1)])
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    pictures = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)
+    assert [base64.b64decode(p).decode() for p in pictures] == [data["image/svg+xml"]]
+
+    model_id = data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    state = {model_id: {"model_name": "AnyModel", "model_module": "anywidget", "state": {}}}
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2,
+                                                      "version_minor": 0}}  # fmt: skip
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert pictures[0] not in html  # the widget view, not the SVG
+    assert "application/vnd.jupyter.widget-view+json" in html

@@ -41,6 +41,7 @@ from .clock import from_iso, local_text, to_iso
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
 from .connectors.waits import duration_seconds
+from .drawing.svg import step_status
 from .durable.handle import RunDescription, StepDescription
 from .durable.info import database_info
 from .errors import (
@@ -343,8 +344,8 @@ def show(
     typer.echo("")
     typer.echo(_table(
         ["BLOCK", "TYPE", "STATUS", "ATTEMPT", "STARTED", "ENDED", "ERROR / OUTPUT"],
-        [[s.block_id, s.type, s.status, str(s.attempt), _when(s.started_at), _when(s.ended_at),
-          detail(s)] for s in run.steps],
+        [[s.block_id, s.type, step_status(run.status, s.status), str(s.attempt),
+          _when(s.started_at), _when(s.ended_at), detail(s)] for s in run.steps],
     ))  # fmt: skip
     if run.children:
         typer.echo("\nChildren (`thodare runs show ID`)")

@@ -25,6 +25,22 @@ export function isTerminal(status: string): boolean {
   return (TERMINAL_STATUSES as readonly string[]).includes(status);
 }
 
+/** "block: error" when the run failed at a block, else the error alone (never ": error"). */
+export function errorHeader(run: { failed_block: string | null; error: string | null }): string {
+  return run.failed_block ? `${run.failed_block}: ${run.error ?? ''}` : (run.error ?? '');
+}
+
+/**
+ * A step's status as shown (`step_status` in drawing/svg.py): once its run ended,
+ * a step still running or waiting was cut off (`canceled`), a pending one `not run`.
+ */
+export function stepStatus(runStatus: string, stored: string): string {
+  if (!isTerminal(runStatus) || isTerminal(stored) || stored === 'skipped') {
+    return stored;
+  }
+  return stored === 'pending' ? 'not run' : 'canceled';
+}
+
 /** `value` as a run status, or null when it is not one (an empty filter). */
 export function asRunStatus(value: string): RunStatus | null {
   return RUN_STATUSES.find(s => s === value) ?? null;

@@ -14,6 +14,7 @@ import { SplitPanel } from '@lumino/widgets';
 
 import { IRunRow } from './api';
 import { ChatView } from './chat';
+import { installFallback } from './fallback';
 import { KernelLinks } from './kernel';
 import { RunView } from './runview';
 import { RunsView } from './runs';
@@ -34,6 +35,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   autoStart: true,
   requires: [ILabShell, INotebookTracker],
   activate: (app: JupyterFrontEnd, shell: ILabShell, tracker: INotebookTracker) => {
+    installFallback(tracker); // a DAG output's last picture when its widget cannot show
     const links = new KernelLinks(tracker);
     const views = new Map<string, MainAreaWidget<RunView>>();
     let lastRun: IRunRow | null = null;

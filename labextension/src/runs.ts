@@ -14,12 +14,14 @@ import {
   cancelRun,
   currentKernel,
   dbInfo,
+  errorHeader,
   isTerminal,
   listRuns,
   listWorkers,
   setKernel
 } from './api';
 import { clock, h } from './dom';
+import { paint } from './palette';
 import { PollingWidget, feed } from './poller';
 
 /** The time filter's choices: a label and how far back (ms); `between` shows two dates. */
@@ -223,8 +225,10 @@ export class RunsView extends PollingWidget {
   private updateRow(row: HTMLLIElement, run: IRunRow): void {
     this.runs.set(run.id, run);
     row.dataset.status = run.status;
-    row.querySelector('.thodare-run-status')!.textContent = run.status;
-    row.title = run.error ? `${run.failed_block ?? ''}: ${run.error}` : run.id;
+    const status = row.querySelector<HTMLElement>('.thodare-run-status')!;
+    status.textContent = run.status;
+    paint(status, run.status);
+    row.title = run.error ? errorHeader(run) : run.id;
     const cancel = row.querySelector<HTMLButtonElement>('.thodare-run-cancel')!;
     cancel.hidden = isTerminal(run.status);
   }

@@ -12,11 +12,13 @@ import {
   ISent,
   IStep,
   approveStep,
+  errorHeader,
   getRun,
   isTerminal,
   runSvg,
   sendStepEvent,
-  stepLogs
+  stepLogs,
+  stepStatus
 } from './api';
 import { clock, h, svgNode, took } from './dom';
 import { drawOutput } from './outputs';
@@ -59,7 +61,7 @@ export class RunView extends PollingWidget {
     this.node.dataset.status = run.status;
     this.head.textContent = `${run.workflow ?? 'run'} · ${run.id} · ${run.status}`;
     if (run.error) {
-      this.head.append(h('pre', 'thodare-error', `${run.failed_block ?? ''}: ${run.error}`));
+      this.head.append(h('pre', 'thodare-error', errorHeader(run)));
     }
     this.drawLinks(run);
     if (svg !== this.svg) {
@@ -74,8 +76,8 @@ export class RunView extends PollingWidget {
     const body = table.createTBody();
     for (const s of run.steps.filter(s => !s.block_id.includes('['))) {
       // a for_each step's items (`block[i]`) are counted on its row, not listed
-      // a canceled run's unfinished steps will not go on (as its DAG shows them)
-      const status = run.status === 'canceled' && !isTerminal(s.status) ? 'canceled' : s.status;
+      // an ended run's unfinished steps will not go on (as its DAG shows them)
+      const status = stepStatus(run.status, s.status);
       const tr = body.insertRow();
       tr.dataset.blockId = s.block_id;
       tr.dataset.status = status;

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import networkx as nx
 
 NODE_W, NODE_H = 168, 48
+TRIGGER, TRIGGER_W, TRIGGER_LABEL = "trigger_webhook", 64, "input"
+"""The trigger (the run's input, however it came: code, webhook, schedule) is drawn as a
+small start marker, not a step: it names no connector a user chose."""
 COL_GAP, ROW_GAP, DUMMY_H, MARGIN, STUB = 72, 20, 12, 24, 10
 ID_CHARS, TYPE_CHARS = 20, 24
 """Characters of an id / a type shown in a box (12px / 11px monospace); longer ones get "…"."""
@@ -195,18 +198,23 @@ def layout(workflow: SerializedWorkflow | Mapping[str, Any]) -> Layout:
     tall = [sum(NODE_H if isinstance(k, str) else DUMMY_H for k in r) + ROW_GAP * (len(r) - 1)
             for r in order]  # fmt: skip
     inner = max(tall, default=0)
+    triggers = {b.id for b in wf.blocks if b.type == TRIGGER}
+    wide = {k: TRIGGER_W if k in triggers else NODE_W for r in order for k in r}
+    col_w = [max((wide[k] for k in r), default=NODE_W) for r in order]
     xy: dict[_Key, Point] = {}
+    x = MARGIN
     for li, r in enumerate(order):
-        x, y = MARGIN + li * (NODE_W + COL_GAP), MARGIN + (inner - tall[li]) // 2
+        y = MARGIN + (inner - tall[li]) // 2
         for k in r:
             h = NODE_H if isinstance(k, str) else DUMMY_H
-            xy[k] = (x, y + h // 2) if isinstance(k, tuple) else (x, y)
+            xy[k] = (x, y + h // 2) if isinstance(k, tuple) else (x + col_w[li] - wide[k], y)
             y += h + ROW_GAP
-    width = MARGIN * 2 + max(len(order) * (NODE_W + COL_GAP) - COL_GAP, 0)
+        x += col_w[li] + COL_GAP
+    width = MARGIN * 2 + max(sum(col_w) + COL_GAP * (len(order) - 1), 0)
     height = MARGIN * 2 + inner
     return Layout(
-        nodes=_boxes(wf, order, xy),
-        edges=_edges(conns, chains, xy, spans),
+        nodes=_boxes(wf, order, xy, wide),
+        edges=_edges(conns, chains, xy, spans, wide),
         width=width,
         height=height,
         crossings=crossings,
@@ -214,16 +222,22 @@ def layout(workflow: SerializedWorkflow | Mapping[str, Any]) -> Layout:
 
 
 def _boxes(
-    wf: SerializedWorkflow, order: list[list[_Key]], xy: Mapping[_Key, Point]
+    wf: SerializedWorkflow,
+    order: list[list[_Key]],
+    xy: Mapping[_Key, Point],
+    wide: Mapping[_Key, int],
 ) -> tuple[NodeBox, ...]:
-    """A box per block, in layer order then top to bottom (the first block of an id wins)."""
+    """A box per block, in layer order then top to bottom (the first block of an id wins);
+    the trigger's is the small ``input`` marker."""
     blocks: dict[str, SerializedBlock] = {}
     for b in wf.blocks:
         blocks.setdefault(b.id, b)
+    marker = {k: blocks[k].type == TRIGGER for r in order for k in r if isinstance(k, str)}
     return tuple(
-        NodeBox(id=k, label=clip(k, ID_CHARS), type=blocks[k].type,
-                type_label=clip(blocks[k].type, TYPE_CHARS), x=xy[k][0], y=xy[k][1],
-                width=NODE_W, height=NODE_H, layer=li, disabled=not blocks[k].enabled)
+        NodeBox(id=k, label=TRIGGER_LABEL if marker[k] else clip(k, ID_CHARS), type=blocks[k].type,
+                type_label="" if marker[k] else clip(blocks[k].type, TYPE_CHARS),
+                x=xy[k][0], y=xy[k][1], width=wide[k], height=NODE_H, layer=li,
+                disabled=not blocks[k].enabled)
         for li, r in enumerate(order) for k in r if isinstance(k, str)
     )  # fmt: skip
 
@@ -233,6 +247,7 @@ def _edges(
     chains: list[list[_Key]],
     xy: Mapping[_Key, Point],
     spans: list[int],
+    wide: Mapping[_Key, int],
 ) -> tuple[EdgePath, ...]:
     """Polylines: ports spread along each box side (sorted by where the edge goes), short
     horizontal stubs at both ends, through each dummy's slot; back edges go over the top."""
@@ -255,12 +270,12 @@ def _edges(
                 port[(side, i)] = xy[node][1] + NODE_H * (rank + 1) // (len(idx) + 1)
     edges = []
     for i, (c, ch, fw) in enumerate(zip(conns, chains, forward, strict=True)):
-        sx, sy = xy[c.source][0] + NODE_W, port[("out", i)]
+        sx, sy = xy[c.source][0] + wide[c.source], port[("out", i)]
         tx, ty = xy[c.target][0], port[("in", i)]
         pts: list[Point] = [(sx, sy), (sx + STUB, sy)]
         if fw:
             for d in ch[1:-1]:
-                pts += [xy[d], (xy[d][0] + NODE_W, xy[d][1])]
+                pts += [xy[d], (xy[d][0] + wide[d], xy[d][1])]
         else:
             pts += [(sx + STUB, top), (tx - STUB, top)]
         pts += [(tx - STUB, ty), (tx, ty)]

@@ -15,26 +15,11 @@ from collections.abc import Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..wire import SerializedWorkflow
-from .layout import Layout, clip, layout
+from ..wire import TERMINAL_STATUSES, SerializedWorkflow
+from .layout import TRIGGER, Layout, clip, layout
+from .palette import DASHED, STATUS_STYLE, style
 from .progress import Progress
 
-STATUS_STYLE: dict[str, tuple[str, str, str]] = {
-    "pending": ("#e0e0e0", "#9e9e9e", "#212121"),
-    "running": ("#90caf9", "#1e88e5", "#212121"),
-    "waiting": ("#ffcc80", "#fb8c00", "#212121"),
-    "paused": ("#ffcc80", "#fb8c00", "#212121"),
-    "completed": ("#a5d6a7", "#43a047", "#212121"),
-    "failed": ("#ef9a9a", "#e53935", "#212121"),
-    "skipped": ("#f5f5f5", "#bdbdbd", "#757575"),
-    "canceled": ("#9e9e9e", "#616161", "#212121"),
-    "unchanged": ("#fafafa", "#9e9e9e", "#212121"),
-    "added": ("#e1bee7", "#8e24aa", "#212121"),
-    "changed": ("#fff59d", "#f9a825", "#212121"),
-    "removed": ("#ffcdd2", "#c62828", "#757575"),
-}
-"""Fill, stroke and text colour per step status (``paused`` is the in-memory ``waiting``),
-and per change in an assistant proposal; an unknown status is drawn as ``pending``."""
 DIMMED = "0.45"
 """Opacity of a disabled block."""
 FONT = "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace"
@@ -61,21 +46,24 @@ def _polyline(points: tuple[tuple[int, int], ...]) -> str:
     return "M" + " L".join(f"{x} {y}" for x, y in points)
 
 
+def step_status(run_status: str, stored: str) -> str:
+    """A step's status as shown: once its run has ended nothing is still going, so a
+    step stored as running or waiting was cut off (``canceled``) and one that never
+    started was never reached (``not run``)."""
+    if run_status in TERMINAL_STATUSES and stored in ("pending", "running", "waiting", "paused"):
+        return "not run" if stored == "pending" else "canceled"
+    return stored
+
+
 def run_statuses(
     workflow: SerializedWorkflow, run_status: str, steps: Mapping[str, str]
 ) -> dict[str, str]:
-    """Each block's status in a run, as the DAG shows it.
-
-    The trigger is ``completed``; steps are as stored (``steps``: status by block
-    id); in a canceled run, what had not finished is ``canceled`` (it will not run).
-    """
-    statuses = {b.id: "completed" for b in workflow.blocks if b.type == "trigger_webhook"}
+    """Each block's status in a run, as the DAG, the widget and the panel show it: the
+    trigger ``completed``, steps as stored (``steps``: status by block id), a block
+    with no step ``pending``, all seen through :func:`step_status`."""
+    statuses = {b.id: "completed" for b in workflow.blocks if b.type == TRIGGER}
     statuses.update(steps)
-    if run_status == "canceled":
-        for b in workflow.blocks:
-            if statuses.get(b.id, "pending") in ("pending", "running", "waiting"):
-                statuses[b.id] = "canceled"
-    return statuses
+    return {b.id: step_status(run_status, statuses.get(b.id, "pending")) for b in workflow.blocks}
 
 
 def render_svg(
@@ -181,7 +169,7 @@ def _nodes(lay: Layout, status: Mapping[str, str], progress: Mapping[str, Progre
     out = []
     for n in lay.nodes:
         s = status[n.id]
-        fill, stroke, ink = STATUS_STYLE.get(s, STATUS_STYLE["pending"])
+        fill, stroke, ink = style(s)
         tip = f"{n.id} ({n.type}): {s}" + (", disabled" if n.disabled else "")
         out.append(
             f'<g class="thodare-node"{_attrs(data_block_id=n.id, data_status=s)}'
@@ -190,7 +178,7 @@ def _nodes(lay: Layout, status: Mapping[str, str], progress: Mapping[str, Progre
             f"{_attrs(transform=f'translate({n.x},{n.y})')}>"
         )
         out.append(f"<title>{_text(tip)}</title>")
-        dash = "4 3" if s in ("skipped", "removed") else None
+        dash = "4 3" if s in DASHED else None
         out.append(
             f'<rect rx="8" ry="8"{_attrs(width=n.width, height=n.height, fill=fill)}'
             f"{_attrs(stroke=stroke, stroke_dasharray=dash)}/>"
@@ -226,8 +214,8 @@ def _legend(present: list[str], counts: Counter[str], width: int) -> list[list[s
         if x + step > width and rows[-1]:
             rows.append([])
             x = 24
-        fill, stroke, _ = STATUS_STYLE.get(s, STATUS_STYLE["pending"])
-        dash = "3 2" if s in ("skipped", "removed") else None
+        fill, stroke, _ = style(s)
+        dash = "3 2" if s in DASHED else None
         rows[-1].append(
             f'<rect x="{x}" y="4" width="12" height="12" rx="2"{_attrs(fill=fill, stroke=stroke)}'
             f"{_attrs(stroke_dasharray=dash)}/>"

@@ -407,8 +407,16 @@ class RunExecution:
                 outcome = await coro
         except TimeoutError:
             error = "The run's deadline passed before it finished."
-            await self.write(finish, status="failed", error=error)
-            self.w.lifecycle.run_ended(self.row.id, "failed", error)
+            # the steps it was at (waiting or running) fail with it: the first is where it failed
+            rows = await self.w.io(self.store.runs.get_steps, self.row.id)
+            held = {w.block_id for w in self.ended}
+            at = [r for r in rows if r.status in ("running", "waiting") and r.block_id not in held]
+            cut = [StepWrite(r.block_id, r.type, "failed", r.attempt, error=error) for r in at]
+            failed_block = next((r.block_id for r in at if "[" not in r.block_id), None)
+            await self.write(finish, also=cut, status="failed", error=error,
+                             failed_block=failed_block)  # fmt: skip
+            self.w.lifecycle.run_ended(self.row.id, "failed", error, failed_block)
+            self.w.ended(self.row.id, ("failed", None, error, failed_block))
             return
         for r in records:
             if r.status == "skipped":

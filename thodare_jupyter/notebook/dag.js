@@ -23,10 +23,7 @@ function drawGraph(model, svg) {
   const selected = model.get("selected");
   const palette = model.get("palette");
   const running = Object.keys(statuses).length > 0;  // a run, not just a definition
-  svg.replaceChildren();
-  svg.setAttribute("viewBox", `0 0 ${g.width} ${g.height}`);
-  svg.setAttribute("width", g.width);
-  svg.setAttribute("height", g.height);
+  svg.replaceChildren();  // the size and viewBox are the canvas's (fit, zoom, pan)
   for (const e of g.edges) {
     const d = e.points.map((p, i) => `${i ? "L" : "M"} ${p[0]} ${p[1]}`).join(" ");
     svg.append(el("path", { d, fill: "none", stroke: "#757575", class: "thodare-edge" }));
@@ -46,16 +43,19 @@ function drawGraph(model, svg) {
     group.append(el("rect", { width: n.width, height: n.height, rx: 8, ry: 8,
       fill, stroke: n.id === selected ? "#000" : stroke,
       "stroke-width": n.id === selected ? 2.5 : 1,
-      "stroke-dasharray": status === "skipped" ? "4 3" : "none",
+      "stroke-dasharray": status === "skipped" || status === "not run" ? "4 3" : "none",
       opacity: n.disabled ? 0.45 : 1 }));
     group.append(el("text", { x: 10, y: 20, class: "thodare-node-id" }, n.label || n.id));
-    const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label || n.type);
+    const type = el("text", { x: 10, y: 38, class: "thodare-node-type" }, n.type_label ?? n.type);
     group.append(type);
     const p = progress[n.id];
     if (p) group.append(drawProgress(p, n, type));
     group.append(el("title", {}, `${n.id} (${n.type})${running ? ": " + status : ""}${
       p ? ` · ${p.ended}/${p.total} items${p.failed ? `, ${p.failed} failed` : ""}` : ""}`));
-    group.addEventListener("click", () => { model.set("selected", n.id); model.save_changes(); });
+    group.addEventListener("click", () => {
+      if (svg.dataset.dragged === "1") return;  // the end of a pan, not a click
+      model.set("selected", n.id); model.save_changes();
+    });
     svg.append(group);
   }
 }
@@ -330,6 +330,9 @@ function drawWaitActions(model, d, panel) {
   panel.append(box);
 }
 
+// "block: error" when the run failed at a block, else the error alone (never ": error").
+const errorHeader = (run) => (run.failed_block ? `${run.failed_block}: ${run.error}` : run.error);
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
   const run = model.get("run") || {};
@@ -339,7 +342,7 @@ function drawDetails(model, panel) {
     const head = html("div", { class: "thodare-run" }, `run ${run.id ? run.id.slice(0, 12) : ""}: ${run.status}`);
     head.dataset.status = run.status;
     panel.append(head);
-    if (run.error) panel.append(html("pre", { class: "thodare-error" }, `${run.failed_block || ""}: ${run.error}`));
+    if (run.error) panel.append(html("pre", { class: "thodare-error" }, errorHeader(run)));
     panel.append(drawSteps(model, run));
   }
   if (notice) panel.append(html("div", { class: "thodare-notice" }, notice));
@@ -377,27 +380,151 @@ function drawDetails(model, panel) {
   panel.append(fork);
 }
 
+// ── the canvas: the drawing scaled to the cell's width, with zoom and pan ──
+
+const MAX_H = 560, MIN_H = 96, BIG_H = 320, MAX_ZOOM = 2;
+
+// A canvas showing `svg` through a viewBox: fitted to its width (and MAX_H) at first and on
+// every resize until the user zooms or pans; buttons +, -, fit; ctrl/cmd + wheel zooms
+// around the pointer; a drag pans (and is not a click on a node).
+function makeCanvas(svg, graphSize) {
+  const wrap = html("div", { class: "thodare-canvas" });
+  const tools = html("div", { class: "thodare-zoom" });
+  const button = (cls, text, title) => html("button", { class: cls, title, type: "button" }, text);
+  const zoomIn = button("thodare-zoom-in", "+", "Zoom in");
+  const zoomOut = button("thodare-zoom-out", "\u2212", "Zoom out");
+  const fit = button("thodare-fit", "fit", "Fit the whole graph");
+  const actual = button("thodare-actual", "1:1", "Actual size (drag to pan)");
+  tools.append(zoomIn, zoomOut, fit, actual);
+  wrap.append(svg, tools);
+  const view = { x: 0, y: 0, k: 1, w: 0, h: 0, fitted: true };
+
+  const apply = () => {
+    svg.setAttribute("width", view.w);
+    svg.setAttribute("height", view.h);
+    svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w / view.k} ${view.h / view.k}`);
+    wrap.dataset.zoom = view.k.toFixed(3);
+  };
+  const refit = () => {
+    const { width: gw, height: gh } = graphSize();
+    const w = Math.max(wrap.clientWidth, 1);
+    if (!gw || !gh || wrap.clientWidth === 0) return;  // not laid out yet: the observer calls again
+    const k = Math.min(1, w / gw, MAX_H / gh);
+    // a graph shrunk below half size gets room to zoom into (the canvas is not a thin strip)
+    const h = Math.max(k < 0.5 ? Math.min(BIG_H, gh) : MIN_H, Math.ceil(gh * k));
+    Object.assign(view, { w, h, k, fitted: true });
+    view.x = 0;  // k <= w / gw: the graph fits across, at the left
+    view.y = -(view.h / k - gh) / 2;
+    apply();
+  };
+  const zoom = (factor, cx = view.w / 2, cy = view.h / 2) => {
+    const { width: gw, height: gh } = graphSize();
+    const least = Math.min(1, view.w / gw, view.h / gh) / 2;
+    const k = Math.min(MAX_ZOOM, Math.max(least, view.k * factor));
+    view.x += cx / view.k - cx / k;  // the point under the pointer stays put
+    view.y += cy / view.k - cy / k;
+    view.k = k;
+    view.fitted = false;
+    apply();
+  };
+  zoomIn.onclick = () => zoom(1.25);
+  zoomOut.onclick = () => zoom(0.8);
+  fit.onclick = refit;
+  actual.onclick = () => zoom(1 / view.k, 0, view.h / 2);  // 1:1, the left edge kept
+  wrap.addEventListener("wheel", (e) => {
+    if (!(e.ctrlKey || e.metaKey)) return;  // a plain wheel scrolls the notebook
+    e.preventDefault();
+    const r = svg.getBoundingClientRect();
+    zoom(Math.exp(-e.deltaY / 300), e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+  let drag = null;
+  svg.addEventListener("pointerdown", (e) => {
+    if (e.button !== 0) return;
+    drag = { x: e.clientX, y: e.clientY, vx: view.x, vy: view.y, moved: false };
+    svg.dataset.dragged = "0";
+  });
+  svg.addEventListener("pointermove", (e) => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+    if (!drag.moved && Math.hypot(dx, dy) < 4) return;
+    if (!drag.moved) svg.setPointerCapture(e.pointerId);
+    drag.moved = true;
+    svg.dataset.dragged = "1";
+    wrap.classList.add("thodare-panning");
+    view.x = drag.vx - dx / view.k;
+    view.y = drag.vy - dy / view.k;
+    view.fitted = false;
+    apply();
+  });
+  const stop = () => { drag = null; wrap.classList.remove("thodare-panning"); };
+  svg.addEventListener("pointerup", stop);
+  svg.addEventListener("pointercancel", stop);
+  new ResizeObserver(() => { if (view.fitted || view.w !== wrap.clientWidth) refit(); }).observe(wrap);
+  return { wrap, refit };
+}
+
+// ── a widget whose kernel is gone (restarted, shut down) ──
+
+const GONE = ["restarting", "autorestarting", "dead"];
+
+// Calls `onGone` once the kernel behind this widget restarts, dies or is replaced: the
+// widget's model is gone with it, and the widget would freeze on its last state.
+function watchKernel(model, onGone) {
+  const kernel = model.widget_manager && model.widget_manager.kernel;
+  if (!kernel || !kernel.statusChanged) return;
+  let fired = false;
+  const once = () => { if (!fired) { fired = true; onGone(); } };
+  kernel.statusChanged.connect((_, status) => { if (GONE.includes(status)) once(); });
+  if (kernel.disposed) kernel.disposed.connect(once);
+}
+
+// The banner: the kernel is gone; for a run, Reattach (the labextension runs
+// `wfkit.get_handle("<run id>")` in a new cell below, once the definitions ran again).
+function goneBanner(model, root) {
+  const runId = (model.get("run") || {}).id || "";
+  const banner = html("div", { class: "thodare-gone" });
+  if (!runId) {
+    banner.append("The kernel that drew this is gone; run the cell again for a live view.");
+  } else {
+    const reattach = html("button", { class: "thodare-reattach", type: "button",
+      title: `Runs wfkit.get_handle("${runId}") in a new cell below` }, "Reattach");
+    reattach.onclick = () => root.dispatchEvent(
+      new CustomEvent("thodare-reattach", { bubbles: true, detail: { runId } }));
+    banner.append("The kernel that drew this run is gone. Run the definition cells again, then ",
+      reattach);
+  }
+  root.dataset.kernel = "gone";
+  root.prepend(banner);
+}
+
 function render({ model, el: root }) {
   root.classList.add("thodare-dag");
   const left = html("div", { class: "thodare-left" });
   const legend = html("div", { class: "thodare-legend" });
-  const wrap = html("div", { class: "thodare-canvas" });
   const svg = el("svg", { role: "img" });
-  wrap.append(svg);
-  left.append(legend, wrap);
+  const canvas = makeCanvas(svg, () => model.get("graph") || {});
+  left.append(legend, canvas.wrap);
   const panel = html("div", { class: "thodare-details" });
   root.append(left, panel);
   const redraw = () => { drawGraph(model, svg); drawLegend(model, legend); };
   const redetail = () => drawDetails(model, panel);
   redraw();
   redetail();
-  model.on("change:graph", redraw);
+  model.on("change:graph", () => { redraw(); canvas.refit(); });
   model.on("change:statuses", redraw);
   model.on("change:progress", () => { redraw(); redetail(); });
   model.on("change:selected", () => { redraw(); redetail(); });
   model.on("change:details", redetail);
   model.on("change:run", redetail);
   model.on("change:notice", redetail);
+  // the picture of what shows now, kept in the output by the labextension (fallback.ts)
+  const sendPicture = () => {
+    const svg = model.get("picture");
+    if (svg) root.dispatchEvent(new CustomEvent("thodare-picture", { bubbles: true, detail: svg }));
+  };
+  model.on("change:picture", sendPicture);
+  setTimeout(sendPicture, 0);
+  watchKernel(model, () => goneBanner(model, root));
 }
 
 export default { render };

@@ -31,8 +31,9 @@ import anywidget
 import traitlets
 
 from ..drawing.layout import layout
+from ..drawing.palette import STATUS_STYLE
 from ..drawing.progress import Progress, for_each_progress
-from ..drawing.svg import STATUS_STYLE, render_svg, run_statuses
+from ..drawing.svg import render_svg, run_statuses, step_status
 from ..kit import Wfkit
 from ..wire import TERMINAL_STATUSES, SerializedWorkflow
 
@@ -66,6 +67,9 @@ class DagView(anywidget.AnyWidget):
     details = traitlets.Dict().tag(sync=True)
     run = traitlets.Dict().tag(sync=True)
     notice = traitlets.Unicode("").tag(sync=True)
+    picture = traitlets.Unicode("").tag(sync=True)
+    """The static SVG of what the widget shows now: the front end keeps it in the output,
+    so a saved notebook shows the run's last state where no widget runs."""
 
     def __init__(
         self, workflow: SerializedWorkflow, kit: Wfkit | None = None, run_id: str | None = None
@@ -85,12 +89,21 @@ class DagView(anywidget.AnyWidget):
         return f"<DagView {name}: {len(self.workflow.blocks)} blocks, {what}>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, its SVG picture (nbconvert, GitHub, nbval, a reopened
+        notebook) and the stable repr; metadata ``thodare.run_id`` for reattaching."""
         bundle = super()._repr_mimebundle_(**kwargs)
         data: dict[str, Any] = (bundle[0] if isinstance(bundle, tuple) else bundle) or {}
-        progress = {k: Progress(**p) for k, p in self.progress.items()}
-        data["image/svg+xml"] = render_svg(self.workflow, self.statuses or None, progress=progress)
+        data["image/svg+xml"] = self._picture()
         data["text/plain"] = repr(self)
-        return bundle
+        if not self.run_id:
+            return bundle
+        metadata = dict(bundle[1]) if isinstance(bundle, tuple) else {}
+        metadata["thodare"] = {"run_id": self.run_id, "workflow": self.workflow.name}
+        return data, metadata
+
+    def _picture(self) -> str:
+        progress = {k: Progress(**p) for k, p in self.progress.items()}
+        return render_svg(self.workflow, self.statuses or None, progress=progress)
 
     # ── following a run ──
 
@@ -100,7 +113,8 @@ class DagView(anywidget.AnyWidget):
             return
         run = self.kit.get_handle(self.run_id).describe()
         steps: list[dict[str, Any]] = [
-            {"block_id": s.block_id, "type": s.type, "status": s.status, "attempt": s.attempt,
+            {"block_id": s.block_id, "type": s.type, "status": step_status(run.status, s.status),
+             "attempt": s.attempt,
              "started_at": s.started_at, "ended_at": s.ended_at, "error": s.error,
              "waiting_for": s.waiting_for}
             for s in run.steps
@@ -118,6 +132,8 @@ class DagView(anywidget.AnyWidget):
         progress = {k: p.to_dict() for k, p in for_each_progress(self.workflow, run.steps).items()}
         if progress != self.progress:
             self.progress = progress
+        if (picture := self._picture()) != self.picture:
+            self.picture = picture
         if self.selected:
             self._on_select({"new": self.selected})
 
