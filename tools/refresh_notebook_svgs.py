@@ -4,7 +4,8 @@ nbval compares a notebook's saved SVG outputs with a fresh run's, so a change to
 the drawing (``thodare_jupyter/drawing/``) needs the saved pictures redrawn. This
 runs each notebook (a fresh SQLite file; for ``03-postgres`` a fresh PostgreSQL
 schema at ``THODARE_TEST_PG``) and writes back only the SVG of each output that
-has one, leaving every other byte of the notebook as it was.
+has one, and drops saved widget state (``metadata.widgets``: with it nbconvert draws the
+widget view, not the picture), leaving every other byte of the notebook as it was.
 
     .venv/bin/python tools/refresh_notebook_svgs.py [notebooks/NN-name.ipynb ...]
 """
@@ -39,7 +40,7 @@ def _executed(path: Path, env: dict[str, str]) -> nbformat.NotebookNode:
 
 
 def refresh(path: Path) -> int:
-    """Redraw ``path``'s saved SVG outputs; returns how many changed."""
+    """Redraw ``path``'s saved SVG outputs, drop its widget state; returns how many changed."""
     env = {"THODARE_DB": str(Path(tempfile.mkdtemp(prefix="thodare-svgs-")) / "runs.db")}
     schema = None
     if "postgres" in path.name:
@@ -63,6 +64,8 @@ def refresh(path: Path) -> int:
             if SVG in out.get("data", {}) and svg is not None and out["data"][SVG] != svg:
                 out["data"][SVG] = svg.splitlines(keepends=True)
                 changed += 1
+    if saved["metadata"].pop("widgets", None) is not None:
+        changed += 1
     if changed:
         path.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
     return changed
