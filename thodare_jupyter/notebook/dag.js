@@ -396,7 +396,7 @@ function makeCanvas(svg, graphSize) {
   const fit = button("thodare-fit", "fit", "Fit the whole graph");
   const actual = button("thodare-actual", "1:1", "Actual size (drag to pan)");
   tools.append(zoomIn, zoomOut, fit, actual);
-  wrap.append(svg, tools);
+  wrap.append(tools, svg);
   const view = { x: 0, y: 0, k: 1, w: 0, h: 0, fitted: true };
 
   const apply = () => {
