@@ -79,8 +79,8 @@ export interface IChildRun {
   status: string;
 }
 
-/** A durable run (a `RunDescription`). */
-export interface IRun {
+/** What a run row and a whole run share. */
+interface IRunHead {
   id: string;
   workflow: string | null;
   status: RunStatus;
@@ -89,13 +89,17 @@ export interface IRun {
   ended_at: string | null;
   error: string | null;
   failed_block: string | null;
+  /** For a child run (`run_workflow`): the run and block that started it. */
+  parent_run_id?: string | null;
+  parent_block_id?: string | null;
+}
+
+/** A durable run (a `RunDescription`). */
+export interface IRun extends IRunHead {
   /** A `for_each` step's items are steps too (`block[i]`). */
   steps: IStep[];
   /** By `for_each` block id; only the run route has it. */
   progress?: Record<string, IProgress>;
-  /** For a child run (`run_workflow`): the run and block that started it. */
-  parent_run_id?: string | null;
-  parent_block_id?: string | null;
   /** The child runs its `run_workflow` steps started; only the run route has them. */
   children?: IChildRun[];
   /** Each block's params as written (hidden ones `***`); only the run route has them. */
@@ -103,15 +107,7 @@ export interface IRun {
 }
 
 /** A row of the runs list: small (no input, outputs or steps; `error` cut short). */
-export interface IRunRow {
-  id: string;
-  workflow: string | null;
-  status: RunStatus;
-  created_at: string;
-  started_at: string | null;
-  ended_at: string | null;
-  error: string | null;
-  failed_block: string | null;
+export interface IRunRow extends IRunHead {
   parent_run_id: string | null;
   parent_block_id: string | null;
   /** A fork (`kit.fork`): how many steps it reused from the run it forked; 0 otherwise. */
