@@ -74,6 +74,38 @@ def test_send_event_from_the_widget_wakes_the_run(chromium: Path, lab: Lab) -> N
         dag.screenshot(path=str(ARTIFACTS / "widget-event-sent.png"))
 
 
+ME_JS = """async () => {
+  const base = JSON.parse(document.getElementById('jupyter-config-data').textContent).baseUrl;
+  const me = await (await fetch(base + 'api/me')).json();
+  return me.identity.name || me.identity.username;
+}"""
+
+
+def test_approve_from_the_widget_is_recorded_as_the_pages_user(chromium: Path, lab: Lab) -> None:
+    from playwright.sync_api import expect
+
+    cells = ["%load_ext thodare_jupyter", APPROVAL, "run = wfkit.run(needs_ok, {})\nrun"]
+    write_notebook(lab.root / "widget-approve.ipynb", cells)
+    with browser_page(chromium, "browser-waits-widget-approve-console.log") as page:
+        run_notebook(page, lab, "widget-approve.ipynb")
+        dag = page.locator(".thodare-dag:has(.thodare-run)")
+        expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
+        node = dag.locator('g.thodare-node[data-block-id="approve"]')
+        expect(node).to_have_attribute("data-status", "waiting", timeout=TIMEOUT_MS)
+        node.click()
+        details = dag.locator(".thodare-details")
+        details.locator("input.thodare-comment").fill("fine by me")
+        me = page.evaluate(ME_JS)
+        assert me and me != "notebook"
+        details.locator("button.thodare-approve").click()
+        expect(details.locator(".thodare-notice")).to_contain_text(f"as {me}", timeout=TIMEOUT_MS)
+        expect(dag.locator('g.thodare-node[data-block-id="after"]')).to_have_attribute(
+            "data-status", "completed", timeout=TIMEOUT_MS
+        )
+        dag.locator('g.thodare-node[data-block-id="after"]').click()
+        expect(details).to_contain_text(f'"by": "{me}"', timeout=TIMEOUT_MS)
+
+
 def test_approve_from_the_panels_run_view(chromium: Path, lab: Lab) -> None:
     from playwright.sync_api import expect
 
@@ -108,14 +140,7 @@ def test_approve_from_the_panels_run_view(chromium: Path, lab: Lab) -> None:
         view.screenshot(path=str(ARTIFACTS / "panel-approve.png"))
         keep_screenshot(ARTIFACTS / "panel-approve.png")
 
-        me = page.evaluate(
-            """async () => {
-              const base = JSON.parse(document.getElementById('jupyter-config-data')
-                .textContent).baseUrl;
-              const me = await (await fetch(base + 'api/me')).json();
-              return me.identity.name || me.identity.username;
-            }"""
-        )
+        me = page.evaluate(ME_JS)
         assert me and me != "notebook"
         details.locator("button.thodare-approve").click()
         expect(view).to_have_attribute("data-status", "completed", timeout=TIMEOUT_MS)
