@@ -87,6 +87,11 @@ def not_json_message(attempt: int, budget: int, why: str) -> str:
     )
 
 
+_NOT_FOR_THE_MODEL = {"started_at", "params"}
+"""Step fields left out: ``params`` (what a step ran with) names hidden params too, and the
+model sees each block's visible params in the workflow already."""
+
+
 def run_context(run: RunDescription) -> dict[str, Any]:
     """A run as the model may see it: statuses, outputs and the failing step's error."""
     return {
@@ -95,7 +100,11 @@ def run_context(run: RunDescription) -> dict[str, Any]:
         "error": run.error,
         "failed_block": run.failed_block,
         "steps": [
-            {k: v for k, v in s.model_dump().items() if v is not None and k != "started_at"}
+            {
+                k: v
+                for k, v in s.model_dump().items()
+                if v is not None and k not in _NOT_FOR_THE_MODEL
+            }
             for s in run.steps
         ],
     }
