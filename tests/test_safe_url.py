@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from thodare_jupyter.errors import BackendUnavailable, safe_url
+from thodare_jupyter.errors import BackendUnavailable
+from thodare_jupyter.redaction import safe_url
 
 CASES = [
     # (given, shown)

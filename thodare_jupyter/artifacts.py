@@ -35,7 +35,8 @@ from .data import (
     table_summary,
     to_arrow,
 )
-from .errors import ArtifactMissing, ArtifactStoreError, safe_url
+from .errors import ArtifactMissing, ArtifactStoreError
+from .redaction import safe_url
 from .templates import navigate
 
 _EXT = {"table": ".parquet", "file": ".bin", "json": ".json"}

@@ -50,9 +50,9 @@ from .errors import (
     RunIdTooShort,
     RunNotFound,
     ThodareError,
-    safe_url,
 )
 from .kit import Wfkit, create_wfkit
+from .redaction import safe_url
 from .wire import RUN_STATUSES, TERMINAL_STATUSES, RunStatus
 
 ArtifactsOption = Annotated[

@@ -8,11 +8,11 @@ an exception.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus
+
+from .redaction import safe_url
 
 
 class ThodareError(Exception):
@@ -382,54 +382,6 @@ class StoreRefused(ThodareError):
             + (f": {first[:200]}" if first and "[SQL:" not in first else "")
             + ")."
         )
-
-
-_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
-
-
-def _secret(name: str) -> bool:
-    """Whether a parameter name (maybe percent-encoded) looks like it holds a secret."""
-    low = unquote_plus(name).lower()
-    return any(w in low for w in _SECRET_WORDS)
-
-
-def _masked(query: str) -> str:
-    """A query string with the value of every secret-looking parameter replaced by ``***``."""
-    parts = re.split(r"([&;])", query)
-    out = []
-    for part in parts:
-        name, eq, _ = part.partition("=")
-        out.append(f"{name}=***" if eq and _secret(name) else part)
-    return "".join(out)
-
-
-def safe_url(url: str) -> str:
-    """``scheme://user:***@host/db?password=***``: a URL or DSN safe to print; never raises.
-
-    Masks the userinfo's password (also one with unencoded ``@``, ``/``, ``?``
-    or ``#``) and the value of every query parameter, or libpq ``key=value``,
-    whose name looks secret (``password``, ``passwd``, ``pwd``, ``secret``,
-    ``*token*``, ``*key*``, ``*auth*``, ``*credential*``, any case, also
-    percent-encoded). The rest stays as written; an unparseable value shows ``***``.
-    """
-    try:
-        text = str(url)
-        head, sep, rest = text.partition("://")
-        if not sep:  # a path, or a libpq keyword DSN (host=db password=...)
-            pair = r"([\w.-]+)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)"
-            return re.sub(pair, lambda m: f"{m[1]}{m[2]}***" if _secret(m[1]) else m[0], text)
-        auth = ""  # "user:***@": the last '@' before a host[:port], after a user without /?#
-        for at in reversed([m.start() for m in re.finditer("@", rest)]):
-            host = re.split(r"[/?#]", rest[at + 1 :], maxsplit=1)[0]
-            user, colon, _ = rest[:at].partition(":")
-            if re.fullmatch(r"[\w.\-\[\]:%]*", host) and not re.search(r"[/?#]", user):
-                auth, rest = (f"{user}:***@" if colon else f"{user}@"), rest[at + 1 :]
-                break
-        base, q, query = rest.partition("?")
-        query, hsh, frag = query.partition("#")
-        return f"{head}://{auth}{base}{q}{_masked(query) if q else query}{hsh}{frag}"
-    except Exception:
-        return "***"
 
 
 def listing(names: Iterable[str], limit: int = 30) -> str:

@@ -38,10 +38,10 @@ from .errors import (
     ScheduleInvalid,
     SpecNotBuilt,
     WorkflowNotNamed,
-    safe_url,
 )
 from .graph import Upstream, build_graph
 from .patch import apply_operations
+from .redaction import safe_url
 from .validation import compile_workflow, input_model_of, validate_input
 from .wire import ApplyResult, RunStatus, SerializedWorkflow
 

@@ -5,7 +5,8 @@ A run's secrets are the values of the ``env`` entries its workflow reads
 values of hidden params, and every ``env`` value a step reads through
 ``ctx.env``. A :class:`Redactor` replaces each of them, and the ways it is
 written inside JSON, a ``repr`` or a URL, by ``***``. Errors pass through one
-before they are stored, shown, logged or sent to a model.
+before they are stored, shown, logged or sent to a model. :func:`safe_url` prints a
+database or store URL with its password and secret-looking parameters masked.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from .templates import env_refs
 
@@ -158,3 +159,51 @@ def _masked(value: Any, redactor: Redactor) -> Any:
     if isinstance(value, list | tuple | set | frozenset):
         return [_masked(v, redactor) for v in value]
     return redactor(str(value))
+
+
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+
+
+def _secret(name: str) -> bool:
+    """Whether a parameter name (maybe percent-encoded) looks like it holds a secret."""
+    low = unquote_plus(name).lower()
+    return any(w in low for w in _SECRET_WORDS)
+
+
+def _masked_query(query: str) -> str:
+    """A query string with the value of every secret-looking parameter replaced by ``***``."""
+    parts = re.split(r"([&;])", query)
+    out = []
+    for part in parts:
+        name, eq, _ = part.partition("=")
+        out.append(f"{name}=***" if eq and _secret(name) else part)
+    return "".join(out)
+
+
+def safe_url(url: str) -> str:
+    """``scheme://user:***@host/db?password=***``: a URL or DSN safe to print; never raises.
+
+    Masks the userinfo's password (also one with unencoded ``@``, ``/``, ``?``
+    or ``#``) and the value of every query parameter, or libpq ``key=value``,
+    whose name looks secret (``password``, ``passwd``, ``pwd``, ``secret``,
+    ``*token*``, ``*key*``, ``*auth*``, ``*credential*``, any case, also
+    percent-encoded). The rest stays as written; an unparseable value shows ``***``.
+    """
+    try:
+        text = str(url)
+        head, sep, rest = text.partition("://")
+        if not sep:  # a path, or a libpq keyword DSN (host=db password=...)
+            pair = r"([\w.-]+)(\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)"
+            return re.sub(pair, lambda m: f"{m[1]}{m[2]}***" if _secret(m[1]) else m[0], text)
+        auth = ""  # "user:***@": the last '@' before a host[:port], after a user without /?#
+        for at in reversed([m.start() for m in re.finditer("@", rest)]):
+            host = re.split(r"[/?#]", rest[at + 1 :], maxsplit=1)[0]
+            user, colon, _ = rest[:at].partition(":")
+            if re.fullmatch(r"[\w.\-\[\]:%]*", host) and not re.search(r"[/?#]", user):
+                auth, rest = (f"{user}:***@" if colon else f"{user}@"), rest[at + 1 :]
+                break
+        base, q, query = rest.partition("?")
+        query, hsh, frag = query.partition("#")
+        return f"{head}://{auth}{base}{q}{_masked_query(query) if q else query}{hsh}{frag}"
+    except Exception:
+        return "***"

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import safe_url
+from ..redaction import safe_url
 from ..wire import RUN_STATUSES
 from .schema import runs
 from .store import Store

@@ -19,8 +19,8 @@ from urllib.parse import quote, unquote, urlsplit
 
 from ..artifacts import ArtifactStore
 from ..data import ARTIFACT_KEY, is_ref
-from ..errors import ArtifactMissing, ArtifactStoreError, ThodareError, safe_url
-from ..redaction import Redactor
+from ..errors import ArtifactMissing, ArtifactStoreError, ThodareError
+from ..redaction import Redactor, safe_url
 
 Format = Literal["csv", "parquet"]
 FORMATS: tuple[Format, ...] = ("csv", "parquet")
