@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from lab_harness import (
     ARTIFACTS,
@@ -38,18 +39,27 @@ APPROVAL = (
 )
 
 
+def waiting_widget(page: Any, lab: Lab, notebook: str, cells: list[str], block: str) -> Any:
+    """Run ``cells`` (the last shows a run) in a new notebook; once ``block`` waits, click
+    it: the widget's DAG locator (its details pane shows the step)."""
+    from playwright.sync_api import expect
+
+    write_notebook(lab.root / notebook, cells)
+    run_notebook(page, lab, notebook)
+    dag = page.locator(".thodare-dag:has(.thodare-run)")
+    expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
+    node = dag.locator(f'g.thodare-node[data-block-id="{block}"]')
+    expect(node).to_have_attribute("data-status", "waiting", timeout=TIMEOUT_MS)
+    node.click()
+    return dag
+
+
 def test_send_event_from_the_widget_wakes_the_run(chromium: Path, lab: Lab) -> None:
     from playwright.sync_api import expect
 
     cells = ["%load_ext thodare_jupyter", PAID, 'run = wfkit.run(paid, {"order": "A-1"})\nrun']
-    write_notebook(lab.root / "event.ipynb", cells)
     with browser_page(chromium, "browser-waits-event-console.log") as page:
-        run_notebook(page, lab, "event.ipynb")
-        dag = page.locator(".thodare-dag:has(.thodare-run)")
-        expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
-        node = dag.locator('g.thodare-node[data-block-id="wait"]')
-        expect(node).to_have_attribute("data-status", "waiting", timeout=TIMEOUT_MS)
-        node.click()
+        dag = waiting_widget(page, lab, "event.ipynb", cells, "wait")
         details = dag.locator(".thodare-details")
         expect(details.locator("h4")).to_have_text("wait · wait_for_event · waiting")
         key = details.locator("input.thodare-event-key")
@@ -85,14 +95,8 @@ def test_approve_from_the_widget_is_recorded_as_the_pages_user(chromium: Path, l
     from playwright.sync_api import expect
 
     cells = ["%load_ext thodare_jupyter", APPROVAL, "run = wfkit.run(needs_ok, {})\nrun"]
-    write_notebook(lab.root / "widget-approve.ipynb", cells)
     with browser_page(chromium, "browser-waits-widget-approve-console.log") as page:
-        run_notebook(page, lab, "widget-approve.ipynb")
-        dag = page.locator(".thodare-dag:has(.thodare-run)")
-        expect(dag).to_have_count(1, timeout=TIMEOUT_MS)
-        node = dag.locator('g.thodare-node[data-block-id="approve"]')
-        expect(node).to_have_attribute("data-status", "waiting", timeout=TIMEOUT_MS)
-        node.click()
+        dag = waiting_widget(page, lab, "widget-approve.ipynb", cells, "approve")
         details = dag.locator(".thodare-details")
         details.locator("input.thodare-comment").fill("fine by me")
         me = page.evaluate(ME_JS)
