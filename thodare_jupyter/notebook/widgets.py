@@ -34,6 +34,7 @@ from ..drawing.layout import layout
 from ..drawing.palette import STATUS_STYLE
 from ..drawing.progress import Progress, for_each_progress
 from ..drawing.svg import render_svg, run_statuses, step_status
+from ..durable.handle import RunDescription
 from ..kit import Wfkit
 from ..wire import TERMINAL_STATUSES, SerializedWorkflow
 
@@ -127,15 +128,12 @@ class DagView(anywidget.AnyWidget):
         )
         if summary != self.run:
             self.run = summary
-        if statuses != self.statuses:
-            self.statuses = statuses
         progress = {k: p.to_dict() for k, p in for_each_progress(self.workflow, run.steps).items()}
-        if progress != self.progress:
-            self.progress = progress
-        if (picture := self._picture()) != self.picture:
-            self.picture = picture
+        if statuses != self.statuses or progress != self.progress or not self.picture:
+            self.statuses, self.progress = statuses, progress
+            self.picture = self._picture()  # drawn again only when what it shows changed
         if self.selected:
-            self._on_select({"new": self.selected})
+            self._on_select({"new": self.selected}, run)
 
     def _follow(self) -> None:
         def loop() -> None:
@@ -153,7 +151,9 @@ class DagView(anywidget.AnyWidget):
 
     # ── clicks and actions ──
 
-    def _on_select(self, change: dict[str, Any]) -> None:
+    def _on_select(self, change: dict[str, Any], run: RunDescription | None = None) -> None:
+        """Show the details of the block ``change["new"]`` names (``run``: the run as just
+        read by :meth:`refresh`, else it is read here)."""
         block = next((b for b in self.workflow.blocks if b.id == change["new"]), None)
         if block is None:
             self.details = {}
@@ -165,7 +165,7 @@ class DagView(anywidget.AnyWidget):
         details: dict[str, Any] = {"id": block.id, "type": block.type, "params": params}
         step = next((s for s in self.run.get("steps", []) if s["block_id"] == block.id), None)
         if step is not None and self.kit is not None and self.run_id is not None:
-            run = self.kit.get_handle(self.run_id).describe()
+            run = run or self.kit.get_handle(self.run_id).describe()
             found = next((s for s in run.steps if s.block_id == block.id), None)
             output = json.loads(json.dumps(found.output, default=str)) if found else None
             details.update(status=step["status"], error=step["error"],
