@@ -273,10 +273,12 @@ def test_a_reopened_notebook_shows_its_pictures_and_reattaches(chromium: Path, l
     bundles = [o for c in saved["cells"] for o in c.get("outputs", [])
                if "image/svg+xml" in o.get("data", {})]  # fmt: skip
     assert len(bundles) >= 4  # the definitions, the three runs, the big one
-    run_ids = [o["metadata"]["thodare"]["run_id"] for o in bundles if "thodare" in o["metadata"]]
+    ours = [o["metadata"].get("thodare") or {} for o in bundles]
+    assert all(ours)  # every DAG output is marked as ours (the definitions too)
+    run_ids = [m["run_id"] for m in ours if m["run_id"]]
     assert len(run_ids) == 3
     nap = "".join(next(o for o in bundles if 'data-block-id="wake"' in "".join(o["data"][SVG])
-                       and "thodare" in o["metadata"])["data"][SVG])  # fmt: skip
+                       and o["metadata"]["thodare"]["run_id"])["data"][SVG])  # fmt: skip
     assert 'data-block-id="wake" data-status="completed"' in nap  # the live widget's last
 
     with browser_page(chromium, "browser-pictures-reopen.log") as page:

@@ -22,7 +22,7 @@ import { Panel, Widget } from '@lumino/widgets';
 
 import { h } from './dom';
 
-export const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
+const WIDGET_MIME = 'application/vnd.jupyter.widget-view+json';
 const SVG_MIME = 'image/svg+xml';
 const BANNER_DELAY_MS = 1500;
 const RUN_ID = /^[0-9a-f]{32}$/;
@@ -59,7 +59,7 @@ class Slot {
 const slots = new WeakMap<IRenderMimeRegistry, Slot>();
 
 /** Wrap `rendermime`'s widget-view renderer, now and whenever it is replaced. */
-export function wrapWidgetRenderer(rendermime: IRenderMimeRegistry): void {
+function wrapWidgetRenderer(rendermime: IRenderMimeRegistry): void {
   if (slots.has(rendermime)) {
     return;
   }
@@ -191,6 +191,9 @@ class PictureRenderer extends Panel implements IRenderMime.IRenderer {
   }
 
   private drawPicture(model: IRenderMime.IMimeModel): void {
+    if (this.live) {
+      return; // hidden for good: the live widget shows
+    }
     const svg = model.data[SVG_MIME];
     const node = this.picture.node;
     node.className = 'thodare-picture';
@@ -207,13 +210,13 @@ class PictureRenderer extends Panel implements IRenderMime.IRenderer {
     img.src = 'data:image/svg+xml;base64,' + btoa(unescape(encodeURIComponent(svg)));
     img.alt = label(svg) || String(model.data['text/plain'] ?? 'workflow DAG');
     node.replaceChildren(img);
-    if (!this.live) {
-      this.node.dataset.view = 'picture';
-    }
+    this.node.dataset.view = 'picture';
   }
 
   private showBanner(): void {
-    if (this.live || this.banner.isConnected || !this.model) {
+    // only our DAG outputs (metadata `thodare`) have a kernel-gone story: another widget
+    // keeps its plain fallback, as JupyterLab would show it
+    if (this.live || this.banner.isConnected || !this.model?.metadata?.thodare) {
       return;
     }
     const meta = (this.model.metadata?.thodare ?? {}) as { run_id?: string };
@@ -247,7 +250,6 @@ class PictureRenderer extends Panel implements IRenderMime.IRenderer {
     if (!model || typeof svg !== 'string' || svg === model.data[SVG_MIME]) {
       return;
     }
-    this.drawn = '';
     model.setData({ data: { ...model.data, [SVG_MIME]: svg } });
   };
 

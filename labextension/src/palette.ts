@@ -4,7 +4,7 @@
  * use that one; tests/test_dag_svg.py checks they agree). An unknown status is
  * drawn as `pending`.
  */
-export const PALETTE: Record<string, [string, string, string]> = {
+const PALETTE: Record<string, [string, string, string]> = {
   pending: ['#e0e0e0', '#9e9e9e', '#212121'],
   running: ['#90caf9', '#1e88e5', '#212121'],
   waiting: ['#ffcc80', '#fb8c00', '#212121'],
@@ -21,7 +21,7 @@ export const PALETTE: Record<string, [string, string, string]> = {
 };
 
 /** The colours of `status` (`pending`'s when it has none). */
-export function statusStyle(status: string): [string, string, string] {
+function statusStyle(status: string): [string, string, string] {
   return PALETTE[status] ?? PALETTE.pending;
 }
 

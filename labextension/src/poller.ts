@@ -11,7 +11,7 @@ import { Widget } from '@lumino/widgets';
 import { eventsUrl } from './api';
 
 /** How often a widget looks while the change stream is down. */
-export const FALLBACK_MS = 5000;
+const FALLBACK_MS = 5000;
 
 /** The page's change stream: `changed` fires on each change and after each (re)connect. */
 class LiveFeed {

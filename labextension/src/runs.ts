@@ -54,7 +54,7 @@ export class RunsView extends PollingWidget {
     this.before.title = 'created before';
     this.between.append(this.after, h('span', '', '–'), this.before);
     this.between.hidden = true;
-    for (const input of [this.status, this.workflow, this.since, this.after, this.before]) {
+    for (const input of [this.status, this.since, this.after, this.before]) {
       input.onchange = () => {
         this.between.hidden = this.since.value !== 'between';
         this.poke();
@@ -73,13 +73,14 @@ export class RunsView extends PollingWidget {
   follow(kernelId: string | null): void {
     if (kernelId !== currentKernel()) {
       setKernel(kernelId);
+      this.seen.clear(); // the workflow names suggested are the new database's
       feed.retarget();
       this.poke();
     }
   }
 
   /** The filter as chosen: status, workflow, and the time window as ISO times. */
-  filter(): IRunFilter {
+  private filter(): IRunFilter {
     const filter: IRunFilter = {
       status: asRunStatus(this.status.value),
       workflow: this.workflow.value.trim()

@@ -150,7 +150,9 @@ export class RunView extends PollingWidget {
    * what was typed in a form).
    */
   private drawOutput(): void {
-    const step = this.run?.steps.find(s => s.block_id === this.selected);
+    const found = this.run?.steps.find(s => s.block_id === this.selected);
+    // as the steps table shows it: a step an ended run left waiting is canceled, not waiting
+    const step = found && { ...found, status: stepStatus(this.run!.status, found.status) };
     const key = JSON.stringify([
       this.selected,
       step?.status,

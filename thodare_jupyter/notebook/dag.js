@@ -333,8 +333,32 @@ function drawWaitActions(model, d, panel) {
 // "block: error" when the run failed at a block, else the error alone (never ": error").
 const errorHeader = (run) => (run.failed_block ? `${run.failed_block}: ${run.error}` : run.error);
 
+// What was typed in a wait form (comment, key, payload) and where the cursor was, so a
+// redraw (the kernel pushes changes up to 5 times a second) keeps it for the same block.
+const FORM_FIELDS = [".thodare-comment", ".thodare-event-key", ".thodare-payload"];
+function typed(panel) {
+  const fields = FORM_FIELDS.map(sel => panel.querySelector(sel));
+  const focused = FORM_FIELDS.findIndex((_, i) => fields[i] && fields[i] === document.activeElement);
+  return { block: panel.dataset.block, values: fields.map(f => f && f.value), focused };
+}
+function retype(panel, kept) {
+  if (kept.block !== panel.dataset.block) return;
+  FORM_FIELDS.forEach((sel, i) => {
+    const field = panel.querySelector(sel);
+    if (field && kept.values[i] != null) field.value = kept.values[i];
+    if (field && i === kept.focused) field.focus();
+  });
+}
+
 function drawDetails(model, panel) {
   const d = model.get("details") || {};
+  const kept = typed(panel);
+  panel.dataset.block = d.id || "";
+  fillDetails(model, panel, d);
+  retype(panel, kept);
+}
+
+function fillDetails(model, panel, d) {
   const run = model.get("run") || {};
   panel.replaceChildren();
   const notice = model.get("notice");
@@ -459,8 +483,9 @@ function makeCanvas(svg, graphSize) {
   const stop = () => { drag = null; wrap.classList.remove("thodare-panning"); };
   svg.addEventListener("pointerup", stop);
   svg.addEventListener("pointercancel", stop);
-  new ResizeObserver(() => { if (view.fitted || view.w !== wrap.clientWidth) refit(); }).observe(wrap);
-  return { wrap, refit };
+  const observer = new ResizeObserver(() => { if (view.fitted || view.w !== wrap.clientWidth) refit(); });
+  observer.observe(wrap);
+  return { wrap, refit, dispose: () => observer.disconnect() };
 }
 
 // ── a widget whose kernel is gone (restarted, shut down) ──
@@ -469,13 +494,19 @@ const GONE = ["restarting", "autorestarting", "dead"];
 
 // Calls `onGone` once the kernel behind this widget restarts, dies or is replaced: the
 // widget's model is gone with it, and the widget would freeze on its last state.
+// Returns what stops watching (the view is removed).
 function watchKernel(model, onGone) {
   const kernel = model.widget_manager && model.widget_manager.kernel;
-  if (!kernel || !kernel.statusChanged) return;
+  if (!kernel || !kernel.statusChanged) return () => {};
   let fired = false;
   const once = () => { if (!fired) { fired = true; onGone(); } };
-  kernel.statusChanged.connect((_, status) => { if (GONE.includes(status)) once(); });
+  const status = (_, s) => { if (GONE.includes(s)) once(); };
+  kernel.statusChanged.connect(status);
   if (kernel.disposed) kernel.disposed.connect(once);
+  return () => {
+    kernel.statusChanged.disconnect(status);
+    if (kernel.disposed) kernel.disposed.disconnect(once);
+  };
 }
 
 // The banner: the kernel is gone; for a run, Reattach (the labextension runs
@@ -524,7 +555,8 @@ function render({ model, el: root }) {
   };
   model.on("change:picture", sendPicture);
   setTimeout(sendPicture, 0);
-  watchKernel(model, () => goneBanner(model, root));
+  const unwatch = watchKernel(model, () => goneBanner(model, root));
+  return () => { canvas.dispose(); unwatch(); };  // anywidget calls it when the view goes
 }
 
 export default { render };

@@ -91,13 +91,12 @@ class DagView(anywidget.AnyWidget):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         """The widget view, its SVG picture (nbconvert, GitHub, nbval, a reopened
-        notebook) and the stable repr; metadata ``thodare.run_id`` for reattaching."""
+        notebook) and the stable repr; metadata ``thodare`` marks it as ours for the lab
+        extension (``run_id``, None for a definition: what Reattach displays again)."""
         bundle = super()._repr_mimebundle_(**kwargs)
         data: dict[str, Any] = (bundle[0] if isinstance(bundle, tuple) else bundle) or {}
         data["image/svg+xml"] = self._picture()
         data["text/plain"] = repr(self)
-        if not self.run_id:
-            return bundle
         metadata = dict(bundle[1]) if isinstance(bundle, tuple) else {}
         metadata["thodare"] = {"run_id": self.run_id, "workflow": self.workflow.name}
         return data, metadata
