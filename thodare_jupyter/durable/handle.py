@@ -187,10 +187,18 @@ class RunHandle:
         """pending, running, waiting, completed, failed or canceled."""
         return cast(RunStatus, self._row().status)  # drop once RunRow.status is a RunStatus
 
+    @property
+    def workflow_json(self) -> str:
+        """The workflow the run is pinned to (JSON), as last read (else read now)."""
+        if self._workflow_json is None:
+            self._workflow_json = self._row().workflow_json
+        return self._workflow_json
+
     def describe(self) -> RunDescription:
         """Status, timestamps, every step's attempts, output and error; for a run no
         live worker can take, the connector types it lacks."""
         row = self._row()
+        self._workflow_json = row.workflow_json
         desc = describe_run(row, self.store.runs.get_steps(self.id))
         if any(s.type == RUN_WORKFLOW for s in desc.steps):
             desc.children = [ChildRunInfo(**vars(c)) for c in self.store.children.children(self.id)]
@@ -292,7 +300,7 @@ class RunHandle:
         if worker is None or not outputs:
             return outputs
         if self._workflow is None:  # a handle from get_handle: the run's pinned workflow
-            pinned = self._workflow_json or self._row().workflow_json
+            pinned = self.workflow_json
             self._workflow = SerializedWorkflow.from_json(pinned)
         types = {b.id: b.type for b in self._workflow.blocks}
         catalog, store = worker.catalog, worker.artifacts

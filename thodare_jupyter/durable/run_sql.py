@@ -30,7 +30,7 @@ GET_STEPS = (
     .order_by(sa.func.coalesce(steps.c.started_at, 0))
 )
 
-_HEX = re.compile(r"[0-9a-f]+")
+HEX = re.compile(r"[0-9a-f]+")
 LIST_COLS = (runs.c.id, runs.c.workflow_name, runs.c.status, runs.c.created_at,
              runs.c.started_at, runs.c.ended_at, runs.c.error, runs.c.failed_block,
              runs.c.parent_run_id, runs.c.parent_block_id)  # fmt: skip
@@ -38,15 +38,17 @@ LIST_COLS = (runs.c.id, runs.c.workflow_name, runs.c.status, runs.c.created_at,
 
 
 def id_prefix_select(prefix: str) -> sa.Select[Any]:
-    """The ids and workflow names of the namespace's runs whose id starts with
-    ``prefix``, newest first, at most 11 (enough to say "ambiguous" and list ten)."""
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    q = sa.select(runs.c.id, runs.c.workflow_name).where(
-        runs.c.namespace == sa.bindparam("p_ns"), runs.c.id.like(f"{escaped}%", escape="\\")
-    )
-    if _HEX.fullmatch(prefix):  # a primary key range as well: hex sorts alike in any collation
-        q = q.where(runs.c.id >= prefix, runs.c.id < f"{prefix}g")
-    return q.order_by(runs.c.created_at.desc()).limit(11)
+    """The ids and workflow names of the namespace's runs whose id starts with the hex
+    ``prefix`` (run ids are UUID hex), newest first, at most 11 (enough to say
+    "ambiguous" and list ten): a primary key range, as hex sorts alike in any collation."""
+    assert HEX.fullmatch(prefix), prefix
+    return (
+        sa.select(runs.c.id, runs.c.workflow_name)
+        .where(runs.c.namespace == sa.bindparam("p_ns"), runs.c.id >= prefix,
+               runs.c.id < f"{prefix}g")
+        .order_by(runs.c.created_at.desc())
+        .limit(11)
+    )  # fmt: skip
 
 
 def reused_steps() -> sa.ScalarSelect[Any]:

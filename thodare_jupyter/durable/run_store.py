@@ -32,6 +32,7 @@ from .run_sql import (
     FINISH,
     GET_RUN,
     GET_STEPS,
+    HEX,
     INSERT_RUN,
     LEASED,
     RUN_BY_KEY,
@@ -234,7 +235,12 @@ class RunStore:
                 return prefix
             if len(prefix) < MIN_RUN_ID_PREFIX:
                 raise RunIdTooShort(prefix)
-            found = c.execute(id_prefix_select(prefix), {"p_ns": self.db.namespace}).all()
+            hexed = prefix.lower()  # run ids are lowercase UUID hex: anything else names none
+            found = (
+                c.execute(id_prefix_select(hexed), {"p_ns": self.db.namespace}).all()
+                if HEX.fullmatch(hexed)
+                else []
+            )
         if not found:
             raise RunNotFound(prefix, self.db.namespace)
         if len(found) > 1:

@@ -111,10 +111,9 @@ class Runs:
         Raises :class:`RunNotFound`."""
         run_id = self.resolve(run_id)
         kit = self.kit
-        run = kit.get_handle(run_id).describe()
-        row = kit.store.runs.get_run(run_id)
-        assert row is not None  # describe() raised for an unknown run
-        wf = SerializedWorkflow.from_json(row.workflow_json)
+        handle = kit.get_handle(run_id)
+        run = handle.describe()
+        wf = SerializedWorkflow.from_json(handle.workflow_json)
         progress = for_each_progress(wf, run.steps)
         masked = {s.block_id: {k for k, v in (s.params or {}).items() if v == MASK}
                   for s in run.steps}  # fmt: skip
