@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from ..errors import ChildRunsTooDeep
 from .database import Database, retrying
-from .lineage import cancel_children_in, wake_parent_in
+from .lineage import PARENT_OF, cancel_children_in, wake_parent_in
 from .records import RunRow, run_row
 from .run_store import RunStore, check_lease
 from .schema import runs, steps
@@ -26,7 +26,6 @@ _CHILD = sa.select(runs).where(
     runs.c.parent_run_id == sa.bindparam("p_parent"),
     runs.c.parent_block_id == sa.bindparam("p_block"),
 )
-_PARENT = sa.select(runs.c.parent_run_id).where(runs.c.id == sa.bindparam("p_run"))
 MAX_DEPTH = 16
 """How deep child runs may nest (a parent, its child, the child's child, ...)."""
 _CHILDREN = (
@@ -101,7 +100,7 @@ class ChildStore:
         """How many ancestors ``run_id`` has (counted up to :data:`MAX_DEPTH`)."""
         depth = 0
         while depth < MAX_DEPTH:
-            parent = c.execute(_PARENT, {"p_run": run_id}).scalar()
+            parent = c.execute(PARENT_OF, {"p_run": run_id}).scalar()
             if parent is None:
                 break
             run_id, depth = parent, depth + 1

@@ -304,15 +304,19 @@ class Database:
                     conn.exec_driver_sql("SELECT pg_advisory_unlock(727274)")
                     conn.commit()
 
-    def _at_head(self) -> bool:
-        """True when the schema is at the newest revision: then alembic is not even imported."""
-        head = max(p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9]*.py"))
+    def schema_versions(self) -> list[str]:
+        """The schema revision(s) the database records; none before the first migration."""
         try:
             with self.read() as c:
                 found = c.exec_driver_sql("SELECT version_num FROM thodare_alembic_version").all()
         except sa.exc.DBAPIError:  # no table yet
-            return False
-        return [r[0] for r in found] == [head]
+            return []
+        return [str(r[0]) for r in found]
+
+    def _at_head(self) -> bool:
+        """True when the schema is at the newest revision: then alembic is not even imported."""
+        head = max(p.name.split("_", 1)[0] for p in (_MIGRATIONS / "versions").glob("[0-9]*.py"))
+        return self.schema_versions() == [head]
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (safe when many processes start together)."""

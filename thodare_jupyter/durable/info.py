@@ -34,13 +34,12 @@ def database_info(store: Store) -> DatabaseInfo:
     """The facts of ``store``'s database and namespace (three short reads)."""
     count = sa.select(runs.c.status, sa.func.count()).where(runs.c.namespace == store.namespace)
     with store.read() as c:
-        version = c.exec_driver_sql("SELECT version_num FROM thodare_alembic_version").scalar()
         counts = {str(s): int(n) for s, n in c.execute(count.group_by(runs.c.status)).all()}
     return DatabaseInfo(
         url=safe_url(store.url),
         backend="SQLite" if store.is_sqlite else "PostgreSQL",
         namespace=store.namespace,
-        schema_version=str(version),
+        schema_version=", ".join(store.schema_versions()),
         runs={s: int(counts.get(s, 0)) for s in RUN_STATUSES},
         live_workers=len(store.workers.list_workers()),
     )

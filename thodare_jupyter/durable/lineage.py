@@ -15,11 +15,12 @@ from ..wire import TERMINAL_STATUSES
 from .database import Database
 from .schema import runs
 
-_PARENT_OF = sa.select(runs.c.parent_run_id).where(runs.c.id == sa.bindparam("p_run"))
+PARENT_OF = sa.select(runs.c.parent_run_id).where(runs.c.id == sa.bindparam("p_run"))
+"""The parent run id of run ``p_run`` (None for a top-level run)."""
 _WAKE_PARENT = (
     runs.update()
     .where(
-        runs.c.id == _PARENT_OF.scalar_subquery(),
+        runs.c.id == PARENT_OF.scalar_subquery(),
         runs.c.status.in_(("waiting", "running")),
     )
     .values(
