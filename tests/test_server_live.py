@@ -162,3 +162,33 @@ async def test_run_routes_take_a_prefix_and_name_the_candidates(
         assert ei.value.code == code and ei.value.response is not None
         message = json.loads(ei.value.response.body)["message"]
         assert all(n in message for n in needles), message
+
+
+def test_a_kernels_database_is_shared_and_closed_when_no_live_kernel_tells_it(
+    tmp_path: Path,
+) -> None:
+    from thodare_jupyter.server.runs import Runs
+    from thodare_jupyter.server.sources import Sources
+
+    def tell(kernel: str, db: str) -> None:
+        path = db_file(tmp_path, kernel)
+        assert path is not None
+        path.write_text(json.dumps({"url": f"sqlite:///{tmp_path / db}", "namespace": "default"}))
+        path.chmod(0o600)
+
+    server = Runs(f"sqlite:///{tmp_path / 'server.db'}", "default")
+    sources = Sources(server, str(tmp_path), None)
+    try:
+        tell("k1", "nb.db")
+        tell("k2", "nb.db")
+        (one, src), (two, _) = sources.get("k1"), sources.get("k2")
+        assert src == "kernel" and one is two  # two notebooks on one file: one backend
+        one.info()  # opened
+        db_file(tmp_path, "k1").unlink()  # type: ignore[union-attr]
+        assert sources.get("k1") == (server, "server")
+        assert one._kit is not None  # k2 still tells it
+        db_file(tmp_path, "k2").unlink()  # type: ignore[union-attr]
+        assert sources.get("k2") == (server, "server")
+        assert one._kit is None  # closed with the last kernel that told it
+    finally:
+        sources.close()
