@@ -12,7 +12,7 @@ import uuid
 from durable_helpers import wait_until
 from pydantic import BaseModel
 
-from thodare_jupyter import create_wfkit, define_connector, define_workflow
+from thodare_jupyter import StepContext, create_wfkit, define_connector, define_workflow
 from thodare_jupyter.durable.store import Store
 
 WF = '{"blocks":[{"id":"a","type":"t"}]}'
@@ -91,6 +91,84 @@ def test_a_kit_inserts_its_own_run_claimed_and_falls_back_to_pending(db_url: str
         assert stopped.result(timeout=20)["h"] == {"n": 0}
     finally:
         gate.set()
+        kit.close()
+
+
+def test_a_kit_inserted_run_carries_the_start_markers_of_its_first_steps(db_url: str) -> None:
+    """The insert of a run the kit's own worker walks writes the start markers (attempt 1)
+    of the steps the walk starts first: both roots, not the step after them nor a
+    root with a ``when``. The walk does not write them again; their params come with
+    their ends."""
+    gate = threading.Event()
+
+    def hold(p: N) -> N:
+        gate.wait(30)
+        return p
+
+    kit = create_wfkit(db_url, env={}, namespace=f"m{uuid.uuid4().hex[:8]}", concurrency=2)
+    held = define_connector(type="hold", params=N, outputs=N, run=hold)
+    kit.register(held)
+    wf = (
+        define_workflow("marked").input(N)
+        .step("a", held, lambda r: {"n": r.input.n})
+        .step("b", held, {"n": 5})
+        .step("maybe", held, lambda r: {"n": 0}, when=lambda r: r.input.n)
+        .step("c", held, lambda r: {"n": r.b.n}, needs=["a"])
+        .build()
+    )  # fmt: skip
+    try:
+        kit.start()
+        run = kit.run(wf, {"n": 0})
+        first = {
+            s.block_id: (s.status, s.attempt, s.params) for s in kit.store.runs.get_steps(run.id)
+        }
+        assert first == {"a": ("running", 1, None), "b": ("running", 1, None)}
+        gate.set()
+        assert run.result(timeout=20)["c"] == {"n": 5}
+        ended = {
+            s.block_id: (s.status, s.attempt, s.params) for s in kit.store.runs.get_steps(run.id)
+        }
+        assert ended == {
+            "a": ("completed", 1, {"n": 0}), "b": ("completed", 1, {"n": 5}),
+            "maybe": ("skipped", 0, None), "c": ("completed", 1, {"n": 5}),
+        }  # fmt: skip
+    finally:
+        gate.set()
+        kit.close()
+
+
+def test_a_first_step_whose_insert_marked_it_runs_again_with_a_higher_attempt(
+    db_url: str,
+) -> None:
+    """A run inserted claimed with its first step's start marker by a kit that died: the
+    worker that takes it over counts the step's next attempt as the second."""
+    ns = f"t{uuid.uuid4().hex[:8]}"
+    seen: list[int] = []
+
+    def inc(p: N, ctx: StepContext) -> N:
+        seen.append(ctx.attempt)
+        return N(n=p.n + 1)
+
+    kit = create_wfkit(db_url, env={}, namespace=ns, lease_s=0.5)
+    kit.register(define_connector(type="inc", params=N, outputs=N, run=inc))
+    wf = (
+        define_workflow("taken")
+        .input(N)
+        .step("a", kit.catalog.get("inc"), lambda r: {"n": r.input.n})
+        .build()
+    )
+    try:
+        row = kit.store.runs.start_run(
+            "dead:1:x", 0.5, wf.name, wf.to_json(), {"n": 1}, run_id=uuid.uuid4().hex,
+            first=[("a", "inc")],
+        )  # fmt: skip
+        assert row.marked == ("a",)
+        kit.start()
+        assert kit.get_handle(row.id).result(timeout=20)["a"] == {"n": 2}
+        assert seen == [2]
+        (step,) = kit.store.runs.get_steps(row.id)
+        assert (step.status, step.attempt, step.params) == ("completed", 2, {"n": 1})
+    finally:
         kit.close()
 
 

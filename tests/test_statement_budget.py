@@ -47,19 +47,20 @@ def test_a_sequential_three_step_run_costs_at_most_eight_statements(
             sa.event.remove(engine, "before_cursor_execute", counted)
             sa.event.remove(engine, "commit", committed)
     statements = sum(n for kind, n in kinds.items() if kind != "BEGIN") / RUNS
-    # create 1 (already claimed by the kit's own worker: no claim), three step writes
-    # (each carries the previous step's end), the finish (with the last step's end: one
-    # statement on PostgreSQL, two on SQLite); an occasional poll (schedules, next due
-    # run) comes on top
+    # the create (already claimed by the kit's own worker: no claim) with the first
+    # step's start marker, two step writes (each carries the previous step's end and
+    # the next one's start), the finish (with the last step's end); each one statement
+    # on PostgreSQL, the create and the finish two on SQLite: 4 commits, 4 or 6
+    # statements; an occasional poll (schedules, next due run) comes on top
     print(f"statements per run: {statements:.2f}, commits per run: {commits[0] / RUNS:.2f}")
-    assert statements <= 7, (statements, kinds)
-    assert commits[0] / RUNS <= 6, (commits, kinds)
+    assert statements <= (6.5 if kit.store.is_sqlite else 4.5), (statements, kinds)
+    assert commits[0] / RUNS <= 4.5, (commits, kinds)
 
 
 def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
     """Group commit: the writes of the runs a worker walks at once go in shared
     transactions, so 100 runs started together cost fewer commits each than one
-    run alone (5) — and every output is still there."""
+    run alone (4) — and every output is still there."""
     kit = any_kits(poll_s=1.0)
     kit.register(INC)
     kit.start()
@@ -79,7 +80,7 @@ def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
             sa.event.remove(engine, "commit", committed)
     # 100 creations commit on their own; the walks' ~500 writes share transactions
     print(f"commits per run: {commits[0] / 100:.2f}")
-    assert commits[0] / 100 < 4.5, commits
+    assert commits[0] / 100 < 3.5, commits
 
 
 def test_postgres_sends_no_begin_or_commit_for_one_statement_writes(pg_url: str) -> None:
@@ -112,8 +113,8 @@ def test_postgres_sends_no_begin_or_commit_for_one_statement_writes(pg_url: str)
         finally:
             for engine in kit.store.engines:
                 sa.event.remove(engine, "commit", committed)
-        # every run's 5 commits went without BEGIN/COMMIT; a heartbeat may come on top
-        assert len(in_transaction) >= 5 * RUNS, len(in_transaction)
+        # every run's 4 commits went without BEGIN/COMMIT; a heartbeat may come on top
+        assert len(in_transaction) >= 4 * RUNS, len(in_transaction)
         assert sum(in_transaction) <= 3, (sum(in_transaction), len(in_transaction))
     finally:
         kit.close()

@@ -28,6 +28,7 @@ from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
 from .durable.lifecycle import Lifecycle
 from .durable.prune import Pruner, PruneReport
+from .durable.run_execution import first_steps
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.signal_store import SignalSent
 from .durable.store import Store
@@ -221,6 +222,7 @@ class Wfkit:
                 row = self.store.runs.start_run(
                     self.worker.owner, self.worker.config.lease_s, wf.name, wf_json, data,
                     run_id=run_id, deadline_at=deadline_at,
+                    first=first_steps(self.worker.plan(wf_json)),
                 )  # fmt: skip
             except BaseException:
                 self.worker.unreserve()

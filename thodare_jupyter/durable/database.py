@@ -251,7 +251,10 @@ class Database:
         try:
             if dispatch:
                 dispatch(c, cur, sql, args, None, False)
-            cur.execute(sql, args)
+            if self.is_sqlite:
+                cur.execute(sql, args)
+            else:  # planned once per connection: planning these costs more than running them
+                cur.execute(sql, args, prepare=True)  # type: ignore[call-arg]
             desc = cur.description
             rows = cast(list[tuple[Any, ...]], cur.fetchall()) if desc else []
             return Ran(rows, cur.rowcount, tuple(d[0] for d in desc) if desc else ())

@@ -45,6 +45,8 @@ class RunRow:
     """For a child run: the parent's block that started it."""
     memo: list[tuple[str, str, Any]] | None = None
     """For a claimed run: ``(block_id, status, output)`` of its ended steps."""
+    marked: tuple[str, ...] = ()
+    """For a run inserted claimed: the steps whose start marker (attempt 1) its insert wrote."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ..connectors.child import RUN_WORKFLOW, RunWorkflowParams, child_output
 from ..connectors.flow import backoff
 from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import BackendUnavailable, ThodareError, WorkflowNotRegistered
-from ..execution.walker import StepRecord, WalkState, error_text, walk
+from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..redaction import masked_params
 from ..step_logs import Capture, begin, end
 from ..validation import input_model_of, validate_input
@@ -39,6 +39,22 @@ class StepFailed(ThodareError):
 
 _HOLD_S = 0.05
 """A step's end waits at most this long for the next write of its run to carry it."""
+
+
+@functools.lru_cache(maxsize=128)  # a plan is walked many times
+def first_steps(plan: Plan) -> tuple[tuple[str, str], ...]:
+    """``(block_id, type)`` of the steps every walk of ``plan`` from its start runs
+    first with :meth:`RunExecution.compute`, before any step has an output: compute
+    steps (no ``run_workflow``, ``for_each`` or ``when``) fed by triggers alone.
+    A run's insert can carry their start markers (see ``RunStore.start_run``)."""
+    trigger = {n for n, c in plan.connectors.items() if c.kind == "trigger"}
+    return tuple(
+        (n, conn.type)
+        for n, conn in plan.connectors.items()
+        if conn.kind == "compute" and conn.type != RUN_WORKFLOW
+        and plan.blocks[n].when is None and plan.blocks[n].for_each is None
+        and all(p in trigger and len({h for _, h in plan.succs[p]}) == 1 for p in plan.preds[n])
+    )  # fmt: skip
 
 
 class RunExecution:
@@ -61,6 +77,8 @@ class RunExecution:
         self.lock = asyncio.Lock()
         self.starts: list[tuple[StepWrite, asyncio.Future[tuple[bool, Any]]]] = []
         self.flush: asyncio.TimerHandle | None = None
+        self.marked = set(row.marked)  # start markers the run's insert wrote
+        self.unsent: dict[str, Any] = {}  # their params: they go with the step's end
 
     async def write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
         """Run a store ``*_in`` write that takes ``steps`` (the held step ends, then
@@ -154,7 +172,13 @@ class RunExecution:
     async def start(self, block_id: str, type_: str, output: Any = None, params: Any = None) -> int:
         """Record an attempt's start (with the held ends and ``params``, masked); its attempt
         number. The first start to get the lock writes every start queued by then, in one
-        write."""
+        write. A start marker the run's insert wrote is not written again (its params
+        go with the step's end: :meth:`ended`)."""
+        if block_id in self.marked:
+            self.marked.discard(block_id)
+            self.unsent[block_id] = params
+            self.w.lifecycle.steps_written(self.row.id, [StepWrite(block_id, type_, "running")])
+            return 1
         mine: asyncio.Future[tuple[bool, Any]] = asyncio.get_running_loop().create_future()
         queued = (StepWrite(block_id, type_, "running", output=output, params=params), mine)
         self.starts.append(queued)
@@ -233,10 +257,15 @@ class RunExecution:
                     continue
                 error = self.redactor(error_text(e))
                 kept = {"error": error} if key else None  # an item's error comes back in the memo
-                self.hold(StepWrite(row, conn.type, "failed", attempt, error=error, output=kept))
+                self.hold(self.ended_step(row, conn.type, "failed", attempt, error=error,
+                                          output=kept))  # fmt: skip
                 raise
-            self.hold(StepWrite(row, conn.type, "completed", attempt, output=out))
+            self.hold(self.ended_step(row, conn.type, "completed", attempt, output=out))
             return out
+
+    def ended_step(self, row: str, type_: str, status: str, attempt: int, **kw: Any) -> StepWrite:
+        """A compute step's end, with its params when its start marker had none."""
+        return StepWrite(row, type_, status, attempt, params=self.unsent.pop(row, None), **kw)
 
     async def dispatch_each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
         """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items

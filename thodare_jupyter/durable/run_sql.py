@@ -236,6 +236,22 @@ INSERT_RUN = runs.insert().values(
 START_RUN = INSERT_RUN.returning(runs.c.signal_horizon)  # the one value not known before
 
 
+@functools.lru_cache(maxsize=16)
+def step_markers(n: int) -> Any:
+    """Insert ``n`` new step rows (``{column}{i}`` parameters), unfenced: the start
+    markers a run's insert carries, in the insert's own transaction."""
+    return steps.insert().values(
+        [{c: sa.bindparam(f"{c}{i}") for c in _STEP_COLS} for i in range(n)]
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def pg_start_run(n: int) -> Any:
+    """PostgreSQL: a run's insert with ``n`` start markers, as one statement (the
+    markers' foreign key is checked when the statement ends, the run inserted)."""
+    return START_RUN.add_cte(step_markers(n).cte("marked")) if n else START_RUN
+
+
 @functools.lru_cache(maxsize=64)
 def pg_finish(end_channel: str, n: int) -> Any:
     """PostgreSQL: a run's finish with its last ``n`` step rows and the announcement of

@@ -46,6 +46,8 @@ from .run_sql import (
     needs_of,
     next_due_select,
     pg_finish,
+    pg_start_run,
+    step_markers,
     step_upsert,
 )
 from .schema import runs, steps
@@ -138,23 +140,33 @@ class RunStore:
         *,
         run_id: str,
         deadline_at: float | None = None,
+        first: Sequence[tuple[str, str]] = (),
     ) -> RunRow:
         """Insert a run already claimed by worker ``owner`` (a kit starting a run its own
         worker walks at once): no claim round trip, no wake-up of other workers.
-        A retried insert that had landed returns the stored run."""
+        ``first``: ``(block_id, type)`` of the steps the walk starts first; their start
+        markers (attempt 1) go with the insert (``RunRow.marked``), so the walk does
+        not write them. A retried insert that had landed returns the stored run."""
         try:
-            with self.db.write(single=True) as c:
+            sqlite, n = self.db.is_sqlite, len(first)
+            with self.db.write(single=not (sqlite and n)) as c:
                 now = time.time()
                 row = self._new_row(run_id, workflow_name, workflow_json, input, now,
                                     deadline_at=deadline_at)  # fmt: skip
                 row.update(status="running", lease_owner=owner, lease_expires_at=now + lease_s,
                            started_at=now, claimed_from="pending", wake_at=None)  # fmt: skip
-                row["signal_horizon"] = self.db.run(c, START_RUN, row).rows[0][0]
+                marks = [StepWrite(b, t, "running", at=now) for b, t in first]
+                args = {**row, **self._step_params(run_id, owner, marks)} if marks else row
+                insert = START_RUN if sqlite else pg_start_run(n)
+                row["signal_horizon"] = self.db.run(c, insert, args).rows[0][0]
+                if sqlite and n:
+                    self.db.run(c, step_markers(n), args)
             started = run_of(row)
+            started.marked = tuple(b for b, _ in first)
         except IntegrityError:
             with self.db.read() as c:
                 got = c.execute(GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
-            started = run_row(got)
+            started = run_row(got)  # claimed by this worker: a re-walk finds what it wrote
         started.memo = []
         return started
 

@@ -203,18 +203,18 @@ class Worker:
     async def committed(
         self, op: Callable[[Connection], _T], *, lazy: bool, single: bool = False
     ) -> _T:
-        """Run a write ``op(connection)`` in the next group commit: the writes of all
-        the runs this worker walks that arrive while one commit is under way go
-        together in the next (one transaction, one commit); its result once
+        """Run a write ``op(connection)`` in the next group commit: at once when no
+        commit is under way, else with the writes of all the runs this worker walks
+        that arrive meanwhile (one transaction, one commit); its result once
         committed. Raises what the op raised (:class:`LeaseLost`) or the commit's error.
         ``single``: ``op`` runs one statement (alone in its commit, it needs no BEGIN).
         """
         loop = asyncio.get_running_loop()
         done: asyncio.Future[tuple[bool, Any]] = loop.create_future()
         self._queued.append((op, lazy, single, done))
-        if self._committing is None:  # the batch leaves once this turn of the loop is over
+        if self._committing is None:  # no commit under way: this write leaves at once
             self._committing = loop.create_future()
-            loop.call_soon(self._commit_queued)
+            self._commit_queued()
         ok, value = await done
         if not ok:
             raise value
@@ -271,13 +271,14 @@ class Worker:
             log.warning("worker %s: background write failed: %s", self.owner, task.exception())
 
     def plan(self, workflow_json: str) -> Plan:
-        """The walkable plan of a pinned workflow, built once for its many runs."""
+        """The walkable plan of a pinned workflow, built once for its many runs (thread-safe)."""
         plan = self._plans.get(workflow_json)
         if plan is None:
             plan = Plan(SerializedWorkflow.from_json(workflow_json), self.catalog, validate=False)
-            if len(self._plans) >= _PLANS_KEPT:
-                self._plans.pop(next(iter(self._plans)))
-            self._plans[workflow_json] = plan
+            with self._slots:
+                if len(self._plans) >= _PLANS_KEPT:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[workflow_json] = plan
         return plan
 
     def connectors_changed(self) -> None:

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     import networkx as nx
 
 StepStatus = Literal["completed", "failed", "paused", "skipped"]
-Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
-DispatchEach = Callable[[str, list[dict[str, Any]]], Awaitable[Any]]
+Dispatch = Callable[[str, dict[str, Any]], Coroutine[Any, Any, Any]]
+DispatchEach = Callable[[str, list[dict[str, Any]]], Coroutine[Any, Any, Any]]
 """Run a ``for_each`` step: its id and each item's params → the step's output."""
 
 
@@ -270,12 +270,12 @@ class _Walk:
             for task in running:
                 task.cancel()
 
-    async def _loop(
-        self, running: dict[asyncio.Task[Any], tuple[str, float, str]], pauses: list[PauseInfo]
-    ) -> WalkOutcome:
-        outcome: WalkOutcome | None = None
-        while True:
-            while self.ready and outcome is None:
+    def ready_steps(self) -> list[tuple[str, Coroutine[Any, Any, Any]]]:
+        """The steps that can start now, each with its dispatch (not yet awaited);
+        triggers complete and blocks with a falsy ``when`` are skipped on the way."""
+        starts: list[tuple[str, Coroutine[Any, Any, Any]]] = []
+        try:
+            while self.ready:
                 node = self.ready.popleft()
                 if node in self.settled:
                     continue
@@ -293,53 +293,99 @@ class _Walk:
                         )
                     )
                     self.complete(node, self.trigger)
-                    continue
-                if block.when is not None and is_falsy(resolve(block.when, self.scope)):
+                elif block.when is not None and is_falsy(resolve(block.when, self.scope)):
                     self.skip_from([node])  # its `when` is falsy: it and what needs it
-                    continue
-                if block.for_each is not None:
-                    task = asyncio.ensure_future(self.for_each(node, block))
-                    running[task] = (node, time.perf_counter(), now_iso())
-                    continue
-                params = resolve(block.params, self.scope)
-                task = asyncio.ensure_future(self.dispatch(node, params))
-                running[task] = (node, time.perf_counter(), now_iso())
+                elif block.for_each is not None:
+                    starts.append((node, self.for_each(node, block)))
+                else:
+                    starts.append((node, self.dispatch(node, resolve(block.params, self.scope))))
+        except BaseException:  # the steps not started are never awaited
+            for _, step in starts:
+                step.close()
+            raise
+        return starts
+
+    async def _loop(
+        self, running: dict[asyncio.Task[Any], tuple[str, float, str]], pauses: list[PauseInfo]
+    ) -> WalkOutcome:
+        outcome: WalkOutcome | None = None
+        exc: BaseException | None
+        while True:
+            starts = self.ready_steps() if outcome is None else []
+            if len(starts) == 1 and not running:  # alone: awaited here (no task, no wait)
+                node, step = starts[0]
+                t0, started = time.perf_counter(), now_iso()
+                result, exc = None, None
+                try:
+                    result = await step
+                except asyncio.CancelledError as e:
+                    if _cancelled_from_outside():
+                        raise
+                    exc = e
+                except Exception as e:
+                    exc = e
+                outcome = self.settle_step(node, t0, started, result, exc, pauses, outcome)
+                continue
+            for node, step in starts:
+                running[asyncio.ensure_future(step)] = (node, time.perf_counter(), now_iso())
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in sorted(done, key=lambda t: self.plan.rank[running[t][0]]):
                 node, t0, started = running.pop(task)
-                rec = StepRecord(
-                    block_id=node,
-                    type=self.plan.blocks[node].type,
-                    status="completed",
-                    started_at=started,
-                    ended_at=now_iso(),
-                    duration_ms=(time.perf_counter() - t0) * 1000,
-                )
-                self.records.append(rec)
                 exc = asyncio.CancelledError() if task.cancelled() else task.exception()
-                if isinstance(exc, self.abort_on):
-                    raise exc
-                if exc is not None:
-                    rec.status, rec.error = "failed", self.redactor(error_text(exc))
-                    if not self.fail(node, rec.error) and outcome is None:
-                        outcome = WalkOutcome("failed", error=rec.error, failed_block=node)
-                    continue
-                result = task.result()
-                if isinstance(result, PauseInfo):
-                    rec.status, rec.output = "paused", result.model_dump(mode="json")
-                    pauses.append(result)
-                    if outcome is None and self.stop_at_pause:
-                        outcome = WalkOutcome("paused", pause=result)
-                    continue
-                rec.output = result
-                self.complete(node, result)
+                result = None if exc is not None else task.result()
+                outcome = self.settle_step(node, t0, started, result, exc, pauses, outcome)
         if outcome is None and pauses:
             outcome = WalkOutcome("paused", pause=pauses[0])
         if outcome is not None:
             outcome.pauses = pauses
         return outcome or WalkOutcome("completed")
+
+    def settle_step(
+        self,
+        node: str,
+        t0: float,
+        started: str,
+        result: Any,
+        exc: BaseException | None,
+        pauses: list[PauseInfo],
+        outcome: WalkOutcome | None,
+    ) -> WalkOutcome | None:
+        """Record how a dispatched step ended; the walk's outcome so far (``exc``: of
+        an ``abort_on`` type, raised: the walk ends)."""
+        rec = StepRecord(
+            block_id=node,
+            type=self.plan.blocks[node].type,
+            status="completed",
+            started_at=started,
+            ended_at=now_iso(),
+            duration_ms=(time.perf_counter() - t0) * 1000,
+        )
+        self.records.append(rec)
+        if isinstance(exc, self.abort_on):
+            raise exc
+        if exc is not None:
+            rec.status, rec.error = "failed", self.redactor(error_text(exc))
+            if not self.fail(node, rec.error) and outcome is None:
+                outcome = WalkOutcome("failed", error=rec.error, failed_block=node)
+            return outcome
+        if isinstance(result, PauseInfo):
+            rec.status, rec.output = "paused", result.model_dump(mode="json")
+            pauses.append(result)
+            if outcome is None and self.stop_at_pause:
+                outcome = WalkOutcome("paused", pause=result)
+            return outcome
+        rec.output = result
+        self.complete(node, result)
+        return outcome
+
+
+def _cancelled_from_outside() -> bool:
+    """True when the current task was asked to stop (a canceled run, a lost lease), not
+    when a step raised CancelledError of its own."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 async def walk(
