@@ -318,11 +318,13 @@ class _Walk:
                 result, exc = None, None
                 try:
                     result = await step
+                except (KeyboardInterrupt, SystemExit):
+                    raise
                 except asyncio.CancelledError as e:
                     if _cancelled_from_outside():
                         raise
                     exc = e
-                except Exception as e:
+                except BaseException as e:  # as a task would keep it (a custom BaseException)
                     exc = e
                 outcome = self.settle_step(node, t0, started, result, exc, pauses, outcome)
                 continue
