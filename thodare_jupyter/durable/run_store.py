@@ -210,7 +210,7 @@ class RunStore:
                             idempotency_key=idempotency_key, deadline_at=deadline_at)  # fmt: skip
         if parent is not None:
             row.update(parent_run_id=parent[0], parent_block_id=parent[1])
-        c.execute(self._insert_run, row)
+        self.db.run(c, self._insert_run, row)
 
     def run_by_key(self, c: Connection, idempotency_key: str) -> str | None:
         """The id of the run created with ``idempotency_key``, in the caller's transaction."""

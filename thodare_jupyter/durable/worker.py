@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +39,7 @@ from .run_execution import RunExecution
 from .run_store import LeaseLost
 from .schedules import Schedules
 from .store import Store
+from .store_threads import StoreThreads
 
 log = logging.getLogger("thodare.worker")
 _T = TypeVar("_T")
@@ -110,7 +111,7 @@ class Worker:
         self._due_at = 0.0  # when to ask the database for the next due run
         self._types_changed = False
         self._full = False  # the last claim filled every free slot: a slot opening looks again
-        self._db: ThreadPoolExecutor | None = None
+        self._db: StoreThreads | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queued: list[tuple[Callable[[Connection], Any], bool, bool, asyncio.Future[Any]]] = []
         self._committing: asyncio.Future[None] | None = None  # done once the queue is empty
@@ -197,8 +198,8 @@ class Worker:
 
     async def io(self, fn: Callable[..., _T], *args: Any, **kw: Any) -> _T:
         """Run a (blocking) store call off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db, functools.partial(fn, *args, **kw))
+        assert self._db is not None
+        return await self._db.call(fn, *args, **kw)
 
     async def committed(
         self, op: Callable[[Connection], _T], *, lazy: bool, single: bool = False
@@ -232,28 +233,18 @@ class Worker:
         batch, self._queued = self._queued, []
         ops, lazy = [op for op, _, _, _ in batch], all(lz for _, lz, _, _ in batch)
         single = len(batch) == 1 and batch[0][2]
-        loop = asyncio.get_running_loop()
         try:
             assert self._db is not None
-            sent = self._db.submit(self.store.runs.run_batch, ops, lazy=lazy, single=single)
-        except RuntimeError as e:  # the executor is shut down
-            self._batch_done(batch, e)
-            return
+            self._db.submit(
+                functools.partial(self._batch_done, batch),
+                self.store.runs.run_batch, ops, lazy=lazy, single=single,
+            )  # fmt: skip
+        except RuntimeError as e:  # the store threads are shut down
+            self._batch_done(batch, False, e)
 
-        def back(f: Future[list[tuple[bool, Any]]]) -> None:  # on the database thread
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
-                loop.call_soon_threadsafe(self._batch_done, batch, f)
-
-        sent.add_done_callback(back)
-
-    def _batch_done(self, batch: list[Any], sent: Future[Any] | BaseException) -> None:
+    def _batch_done(self, batch: list[Any], ok: bool, sent: Any) -> None:
         """Answer every op of a committed (or failed) batch, then send the next."""
-        try:
-            if isinstance(sent, BaseException):
-                raise sent
-            results = sent.result()
-        except Exception as e:  # the database: every op of the batch hears it
-            results = [(False, e)] * len(batch)
+        results = sent if ok else [(False, sent)] * len(batch)  # every op hears a failure
         for (_, _, _, done), result in zip(batch, results, strict=True):
             if not done.done():
                 done.set_result(result)
@@ -337,15 +328,14 @@ class Worker:
             max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
         )
         loop.set_default_executor(steps)
-        self._db = ThreadPoolExecutor(
-            max_workers=1 if self.store.is_sqlite else self.config.concurrency + 2,
-            thread_name_prefix="thodare-db",
+        self._db = StoreThreads(
+            loop, 1 if self.store.is_sqlite else self.config.concurrency + 2, "thodare-db"
         )
         try:
             loop.run_until_complete(self._main(loop))
         finally:  # a sync step still blocking was handed back with its run: don't wait for it
             steps.shutdown(wait=False, cancel_futures=True)
-            self._db.shutdown(wait=True)
+            self._db.shutdown()
             loop.close()
 
     async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
