@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from durable_helpers import (
     KitFactory,
     block,
@@ -141,6 +142,27 @@ def test_child_runs_and_its_outputs_become_the_step_output(
     ]
     child_desc = kit.get_handle(child_id).describe()
     assert (child_desc.parent_run_id, child_desc.parent_block_id) == (handle.id, "kid")
+
+
+def test_only_a_run_with_a_parent_wakes_one_when_it_ends(any_kits: KitFactory) -> None:
+    """The child's end wakes its parent; the parent (no parent of its own) sends no
+    wake-up statement when it ends."""
+    kit = any_kits().start()
+    _register(kit, _double_wf())
+    wakes: list[str] = []
+
+    def heard(conn: Any, cur: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE") and "wake_requested" in statement:
+            wakes.append(statement)
+
+    for engine in kit.store.engines:
+        sa.event.listen(engine, "before_cursor_execute", heard)
+    try:
+        kit.run(kit.compile(_parent_wf("double")), {"n": 2}).result(timeout=30)
+    finally:
+        for engine in kit.store.engines:
+            sa.event.remove(engine, "before_cursor_execute", heard)
+    assert len([w for w in wakes if "parent_run_id" in w]) == 1, wakes
 
 
 def test_the_child_pins_the_newest_live_version(any_kits: KitFactory, db_url: str) -> None:

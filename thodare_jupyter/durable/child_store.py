@@ -123,11 +123,14 @@ class ChildStore:
             rows = c.execute(_CHILDREN, {"p_parent": parent_id}).all()
         return [ChildLink(r.parent_block_id, r.id, r.workflow_name, r.status) for r in rows]
 
-    def finish_in(self, c: Connection, run_id: str, owner: str, status: str, **kw: Any) -> None:
+    def finish_in(
+        self, c: Connection, run_id: str, owner: str, status: str, *, parent: bool, **kw: Any
+    ) -> None:
         """:meth:`RunStore.finish_in` for a run with links: a run that did not complete
-        cancels its unfinished children, and its parent (if any) is woken."""
+        cancels its unfinished children, and its ``parent`` (if it has one) is woken."""
         self.runs.finish_in(c, run_id, owner, status, **kw)
         now = time.time()
         if status != "completed":
             cancel_children_in(self.db, c, run_id, now)
-        wake_parent_in(self.db, c, run_id, now)
+        if parent:
+            wake_parent_in(self.db, c, run_id, now)

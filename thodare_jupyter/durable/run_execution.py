@@ -402,8 +402,9 @@ class RunExecution:
 
     async def walk(self) -> None:
         # a child's end wakes its parent; a parent's failure cancels its children
-        linked = self.store.children.finish_in
-        finish = linked if self.row.parent_run_id else self.store.runs.finish_in
+        has_parent = self.row.parent_run_id is not None
+        linked = functools.partial(self.store.children.finish_in, parent=has_parent)
+        finish = linked if has_parent else self.store.runs.finish_in
         try:
             self.plan = self.w.plan(self.row.workflow_json)
             if any(c.type == RUN_WORKFLOW for c in self.plan.connectors.values()):
