@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 import uuid
+from typing import Any
 
 from durable_helpers import wait_until
 from pydantic import BaseModel
@@ -132,6 +133,43 @@ def test_a_kit_inserted_run_carries_the_start_markers_of_its_first_steps(db_url:
             "a": ("completed", 1, {"n": 0}), "b": ("completed", 1, {"n": 5}),
             "maybe": ("skipped", 0, None), "c": ("completed", 1, {"n": 5}),
         }  # fmt: skip
+    finally:
+        gate.set()
+        kit.close()
+
+
+def test_a_held_step_end_is_written_while_a_sibling_still_runs(db_url: str) -> None:
+    """A step's end waits for the run's next write, but not longer than a moment: with
+    no next write (its sibling branch still runs), it is written on its own."""
+    gate = threading.Event()
+
+    def hold(p: N) -> N:
+        gate.wait(30)
+        return p
+
+    kit = create_wfkit(db_url, env={}, namespace=f"h{uuid.uuid4().hex[:8]}")
+    held = define_connector(type="hold", params=N, outputs=N, run=hold)
+    fast = define_connector(type="fast", params=N, outputs=N, run=lambda p: p)
+    kit.register(held, fast)
+    wf = (
+        define_workflow("siblings").input(N)
+        .step("slow", held, lambda r: {"n": r.input.n})
+        .step("quick", fast, {"n": 7})
+        .build()
+    )  # fmt: skip
+    try:
+        kit.start()
+        run = kit.run(wf, {"n": 1})
+
+        def quick() -> tuple[str, Any] | None:
+            rows = {s.block_id: s for s in kit.store.runs.get_steps(run.id)}
+            return (rows["quick"].status, rows["quick"].params) if "quick" in rows else None
+
+        wait_until(lambda: quick() == ("completed", {"n": 7}), 5, "the quick step's end stored")
+        assert kit.store.runs.get_run(run.id).status == "running"
+        gate.set()
+        out = run.result(timeout=20)
+        assert (out["slow"], out["quick"]) == ({"n": 1}, {"n": 7})
     finally:
         gate.set()
         kit.close()

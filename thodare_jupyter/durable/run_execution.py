@@ -76,7 +76,7 @@ class RunExecution:
         self.releases: list[str] = []  # flow-control slots of ended attempts: likewise
         self.lock = asyncio.Lock()
         self.starts: list[tuple[StepWrite, asyncio.Future[tuple[bool, Any]]]] = []
-        self.flush: asyncio.TimerHandle | None = None
+        self.flush: asyncio.Handle | None = None
         self.marked = set(row.marked)  # start markers the run's insert wrote
         self.unsent: dict[str, Any] = {}  # their params: they go with the step's end
 
@@ -155,8 +155,16 @@ class RunExecution:
             self.logs.append(LogWrite(capture.block_id, capture.attempt, lines, cut))
 
     def hold(self, end: StepWrite) -> None:
+        """Keep a step's end for the run's next write. A sequential run's next write
+        takes it in this turn of the loop; one still held after it is written within
+        ``_HOLD_S`` anyway (one timer, not one per step)."""
         self.ended.append(end)
         if self.flush is None:
+            self.flush = asyncio.get_running_loop().call_soon(self.still_held)
+
+    def still_held(self) -> None:
+        self.flush = None
+        if self.ended:
             self.flush = asyncio.get_running_loop().call_later(_HOLD_S, self.write_held)
 
     def write_held(self) -> None:
