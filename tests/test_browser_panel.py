@@ -151,7 +151,7 @@ def check_table_and_file(page: Any, box: Any, run_id: str) -> None:
     href = csv_link.evaluate("a => a.href")  # absolute
     # the kernel's id says whose database (and artifact store) the server reads
     assert re.search(rf"/thodare/api/runs/{run_id}/artifacts/sha256%3A[0-9a-f]{{64}}"
-                     r"\?format=csv(&kernel=[0-9a-f-]+)?$", href), href  # fmt: skip
+                     r"\?format=csv&kernel=[0-9a-f-]+$", href), href  # fmt: skip
     got = page.request.get(href)  # with the page's login cookie
     assert got.status == 200, got.text()
     parsed = list(csv.reader(io.StringIO(got.text())))

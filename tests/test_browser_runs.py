@@ -20,7 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab_harness import ARTIFACTS, Lab, browser_page, run_notebook, write_notebook
+from lab_harness import (
+    ARTIFACTS,
+    KERNEL_IDLE,
+    RUN_ALL,
+    RUN_TIMEOUT_MS,
+    Lab,
+    browser_page,
+    run_notebook,
+    write_notebook,
+)
 
 from thodare_jupyter import create_wfkit
 
@@ -145,3 +154,68 @@ def _drag(page: Any, handle: str, dx: int, dy: int) -> None:
     page.mouse.down()
     page.mouse.move(x + dx, y + dy, steps=5)
     page.mouse.up()
+
+
+MINE = "mine.ipynb"
+THEIRS = "theirs.ipynb"
+MINE_CELLS = [
+    "%load_ext thodare_jupyter",
+    "%%workflow two-steps\nsteps:\n  fetch:\n    uses: transform\n"
+    "    with: {template: {n: 1}}\n  report:\n    uses: transform\n"
+    '    with: {template: {got: "{{fetch.result}}"}}',
+    "first = wfkit.run(two_steps, {})\nfirst.result(timeout=60)\nprint(first.id)",
+]
+
+
+def test_an_open_run_view_keeps_reading_its_kernels_database(chromium: Path, lab: Lab) -> None:
+    """A run view reads the database of the kernel it was opened with: after another
+    notebook (another kernel, another database) becomes the active one, the view's
+    step details and logs still come from the first kernel's database."""
+    from playwright.sync_api import expect
+
+    theirs_db = lab.root.parent / "theirs.db"
+    write_notebook(lab.root / MINE, MINE_CELLS)
+    write_notebook(
+        lab.root / THEIRS,
+        [f"import os\nos.environ['THODARE_DB'] = {str(theirs_db)!r}", *MINE_CELLS],
+    )
+    with browser_page(chromium, "browser-runs-kernels-console.log", height=900) as page:
+        routes: list[str] = []
+        page.on("request", lambda r: routes.append(r.url) if "/thodare/api/" in r.url else None)
+        run_notebook(page, lab, MINE)
+        mine = page.locator(".jp-OutputArea-output").last.inner_text().strip()
+        page.locator('.jp-SideBar [data-id="thodare-workflows"]').click()
+        panel = page.locator("#thodare-workflows")
+        panel.locator(f'.thodare-run-row[data-run-id="{mine}"] .thodare-run-open').click()
+        view = page.locator(f'.thodare-run-view[data-run-id="{mine}"]')
+        expect(view).to_have_attribute("data-status", "completed")
+        first = next(u for u in routes if f"/runs/{mine}?" in u or f"/runs/{mine}&" in u)
+        kernel = re.search(r"kernel=([0-9a-f-]+)", first)
+        assert kernel, first
+        mine_kernel = kernel.group(1)
+
+        # another notebook, its own kernel and database, becomes the active one
+        page.evaluate(
+            "p => window.jupyterapp.commands.execute('docmanager:open', {path: p})", THEIRS
+        )
+        page.wait_for_function(
+            f"() => window.jupyterapp.shell.currentWidget"
+            f" && window.jupyterapp.shell.currentWidget.title.label === {THEIRS!r}"
+        )
+        page.wait_for_function(KERNEL_IDLE, timeout=60_000)
+        page.evaluate(RUN_ALL)
+        page.wait_for_function("() => window.__thodareRanAll === true", timeout=RUN_TIMEOUT_MS)
+        theirs = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").last
+        theirs_id = theirs.inner_text().strip()
+        expect(panel.locator(f'.thodare-run-row[data-run-id="{theirs_id}"]')).to_be_visible()
+        expect(panel.locator(f'.thodare-run-row[data-run-id="{mine}"]')).to_have_count(0)
+
+        # back to the run view: its details still come from the first kernel's database
+        page.locator(".lm-TabBar-tab", has_text=f"Run {mine[:8]}").click()
+        start = len(routes)
+        view.locator('table.thodare-steps tr[data-block-id="report"]').click()
+        output = view.locator('.thodare-run-output[data-block-id="report"]')
+        expect(output.locator(".thodare-logs")).to_have_text("(none)")
+        expect(view.locator(".thodare-error").first).to_have_text("")
+        asked = [u for u in routes[start:] if f"/runs/{mine}" in u]
+        assert asked and all(f"kernel={mine_kernel}" in u for u in asked), asked

@@ -163,18 +163,37 @@ export function currentKernel(): string | null {
   return kernelId;
 }
 
-/** `path` under `thodare/api/` with the kernel (when one is set) in its query. */
-function routeUrl(path: string): string {
-  const url = URLExt.join(settings.baseUrl, 'thodare', 'api', path);
-  if (!kernelId) {
-    return url;
-  }
-  return `${url}${url.includes('?') ? '&' : '?'}kernel=${encodeURIComponent(kernelId)}`;
+/**
+ * A run and where it lives: the kernel whose database holds it (null: the server's).
+ * A run view keeps the kernel it was opened with, whichever notebook is active later.
+ */
+export interface IRunRef {
+  id: string;
+  kernel: string | null;
 }
 
-/** Call a route; a failed call throws an Error carrying the server's message. */
-async function call(path: string, init: RequestInit = {}): Promise<Response> {
-  const url = routeUrl(path);
+/** `run` of the database the routes read now (see `setKernel`). */
+export function runHere(id: string): IRunRef {
+  return { id, kernel: kernelId };
+}
+
+/** `path` under `thodare/api/` with `kernel` (when one is set) in its query. */
+function routeUrl(path: string, kernel: string | null = kernelId): string {
+  const url = URLExt.join(settings.baseUrl, 'thodare', 'api', path);
+  if (!kernel) {
+    return url;
+  }
+  return `${url}${url.includes('?') ? '&' : '?'}kernel=${encodeURIComponent(kernel)}`;
+}
+
+/** Call a route (of `kernel`'s database); a failed call throws an Error carrying the
+ * server's message. */
+async function call(
+  path: string,
+  init: RequestInit = {},
+  kernel: string | null = kernelId
+): Promise<Response> {
+  const url = routeUrl(path, kernel);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -223,35 +242,38 @@ export async function listWorkers(): Promise<IWorker[]> {
   return (await call('workers')).json();
 }
 
+/** A route of `run` (in its kernel's database). */
+function callRun(run: IRunRef, path: string, init: RequestInit = {}): Promise<Response> {
+  return call(`runs/${encodeURIComponent(run.id)}${path}`, init, run.kernel);
+}
+
 /** One run with its steps. */
-export async function getRun(id: string): Promise<IRun> {
-  return (await call(`runs/${encodeURIComponent(id)}`)).json();
+export async function getRun(run: IRunRef): Promise<IRun> {
+  return (await callRun(run, '')).json();
 }
 
 /** Cancel a run; resolves to its status afterwards. */
-export async function cancelRun(id: string): Promise<RunStatus> {
-  const out = await call(`runs/${encodeURIComponent(id)}/cancel`, {
-    method: 'POST'
-  });
+export async function cancelRun(run: IRunRef): Promise<RunStatus> {
+  const out = await callRun(run, '/cancel', { method: 'POST' });
   return (await out.json()).status;
 }
 
 /** The run's DAG coloured by step status, as SVG markup. */
-export async function runSvg(id: string): Promise<string> {
-  return (await call(`runs/${encodeURIComponent(id)}/dag.svg`)).text();
+export async function runSvg(run: IRunRef): Promise<string> {
+  return (await callRun(run, '/dag.svg')).text();
 }
 
 /**
  * Where an artifact of a run (a table, file or big output its steps reference) downloads:
  * a plain link, sent with the page's Jupyter login cookie. A table: `format` csv or parquet.
  */
-export function artifactUrl(runId: string, artifactId: string, format?: 'csv' | 'parquet'): string {
+export function artifactUrl(run: IRunRef, artifactId: string, format?: 'csv' | 'parquet'): string {
   const url = URLExt.join(
     settings.baseUrl,
     'thodare',
     'api',
     'runs',
-    encodeURIComponent(runId),
+    encodeURIComponent(run.id),
     'artifacts',
     encodeURIComponent(artifactId)
   );
@@ -259,8 +281,8 @@ export function artifactUrl(runId: string, artifactId: string, format?: 'csv' | 
   if (format) {
     query.format = format;
   }
-  if (kernelId) {
-    query.kernel = kernelId;
+  if (run.kernel) {
+    query.kernel = run.kernel;
   }
   return `${url}${URLExt.objectToQueryString(query)}`;
 }
@@ -283,29 +305,29 @@ export interface ILogLine {
 }
 
 /** What the run's step `block` printed or logged (its items' lines too). */
-export async function stepLogs(id: string, block: string): Promise<ILogLine[]> {
+export async function stepLogs(run: IRunRef, block: string): Promise<ILogLine[]> {
   const query = URLExt.objectToQueryString({ block });
-  return (await call(`runs/${encodeURIComponent(id)}/logs${query}`)).json();
+  return (await callRun(run, `/logs${query}`)).json();
 }
 
 /** Approve or reject the run's waiting `human_approval` step, as the Jupyter user. */
 export async function approveStep(
-  id: string,
+  run: IRunRef,
   block: string,
   approved: boolean,
   comment: string
 ): Promise<ISent> {
   const body = JSON.stringify({ block, approved, comment: comment || null });
-  return (await call(`runs/${encodeURIComponent(id)}/approve`, { method: 'POST', body })).json();
+  return (await callRun(run, '/approve', { method: 'POST', body })).json();
 }
 
 /** Send the event the run's waiting `wait_for_event` step waits for, with this key. */
 export async function sendStepEvent(
-  id: string,
+  run: IRunRef,
   block: string,
   correlationKey: string | null,
   payload: unknown
 ): Promise<ISent> {
   const body = JSON.stringify({ block, correlation_key: correlationKey, payload });
-  return (await call(`runs/${encodeURIComponent(id)}/event`, { method: 'POST', body })).json();
+  return (await callRun(run, '/event', { method: 'POST', body })).json();
 }

@@ -12,7 +12,7 @@ import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { SplitPanel } from '@lumino/widgets';
 
-import { IRunRow } from './api';
+import { IRunRef, IRunRow, currentKernel } from './api';
 import { ChatView } from './chat';
 import { installFallback } from './fallback';
 import { KernelLinks } from './kernel';
@@ -40,20 +40,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const views = new Map<string, MainAreaWidget<RunView>>();
     let lastRun: IRunRow | null = null;
 
+    // a run view reads the database of the kernel it was opened with (args.kernel; none:
+    // the active notebook's), whichever notebook is active later
     app.commands.addCommand(OPEN_RUN, {
       label: 'Open Workflow Run',
       execute: args => {
-        const id = String(args.id);
-        let widget = views.get(id);
+        const ref: IRunRef = {
+          id: String(args.id),
+          kernel: args.kernel === undefined ? currentKernel() : (args.kernel as string | null)
+        };
+        const id = ref.id;
+        const key = `${ref.kernel ?? ''}/${id}`;
+        let widget = views.get(key);
         if (!widget || widget.isDisposed) {
-          const open = (other: string) => void app.commands.execute(OPEN_RUN, { id: other });
-          const view = new RunView(id, open);
+          const open = (other: IRunRef) => void app.commands.execute(OPEN_RUN, { ...other });
+          const view = new RunView(ref, open);
           widget = new MainAreaWidget({ content: view });
-          widget.id = `thodare-run-${id}`;
+          widget.id = `thodare-run-${ref.kernel ?? 'server'}-${id}`;
           widget.title.label = `Run ${id.slice(0, 8)}`;
           widget.title.icon = ICON;
           widget.title.closable = true;
-          views.set(id, widget);
+          views.set(key, widget);
           shell.add(widget, 'main');
         }
         shell.activateById(widget.id);

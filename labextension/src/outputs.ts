@@ -5,7 +5,7 @@
  * and its first rows; a file as its name, size and a download link (the server's
  * artifacts route, behind Jupyter's auth). All text goes in as text, never as HTML.
  */
-import { artifactUrl } from './api';
+import { IRunRef, artifactUrl } from './api';
 import { h } from './dom';
 
 /** An artifact reference, as a step row stores it. */
@@ -90,7 +90,7 @@ function labelled(className: string, ref: IArtifactRef, label: string): HTMLDivE
   return box;
 }
 
-function drawTable(ref: IArtifactRef, runId: string, label: string): HTMLElement {
+function drawTable(ref: IArtifactRef, run: IRunRef, label: string): HTMLElement {
   const columns = Object.entries(ref.columns ?? {});
   const preview = Array.isArray(ref.preview) ? ref.preview : [];
   const rows = Number(ref.rows ?? preview.length);
@@ -102,8 +102,8 @@ function drawTable(ref: IArtifactRef, runId: string, label: string): HTMLElement
   const shape = `${plural(rows, 'row')} × ${plural(columns.length, 'column')}`;
   head.append(
     h('span', 'thodare-table-shape', shape),
-    link(artifactUrl(runId, ref.$artifact, 'csv'), 'CSV', 'Download the whole table as CSV'),
-    link(artifactUrl(runId, ref.$artifact, 'parquet'), 'Parquet', 'Download it as Parquet')
+    link(artifactUrl(run, ref.$artifact, 'csv'), 'CSV', 'Download the whole table as CSV'),
+    link(artifactUrl(run, ref.$artifact, 'parquet'), 'Parquet', 'Download it as Parquet')
   );
   const table = h('table', 'thodare-preview');
   const tr = table.createTHead().insertRow();
@@ -130,7 +130,7 @@ function drawTable(ref: IArtifactRef, runId: string, label: string): HTMLElement
   return box;
 }
 
-function drawFile(ref: IArtifactRef, runId: string, label: string): HTMLElement {
+function drawFile(ref: IArtifactRef, run: IRunRef, label: string): HTMLElement {
   const box = labelled('thodare-file-ref', ref, label);
   if (label) {
     box.append(h('span', 'thodare-artifact-label', label));
@@ -143,12 +143,12 @@ function drawFile(ref: IArtifactRef, runId: string, label: string): HTMLElement 
     box.append(h('span', 'thodare-file-type', ref.media_type));
   }
   box.append(
-    link(artifactUrl(runId, ref.$artifact), 'Download', `Download ${ref.name || 'the file'}`)
+    link(artifactUrl(run, ref.$artifact), 'Download', `Download ${ref.name || 'the file'}`)
   );
   return box;
 }
 
-function drawJsonRef(ref: IArtifactRef, runId: string, label: string): HTMLElement {
+function drawJsonRef(ref: IArtifactRef, run: IRunRef, label: string): HTMLElement {
   const box = labelled('thodare-json-ref', ref, label);
   if (label) {
     box.append(h('span', 'thodare-artifact-label', label));
@@ -161,26 +161,26 @@ function drawJsonRef(ref: IArtifactRef, runId: string, label: string): HTMLEleme
         : 'JSON';
   box.append(
     h('span', '', `${what} · ${humanSize(ref.size)} of JSON, stored apart`),
-    link(artifactUrl(runId, ref.$artifact), 'Download', 'Download the JSON')
+    link(artifactUrl(run, ref.$artifact), 'Download', 'Download the JSON')
   );
   return box;
 }
 
 /** A table, file or big JSON output stored by reference, drawn. */
-export function drawRef(ref: IArtifactRef, runId: string, label = ''): HTMLElement {
+export function drawRef(ref: IArtifactRef, run: IRunRef, label = ''): HTMLElement {
   if (ref.kind === 'table') {
-    return drawTable(ref, runId, label);
+    return drawTable(ref, run, label);
   }
   if (ref.kind === 'file') {
-    return drawFile(ref, runId, label);
+    return drawFile(ref, run, label);
   }
-  return drawJsonRef(ref, runId, label);
+  return drawJsonRef(ref, run, label);
 }
 
 /** A step's output: its table and file fields drawn, the rest as JSON. */
-export function drawOutput(output: unknown, runId: string): HTMLElement {
+export function drawOutput(output: unknown, run: IRunRef): HTMLElement {
   if (isRef(output)) {
-    return drawRef(output, runId);
+    return drawRef(output, run);
   }
   const pre = (value: unknown) => h('pre', 'thodare-output-json', JSON.stringify(value, null, 2));
   if (
@@ -195,7 +195,7 @@ export function drawOutput(output: unknown, runId: string): HTMLElement {
   const rest: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(output)) {
     if (isRef(value)) {
-      box.append(drawRef(value, runId, key));
+      box.append(drawRef(value, run, key));
     } else {
       rest[key] = value;
     }

@@ -18,6 +18,7 @@ import {
   isTerminal,
   listRuns,
   listWorkers,
+  runHere,
   setKernel
 } from './api';
 import { clock, h } from './dom';
@@ -192,7 +193,7 @@ export class RunsView extends PollingWidget {
     cancel.onclick = async () => {
       cancel.disabled = true;
       try {
-        await cancelRun(run.id);
+        await cancelRun(runHere(run.id));
         this.error.textContent = '';
       } catch (e) {
         this.error.textContent = (e as Error).message;

@@ -4,11 +4,13 @@
  * (in the table or the DAG): approve/reject or send its event while it waits, its
  * params next to the values it ran with, its output (tables as their columns and
  * first rows, files with a download link), error and logs; links to its parent and child runs
- * (`run_workflow`), which `open` shows.
+ * (`run_workflow`), which `open` shows. It reads the database of the kernel it was opened
+ * with, whichever notebook is active later.
  */
 import {
   IProgress,
   IRun,
+  IRunRef,
   ISent,
   IStep,
   approveStep,
@@ -26,12 +28,12 @@ import { PollingWidget } from './poller';
 
 export class RunView extends PollingWidget {
   constructor(
-    readonly runId: string,
-    private readonly open: (runId: string) => void = () => undefined
+    readonly ref: IRunRef,
+    private readonly open: (run: IRunRef) => void = () => undefined
   ) {
     super();
     this.addClass('thodare-run-view');
-    this.node.dataset.runId = runId;
+    this.node.dataset.runId = ref.id;
     this.node.append(this.head, this.error, this.dag, this.steps, this.output);
     this.dag.onclick = event => {
       const node = (event.target as Element).closest('g[data-block-id]');
@@ -48,7 +50,7 @@ export class RunView extends PollingWidget {
 
   protected async refresh(): Promise<void> {
     try {
-      const [run, svg] = await Promise.all([getRun(this.runId), runSvg(this.runId)]);
+      const [run, svg] = await Promise.all([getRun(this.ref), runSvg(this.ref)]);
       this.run = run;
       this.error.textContent = '';
       this.draw(run, svg);
@@ -111,7 +113,7 @@ export class RunView extends PollingWidget {
         button.dataset.status = status;
       }
       button.title = `Open run ${runId}`;
-      button.onclick = () => this.open(runId);
+      button.onclick = () => this.open({ id: runId, kernel: this.ref.kernel });
       links.push(button);
     };
     if (run.parent_run_id) {
@@ -197,7 +199,7 @@ export class RunView extends PollingWidget {
     parts.push(
       none
         ? h('div', 'thodare-hint', `No output (${step.status}).`)
-        : drawOutput(step.output, this.runId)
+        : drawOutput(step.output, this.ref)
     );
     if (step.error) {
       parts.push(h('pre', 'thodare-error', step.error));
@@ -205,7 +207,7 @@ export class RunView extends PollingWidget {
     const logs = h('pre', 'thodare-logs');
     parts.push(h('div', 'thodare-label', 'logs'), logs);
     this.output.replaceChildren(...parts);
-    stepLogs(this.runId, step.block_id).then(
+    stepLogs(this.ref, step.block_id).then(
       lines => {
         logs.textContent = lines.length
           ? lines
@@ -263,7 +265,7 @@ export class RunView extends PollingWidget {
       const comment = h('input', 'thodare-comment');
       comment.placeholder = 'comment (optional)';
       const answer = (approved: boolean) => () =>
-        approveStep(this.runId, step.block_id, approved, comment.value).then(
+        approveStep(this.ref, step.block_id, approved, comment.value).then(
           sent => done(`${approved ? 'Approved' : 'Rejected'} as ${sent.by}`)(sent),
           failed
         );
@@ -288,7 +290,7 @@ export class RunView extends PollingWidget {
           notice.textContent = `The payload is not JSON: ${(e as Error).message}`;
           return;
         }
-        sendStepEvent(this.runId, step.block_id, key.value || null, data).then(
+        sendStepEvent(this.ref, step.block_id, key.value || null, data).then(
           done(`Sent ${step.waiting_for}`),
           failed
         );

@@ -143,11 +143,18 @@ function baseUrl() {
   return "/";
 }
 
-// The server extension's download route (behind Jupyter's auth: the page's login cookie).
-function artifactUrl(runId, id, format) {
-  const path = `thodare/api/runs/${encodeURIComponent(runId)}/artifacts/${encodeURIComponent(id)}`;
-  return baseUrl() + path + (format ? `?format=${format}` : "");
+// The server extension's download route (behind Jupyter's auth: the page's login cookie);
+// `run`: {id, kernel}, the kernel whose database (and artifact store) the server reads.
+function artifactUrl(run, id, format) {
+  const path = `thodare/api/runs/${encodeURIComponent(run.id)}/artifacts/${encodeURIComponent(id)}`;
+  const query = [format ? `format=${format}` : "", run.kernel ? `kernel=${encodeURIComponent(run.kernel)}` : ""];
+  const q = query.filter(Boolean).join("&");
+  return baseUrl() + path + (q ? `?${q}` : "");
 }
+
+// The id of the kernel behind this widget ("" when there is none).
+const kernelIdOf = model => (model.widget_manager && model.widget_manager.kernel
+  && model.widget_manager.kernel.id) || "";
 
 function link(href, text, title) {
   return html("a", { href, download: "", class: "thodare-download", title }, text);
@@ -172,7 +179,7 @@ function cell(value) {
   return td;
 }
 
-function drawTable(ref, runId, label) {
+function drawTable(ref, run, label) {
   const columns = Object.entries(ref.columns || {});
   const preview = Array.isArray(ref.preview) ? ref.preview : [];
   const box = html("div", { class: "thodare-artifact thodare-table-ref", "data-artifact": ref.$artifact, "data-field": label });
@@ -181,9 +188,9 @@ function drawTable(ref, runId, label) {
   const n = Number(ref.rows);
   head.append(html("span", { class: "thodare-table-shape" },
     `${n.toLocaleString("en-US")} row${n === 1 ? "" : "s"} × ${columns.length} column${columns.length === 1 ? "" : "s"}`));
-  if (runId) {
-    head.append(link(artifactUrl(runId, ref.$artifact, "csv"), "CSV", "Download the whole table as CSV"),
-      link(artifactUrl(runId, ref.$artifact, "parquet"), "Parquet", "Download the whole table as Parquet"));
+  if (run.id) {
+    head.append(link(artifactUrl(run, ref.$artifact, "csv"), "CSV", "Download the whole table as CSV"),
+      link(artifactUrl(run, ref.$artifact, "parquet"), "Parquet", "Download the whole table as Parquet"));
   }
   box.append(head);
   const wrap = html("div", { class: "thodare-table-wrap" });
@@ -209,40 +216,40 @@ function drawTable(ref, runId, label) {
   return box;
 }
 
-function drawFile(ref, runId, label) {
+function drawFile(ref, run, label) {
   const box = html("div", { class: "thodare-artifact thodare-file-ref", "data-artifact": ref.$artifact, "data-field": label });
   if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
   box.append(html("span", { class: "thodare-file-name" }, ref.name || "(unnamed file)"),
     html("span", { class: "thodare-file-size" }, humanSize(ref.size)));
   if (ref.media_type) box.append(html("span", { class: "thodare-file-type" }, ref.media_type));
-  if (runId) box.append(link(artifactUrl(runId, ref.$artifact), "Download", `Download ${ref.name || "the file"}`));
+  if (run.id) box.append(link(artifactUrl(run, ref.$artifact), "Download", `Download ${ref.name || "the file"}`));
   return box;
 }
 
-function drawJsonRef(ref, runId, label) {
+function drawJsonRef(ref, run, label) {
   const box = html("div", { class: "thodare-artifact thodare-json-ref", "data-artifact": ref.$artifact, "data-field": label });
   if (label) box.append(html("span", { class: "thodare-artifact-label" }, label));
   const what = ref.length !== undefined ? `a list of ${ref.length}` : ref.keys ? `keys ${ref.keys.join(", ")}` : "JSON";
   box.append(html("span", {}, `${what} · ${humanSize(ref.size)} of JSON, stored apart`));
-  if (runId) box.append(link(artifactUrl(runId, ref.$artifact), "Download", "Download the JSON"));
+  if (run.id) box.append(link(artifactUrl(run, ref.$artifact), "Download", "Download the JSON"));
   return box;
 }
 
-function drawRef(ref, runId, label) {
-  if (ref.kind === "table") return drawTable(ref, runId, label);
-  if (ref.kind === "file") return drawFile(ref, runId, label);
-  return drawJsonRef(ref, runId, label);
+function drawRef(ref, run, label) {
+  if (ref.kind === "table") return drawTable(ref, run, label);
+  if (ref.kind === "file") return drawFile(ref, run, label);
+  return drawJsonRef(ref, run, label);
 }
 
 // An output as JSON (as ever); a table or file field (or the whole output stored apart) drawn.
-function drawOutput(output, runId) {
-  if (isRef(output)) return drawRef(output, runId, "");
+function drawOutput(output, run) {
+  if (isRef(output)) return drawRef(output, run, "");
   const pre = value => html("pre", {}, JSON.stringify(value, null, 2));
   if (typeof output !== "object" || Array.isArray(output) || !Object.values(output).some(isRef)) {
     return pre(output);
   }
   const box = html("div", { class: "thodare-output" });
-  for (const [k, v] of Object.entries(output)) if (isRef(v)) box.append(drawRef(v, runId, k));
+  for (const [k, v] of Object.entries(output)) if (isRef(v)) box.append(drawRef(v, run, k));
   const rest = Object.fromEntries(Object.entries(output).filter(([, v]) => !isRef(v)));
   if (Object.keys(rest).length) box.append(pre(rest));
   return box;
@@ -382,7 +389,7 @@ function fillDetails(model, panel, d) {
   panel.append(drawParams(d));
   if (d.output !== undefined && d.output !== null) {
     panel.append(html("div", { class: "thodare-label" }, "output"));
-    panel.append(drawOutput(d.output, run.id));
+    panel.append(drawOutput(d.output, { id: run.id, kernel: kernelIdOf(model) }));
   }
   if (d.error) panel.append(html("pre", { class: "thodare-error" }, d.error));
   if (d.child) {
