@@ -9,7 +9,6 @@ child it started instead of starting a second one.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +17,7 @@ from sqlalchemy.engine import Connection
 from ..errors import ChildRunsTooDeep
 from .database import Database, retrying
 from .lineage import PARENT_OF, cancel_children_in, wake_parent_in
-from .records import RunRow, run_row
+from .records import ChildRunInfo, RunRow, run_row
 from .run_store import RunStore, check_lease
 from .schema import runs, steps
 
@@ -33,16 +32,6 @@ _CHILDREN = (
     .where(runs.c.parent_run_id == sa.bindparam("p_parent"))
     .order_by(runs.c.created_at)
 )
-
-
-@dataclass(frozen=True)
-class ChildLink:
-    """A child run as its parent lists it: the block that started it, its id, workflow, status."""
-
-    block_id: str
-    run_id: str
-    workflow: str | None
-    status: str
 
 
 def waiting_for(child_id: str) -> str:
@@ -117,11 +106,11 @@ class ChildStore:
                                             started_at=time.time(), **values))  # fmt: skip
 
     @retrying
-    def children(self, parent_id: str) -> list[ChildLink]:
+    def children(self, parent_id: str) -> list[ChildRunInfo]:
         """The child runs of ``parent_id``, oldest first."""
         with self.db.read() as c:
             rows = c.execute(_CHILDREN, {"p_parent": parent_id}).all()
-        return [ChildLink(r.parent_block_id, r.id, r.workflow_name, r.status) for r in rows]
+        return [ChildRunInfo(r.parent_block_id, r.id, r.workflow_name, r.status) for r in rows]
 
     def finish_in(
         self, c: Connection, run_id: str, owner: str, status: str, *, parent: bool, **kw: Any

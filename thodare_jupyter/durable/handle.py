@@ -15,7 +15,7 @@ from ..connectors.payload import typed_output
 from ..errors import RunCanceled, RunFailed, RunNotFound, RunTimeout, StepOutputMissing
 from ..step_logs import LogLine
 from ..wire import TERMINAL_STATUSES, RunStatus, SerializedWorkflow
-from .records import RunRow, StepRow, WorkerRow
+from .records import ChildRunInfo, RunRow, StepRow, WorkerRow
 from .store import Store
 
 if TYPE_CHECKING:
@@ -43,15 +43,6 @@ class StepDescription(BaseModel):
     """Its correlation key, resolved (a waiting ``wait_for_event`` with one)."""
     params: dict[str, Any] | None = None
     """The params its last attempt ran with, resolved; hidden and env values ``***``."""
-
-
-class ChildRunInfo(BaseModel):
-    """A child run (``run_workflow``) of a run: the block that started it, its id and status."""
-
-    block_id: str
-    run_id: str
-    workflow: str | None
-    status: str
 
 
 class RunDescription(BaseModel):
@@ -201,7 +192,7 @@ class RunHandle:
         self._workflow_json = row.workflow_json
         desc = describe_run(row, self.store.runs.get_steps(self.id))
         if any(s.type == RUN_WORKFLOW for s in desc.steps):
-            desc.children = [ChildRunInfo(**vars(c)) for c in self.store.children.children(self.id)]
+            desc.children = self.store.children.children(self.id)
         if row.status == "pending":
             desc.missing_connectors = self._missing(row)
         return desc

@@ -67,6 +67,17 @@ class StepWrite:
     ``None`` keeps those stored."""
 
 
+@dataclass(frozen=True)
+class ChildRunInfo:
+    """A child run (``run_workflow``) as its parent lists it: the block that started it,
+    its id, workflow and status."""
+
+    block_id: str
+    run_id: str
+    workflow: str | None
+    status: str
+
+
 @dataclass
 class WorkerRow:
     """A worker as it recorded itself: what it can run and when it was last alive."""

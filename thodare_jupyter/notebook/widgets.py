@@ -20,6 +20,7 @@ an ``image/svg+xml`` picture, so the DAG shows in nbconvert, on GitHub and under
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import os
@@ -176,7 +177,7 @@ class DagView(anywidget.AnyWidget):
                                ended_at=found.ended_at)  # fmt: skip
             child = next((c for c in run.children if c.block_id == block.id), None)
             if child is not None:  # a run_workflow step: the child run it started
-                details["child"] = child.model_dump()
+                details["child"] = dataclasses.asdict(child)
         self.details = details
 
     def _logs(self, block_id: str) -> list[dict[str, Any]]:
