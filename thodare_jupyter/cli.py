@@ -37,7 +37,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from .clock import from_iso, local_text, to_iso
+from .clock import from_iso, local_text
 from .connectors import Connector
 from .connectors.builtins import BUILTINS
 from .connectors.waits import duration_seconds
@@ -135,12 +135,16 @@ def _describe(kit: Wfkit, run_id: str) -> RunDescription:
         _fail(f"No run {run_id!r} in {_where(kit)}.")
 
 
-def _when(iso: str | None) -> str:
+def _at(epoch: float | None) -> str:
     """``2026-12-04 12:03:04 CET``: local time to the second with its zone, as the panel."""
-    epoch = from_iso(iso)
     if epoch is None:
         return "-"
     return f"{local_text(epoch)} {datetime.fromtimestamp(epoch).astimezone().strftime('%Z')}"
+
+
+def _when(iso: str | None) -> str:
+    """:func:`_at` of an ISO 8601 time (as ``describe()`` gives it)."""
+    return _at(from_iso(iso))
 
 
 def _run_status(value: str | None) -> RunStatus | None:
@@ -285,8 +289,8 @@ def runs(
         typer.echo("No runs.")
         return
     heads = ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"]
-    rows = [[r["id"][:8], r["workflow_name"] or "-", r["status"], _when(to_iso(r["created_at"])),
-             _when(to_iso(r["ended_at"])), r["failed_block"] or "-"] for r in found]  # fmt: skip
+    rows = [[r["id"][:8], r["workflow_name"] or "-", r["status"], _at(r["created_at"]),
+             _at(r["ended_at"]), r["failed_block"] or "-"] for r in found]  # fmt: skip
     if any(r["parent_run_id"] or r["reused"] for r in found):  # children and forks are marked
         heads.append("FROM")
         for row, r in zip(rows, found, strict=True):
@@ -494,7 +498,7 @@ def prune(
 
 
 def _stamp(when: datetime | None) -> str:
-    return _when(when.isoformat() if when else None)
+    return _at(when.timestamp() if when else None)
 
 
 @schedules_app.callback(invoke_without_command=True)
