@@ -17,9 +17,11 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
+from ..durable.listener import PgListener
 from ..durable.store import Store
 
 log = logging.getLogger("thodare.server.live")
@@ -71,10 +73,13 @@ class Watcher:
                 wake(self.version)
 
     def _main(self) -> None:
+        if not self._store.is_sqlite:
+            self._watch_pg()
+            return
         while not self._stop.is_set():
             try:
-                self._watch_sqlite() if self._store.is_sqlite else self._watch_pg()
-            except Exception as e:  # the database went away: look again soon
+                self._watch_sqlite()
+            except Exception as e:  # the file went away: look again soon
                 log.warning("watching %s for changes failed (%s); retrying", self._store, e)
                 self._stop.wait(2.0)
 
@@ -95,22 +100,26 @@ class Watcher:
             conn.close()
 
     def _watch_pg(self) -> None:
-        import psycopg
-
+        """LISTEN (reconnecting with backoff, :class:`PgListener`), and after each wait
+        of up to ``PG_EVERY_S`` one bump if anything was notified or the active runs moved."""
         store = self._store
-        dsn = sa.engine.make_url(store.url).set(drivername="postgresql")
         active = (
             "SELECT count(*), max(updated_at) FROM thodare_runs WHERE namespace = %s "
             "AND status IN ('pending', 'waiting', 'running')"
         )
-        with psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True,
-                             connect_timeout=5) as conn:  # fmt: skip
-            for channel in (store.channel, store.end_channel):
-                conn.execute(f'LISTEN "{channel}"')
-            seen = conn.execute(active, (store.namespace,)).fetchone()
-            while not self._stop.is_set():
-                notified = any(True for _ in conn.notifies(timeout=PG_EVERY_S))
-                now = conn.execute(active, (store.namespace,)).fetchone()
-                if notified or now != seen:
-                    seen = now
-                    self._bump()
+        seen: list[Any] = [None, False]  # the active runs last looked at; notified since
+
+        def heard(_: str) -> None:
+            seen[1] = True
+
+        def look(conn: Any) -> None:
+            now = conn.execute(active, (store.namespace,)).fetchone()
+            if seen[1] or (seen[0] is not None and now != seen[0]):
+                self._bump()
+            seen[:] = [now, False]
+
+        listener = PgListener(store.url, [store.channel, store.end_channel], heard,
+                              every=PG_EVERY_S, on_tick=look)  # fmt: skip
+        listener.start()
+        self._stop.wait()
+        listener.stop()
