@@ -181,7 +181,7 @@ class RunExecution:
         """Record an attempt's start (with the held ends and ``params``, masked); its attempt
         number. The first start to get the lock writes every start queued by then, in one
         write. A start marker the run's insert wrote is not written again (its params
-        go with the step's end: :meth:`ended`)."""
+        go with the step's end: :meth:`ended_step`)."""
         if block_id in self.marked:
             self.marked.discard(block_id)
             self.unsent[block_id] = params

@@ -205,7 +205,6 @@ def capable_of(is_sqlite: bool) -> sa.ColumnElement[bool]:
 
 
 @functools.lru_cache(maxsize=128)  # the many runs of one workflow: parsed once
-@functools.lru_cache(maxsize=128)  # a workflow's many runs
 def needs_of(workflow_json: str) -> str:
     """The connector types a run of this workflow needs: a sorted JSON list."""
     blocks = json.loads(workflow_json).get("blocks") or []

@@ -162,12 +162,11 @@ class RunStore:
                 if sqlite and n:
                     self.db.run(c, step_markers(n), args)
             started = run_of(row)
-            started.marked = tuple(b for b, _ in first)
-        except IntegrityError:
+        except IntegrityError:  # a retried insert had landed, its markers with it
             with self.db.read() as c:
                 got = c.execute(GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
-            started = run_row(got)  # claimed by this worker: a re-walk finds what it wrote
-        started.memo = []
+            started = run_row(got)
+        started.memo, started.marked = [], tuple(b for b, _ in first)
         return started
 
     def _new_row(
