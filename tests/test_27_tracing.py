@@ -603,6 +603,38 @@ def test_a_claim_before_the_creator_announces_waits_for_on_run_create(
         assert [what for what, run in order if run == h.id] == ["create", "start"]
 
 
+def test_a_slow_create_handler_elsewhere_holds_only_its_own_run(any_kits: KitFactory) -> None:
+    """While another thread's ``on_run_create`` handler runs for a run the worker has
+    claimed, that run waits (off the worker's loop): another run goes start to end."""
+    order: list[tuple[str, str]] = []
+    slow_id: list[str] = []
+
+    def create(params: Any, desc: RunDescription) -> None:
+        if desc.workflow == "tr-slow":
+            slow_id.append(desc.id)
+            time.sleep(3.0)  # the worker claims the run meanwhile
+        order.append(("create", desc.id))
+
+    hooks = TracingHooks(on_run_create=create,
+                         on_run_start=lambda e: order.append(("start", e.run_id)))  # fmt: skip
+    kit = with_tracing(any_kits(), hooks)
+    slow, fast = noop_kit(kit, "tr-slow"), noop_kit(kit, "tr-fast")
+    with kit:
+        made: list[Any] = []
+        maker = threading.Thread(target=lambda: made.append(kit.run(slow, {}, idempotency_key="s")))
+        maker.start()
+        claimed = lambda: slow_id and kit.store.runs.get_run(slow_id[0]).status == "running"  # noqa: E731
+        wait_until(claimed, 10, "the worker claimed the run whose create handler runs")
+        t0 = time.monotonic()
+        quick = kit.run(fast, {})
+        quick.result(timeout=30)
+        assert time.monotonic() - t0 < 2.0, "the other run waited for the slow handler"
+        maker.join(30)
+        made[0].result(timeout=30)
+    assert [w for w, run in order if run == made[0].id] == ["create", "start"]
+    assert [w for w, run in order if run == quick.id] == ["create", "start"]
+
+
 def test_a_worker_that_claims_first_announces_the_create_itself() -> None:
     """Same thread (a child run made by the worker's own loop): no wait; the claim fires
     ``on_run_create`` first and the creator's later call fires nothing more."""
@@ -613,9 +645,8 @@ def test_a_worker_that_claims_first_announces_the_create_itself() -> None:
     ))  # fmt: skip
     row = SimpleNamespace(id="c1", workflow_name="wf", claimed_from="pending", status="running")
     hub.run_creating("c1", "wf", {})
-    t0 = time.monotonic()
+    assert hub.create_to_wait_for("c1") is None  # fired here: nothing to wait for
     hub.run_started(row, "w")  # type: ignore[arg-type]
-    assert time.monotonic() - t0 < 1
     hub.run_created("c1", "wf", {})
     assert seen == [("create", "c1"), ("start", "c1")]
     hub.run_creating("gone", "wf", {}, "key")  # the key found run "old": the announcement goes

@@ -12,8 +12,8 @@ subscribes (an attribute that is missing or None is not subscribed):
   idempotency key (``kit.run``, ``kit.run_spec``, ``kit.fork``, a webhook, a
   schedule's tick); fired after the commit, and before the ``on_run_start``
   of that run here (a worker that claims a new run before its creator has
-  announced it announces it first, or waits, up to 5 s, for the creator's
-  handlers to return).
+  announced it announces it first, or holds that run's walk, up to 5 s and
+  without holding its other runs, until the creator's handlers return).
 * ``on_run_get(RunRead)``: a handle read a run (``None`` row: there is none).
 * ``on_run_cancel(RunCancel)``: a cancel took effect (after the walk here ended).
 * ``on_run_start(RunStarted)``, ``on_step_start(StepStarted)``,
@@ -326,19 +326,24 @@ class Lifecycle:
                     self._creating.pop(asked or run_id, None)
                 pending.fired.set()
 
-    def _announce_before_start(self, run_id: str) -> None:
-        """The claimed run's ``on_run_create`` first: fire it, or wait for its creator's."""
+    def create_to_wait_for(self, run_id: str) -> threading.Event | None:
+        """Before a claimed run starts (its ``on_run_create`` comes first): fires it here
+        when its creator has not yet (the claim came first; None), else the event to wait
+        for (at most :data:`CREATE_WAIT_S`, off the worker's loop) while another thread
+        fires it; None when there is nothing to wait for."""
+        if not self.walking or not self._creating:
+            return None
         with self._lock:
             pending = self._creating.get(run_id)
             if pending is None:
-                return
+                return None
             mine = not pending.taken
             pending.taken = True
-        if mine:
-            self._fire("on_run_create", pending.params)
-            pending.fired.set()
-        else:
-            pending.fired.wait(CREATE_WAIT_S)
+        if not mine:
+            return pending.fired
+        self._fire("on_run_create", pending.params)
+        pending.fired.set()
+        return None
 
     def run_read(self, run_id: str, row: RunRow | None) -> None:
         """A handle read a run."""
@@ -358,8 +363,6 @@ class Lifecycle:
         """``worker`` claimed ``row`` (``claimed_from``: its status before the claim)."""
         if not self.walking:
             return
-        if self._creating:
-            self._announce_before_start(row.id)
         info = RunStarted(row.id, row.workflow_name, row.claimed_from or row.status, worker)
         with self._lock:
             self._walks[row.id] = _Walk(info, time.monotonic())

@@ -32,7 +32,7 @@ from ..connectors import Catalog
 from ..errors import BackendUnavailable
 from ..execution.walker import Plan
 from ..wire import SerializedWorkflow
-from .lifecycle import Lifecycle
+from .lifecycle import CREATE_WAIT_S, Lifecycle
 from .listener import PgListener
 from .records import RunRow
 from .run_execution import RunExecution
@@ -187,7 +187,6 @@ class Worker:
         self.unreserve()
         if self._stopping or row.id in self._active:
             return
-        self.lifecycle.run_started(row, self.owner)
         self._active[row.id] = asyncio.create_task(self._execute(row))
         if len(self._active) + self._reserved >= self.config.concurrency:
             self._full = True
@@ -401,7 +400,6 @@ class Worker:
         )  # fmt: skip
         for row in rows:  # a run parked by a walk still ending here: the new walk follows it
             before = self._active.get(row.id)
-            self.lifecycle.run_started(row, self.owner)
             self._active[row.id] = asyncio.create_task(self._execute(row, after=before))
         # every free slot taken (none free: reserved ones count): more may be due, so the
         # next slot to open looks again instead of waiting for the poll
@@ -416,10 +414,15 @@ class Worker:
             self._due_at = min(self._due_at, nxt)
 
     async def _execute(self, row: RunRow, *, after: asyncio.Task[None] | None = None) -> None:
-        """Walk a claimed run (once ``after``, its previous walk here, has ended)."""
+        """Walk a claimed run (once ``after``, its previous walk here, has ended, and its
+        ``on_run_create`` fired elsewhere has returned)."""
         try:
             if after is not None:
                 await asyncio.wait([after])
+            creating = self.lifecycle.create_to_wait_for(row.id)
+            if creating is not None:  # another thread runs its on_run_create: wait off the loop
+                await asyncio.to_thread(creating.wait, CREATE_WAIT_S)
+            self.lifecycle.run_started(row, self.owner)
             await RunExecution(self, row).execute()
         except LeaseLost:
             log.info("worker %s: lost the lease of run %s", self.owner, row.id)
