@@ -88,7 +88,10 @@ def test_panel_lists_filters_marks_and_updates_live(chromium: Path, lab: Lab) ->
         created = row(first).locator(".thodare-run-created").inner_text()
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", created), created
         expect(row(fork)).to_have_class(re.compile("thodare-fork-run"))
-        expect(row(fork).locator(".thodare-run-fork")).to_contain_text("fork · 1 reused")
+        expect(row(fork).locator(".thodare-run-fork")).to_contain_text(
+            f"fork of {first[:8]} · 1 reused"
+        )
+        expect(row(fork)).to_have_attribute("data-forked-from", first)
         expect(row(first).locator(".thodare-run-fork")).to_have_count(0)
         expect(row(kid)).to_have_class(re.compile("thodare-child-run"))
         expect(row(kid).locator(".thodare-run-parent")).to_contain_text(f"child of {parent[:8]}")

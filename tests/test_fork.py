@@ -9,9 +9,13 @@ from the block with the pinned one. An unknown block or run is a clear error.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 from durable_helpers import KitFactory
 from pydantic import BaseModel
+from typer.testing import CliRunner
 
 from thodare_jupyter import (
     ForkBlockNotFound,
@@ -20,6 +24,7 @@ from thodare_jupyter import (
     define_connector,
     define_workflow,
 )
+from thodare_jupyter.cli import app
 
 
 class Email(BaseModel):
@@ -95,6 +100,7 @@ def test_fork_from_the_failed_step_with_a_fix_reuses_what_came_before(
     assert steps["enrich"].attempt == 1 and steps["notify"].status == "completed"
     assert first.describe().status == "failed"  # the old run is untouched
     assert second.describe().input == {"email": "ada@example.com"}
+    assert (second.describe().forked_from, first.describe().forked_from) == (first.id, None)
 
 
 def test_fork_without_a_definition_reruns_from_the_block(any_kits: KitFactory) -> None:
@@ -123,3 +129,21 @@ def test_fork_names_the_blocks_when_the_block_is_unknown(any_kits: KitFactory) -
     with pytest.raises(RunNotFound):
         kit.fork("no-such-run", "notify")
     assert len(kit.runs()) == 1
+
+
+def test_the_cli_names_the_run_a_fork_came_from(kits: KitFactory, db: Path) -> None:
+    counts = Counts()
+    enrich, send = connectors(counts)
+    kit = kits().register(enrich, send).start()  # type: ignore[arg-type]
+    done = kit.run(lead_flow(enrich, send, "Hi NAME"), {"email": "cy@example.com"})
+    done.result(timeout=30)
+    time.sleep(0.01)  # the fork is created after the steps it copies ended
+    fork = kit.fork(done.id, "notify")
+    fork.result(timeout=30)
+    env = {"THODARE_DB": str(db), "THODARE_NAMESPACE": None}
+    listed = CliRunner().invoke(app, ["runs"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"fork of {done.id[:8]} (1 steps reused)" in listed.output
+    shown = CliRunner().invoke(app, ["runs", "show", fork.id[:8]], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert f"Forked    from {done.id}" in shown.output

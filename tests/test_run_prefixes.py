@@ -88,9 +88,10 @@ def test_fork_by_prefix_is_marked_in_the_small_list(any_kits: KitFactory) -> Non
     fork.result(timeout=30)
     rows = {r["id"]: r for r in kit.store.runs.list_light(10)}
     assert rows[fork.id]["reused"] == 1 and rows[first.id]["reused"] == 0
+    assert (rows[fork.id]["forked_from"], rows[first.id]["forked_from"]) == (first.id, None)
     assert set(rows[fork.id]) == {
         "id", "workflow_name", "status", "created_at", "started_at", "ended_at", "error",
-        "failed_block", "parent_run_id", "parent_block_id", "reused",
+        "failed_block", "parent_run_id", "parent_block_id", "forked_from", "reused",
     }  # fmt: skip
     assert len(json.dumps(list(rows.values()))) < 1000  # two rows: no inputs, no steps
 

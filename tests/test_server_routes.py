@@ -189,8 +189,8 @@ async def test_the_runs_list_leaves_out_inputs_and_outputs(jp_fetch: Fetch, kit:
     assert len(resp.body) < 500  # one row: about 335 bytes
     (listed,) = json.loads(resp.body)
     assert sorted(listed) == [
-        "created_at", "ended_at", "error", "failed_block", "forked", "id", "parent_block_id",
-        "parent_run_id", "started_at", "status", "workflow"]  # fmt: skip
+        "created_at", "ended_at", "error", "failed_block", "forked", "forked_from", "id",
+        "parent_block_id", "parent_run_id", "started_at", "status", "workflow"]  # fmt: skip
     assert (listed["id"], listed["status"], listed["workflow"]) == (done.id, "completed", "echoes")
     one = await fetch_json(jp_fetch, "runs", done.id)  # the run route keeps them
     assert one["input"] == {"big": big} and one["outputs"]["hello"]["result"] == {"text": big}

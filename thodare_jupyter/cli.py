@@ -291,7 +291,8 @@ def runs(
     heads = ["ID", "WORKFLOW", "STATUS", "CREATED", "ENDED", "FAILED BLOCK"]
     rows = [[r["id"][:8], r["workflow_name"] or "-", r["status"], _at(r["created_at"]),
              _at(r["ended_at"]), r["failed_block"] or "-"] for r in found]  # fmt: skip
-    if any(r["parent_run_id"] or r["reused"] for r in found):  # children and forks are marked
+    # children and forks are marked
+    if any(r["parent_run_id"] or r["reused"] or r["forked_from"] for r in found):
         heads.append("FROM")
         for row, r in zip(rows, found, strict=True):
             row.append(_origin(r))
@@ -299,12 +300,13 @@ def runs(
 
 
 def _origin(run: dict[str, Any]) -> str:
-    """``child of <parent> (block)`` for a child run (``run_workflow``), ``fork (n steps
-    reused)`` for a run ``kit.fork`` made, else ``-``."""
+    """``child of <parent> (block)`` for a child run (``run_workflow``), ``fork of <run>
+    (n steps reused)`` for a run ``kit.fork`` made, else ``-``."""
     if run["parent_run_id"] is not None:
         return f"child of {run['parent_run_id'][:8]} ({run['parent_block_id']})"
-    if run["reused"]:
-        return f"fork ({run['reused']} steps reused)"
+    if run["forked_from"] is not None or run["reused"]:
+        source = f" of {run['forked_from'][:8]}" if run["forked_from"] else ""
+        return f"fork{source} ({run['reused']} steps reused)"
     return "-"
 
 
@@ -323,6 +325,8 @@ def show(
     typer.echo(f"Workflow  {run.workflow or '-'}")
     if run.parent_run_id:
         typer.echo(f"Parent    {run.parent_run_id} (block {run.parent_block_id})")
+    if run.forked_from:
+        typer.echo(f"Forked    from {run.forked_from}")
     typer.echo(f"Status    {run.status}")
     typer.echo(f"Created   {_when(run.created_at)}")
     typer.echo(f"Started   {_when(run.started_at)}")

@@ -112,6 +112,8 @@ export interface IRunRow extends IRunHead {
   parent_block_id: string | null;
   /** A fork (`kit.fork`): how many steps it reused from the run it forked; 0 otherwise. */
   forked: number;
+  /** A fork: the run it reused those steps from. */
+  forked_from: string | null;
 }
 
 /** What the runs list filters on; empty fields do not filter. */

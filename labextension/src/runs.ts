@@ -213,11 +213,16 @@ export class RunsView extends PollingWidget {
       parent.title = `Started by step ${run.parent_block_id} of run ${run.parent_run_id}`;
       row.append(parent);
     }
-    if (run.forked) {
+    if (run.forked || run.forked_from) {
       // a fork (`kit.fork`): it reused the steps it copied from the run it forked
       row.classList.add('thodare-fork-run');
-      const fork = h('span', 'thodare-run-fork', `↱ fork · ${run.forked} reused`);
-      fork.title = `A fork (kit.fork): ${run.forked} step(s) reused from the run it forked`;
+      const source = run.forked_from;
+      const of = source ? ` of ${source.slice(0, 8)}` : '';
+      const fork = h('span', 'thodare-run-fork', `↱ fork${of} · ${run.forked} reused`);
+      fork.title = `A fork (kit.fork) of run ${source ?? '?'}: ${run.forked} step(s) reused`;
+      if (source) {
+        row.dataset.forkedFrom = source;
+      }
       row.append(fork);
     }
     this.rows.set(run.id, row);

@@ -67,6 +67,8 @@ class RunDescription(BaseModel):
     """For a child run (``run_workflow``): the run that started it."""
     parent_block_id: str | None = None
     """For a child run: the parent's block that started it."""
+    forked_from: str | None = None
+    """For a fork (``kit.fork``): the run whose completed steps it reused."""
     children: list[ChildRunInfo] = Field(default_factory=list)
     """The child runs its ``run_workflow`` steps started (:meth:`RunHandle.describe` only)."""
 
@@ -135,6 +137,7 @@ def describe_run(row: RunRow, step_rows: list[StepRow]) -> RunDescription:
         ended_at=to_iso(row.ended_at), error=row.error, failed_block=row.failed_block,
         outputs=row.outputs, input=row.input, idempotency_key=row.idempotency_key,
         parent_run_id=row.parent_run_id, parent_block_id=row.parent_block_id,
+        forked_from=row.forked_from,
         steps=[StepDescription(
             block_id=s.block_id, type=s.type, status=s.status, attempt=s.attempt,
             started_at=to_iso(s.started_at), ended_at=to_iso(s.ended_at), output=s.output,

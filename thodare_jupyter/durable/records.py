@@ -43,6 +43,8 @@ class RunRow:
     """For a child run (``run_workflow``): the run that started it."""
     parent_block_id: str | None = None
     """For a child run: the parent's block that started it."""
+    forked_from: str | None = None
+    """For a fork (``kit.fork``): the run whose steps it reused."""
     memo: list[tuple[str, str, Any]] | None = None
     """For a claimed run: ``(block_id, status, output)`` of its ended steps."""
     marked: tuple[str, ...] = ()
@@ -131,6 +133,7 @@ def run_of(m: Mapping[str, Any]) -> RunRow:
         lease_owner=m["lease_owner"],
         needs=json.loads(m["needs"]) if m["needs"] else None, claimed_from=m["claimed_from"],
         parent_run_id=m.get("parent_run_id"), parent_block_id=m.get("parent_block_id"),
+        forked_from=m.get("forked_from"),
         memo=None if "memo" not in m else [
             (b, st, json.loads(out) if out is not None else None) for b, st, out in memo or ()
         ],

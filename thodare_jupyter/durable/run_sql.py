@@ -33,7 +33,7 @@ GET_STEPS = (
 HEX = re.compile(r"[0-9a-f]+")
 LIST_COLS = (runs.c.id, runs.c.workflow_name, runs.c.status, runs.c.created_at,
              runs.c.started_at, runs.c.ended_at, runs.c.error, runs.c.failed_block,
-             runs.c.parent_run_id, runs.c.parent_block_id)  # fmt: skip
+             runs.c.parent_run_id, runs.c.parent_block_id, runs.c.forked_from)  # fmt: skip
 """The columns of a runs list row: no input, outputs, workflow or steps."""
 
 

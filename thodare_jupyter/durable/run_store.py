@@ -116,6 +116,7 @@ class RunStore:
                 self.insert_run(
                     c, new_id, workflow_name, workflow_json, input,
                     idempotency_key=idempotency_key, deadline_at=deadline_at,
+                    forked_from=reuse[0] if reuse is not None else None,
                 )  # fmt: skip
                 if reuse is not None:
                     c.execute(copy_steps(new_id, *reuse))
@@ -202,11 +203,14 @@ class RunStore:
         idempotency_key: str | None = None,
         deadline_at: float | None = None,
         parent: tuple[str, str] | None = None,
+        forked_from: str | None = None,
     ) -> None:
         """Insert a pending run inside the caller's write transaction (and wake workers);
-        ``parent``: the ``(run id, block id)`` that starts it as a child run."""
+        ``parent``: the ``(run id, block id)`` that starts it as a child run;
+        ``forked_from``: the run a fork reuses steps of."""
         row = self._new_row(run_id, workflow_name, workflow_json, input, time.time(),
                             idempotency_key=idempotency_key, deadline_at=deadline_at)  # fmt: skip
+        row["forked_from"] = forked_from
         if parent is not None:
             row.update(parent_run_id=parent[0], parent_block_id=parent[1])
         self.db.run(c, self._insert_run, row)

@@ -54,6 +54,7 @@ runs = Table(
     # A child run (``run_workflow``): the run and block that started it; one child per both.
     Column("parent_run_id", String(64)),
     Column("parent_block_id", String(10240)),
+    Column("forked_from", String(64)),  # a fork (``kit.fork``): the run it reused steps of
     UniqueConstraint("namespace", "idempotency_key", name="uq_thodare_runs_idem"),
     # The indexes match the queries, so their cost does not grow with the finished runs
     # (migration 0006 says why each exists; tests/test_history_cost.py EXPLAINs them).

@@ -86,7 +86,8 @@ class Runs:
         before: float | None = None,
     ) -> list[dict[str, Any]]:
         """Recent runs, newest first, as small rows: no input, outputs or steps (the run
-        route has them), the error cut short; ``forked``: how many steps a fork reused."""
+        route has them), the error cut short; ``forked``: how many steps a fork reused,
+        ``forked_from``: the run it reused them from."""
         rows = self.kit.store.runs.list_light(
             limit, status=status, workflow=workflow, after=after, before=before
         )
@@ -95,7 +96,8 @@ class Runs:
              "created_at": to_iso(r["created_at"]), "started_at": to_iso(r["started_at"]),
              "ended_at": to_iso(r["ended_at"]), "error": _cut(r["error"]),
              "failed_block": r["failed_block"], "parent_run_id": r["parent_run_id"],
-             "parent_block_id": r["parent_block_id"], "forked": r["reused"]}
+             "parent_block_id": r["parent_block_id"], "forked": r["reused"],
+             "forked_from": r["forked_from"]}
             for r in rows
         ]  # fmt: skip
 
