@@ -162,10 +162,7 @@ def _drag(page: Any, handle: str, dx: int, dy: int) -> None:
 MINE = "mine.ipynb"
 THEIRS = "theirs.ipynb"
 MINE_CELLS = [
-    "%load_ext thodare_jupyter",
-    "%%workflow two-steps\nsteps:\n  fetch:\n    uses: transform\n"
-    "    with: {template: {n: 1}}\n  report:\n    uses: transform\n"
-    '    with: {template: {got: "{{fetch.result}}"}}',
+    *CELLS[:2],
     "first = wfkit.run(two_steps, {})\nfirst.result(timeout=60)\nprint(first.id)",
 ]
 

@@ -13,7 +13,7 @@ from typing import Any
 from durable_helpers import wait_until
 from pydantic import BaseModel
 
-from thodare_jupyter import StepContext, create_wfkit, define_connector, define_workflow
+from thodare_jupyter import Connector, StepContext, create_wfkit, define_connector, define_workflow
 from thodare_jupyter.durable.store import Store
 
 WF = '{"blocks":[{"id":"a","type":"t"}]}'
@@ -21,6 +21,17 @@ WF = '{"blocks":[{"id":"a","type":"t"}]}'
 
 class N(BaseModel):
     n: int
+
+
+def _gated() -> tuple[Connector, threading.Event]:
+    """A connector ``hold`` whose steps return their params once the event is set."""
+    gate = threading.Event()
+
+    def hold(p: N) -> N:
+        gate.wait(30)
+        return p
+
+    return define_connector(type="hold", params=N, outputs=N, run=hold), gate
 
 
 def test_a_claim_takes_at_most_its_limit_oldest_first(db_url: str) -> None:
@@ -62,14 +73,8 @@ def test_concurrent_claimers_never_share_a_run(db_url: str) -> None:
 def test_a_kit_inserts_its_own_run_claimed_and_falls_back_to_pending(db_url: str) -> None:
     """A kit whose worker has a free slot and every connector inserts the run already
     claimed (no claim round trip); otherwise the run is pending for any worker."""
-    gate = threading.Event()
-
-    def hold(p: N) -> N:
-        gate.wait(30)
-        return p
-
+    held, gate = _gated()
     kit = create_wfkit(db_url, env={}, namespace=f"e{uuid.uuid4().hex[:8]}", concurrency=1)
-    held = define_connector(type="hold", params=N, outputs=N, run=hold)
     kit.register(held)
     wf = define_workflow("eager").input(N).step("h", held, lambda r: {"n": r.input.n}).build()
     try:
@@ -100,14 +105,8 @@ def test_a_kit_inserted_run_carries_the_start_markers_of_its_first_steps(db_url:
     of the steps the walk starts first: both roots, not the step after them nor a
     root with a ``when``. The walk does not write them again; their params come with
     their ends."""
-    gate = threading.Event()
-
-    def hold(p: N) -> N:
-        gate.wait(30)
-        return p
-
+    held, gate = _gated()
     kit = create_wfkit(db_url, env={}, namespace=f"m{uuid.uuid4().hex[:8]}", concurrency=2)
-    held = define_connector(type="hold", params=N, outputs=N, run=hold)
     kit.register(held)
     wf = (
         define_workflow("marked").input(N)
@@ -141,14 +140,8 @@ def test_a_kit_inserted_run_carries_the_start_markers_of_its_first_steps(db_url:
 def test_a_held_step_end_is_written_while_a_sibling_still_runs(db_url: str) -> None:
     """A step's end waits for the run's next write, but not longer than a moment: with
     no next write (its sibling branch still runs), it is written on its own."""
-    gate = threading.Event()
-
-    def hold(p: N) -> N:
-        gate.wait(30)
-        return p
-
+    held, gate = _gated()
     kit = create_wfkit(db_url, env={}, namespace=f"h{uuid.uuid4().hex[:8]}")
-    held = define_connector(type="hold", params=N, outputs=N, run=hold)
     fast = define_connector(type="fast", params=N, outputs=N, run=lambda p: p)
     kit.register(held, fast)
     wf = (
@@ -214,16 +207,10 @@ def test_a_slot_that_opens_after_a_claim_short_of_slots_looks_again(db_url: str)
     """A claim that found no free slot because runs being inserted had reserved them
     makes the next slot to open look again: the pending run does not wait for the
     poll (60 s here). Before, such a claim counted only walking runs as taken."""
-    gate = threading.Event()
-
-    def hold(p: N) -> N:
-        gate.wait(30)
-        return p
-
+    held, gate = _gated()
     kit = create_wfkit(
         db_url, env={}, namespace=f"s{uuid.uuid4().hex[:8]}", concurrency=2, poll_s=60
     )
-    held = define_connector(type="hold", params=N, outputs=N, run=hold)
     kit.register(held)
     wf = define_workflow("slots").input(N).step("h", held, lambda r: {"n": r.input.n}).build()
     try:
