@@ -143,7 +143,7 @@ def test_the_cli_names_the_run_a_fork_came_from(kits: KitFactory, db: Path) -> N
     env = {"THODARE_DB": str(db), "THODARE_NAMESPACE": None}
     listed = CliRunner().invoke(app, ["runs"], env=env)
     assert listed.exit_code == 0, listed.output
-    assert f"fork of {done.id[:8]} (1 steps reused)" in listed.output
+    assert f"fork of {done.id[:8]} (1 step reused)" in listed.output
     shown = CliRunner().invoke(app, ["runs", "show", fork.id[:8]], env=env)
     assert shown.exit_code == 0, shown.output
     assert f"Forked    from {done.id}" in shown.output

@@ -306,7 +306,8 @@ def _origin(run: dict[str, Any]) -> str:
         return f"child of {run['parent_run_id'][:8]} ({run['parent_block_id']})"
     if run["forked_from"] is not None or run["reused"]:
         source = f" of {run['forked_from'][:8]}" if run["forked_from"] else ""
-        return f"fork{source} ({run['reused']} steps reused)"
+        n = run["reused"]
+        return f"fork{source} ({n} step{'' if n == 1 else 's'} reused)"
     return "-"
 
 
