@@ -2,7 +2,7 @@
 
 Capture is context-local (:mod:`contextvars`): the worker sets the current
 :class:`Capture` around one attempt of one step, and a sync step's thread
-carries it (``asyncio.to_thread`` copies the context). ``sys.stdout`` and
+carries it (``loop_threads.in_thread`` copies the context). ``sys.stdout`` and
 ``sys.stderr`` are shared by every thread, so :func:`install` wraps them once in
 a proxy that sends a write to the current capture, and passes it through to the
 stream it wraps otherwise: the notebook's own cells and concurrent steps never

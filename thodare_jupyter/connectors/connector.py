@@ -8,7 +8,6 @@ stored as JSON-ready dicts.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import sys
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from pydantic.json_schema import models_json_schema
 from ..artifacts import has_ref
 from ..data import field_want
 from ..errors import ConnectorDefinitionError, OutputInvalid, ParamsInvalid
+from ..loop_threads import in_thread
 from ..redaction import Redactor
 from ..wire import PauseInfo
 from .context import StepContext
@@ -280,13 +280,13 @@ class Connector:
         """
         ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
         if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
-            raw_params = await asyncio.to_thread(load_params, self, raw_params, ctx.artifacts)
+            raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
         params = self.validate_params(raw_params, ctx.block_id, ctx.redactor)
         args: tuple[Any, ...] = (params, ctx) if self._takes_ctx else (params,)
         if self.is_async:
             result = await self.run(*args)
         else:
-            result = await asyncio.to_thread(self.run, *args)
+            result = await in_thread(self.run, *args)
             if inspect.isawaitable(result):
                 result = await result
         if isinstance(result, PauseInfo):
@@ -294,7 +294,7 @@ class Connector:
         if ctx.artifacts is not None and (
             self.stores_data if self.outputs is not None else holds_table(result)
         ):  # writing files: off the loop
-            return await asyncio.to_thread(self.dump_output, result, ctx.block_id, ctx)
+            return await in_thread(self.dump_output, result, ctx.block_id, ctx)
         return self.dump_output(result, ctx.block_id, ctx)
 
     def dump_output(self, result: Any, block_id: str, ctx: StepContext | None = None) -> Any:

@@ -113,6 +113,12 @@ class Database:
         # writes of this file take turns (the writer lock), so one of each serves them all
         # and a write skips the pool's checkout, reset and checkin
         self._held: dict[bool, Connection] = {}
+        # PostgreSQL: one connection of each kind of write (durable or lazy, one statement
+        # or more) stays checked out between writes: a sequential run's writes skip the
+        # pool's checkout and checkin, and keep the statements they prepared
+        self._idle: dict[tuple[bool, bool], list[Connection]] = {
+            (lazy, single): [] for lazy in (False, True) for single in (False, True)
+        }
         self.origin = uuid.uuid4().hex[:16]  # this store's NOTIFY payload: its listener skips them
         self._writer: contextlib.AbstractContextManager[Any] = (
             _sqlite_writer(url) if self.is_sqlite else contextlib.nullcontext()
@@ -228,8 +234,22 @@ class Database:
         else:
             engine = self._lazy_writes if lazy else self._writes
         if not self.is_sqlite:
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            idle = self._idle[(lazy, single)]
+            try:
+                conn = idle.pop()
+            except IndexError:  # in use by another thread: one from the pool
+                conn = engine.connect()
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:  # (the server restarted?) the pool knows a dead connection
+                conn.close()
+                self._release_idle()
+                raise
+            if idle:
+                conn.close()
+            else:
+                idle.append(conn)
             return
         with self._writer:  # (a write inside a write of one thread would wait for itself)
             held = self._held.get(lazy)
@@ -368,11 +388,19 @@ class Database:
             (self.engine,) if self._lazy_engine is self.engine else (self.engine, self._lazy_engine)
         )
 
+    def _release_idle(self) -> None:
+        """Give the write connections kept checked out back to the pool."""
+        for idle in self._idle.values():
+            while idle:
+                with contextlib.suppress(IndexError):
+                    idle.pop().close()
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         with self._writer:
             for held in self._held.values():
                 held.close()
             self._held.clear()
+        self._release_idle()
         self.engine.dispose()
         self._lazy_engine.dispose()

@@ -31,6 +31,7 @@ from ..artifacts import ArtifactStore
 from ..connectors import Catalog
 from ..errors import BackendUnavailable
 from ..execution.walker import Plan
+from ..loop_threads import LoopThreads, run_steps_on
 from ..wire import SerializedWorkflow
 from .lifecycle import CREATE_WAIT_S, Lifecycle
 from .listener import PgListener
@@ -39,7 +40,6 @@ from .run_execution import RunExecution
 from .run_store import LeaseLost
 from .schedules import Schedules
 from .store import Store
-from .store_threads import StoreThreads
 
 log = logging.getLogger("thodare.worker")
 _T = TypeVar("_T")
@@ -111,7 +111,7 @@ class Worker:
         self._due_at = 0.0  # when to ask the database for the next due run
         self._types_changed = False
         self._full = False  # the last claim filled every free slot: a slot opening looks again
-        self._db: StoreThreads | None = None
+        self._db: LoopThreads | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._queued: list[tuple[Callable[[Connection], Any], bool, bool, asyncio.Future[Any]]] = []
         self._committing: asyncio.Future[None] | None = None  # done once the queue is empty
@@ -323,17 +323,19 @@ class Worker:
 
     def _thread_main(self) -> None:
         loop = asyncio.new_event_loop()
-        steps = ThreadPoolExecutor(
-            max_workers=max(4, self.config.concurrency), thread_name_prefix="thodare-step"
-        )
-        loop.set_default_executor(steps)
-        self._db = StoreThreads(
+        size = max(4, self.config.concurrency)
+        steps = LoopThreads(loop, size, "thodare-step")  # sync steps
+        run_steps_on(loop, steps)
+        other = ThreadPoolExecutor(max_workers=size, thread_name_prefix="thodare-step")
+        loop.set_default_executor(other)  # what async steps send to a thread themselves
+        self._db = LoopThreads(
             loop, 1 if self.store.is_sqlite else self.config.concurrency + 2, "thodare-db"
         )
         try:
             loop.run_until_complete(self._main(loop))
         finally:  # a sync step still blocking was handed back with its run: don't wait for it
-            steps.shutdown(wait=False, cancel_futures=True)
+            steps.shutdown(wait=False)
+            other.shutdown(wait=False, cancel_futures=True)
             self._db.shutdown()
             loop.close()
 
