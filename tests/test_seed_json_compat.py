@@ -243,3 +243,13 @@ def test_a_timed_out_seed_approval_carries_every_key(any_kits: KitFactory) -> No
         "approved": None, "by": None, "note": None, "comment": None, "timedOut": True,
     }  # fmt: skip
     assert out["record"] == {"result": {"ok": None, "who": None, "why": None, "late": True}}
+
+
+def test_a_name_written_at_the_top_is_the_workflows_name() -> None:
+    wf = SerializedWorkflow.model_validate(
+        {"name": "two", "description": "d", "blocks": [], "connections": []}
+    )
+    assert (wf.name, wf.metadata and wf.metadata.description) == ("two", "d")
+    assert json.loads(wf.to_json())["metadata"] == {"name": "two", "description": "d"}
+    kept = SerializedWorkflow.from_json('{"name": "top", "metadata": {"name": "meta"}}')
+    assert kept.name == "meta"  # the metadata says otherwise: it wins

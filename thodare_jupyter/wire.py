@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter, model_validator
 
 WIRE_VERSION = "1.0.0"
 
@@ -90,6 +90,22 @@ class SerializedWorkflow(_Wire):
     variables: dict[str, Any] | None = None
 
     _input_model: type[BaseModel] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_on_top(cls, data: Any) -> Any:
+        """A ``name`` or ``description`` written at the top (``{"name": "x", "blocks":
+        …}``) is the metadata's, unless the metadata says otherwise: not dropped."""
+        if not isinstance(data, dict) or not ({"name", "description"} & data.keys()):
+            return data
+        data = dict(data)
+        meta = data.get("metadata")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        for key in ("name", "description"):
+            if key in data:
+                meta.setdefault(key, data.pop(key))
+        data["metadata"] = meta
+        return data
 
     @property
     def name(self) -> str | None:
