@@ -305,21 +305,19 @@ class RunExecution:
             run_id=self.row.id, block_id=block_id, env=self.w.env, redactor=self.redactor
         )
         pause = await conn.execute(params, ctx)
+        take = None if not pause.resume_on_event else functools.partial(
+            self.store.signals.take_signal_in, run_id=self.row.id, block_id=block_id,
+            event=pause.resume_on_event, key=pause.correlation_key,
+            horizon=self.row.signal_horizon,
+        )  # fmt: skip
         runs = self.store.runs  # held step ends need not land first: the park carries them
-        wake_at = await self.w.io(
+        wake_at, (found, payload) = await self.w.io(
             runs.step_waiting, self.row.id, self.owner, block_id, conn.type,
             event=pause.resume_on_event, key=pause.correlation_key,
-            wake_at=from_iso(pause.resume_at), params=self.shown(block_id, params),
+            wake_at=from_iso(pause.resume_at), params=self.shown(block_id, params), take=take,
         )  # fmt: skip
         self.w.lifecycle.step_waiting(self.row.id, block_id, conn.type, wake_at)
-        output: dict[str, Any] | None = None
-        if pause.resume_on_event:
-            found, payload = await self.w.io(
-                self.store.signals.take_signal, self.row.id, self.owner, block_id,
-                pause.resume_on_event, pause.correlation_key, self.row.signal_horizon,
-            )  # fmt: skip
-            if found:
-                output = wait_output(pause.kind, payload)
+        output = wait_output(pause.kind, payload) if found else None
         if output is None and wake_at is not None and time.time() >= wake_at:
             output = wait_output(pause.kind, None, timed_out=pause.kind != "duration")
         if output is None:

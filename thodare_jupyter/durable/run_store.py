@@ -489,9 +489,12 @@ class RunStore:
         key: str | None,
         wake_at: float | None,
         params: Any = None,
-    ) -> float | None:
+        take: Callable[[Connection], tuple[bool, Any]] | None = None,
+    ) -> tuple[float | None, tuple[bool, Any]]:
         """Park a step on a timer and/or an event; the first recorded timer is kept on replay.
-        ``params``: what it waits with, masked."""
+        ``params``: what it waits with, masked. ``take(c)``: take a signal sent already, in
+        the same transaction (one commit; under the event's lock). Returns the step's
+        timer and what ``take`` returned (``(False, None)`` without it)."""
         with self.db.write() as c:
             if event is not None:  # a signal sent meanwhile sees this step, or it sees it
                 self.db.lock_event(c, event)
@@ -502,8 +505,9 @@ class RunStore:
                     steps.c.run_id == run_id, steps.c.block_id == block_id
                 )
             ).first()
+            taken = (False, None) if take is None else take(c)
             if row is not None and row.status == "waiting":
-                return row.wake_at  # type: ignore[no-any-return]
+                return row.wake_at, taken
             values = dict(
                 type=type_, status="waiting", wait_event=event, wait_key=key, wake_at=wake_at,
                 params_json=None if params is None else dumps(params),
@@ -520,4 +524,4 @@ class RunStore:
                     .where(steps.c.run_id == run_id, steps.c.block_id == block_id)
                     .values(**values)
                 )
-            return wake_at
+            return wake_at, taken

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from .database import Database, retrying
@@ -143,27 +144,31 @@ class SignalStore:
         self, run_id: str, owner: str, block_id: str, event: str, key: str | None, horizon: int
     ) -> tuple[bool, Any]:
         """Consume the oldest matching signal sent after the run was created, if any."""
-        keyed = (signals.c.correlation_key == key) if key is not None else sa.true()
-        used = sa.select(consumptions.c.signal_id).where(consumptions.c.run_id == run_id)
         with self.db.write() as c:
             check_lease(c, run_id, owner)
-            row = c.execute(
-                sa.select(signals.c.id, signals.c.payload_json)
-                .where(
-                    signals.c.namespace == self.db.namespace,
-                    signals.c.event == event,
-                    keyed,
-                    signals.c.id > horizon,
-                    signals.c.id.not_in(used),
-                )
-                .order_by(signals.c.id)
-                .limit(1)
-            ).first()
-            if row is None:
-                return False, None
-            c.execute(
-                consumptions.insert().values(signal_id=row.id, run_id=run_id, block_id=block_id)
+            return self.take_signal_in(c, run_id, block_id, event, key, horizon)
+
+    def take_signal_in(
+        self, c: Connection, run_id: str, block_id: str, event: str, key: str | None, horizon: int
+    ) -> tuple[bool, Any]:
+        """:meth:`take_signal` in the caller's transaction, which holds the run's lease."""
+        keyed = (signals.c.correlation_key == key) if key is not None else sa.true()
+        used = sa.select(consumptions.c.signal_id).where(consumptions.c.run_id == run_id)
+        row = c.execute(
+            sa.select(signals.c.id, signals.c.payload_json)
+            .where(
+                signals.c.namespace == self.db.namespace,
+                signals.c.event == event,
+                keyed,
+                signals.c.id > horizon,
+                signals.c.id.not_in(used),
             )
+            .order_by(signals.c.id)
+            .limit(1)
+        ).first()
+        if row is None:
+            return False, None
+        c.execute(consumptions.insert().values(signal_id=row.id, run_id=run_id, block_id=block_id))
         return True, json.loads(row.payload_json)
 
 
