@@ -326,7 +326,7 @@ class Worker:
         size = max(4, self.config.concurrency)
         steps = LoopThreads(loop, size, "thodare-step")  # sync steps
         run_steps_on(loop, steps)
-        other = ThreadPoolExecutor(max_workers=size, thread_name_prefix="thodare-step")
+        other = ThreadPoolExecutor(max_workers=size, thread_name_prefix="thodare-aux")
         loop.set_default_executor(other)  # what async steps send to a thread themselves
         self._db = LoopThreads(
             loop, 1 if self.store.is_sqlite else self.config.concurrency + 2, "thodare-db"
