@@ -274,21 +274,21 @@ class Connector:
         return out
 
     async def execute(self, raw_params: dict[str, Any], ctx: StepContext) -> Any:
-        """Validate params, run, validate outputs. Sync ``run`` goes to a thread.
+        """Validate params, run, validate outputs. A sync ``run`` goes to a thread,
+        with its validation (:meth:`run_sync`: one trip there and back).
 
         Returns the output as a JSON-ready value, or a :class:`PauseInfo`.
         """
-        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
-        if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
-            raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
-        params = self.validate_params(raw_params, ctx.block_id, ctx.redactor)
-        args: tuple[Any, ...] = (params, ctx) if self._takes_ctx else (params,)
-        if self.is_async:
-            result = await self.run(*args)
+        if not self.is_async:
+            result = await in_thread(self.run_sync, raw_params, ctx)
+            if not inspect.isawaitable(result):
+                return result
+            result = await result  # a sync run that returned an awaitable
         else:
-            result = await in_thread(self.run, *args)
-            if inspect.isawaitable(result):
-                result = await result
+            ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+            if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
+                raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
+            result = await self.run(*self._args(raw_params, ctx))
         if isinstance(result, PauseInfo):
             return result
         if ctx.artifacts is not None and (
@@ -296,6 +296,23 @@ class Connector:
         ):  # writing files: off the loop
             return await in_thread(self.dump_output, result, ctx.block_id, ctx)
         return self.dump_output(result, ctx.block_id, ctx)
+
+    def run_sync(self, raw_params: dict[str, Any], ctx: StepContext) -> Any:
+        """:meth:`execute` of a sync ``run`` on the calling thread (a worker's step
+        thread): the output, a :class:`PauseInfo`, or an awaitable ``run`` returned
+        (the caller awaits it and dumps what it gives)."""
+        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        if ctx.artifacts is not None and has_ref(raw_params):
+            raw_params = load_params(self, raw_params, ctx.artifacts)
+        result = self.run(*self._args(raw_params, ctx))
+        if inspect.isawaitable(result) or isinstance(result, PauseInfo):
+            return result
+        return self.dump_output(result, ctx.block_id, ctx)
+
+    def _args(self, raw_params: dict[str, Any], ctx: StepContext) -> tuple[Any, ...]:
+        """What ``run`` is called with: the validated params, and ``ctx`` if it takes one."""
+        params = self.validate_params(raw_params, ctx.block_id, ctx.redactor)
+        return (params, ctx) if self._takes_ctx else (params,)
 
     def dump_output(self, result: Any, block_id: str, ctx: StepContext | None = None) -> Any:
         """Validate a run's return value against the outputs model; JSON-ready.

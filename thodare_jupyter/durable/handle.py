@@ -239,7 +239,7 @@ class RunHandle:
                 break
             if self._created and local is not None:  # still pending: wait for a walk first
                 self._created = False
-                local.wait_walk_end(seen, 0.5 if end is None else min(0.5, timeout or 0.0))
+                local.wait_walk_end(seen, 0.5 if end is None else min(0.5, timeout or 0.0), self.id)
                 continue
             row = self._row()
             if row.status in TERMINAL_STATUSES:
@@ -256,7 +256,7 @@ class RunHandle:
                 missing = self._missing(row) if row.status == "pending" else None
                 raise RunTimeout(self.id, timeout or 0.0, row.status, missing)
             if local is not None:  # woken when a walk here ends
-                local.wait_walk_end(seen, min(0.5, left) if left is not None else 0.5)
+                local.wait_walk_end(seen, min(0.5, left) if left is not None else 0.5, self.id)
             elif ends is not None and heard is not None:  # woken when the end is announced
                 wait = min(_RECHECK_S, left) if left is not None else _RECHECK_S
                 ends.wait(self.id, heard, wait)

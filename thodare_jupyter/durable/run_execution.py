@@ -1,14 +1,18 @@
 """One claimed run, walked once by a worker: its steps (with retries, timeouts,
 flow control, step logs and ``for_each`` items), waits, child runs, and its end;
-every write fenced by the run's lease and sent through the worker's group commit."""
+every write fenced by the run's lease and sent through the worker's group commit,
+or, for a line of sync steps of a run walked alone, from the steps' own thread."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
@@ -20,10 +24,12 @@ from ..connectors.flow import backoff
 from ..controls import DEFAULT_CONCURRENCY, fan_out, item_key, retry_policy, within
 from ..errors import BackendUnavailable, ThodareError, WorkflowNotRegistered
 from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
+from ..loop_threads import in_thread
 from ..redaction import masked_params
 from ..step_logs import Capture, begin, end
+from ..templates import resolve
 from ..validation import input_model_of, validate_input
-from ..wire import TERMINAL_STATUSES, PauseInfo
+from ..wire import TERMINAL_STATUSES, PauseInfo, SerializedBlock
 from .child_store import waiting_for
 from .definitions import Definitions
 from .records import LogWrite, RunRow, StepWrite
@@ -57,6 +63,48 @@ def first_steps(plan: Plan) -> tuple[tuple[str, str], ...]:
     )  # fmt: skip
 
 
+def _chainable(plan: Plan, block_id: str) -> bool:
+    """A sync compute step with nothing to do on the loop around its run: no flow
+    control, ``when``, ``for_each`` or ``timeout``."""
+    conn, block = plan.connectors[block_id], plan.blocks[block_id]
+    return (
+        conn.kind == "compute" and conn.type != RUN_WORKFLOW and not conn.is_async
+        and conn.flow is None and block.when is None and block.for_each is None
+        and block.timeout is None
+    )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=128)  # a plan is walked many times
+def chained_next(plan: Plan) -> dict[str, str]:
+    """``{N: F}``: once step ``N`` completes, the walk starts ``F`` and only ``F``
+    (``N``'s one edge leads to it, and ``F`` needs nothing else); both are
+    :func:`_chainable`. ``F`` can then run on ``N``'s thread (:meth:`RunExecution.chain`)."""
+    return {
+        n: plan.succs[n][0][0]
+        for n in plan.connectors
+        if len(plan.succs[n]) == 1 and plan.succs[n][0][1] != "error"
+        and _chainable(plan, n) and _chainable(plan, plan.succs[n][0][0])
+        and plan.preds[plan.succs[n][0][0]] == [n]
+    }  # fmt: skip
+
+
+@dataclass
+class Link:
+    """One attempt of a step run by :meth:`RunExecution.chain` on a step thread."""
+
+    block_id: str
+    conn: Connector
+    params: dict[str, Any]
+    attempt: int
+    capture: Capture | None = None
+    output: Any = None
+    error: Exception | None = None
+    written: bool = False
+    """Its end was written there, with the start of the link after it."""
+    write_error: BaseException | None = None
+    """Writing its end failed (:class:`LeaseLost`, the database): the walk stops."""
+
+
 class RunExecution:
     """One claimed run, walked once by this worker.
 
@@ -65,7 +113,9 @@ class RunExecution:
     that write lands before anything downstream starts, and a held end is
     written within ``_HOLD_S`` anyway. The run's writes go in order, one at a
     time; starts that queue up meanwhile (a ``for_each`` step's items, parallel
-    branches) go together in the next one.
+    branches) go together in the next one. While the worker walks this run alone,
+    a line of sync steps runs on one step thread, each end written there with the
+    next start (:meth:`chain`).
     """
 
     def __init__(self, worker: Worker, row: RunRow) -> None:
@@ -79,6 +129,12 @@ class RunExecution:
         self.flush: asyncio.Handle | None = None
         self.marked = set(row.marked)  # start markers the run's insert wrote
         self.unsent: dict[str, Any] = {}  # their params: they go with the step's end
+        self.chained: dict[str, Link] = {}  # steps a chain ran before the walk reached them
+        self.outputs: dict[str, Any] = {}  # the walk's outputs (read by chains)
+        self.stopped = threading.Event()  # the walk ended: a chain starts no further step
+        self.plain_finish = False  # the run ends with RunStore.finish_in (no parent, no child)
+        self.finished = False  # a chain wrote the run's end
+        self.running = 0  # steps dispatched and not ended
 
     async def write(self, fn: Any, *, also: Sequence[StepWrite] = (), **kw: Any) -> Any:
         """Run a store ``*_in`` write that takes ``steps`` (the held step ends, then
@@ -218,11 +274,15 @@ class RunExecution:
 
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
         conn = self.plan.connectors[block_id]
-        if conn.type == RUN_WORKFLOW:
-            return await self.child(block_id, conn, params)
-        if conn.kind == "wait":
-            return await self.wait(block_id, conn, params)
-        return await self.compute(block_id, conn, params)
+        self.running += 1
+        try:
+            if conn.type == RUN_WORKFLOW:
+                return await self.child(block_id, conn, params)
+            if conn.kind == "wait":
+                return await self.wait(block_id, conn, params)
+            return await self.compute(block_id, conn, params)
+        finally:
+            self.running -= 1
 
     async def compute(
         self, block_id: str, conn: Connector, params: dict[str, Any], key: str | None = None
@@ -232,23 +292,29 @@ class RunExecution:
         retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
         row = key or block_id
         shown = self.shown(block_id, params)
-        attempt = await self.start(row, conn.type, params=shown)
+        ran = self.chained.pop(row, None)  # run already, on the thread of the step before it
+        attempt = ran.attempt if ran is not None else await self.start(row, conn.type, params=shown)
         while True:
-            ctx = StepContext(
-                run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
-                redactor=self.redactor, artifacts=self.w.artifacts,
-            )  # fmt: skip
-            holder = None if conn.flow is None else await self.acquire(row, conn)
-            capture = Capture(row, attempt)
-            token = begin(capture)
+            if ran is None and key is None and self.chains(block_id):
+                ran = await self.run_chain(Link(block_id, conn, params, attempt))
+            if ran is not None and ran.write_error is not None:
+                raise ran.write_error
+            written = False
             try:
-                try:
-                    out = await within(conn.execute(params, ctx), block, conn)
-                finally:
-                    end(token)
-                    self.keep_logs(capture)
-                    if holder is not None:
-                        self.releases.append(holder)
+                if ran is not None:  # its outcome, and whether its end is written already
+                    link, ran = ran, None
+                    written = link.written
+                    if not written and link.capture is not None:
+                        self.keep_logs(link.capture)
+                    if link.error is not None:
+                        raise link.error
+                    out = link.output
+                    if inspect.isawaitable(out):  # a sync run that returned an awaitable
+                        out = await out
+                        if not isinstance(out, PauseInfo):
+                            out = conn.dump_output(out, row, self.context(row, attempt))
+                else:
+                    out = await self.attempt(row, block, conn, params, attempt)
                 if isinstance(out, PauseInfo):
                     raise StepFailed(
                         f"Block {block_id!r} ({conn.type}) returned a pause, but compute blocks "
@@ -268,8 +334,141 @@ class RunExecution:
                 self.hold(self.ended_step(row, conn.type, "failed", attempt, error=error,
                                           output=kept))  # fmt: skip
                 raise
-            self.hold(self.ended_step(row, conn.type, "completed", attempt, output=out))
+            if not written:
+                self.hold(self.ended_step(row, conn.type, "completed", attempt, output=out))
             return out
+
+    def context(self, row: str, attempt: int) -> StepContext:
+        """The context of one attempt of a compute step (or item)."""
+        return StepContext(
+            run_id=self.row.id, block_id=row, attempt=attempt, env=self.w.env,
+            redactor=self.redactor, artifacts=self.w.artifacts,
+        )  # fmt: skip
+
+    async def attempt(
+        self,
+        row: str,
+        block: SerializedBlock,
+        conn: Connector,
+        params: dict[str, Any],
+        attempt: int,
+    ) -> Any:
+        """One attempt of a compute step on the loop: its flow control, step logs and timeout."""
+        holder = None if conn.flow is None else await self.acquire(row, conn)
+        capture = Capture(row, attempt)
+        token = begin(capture)
+        try:
+            return await within(conn.execute(params, self.context(row, attempt)), block, conn)
+        finally:
+            end(token)
+            self.keep_logs(capture)
+            if holder is not None:
+                self.releases.append(holder)
+
+    def chains(self, block_id: str) -> bool:
+        """Whether ``block_id`` runs as the head of a chain (:meth:`chain`): while the
+        worker walks this run alone (runs in flight together share their commits
+        instead), with no deadline to keep and no walk events to time."""
+        return (
+            block_id in chained_next(self.plan) and self.row.deadline_at is None
+            and not self.w.lifecycle.walking and self.w.alone
+        )  # fmt: skip
+
+    async def run_chain(self, first: Link) -> Link:
+        """Run ``first``, and the steps that follow it one by one, on a step thread
+        (:meth:`chain`); ``first`` as it ended. The others wait in :attr:`chained`
+        for the walk to reach them."""
+        links = await in_thread(self.chain, first)
+        for link in links[1:]:
+            self.chained[link.block_id] = link
+        return links[0]
+
+    def chain(self, link: Link) -> list[Link]:
+        """On a step thread: run ``link``; while it completes and :func:`chained_next`
+        names the step after it, write its end and that step's start in one commit
+        (durable before the next step starts, as on the loop), then run that step
+        too. The run's last step ends the run in its commit when every other block
+        has completed. A sequential run so crosses threads once for all its sync
+        steps, not twice a step and twice a write. Stops at a failure, a pause, the
+        end of the walk or a write that failed; the walk takes it from there."""
+        links = [link]
+        while True:
+            link.capture = Capture(link.block_id, link.attempt)
+            token = begin(link.capture)
+            try:
+                link.output = link.conn.run_sync(
+                    link.params, self.context(link.block_id, link.attempt)
+                )
+            except Exception as e:
+                link.error = e
+                return links
+            finally:
+                end(token)
+            if (
+                self.stopped.is_set() or not self.w.alone
+                or isinstance(link.output, PauseInfo) or inspect.isawaitable(link.output)
+            ):  # fmt: skip
+                return links
+            nxt = chained_next(self.plan).get(link.block_id)
+            if nxt is None:
+                self.finish_chain(links)
+                return links
+            try:  # a block whose params do not resolve: the walk says what is wrong
+                outputs = {**self.outputs, link.block_id: link.output}
+                params = resolve(self.plan.blocks[nxt].params, self.plan.scope(
+                    outputs, self.row.input, self.w.env))  # fmt: skip
+                shown = self.shown(nxt, params)
+            except Exception:
+                return links
+            conn = self.plan.connectors[nxt]
+            start = StepWrite(nxt, conn.type, "running", params=shown)
+            done = self.commit(link, self.store.runs.write_steps_in, start)
+            if not link.written:
+                return links
+            link = Link(nxt, conn, params, done[nxt])
+            links.append(link)
+
+    def finish_chain(self, links: list[Link]) -> None:
+        """On a chain's thread, after its last link: if that was the run's last step
+        and every block has completed, write the run's end with it and say so.
+        Not while any other step of the run runs, or its end waits to be written
+        (held, or in a write under way: the loop holds an end before the walk
+        records the output, and takes the run's lock before it takes the ends)."""
+        outputs = {**self.outputs, **{x.block_id: x.output for x in links}}
+        if (
+            not self.plain_finish or not outputs.keys() >= self.plan.blocks.keys()
+            or self.running != 1 or self.ended or self.logs or self.releases
+            or self.lock.locked()
+        ):  # fmt: skip
+            return
+        self.commit(links[-1], self.store.runs.finish_in, status="completed", outputs=outputs)
+        if links[-1].written:
+            self.finished = True
+            self.w.ended(self.row.id, ("completed", outputs, None, None))
+
+    def commit(self, link: Link, fn: Any, *also: StepWrite, **kw: Any) -> Any:
+        """On a chain's thread: a store ``*_in`` write ``fn`` of ``link``'s end (with
+        its logs) and ``also``, in a commit of its own; its result, and
+        ``link.written``, or ``link.write_error``."""
+        runs = self.store.runs
+        steps = [self.ended_step(link.block_id, link.conn.type, "completed", link.attempt,
+                                 output=link.output), *also]  # fmt: skip
+        assert link.capture is not None
+        lines, cut = link.capture.finish(self.redactor)
+        logs = [LogWrite(link.block_id, link.attempt, lines, cut)] if lines or cut else []
+        op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
+        if logs:
+            op = functools.partial(self._with_logs, op, logs)
+        try:
+            single = not logs and runs.one_statement(fn, steps)
+            [(ok, done)] = runs.run_batch([op], lazy=False, single=single)
+            if not ok:
+                raise done
+        except Exception as e:
+            link.write_error = e
+            return None
+        link.written = True
+        return done
 
     def ended_step(self, row: str, type_: str, status: str, attempt: int, **kw: Any) -> StepWrite:
         """A compute step's end, with its params when its start marker had none."""
@@ -278,6 +477,13 @@ class RunExecution:
     async def dispatch_each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
         """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items
         that ended before (the claim's memo) are not run again."""
+        self.running += 1
+        try:
+            return await self._each(block_id, params)
+        finally:
+            self.running -= 1
+
+    async def _each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
         conn, block = self.plan.connectors[block_id], self.plan.blocks[block_id]
         attempt = await self.start(block_id, conn.type, {"total": len(params)})  # progress k/N
 
@@ -401,6 +607,7 @@ class RunExecution:
         try:
             await self.walk()
         finally:
+            self.stopped.set()
             if self.flush is not None:
                 self.flush.cancel()
             if self.releases:  # walk stopped before its next write: give them back anyway
@@ -415,12 +622,14 @@ class RunExecution:
             self.plan = self.w.plan(self.row.workflow_json)
             if any(c.type == RUN_WORKFLOW for c in self.plan.connectors.values()):
                 finish = linked
+            self.plain_finish = finish == self.store.runs.finish_in
         except ThodareError as e:
             await self.write(finish, status="failed", error=str(e))
             self.w.lifecycle.run_ended(self.row.id, "failed", str(e))
             return
         self.redactor = self.plan.redactor(self.w.env)
         state = self.state()
+        self.outputs = state.outputs
         records: list[StepRecord] = []
         coro = walk(
             self.plan,
@@ -458,9 +667,10 @@ class RunExecution:
             if r.status == "skipped":
                 self.ended.append(StepWrite(r.block_id, r.type, "skipped", 0))
         if outcome.status == "completed":
-            await self.write(finish, status="completed", outputs=state.outputs)
+            if not self.finished:  # (a chain wrote it with the last step)
+                await self.write(finish, status="completed", outputs=state.outputs)
+                self.w.ended(self.row.id, ("completed", state.outputs, None, None))
             self.w.lifecycle.run_ended(self.row.id, "completed")
-            self.w.ended(self.row.id, ("completed", state.outputs, None, None))
         elif outcome.status == "failed":
             await self.write(
                 finish, status="failed", error=outcome.error, failed_block=outcome.failed_block

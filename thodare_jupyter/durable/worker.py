@@ -191,6 +191,11 @@ class Worker:
         if len(self._active) + self._reserved >= self.config.concurrency:
             self._full = True
 
+    @property
+    def alone(self) -> bool:
+        """True while this worker walks one run at most (any thread)."""
+        return len(self._active) + self._reserved <= 1
+
     def timer(self, at: float) -> None:
         """Look for due work at ``at`` (a run this worker parked wakes then; loop thread)."""
         self._due_at = min(self._due_at, at)
@@ -287,20 +292,26 @@ class Worker:
         return self._outcomes.get(run_id)
 
     def ended(self, run_id: str, outcome: Outcome) -> None:
-        """Remember how a run ended (loop thread), for :meth:`outcome`."""
-        self._outcomes[run_id] = outcome
-        if len(self._outcomes) > _OUTCOMES_KEPT:
-            self._outcomes.pop(next(iter(self._outcomes)))
+        """Remember how a run ended, for :meth:`outcome`, and wake who waits for it
+        (:meth:`wait_walk_end`; any thread: a chain of steps ends a run on its own)."""
+        with self._ended:
+            self._outcomes[run_id] = outcome
+            if len(self._outcomes) > _OUTCOMES_KEPT:
+                self._outcomes.pop(next(iter(self._outcomes)))
+            self._ended.notify_all()
 
     @property
     def ended_count(self) -> int:
         """How many walks this worker has ended (parked, finished or dropped)."""
         return self._ended_count
 
-    def wait_walk_end(self, seen: int, timeout: float) -> None:
-        """Block until a walk ends after ``ended_count`` was ``seen``, or ``timeout``."""
+    def wait_walk_end(self, seen: int, timeout: float, run_id: str | None = None) -> None:
+        """Block until a walk ends after ``ended_count`` was ``seen``, the end of
+        ``run_id`` is known here (:meth:`ended`), or ``timeout``."""
         with self._ended:
-            self._ended.wait_for(lambda: self._ended_count != seen, timeout)
+            self._ended.wait_for(
+                lambda: self._ended_count != seen or run_id in self._outcomes, timeout
+            )
 
     def abort(self, run_id: str) -> None:
         """Stop walking ``run_id`` now if this worker is (thread-safe; after a cancel)."""

@@ -125,6 +125,16 @@ class Plan:
             for n in self.order
         }
 
+    def scope(self, outputs: Mapping[str, Any], trigger: Any, env: Mapping[str, str]) -> Scope:
+        """What a block's params resolve against, once ``outputs`` are known."""
+        return Scope(
+            outputs=outputs,
+            trigger=trigger,
+            env=env,
+            variables=self.workflow.variables or {},
+            block_refs=self.block_refs,
+        )
+
     def redactor(self, env: Mapping[str, str]) -> Redactor:
         """A new run's secrets before it starts: env values it reads or that look
         secret, and the values of hidden params written into the workflow (worked
@@ -160,13 +170,7 @@ class _Walk:
         self.redactor = redactor
         self.stop_at_pause, self.abort_on = stop_at_pause, abort_on
         self.trigger = trigger
-        self.scope = Scope(
-            outputs=state.outputs,
-            trigger=trigger,
-            env=env,
-            variables=plan.workflow.variables or {},
-            block_refs=plan.block_refs,
-        )
+        self.scope = plan.scope(state.outputs, trigger, env)
         self.settled = set(state.completed) | set(state.skipped) | set(state.failed)
         self.remaining = {
             n: sum(1 for p in plan.preds[n] if p not in self.settled)
