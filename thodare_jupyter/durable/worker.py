@@ -407,6 +407,9 @@ class Worker:
     async def _claim(self, *, probe: bool) -> None:
         """Start walking what is due, up to the free slots (``probe``: after a quiet poll)."""
         free = self.config.concurrency - len(self._active) - self._reserved
+        if free <= 0:  # a slot to open looks again (below)
+            self._full = True
+            return
         rows = await self.io(
             self.store.runs.claim, self.owner, free, self.config.lease_s, self.catalog.types(),
             probe=probe,
