@@ -58,9 +58,12 @@ def test_a_sequential_three_step_run_costs_at_most_eight_statements(
 
 
 def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
-    """Group commit: the writes of the runs a worker walks at once go in shared
-    transactions, so 100 runs started together cost fewer commits each than one
-    run alone (4) — and every output is still there."""
+    """Group commit where it pays: on SQLite (one writer) the writes of the runs a
+    worker walks at once go in shared transactions, so 100 runs started together cost
+    fewer commits each than one run alone (4). On PostgreSQL each run's line of sync
+    steps commits from its own thread instead (the server flushes concurrent commits
+    together; ``bench/durable.py``: 1.5-2x the runs/s of shared ones), so a run
+    costs what it costs alone. Every output is still there."""
     kit = any_kits(poll_s=1.0)
     kit.register(INC)
     kit.start()
@@ -78,9 +81,10 @@ def test_runs_in_flight_share_their_commits(any_kits: KitFactory) -> None:
     finally:
         for engine in kit.store.engines:
             sa.event.remove(engine, "commit", committed)
-    # 100 creations commit on their own; the walks' ~500 writes share transactions
+    # 100 creations commit on their own; on SQLite the walks' ~300 writes share
+    # transactions; on PostgreSQL the steps' writes commit alone
     print(f"commits per run: {commits[0] / 100:.2f}")
-    assert commits[0] / 100 < 3.5, commits
+    assert commits[0] / 100 < (3.5 if kit.store.is_sqlite else 4.5), commits
 
 
 def test_postgres_sends_no_begin_or_commit_for_one_statement_writes(pg_url: str) -> None:

@@ -1,4 +1,4 @@
-"""A run walked alone crosses threads once for a chain of sync steps (run_execution.chain).
+"""A run crosses threads once for a line of sync steps (``RunExecution.chain``).
 
 On SQLite and PostgreSQL, with a started kit:
 
@@ -8,8 +8,8 @@ On SQLite and PostgreSQL, with a started kit:
   (whether the branch ends before the chain's last step or after it);
 * a chained step that fails is retried by the walk (attempt 2), and the run completes;
 * a run canceled while the head of a chain runs starts no further step of it;
-* with several runs in flight, or a lifecycle listener, steps do not chain (the runs
-  complete; the listener hears every step start and end);
+* with several runs in flight (on SQLite they do not chain then) the runs complete;
+  with a lifecycle listener (no chains) it hears every step start and end;
 * a chained step whose params do not validate fails the run at that step, saying why.
 """
 
@@ -127,7 +127,7 @@ def test_a_run_canceled_in_a_chain_starts_no_further_step(any_kits: KitFactory) 
     assert [r[0] for r in got] == ["s1"]
 
 
-def test_runs_in_flight_together_do_not_chain(any_kits: KitFactory) -> None:
+def test_runs_in_flight_together_complete(any_kits: KitFactory) -> None:
     kit = any_kits(catalog=CATALOG).start()
     GATE.clear()
     held = kit.run(three(first="chain_gated"), {"n": 0})  # keeps the worker busy

@@ -1,7 +1,7 @@
 """One claimed run, walked once by a worker: its steps (with retries, timeouts,
 flow control, step logs and ``for_each`` items), waits, child runs, and its end;
 every write fenced by the run's lease and sent through the worker's group commit,
-or, for a line of sync steps of a run walked alone, from the steps' own thread."""
+or, for a line of sync steps, from the steps' own thread (on SQLite: of a run walked alone)."""
 
 from __future__ import annotations
 
@@ -113,9 +113,9 @@ class RunExecution:
     that write lands before anything downstream starts, and a held end is
     written within ``_HOLD_S`` anyway. The run's writes go in order, one at a
     time; starts that queue up meanwhile (a ``for_each`` step's items, parallel
-    branches) go together in the next one. While the worker walks this run alone,
-    a line of sync steps runs on one step thread, each end written there with the
-    next start (:meth:`chain`).
+    branches) go together in the next one. A line of sync steps runs on one step
+    thread, each end written there with the next start (:meth:`chain`), when the
+    run's writes may commit on their own (:attr:`Worker.commits_alone`).
     """
 
     def __init__(self, worker: Worker, row: RunRow) -> None:
@@ -366,12 +366,12 @@ class RunExecution:
                 self.releases.append(holder)
 
     def chains(self, block_id: str) -> bool:
-        """Whether ``block_id`` runs as the head of a chain (:meth:`chain`): while the
-        worker walks this run alone (runs in flight together share their commits
-        instead), with no deadline to keep and no walk events to time."""
+        """Whether ``block_id`` runs as the head of a chain (:meth:`chain`): when its
+        writes may commit on their own (:attr:`Worker.commits_alone`), with no
+        deadline to keep and no walk events to time."""
         return (
             block_id in chained_next(self.plan) and self.row.deadline_at is None
-            and not self.w.lifecycle.walking and self.w.alone
+            and not self.w.lifecycle.walking and self.w.commits_alone
         )  # fmt: skip
 
     async def run_chain(self, first: Link) -> Link:
@@ -405,7 +405,7 @@ class RunExecution:
             finally:
                 end(token)
             if (
-                self.stopped.is_set() or not self.w.alone
+                self.stopped.is_set() or not self.w.commits_alone
                 or isinstance(link.output, PauseInfo) or inspect.isawaitable(link.output)
             ):  # fmt: skip
                 return links

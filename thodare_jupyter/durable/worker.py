@@ -192,9 +192,12 @@ class Worker:
             self._full = True
 
     @property
-    def alone(self) -> bool:
-        """True while this worker walks one run at most (any thread)."""
-        return len(self._active) + self._reserved <= 1
+    def commits_alone(self) -> bool:
+        """Whether a run's writes may commit on their own, from its steps' thread
+        (any thread): on PostgreSQL always (the server flushes the commits of
+        concurrent sessions together); on SQLite, one writer at a time, only while
+        this worker walks one run at most (else its runs' writes share commits)."""
+        return not self.store.is_sqlite or len(self._active) + self._reserved <= 1
 
     def timer(self, at: float) -> None:
         """Look for due work at ``at`` (a run this worker parked wakes then; loop thread)."""
