@@ -277,7 +277,8 @@ def check_chaos_runs(
 def killed_while_running(killed: dict[int, float]) -> Callable[[list[str]], bool]:
     """A ``cut_short`` for :func:`check_chaos_runs`: the execution's worker (pid, the
     line's last field) was SIGKILLed after the execution began; ``killed`` maps
-    pid -> time of its SIGKILL."""
+    pid -> a time it was dead by (its SIGKILL reaped: a time taken before the kill
+    would call a step that began in between unexplained)."""
 
     def cut(f: list[str]) -> bool:
         pid = int(f[7])

@@ -58,9 +58,8 @@ def test_twenty_sigkills_lose_nothing_and_never_rerun_a_completed_step(tmp_path:
             for _ in range(KILLS):
                 if stop.wait(kill_rng.uniform(0.05, 1.3)):
                     return
-                t = time.time()
                 pool.kill(w)
-                killed[w.pid] = t
+                killed[w.pid] = time.time()  # reaped: it starts nothing after this
                 w = pool.start()  # the last one stays alive
         except BaseException as e:  # surfaced by the test thread
             errors.append(e)
@@ -91,6 +90,7 @@ def test_twenty_sigkills_lose_nothing_and_never_rerun_a_completed_step(tmp_path:
         pool.kill_all()
         kit.store.dispose()
 
+    print(f"killed (pid: dead by): {killed}")
     assert len(killed) == KILLS
     compute = [f"c{i}" for i in range(1, COMPUTE_STEPS + 1)]
     for rid, out in outs.items():

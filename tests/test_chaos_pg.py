@@ -78,8 +78,8 @@ def test_chaos_on_postgres_sigkills_and_a_restart_lose_nothing(pg_url: str, tmp_
             while not stop.wait(kill_rng.uniform(*KILL_EVERY)):
                 # any but the newest (which may still be starting)
                 victim = live.pop(kill_rng.randrange(len(live) - 1))
-                killed[victim.pid] = time.time()
                 pool.kill(victim)
+                killed[victim.pid] = time.time()  # reaped: it starts nothing after this
                 live.append(pool.start(wait_ready=False))  # replaced at once
         except BaseException as e:  # surfaced by the test thread
             errors.append(e)
@@ -166,6 +166,7 @@ def test_chaos_on_postgres_sigkills_and_a_restart_lose_nothing(pg_url: str, tmp_
     assert len(outs) == RUNS
     for rid, out in outs.items():
         assert set(out) == {"__trigger__", *compute}, rid
+    print(f"killed (pid: dead by): {killed}")
     by_kill = killed_while_running(killed)
     tally = check_chaos_runs(
         lines,
