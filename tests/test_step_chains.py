@@ -1,4 +1,4 @@
-"""A run crosses threads once for a line of sync steps (``RunExecution.chain``).
+"""A run crosses threads once for a line of sync steps (``durable.step_chain``).
 
 On SQLite and PostgreSQL, with a started kit:
 

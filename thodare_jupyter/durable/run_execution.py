@@ -12,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Connection
@@ -27,13 +26,13 @@ from ..execution.walker import Plan, StepRecord, WalkState, error_text, walk
 from ..loop_threads import in_thread
 from ..redaction import masked_params
 from ..step_logs import Capture, begin, end
-from ..templates import resolve
 from ..validation import input_model_of, validate_input
 from ..wire import TERMINAL_STATUSES, PauseInfo, SerializedBlock
 from .child_store import waiting_for
 from .definitions import Definitions
 from .records import LogWrite, RunRow, StepWrite
 from .run_store import LeaseLost
+from .step_chain import Link, StepChain, chained_next
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -63,48 +62,6 @@ def first_steps(plan: Plan) -> tuple[tuple[str, str], ...]:
     )  # fmt: skip
 
 
-def _chainable(plan: Plan, block_id: str) -> bool:
-    """A sync compute step with nothing to do on the loop around its run: no flow
-    control, ``when``, ``for_each`` or ``timeout``."""
-    conn, block = plan.connectors[block_id], plan.blocks[block_id]
-    return (
-        conn.kind == "compute" and conn.type != RUN_WORKFLOW and not conn.is_async
-        and conn.flow is None and block.when is None and block.for_each is None
-        and block.timeout is None
-    )  # fmt: skip
-
-
-@functools.lru_cache(maxsize=128)  # a plan is walked many times
-def chained_next(plan: Plan) -> dict[str, str]:
-    """``{N: F}``: once step ``N`` completes, the walk starts ``F`` and only ``F``
-    (``N``'s one edge leads to it, and ``F`` needs nothing else); both are
-    :func:`_chainable`. ``F`` can then run on ``N``'s thread (:meth:`RunExecution.chain`)."""
-    return {
-        n: plan.succs[n][0][0]
-        for n in plan.connectors
-        if len(plan.succs[n]) == 1 and plan.succs[n][0][1] != "error"
-        and _chainable(plan, n) and _chainable(plan, plan.succs[n][0][0])
-        and plan.preds[plan.succs[n][0][0]] == [n]
-    }  # fmt: skip
-
-
-@dataclass
-class Link:
-    """One attempt of a step run by :meth:`RunExecution.chain` on a step thread."""
-
-    block_id: str
-    conn: Connector
-    params: dict[str, Any]
-    attempt: int
-    capture: Capture | None = None
-    output: Any = None
-    error: Exception | None = None
-    written: bool = False
-    """Its end was written there, with the start of the link after it."""
-    write_error: BaseException | None = None
-    """Writing its end failed (:class:`LeaseLost`, the database): the walk stops."""
-
-
 class RunExecution:
     """One claimed run, walked once by this worker.
 
@@ -114,8 +71,8 @@ class RunExecution:
     written within ``_HOLD_S`` anyway. The run's writes go in order, one at a
     time; starts that queue up meanwhile (a ``for_each`` step's items, parallel
     branches) go together in the next one. A line of sync steps runs on one step
-    thread, each end written there with the next start (:meth:`chain`), when the
-    run's writes may commit on their own (:attr:`Worker.commits_alone`).
+    thread, each end written there with the next start (:class:`.step_chain.StepChain`),
+    when the run's writes may commit on their own (:attr:`Worker.commits_alone`).
     """
 
     def __init__(self, worker: Worker, row: RunRow) -> None:
@@ -153,7 +110,7 @@ class RunExecution:
         single = not logs and not releases and self.store.runs.one_statement(fn, steps)
         op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
         if logs:  # after the fenced write: stored only while this worker holds the run
-            op = functools.partial(self._with_logs, op, logs)
+            op = functools.partial(self.with_logs, op, logs)
         if releases:  # the slots go back with the step's end (a lost write: they expire)
             op = functools.partial(self._with_releases, op, releases)
         try:
@@ -163,7 +120,7 @@ class RunExecution:
         self.w.lifecycle.steps_written(self.row.id, steps, done)
         return done
 
-    def _with_logs(
+    def with_logs(
         self, op: Callable[[Connection], Any], logs: list[LogWrite], c: Connection
     ) -> Any:
         done = op(c)
@@ -205,10 +162,13 @@ class RunExecution:
                 self.w.flow_held.difference_update(releases)
 
     def keep_logs(self, capture: Capture) -> None:
-        """Hold an ended attempt's logs (masked by the run's redactor) for the next write."""
+        """Hold an ended attempt's logs for the next write."""
+        self.logs.extend(self.logs_of(capture))
+
+    def logs_of(self, capture: Capture) -> list[LogWrite]:
+        """An ended attempt's logs (masked by the run's redactor), if it wrote any."""
         lines, cut = capture.finish(self.redactor)
-        if lines or cut:
-            self.logs.append(LogWrite(capture.block_id, capture.attempt, lines, cut))
+        return [LogWrite(capture.block_id, capture.attempt, lines, cut)] if lines or cut else []
 
     def hold(self, end: StepWrite) -> None:
         """Keep a step's end for the run's next write. A sequential run's next write
@@ -366,8 +326,8 @@ class RunExecution:
                 self.releases.append(holder)
 
     def chains(self, block_id: str) -> bool:
-        """Whether ``block_id`` runs as the head of a chain (:meth:`chain`): when its
-        writes may commit on their own (:attr:`Worker.commits_alone`), with no
+        """Whether ``block_id`` runs as the head of a chain (:class:`.step_chain.StepChain`):
+        when its writes may commit on their own (:attr:`Worker.commits_alone`), with no
         deadline to keep and no walk events to time."""
         return (
             block_id in chained_next(self.plan) and self.row.deadline_at is None
@@ -376,99 +336,12 @@ class RunExecution:
 
     async def run_chain(self, first: Link) -> Link:
         """Run ``first``, and the steps that follow it one by one, on a step thread
-        (:meth:`chain`); ``first`` as it ended. The others wait in :attr:`chained`
-        for the walk to reach them."""
-        links = await in_thread(self.chain, first)
+        (:class:`.step_chain.StepChain`); ``first`` as it ended. The others wait
+        in :attr:`chained` for the walk to reach them."""
+        links = await in_thread(StepChain(self).run, first)
         for link in links[1:]:
             self.chained[link.block_id] = link
         return links[0]
-
-    def chain(self, link: Link) -> list[Link]:
-        """On a step thread: run ``link``; while it completes and :func:`chained_next`
-        names the step after it, write its end and that step's start in one commit
-        (durable before the next step starts, as on the loop), then run that step
-        too. The run's last step ends the run in its commit when every other block
-        has completed. A sequential run so crosses threads once for all its sync
-        steps, not twice a step and twice a write. Stops at a failure, a pause, the
-        end of the walk or a write that failed; the walk takes it from there."""
-        links = [link]
-        while True:
-            link.capture = Capture(link.block_id, link.attempt)
-            token = begin(link.capture)
-            try:
-                link.output = link.conn.run_sync(
-                    link.params, self.context(link.block_id, link.attempt)
-                )
-            except Exception as e:
-                link.error = e
-                return links
-            finally:
-                end(token)
-            if (
-                self.stopped.is_set() or not self.w.commits_alone
-                or isinstance(link.output, PauseInfo) or inspect.isawaitable(link.output)
-            ):  # fmt: skip
-                return links
-            nxt = chained_next(self.plan).get(link.block_id)
-            if nxt is None:
-                self.finish_chain(links)
-                return links
-            try:  # a block whose params do not resolve: the walk says what is wrong
-                outputs = {**self.outputs, link.block_id: link.output}
-                params = resolve(self.plan.blocks[nxt].params, self.plan.scope(
-                    outputs, self.row.input, self.w.env))  # fmt: skip
-                shown = self.shown(nxt, params)
-            except Exception:
-                return links
-            conn = self.plan.connectors[nxt]
-            start = StepWrite(nxt, conn.type, "running", params=shown)
-            done = self.commit(link, self.store.runs.write_steps_in, start)
-            if not link.written:
-                return links
-            link = Link(nxt, conn, params, done[nxt])
-            links.append(link)
-
-    def finish_chain(self, links: list[Link]) -> None:
-        """On a chain's thread, after its last link: if that was the run's last step
-        and every block has completed, write the run's end with it and say so.
-        Not while any other step of the run runs, or its end waits to be written
-        (held, or in a write under way: the loop holds an end before the walk
-        records the output, and takes the run's lock before it takes the ends)."""
-        outputs = {**self.outputs, **{x.block_id: x.output for x in links}}
-        if (
-            not self.plain_finish or not outputs.keys() >= self.plan.blocks.keys()
-            or self.running != 1 or self.ended or self.logs or self.releases
-            or self.lock.locked()
-        ):  # fmt: skip
-            return
-        self.commit(links[-1], self.store.runs.finish_in, status="completed", outputs=outputs)
-        if links[-1].written:
-            self.finished = True
-            self.w.ended(self.row.id, ("completed", outputs, None, None))
-
-    def commit(self, link: Link, fn: Any, *also: StepWrite, **kw: Any) -> Any:
-        """On a chain's thread: a store ``*_in`` write ``fn`` of ``link``'s end (with
-        its logs) and ``also``, in a commit of its own; its result, and
-        ``link.written``, or ``link.write_error``."""
-        runs = self.store.runs
-        steps = [self.ended_step(link.block_id, link.conn.type, "completed", link.attempt,
-                                 output=link.output), *also]  # fmt: skip
-        assert link.capture is not None
-        lines, cut = link.capture.finish(self.redactor)
-        logs = [LogWrite(link.block_id, link.attempt, lines, cut)] if lines or cut else []
-        op = functools.partial(fn, run_id=self.row.id, owner=self.owner, steps=steps, **kw)
-        if logs:
-            op = functools.partial(self._with_logs, op, logs)
-        try:
-            single = not logs and runs.one_statement(fn, steps)
-            [(ok, done)] = runs.run_batch([op], lazy=False, single=single)
-            if not ok:
-                raise done
-        except Exception as e:
-            link.write_error = e
-            return None
-        link.written = True
-        return done
 
     def ended_step(self, row: str, type_: str, status: str, attempt: int, **kw: Any) -> StepWrite:
         """A compute step's end, with its params when its start marker had none."""
