@@ -281,14 +281,17 @@ class Connector:
         """
         if not self.is_async:
             result = await in_thread(self.run_sync, raw_params, ctx)
-            if not inspect.isawaitable(result):
-                return result
-            result = await result  # a sync run that returned an awaitable
-        else:
-            ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
-            if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
-                raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
-            result = await self.run(*self._args(raw_params, ctx))
+            return await self.finish(result, ctx) if inspect.isawaitable(result) else result
+        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
+            raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
+        return await self.finish(await self.run(*self._args(raw_params, ctx)), ctx)
+
+    async def finish(self, result: Any, ctx: StepContext) -> Any:
+        """What ``run`` returned (awaited first if awaitable: a sync ``run`` may return
+        one), validated and JSON-ready, or a :class:`PauseInfo`."""
+        if inspect.isawaitable(result):
+            result = await result
         if isinstance(result, PauseInfo):
             return result
         if ctx.artifacts is not None and (
@@ -300,7 +303,7 @@ class Connector:
     def run_sync(self, raw_params: dict[str, Any], ctx: StepContext) -> Any:
         """:meth:`execute` of a sync ``run`` on the calling thread (a worker's step
         thread): the output, a :class:`PauseInfo`, or an awaitable ``run`` returned
-        (the caller awaits it and dumps what it gives)."""
+        (the caller hands it to :meth:`finish`)."""
         ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
         if ctx.artifacts is not None and has_ref(raw_params):
             raw_params = load_params(self, raw_params, ctx.artifacts)

@@ -270,9 +270,7 @@ class RunExecution:
                         raise link.error
                     out = link.output
                     if inspect.isawaitable(out):  # a sync run that returned an awaitable
-                        out = await out
-                        if not isinstance(out, PauseInfo):
-                            out = conn.dump_output(out, row, self.context(row, attempt))
+                        out = await conn.finish(out, self.context(row, attempt))
                 else:
                     out = await self.attempt(row, block, conn, params, attempt)
                 if isinstance(out, PauseInfo):
