@@ -32,7 +32,7 @@ from .child_store import waiting_for
 from .definitions import Definitions
 from .records import LogWrite, RunRow, StepWrite
 from .run_store import LeaseLost
-from .step_chain import Link, StepChain, chained_next
+from .step_chain import ChainEnded, Link, StepChain, chained_next
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -251,12 +251,16 @@ class RunExecution:
         block = self.plan.blocks[block_id]
         retries = retry_policy(block, conn)  # the block's `retries`, else the connector's
         row = key or block_id
-        shown = self.shown(block_id, params)
         ran = self.chained.pop(row, None)  # run already, on the thread of the step before it
-        attempt = ran.attempt if ran is not None else await self.start(row, conn.type, params=shown)
+        if ran is None:
+            attempt = await self.start(row, conn.type, params=self.shown(block_id, params))
+        else:
+            attempt = ran.attempt
         while True:
             if ran is None and key is None and self.chains(block_id):
                 ran = await self.run_chain(Link(block_id, conn, params, attempt))
+                if self.finished:  # the chain wrote every step's end and the run's
+                    raise ChainEnded(self.row.id)
             if ran is not None and ran.write_error is not None:
                 raise ran.write_error
             written = False
@@ -285,7 +289,7 @@ class RunExecution:
                 if attempt < retries.max_attempts and not isinstance(e, StepFailed):
                     await self.give_back()
                     await asyncio.sleep(retries.delay(attempt))
-                    attempt = await self.start(row, conn.type, params=shown)
+                    attempt = await self.start(row, conn.type, params=self.shown(block_id, params))
                     continue
                 error = self.redactor(error_text(e))
                 kept = {"error": error} if key else None  # an item's error comes back in the memo
@@ -510,7 +514,7 @@ class RunExecution:
             dispatch=self.dispatch,
             records=records,
             stop_at_pause=False,
-            abort_on=(LeaseLost, BackendUnavailable),
+            abort_on=(LeaseLost, BackendUnavailable, ChainEnded),
             redactor=self.redactor,
             dispatch_each=self.dispatch_each,
             artifacts=self.w.artifacts,
@@ -521,6 +525,9 @@ class RunExecution:
                 outcome = await asyncio.wait_for(coro, timeout=max(0.0, deadline - time.time()))
             else:
                 outcome = await coro
+        except ChainEnded:
+            self.w.lifecycle.run_ended(self.row.id, "completed")
+            return
         except TimeoutError:
             error = "The run's deadline passed before it finished."
             # the steps it was at (waiting or running) fail with it: the first is where it failed

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from .run_execution import RunExecution
 
 
+class ChainEnded(Exception):
+    """A chain wrote the run's end with its last step's: the walk has nothing left to
+    do (it stops at the chain's head, not meeting each step the chain ran)."""
+
+
 def _chainable(plan: Plan, block_id: str) -> bool:
     """A sync compute step with nothing to do on the loop around its run: no flow
     control, ``when``, ``for_each`` or ``timeout``."""
