@@ -28,6 +28,7 @@ from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
 from .durable.lifecycle import Lifecycle
 from .durable.prune import Pruner, PruneReport
+from .durable.records import RunRow
 from .durable.run_execution import first_steps
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.signal_store import SignalSent
@@ -218,17 +219,27 @@ class Wfkit:
         if idempotency_key is None and self.worker.reserve(
             [b.type for b in wf.blocks if b.enabled]
         ):
+            adopted: list[RunRow] = []
+
+            def adopt(row: RunRow) -> None:
+                adopted.append(row)
+                self.worker.adopt(row)
+
+            # no on_run_create to fire first: the walk may set up before the commit ends
+            early = None if self.lifecycle.wants("on_run_create") else adopt
             try:  # our worker has a free slot: the run is inserted claimed and walked at once
                 row = self.store.runs.start_run(
                     self.worker.owner, self.worker.config.lease_s, wf.name, wf_json, data,
                     run_id=run_id, deadline_at=deadline_at,
-                    first=first_steps(self.worker.plan(wf_json)),
+                    first=first_steps(self.worker.plan(wf_json)), early=early,
                 )  # fmt: skip
             except BaseException:
-                self.worker.unreserve()
+                if not adopted:
+                    self.worker.unreserve()
                 raise
             self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
-            self.worker.adopt(row)
+            if not adopted:
+                self.worker.adopt(row)
             return RunHandle(self.store, run_id, self.worker, created=True, workflow=wf)
         self.lifecycle.run_creating(run_id, wf.name, data, idempotency_key, deadline_at)
         found, created = self.store.runs.create_run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,9 @@ class RunRow:
     """For a claimed run: ``(block_id, status, output)`` of its ended steps."""
     marked: tuple[str, ...] = ()
     """For a run inserted claimed: the steps whose start marker (attempt 1) its insert wrote."""
+    committed: Future[None] | None = None
+    """For a run handed to its worker before its insert committed (SQLite): done once
+    the insert is durable (raises :class:`LeaseLost` if it was not); no step runs before."""
 
 
 @dataclass(frozen=True)

@@ -232,8 +232,18 @@ class RunExecution:
             raise value
         return int(value)
 
+    async def inserted(self) -> None:
+        """Wait until the run's insert has committed, if it was handed over before
+        (:attr:`RunRow.committed`); raises :class:`LeaseLost` if it did not."""
+        gate = self.row.committed
+        if gate is not None:
+            await asyncio.wrap_future(gate)
+            self.row.committed = None
+
     async def dispatch(self, block_id: str, params: dict[str, Any]) -> Any:
         conn = self.plan.connectors[block_id]
+        if not self.chains(block_id):  # (a chain's thread waits for the insert itself)
+            await self.inserted()
         self.running += 1
         try:
             if conn.type == RUN_WORKFLOW:
@@ -352,6 +362,7 @@ class RunExecution:
     async def dispatch_each(self, block_id: str, params: list[dict[str, Any]]) -> Any:
         """A ``for_each`` step: its row, then a row per item (``block_id[i]``); items
         that ended before (the claim's memo) are not run again."""
+        await self.inserted()
         self.running += 1
         try:
             return await self._each(block_id, params)

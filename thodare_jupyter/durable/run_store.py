@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,14 +143,21 @@ class RunStore:
         run_id: str,
         deadline_at: float | None = None,
         first: Sequence[tuple[str, str]] = (),
+        early: Callable[[RunRow], None] | None = None,
     ) -> RunRow:
         """Insert a run already claimed by worker ``owner`` (a kit starting a run its own
         worker walks at once): no claim round trip, no wake-up of other workers.
         ``first``: ``(block_id, type)`` of the steps the walk starts first; their start
         markers (attempt 1) go with the insert (``RunRow.marked``), so the walk does
-        not write them. A retried insert that had landed returns the stored run."""
+        not write them. A retried insert that had landed returns the stored run.
+        ``early``: on SQLite, called with the run before its commit waits for the
+        disk, so the walk sets up meanwhile; :attr:`RunRow.committed` says when the
+        commit is done (other writes of this process wait for it: it holds the file's
+        writer lock)."""
+        sqlite, n = self.db.is_sqlite, len(first)
+        committed: Future[None] | None = Future() if sqlite and early is not None else None
+        marked = tuple(b for b, _ in first)
         try:
-            sqlite, n = self.db.is_sqlite, len(first)
             with self.db.write(single=not (sqlite and n)) as c:
                 now = time.time()
                 row = self._new_row(run_id, workflow_name, workflow_json, input, now,
@@ -162,12 +170,22 @@ class RunStore:
                 row["signal_horizon"] = self.db.run(c, insert, args).rows[0][0]
                 if sqlite and n:
                     self.db.run(c, step_markers(n), args)
-            started = run_of(row)
-        except IntegrityError:  # a retried insert had landed, its markers with it
-            with self.db.read() as c:
+                started = run_of(row)
+                started.memo, started.marked = [], marked
+                if early is not None and committed is not None:
+                    started.committed = committed
+                    early(started)
+        except BaseException as e:
+            if committed is not None:  # the walk handed the run stops at it
+                committed.set_exception(LeaseLost(run_id))
+            if committed is not None or not isinstance(e, IntegrityError):
+                raise
+            with self.db.read() as c:  # a retried insert had landed, its markers with it
                 got = c.execute(GET_RUN, {"p_run": run_id, "p_ns": self.db.namespace}).one()
             started = run_row(got)
-        started.memo, started.marked = [], tuple(b for b, _ in first)
+            started.memo, started.marked = [], marked
+        if committed is not None:
+            committed.set_result(None)
         return started
 
     def _new_row(

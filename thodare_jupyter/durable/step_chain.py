@@ -84,6 +84,12 @@ class StepChain:
         has completed. Stops at a failure, a pause, the end of the walk or a write
         that failed; the walk takes it from there."""
         links = [link]
+        if self.ex.row.committed is not None:  # handed over before its insert committed
+            try:
+                self.ex.row.committed.result()
+            except BaseException as e:  # LeaseLost: the run was never stored
+                link.write_error = e
+                return links
         while True:
             link.capture = Capture(link.block_id, link.attempt)
             token = begin(link.capture)
