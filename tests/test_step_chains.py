@@ -10,20 +10,26 @@ On SQLite and PostgreSQL, with a started kit:
 * a run canceled while the head of a chain runs starts no further step of it;
 * with several runs in flight (on SQLite they do not chain then) the runs complete;
   with a lifecycle listener (no chains) it hears every step start and end;
-* a chained step whose params do not validate fails the run at that step, saying why.
+* a chained step whose params do not validate fails the run at that step, saying why;
+* (SQLite) a run handed to the worker before its insert commits starts its first step,
+  sync or async, only after the commit; if the commit fails, ``kit.run`` raises, no
+  step runs, no row is left and the worker's slot is free again.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 from durable_helpers import KitFactory, q, wait_until
 from pydantic import BaseModel
 
 from thodare_jupyter import Catalog, RetryPolicy, RunFailed, define_connector, define_workflow
+from thodare_jupyter.errors import BackendUnavailable
 
 
 class N(BaseModel):
@@ -221,3 +227,76 @@ def test_a_chain_beside_a_parallel_branch_ends_the_run_once_both_ended(
     assert [tuple(r) for r in rows] == [("a", "completed"), ("b", "completed"),
                                         ("c", "completed")]  # fmt: skip
     assert h.status == "completed"
+
+
+STARTED: list[float] = []
+
+
+def _stamp(p: N) -> N:
+    STARTED.append(time.monotonic())
+    return N(n=p.n + 1)
+
+
+async def _stamp_async(p: N) -> N:
+    STARTED.append(time.monotonic())
+    return N(n=p.n + 1)
+
+
+STAMP = define_connector(type="chain_stamp", params=N, outputs=N, run=_stamp)
+STAMP_ASYNC = define_connector(type="chain_stamp_async", params=N, outputs=N, run=_stamp_async)
+
+
+def _one_step(conn):  # type: ignore[no-untyped-def]
+    wf = define_workflow(f"one-{conn.type}").input(N)
+    return wf.step("s", conn, lambda r: {"n": r.input.n}).build()
+
+
+@pytest.mark.parametrize("conn", [STAMP, STAMP_ASYNC], ids=["sync", "async"])
+def test_a_run_handed_over_before_its_insert_commits_starts_no_step_before_it(
+    kits: KitFactory,
+    conn,  # type: ignore[no-untyped-def]
+) -> None:
+    """SQLite: the kit hands its worker the run before the insert's commit (the walk
+    sets up meanwhile); its first step, sync (on a chain's thread) or async (on the
+    loop), starts only once the commit has returned."""
+    kit = kits(catalog=Catalog(STAMP, STAMP_ASYNC)).start()
+    done: list[float] = []
+
+    def slow_commit(_conn):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)  # fires before the driver's commit: the commit ends after this
+        done.append(time.monotonic())
+
+    STARTED.clear()
+    sa.event.listen(kit.store.engine, "commit", slow_commit)
+    try:
+        h = kit.run(_one_step(conn), {"n": 1})
+    finally:
+        sa.event.remove(kit.store.engine, "commit", slow_commit)
+    assert h.result(timeout=20)["s"] == {"n": 2}
+    assert len(STARTED) == 1 and STARTED[0] >= done[0], (STARTED, done)
+
+
+@pytest.mark.parametrize("conn", [STAMP, STAMP_ASYNC], ids=["sync", "async"])
+def test_a_run_whose_insert_does_not_commit_is_not_walked(
+    kits: KitFactory,
+    conn,  # type: ignore[no-untyped-def]
+) -> None:
+    """SQLite: the insert's commit fails after the run was handed over: ``kit.run``
+    raises, no step runs, no row is left, and the worker's slot is free again."""
+    kit = kits(catalog=Catalog(STAMP, STAMP_ASYNC), concurrency=1).start()
+
+    def refuse(_conn):  # type: ignore[no-untyped-def]
+        raise sa.exc.OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    STARTED.clear()
+    sa.event.listen(kit.store.engine, "commit", refuse)
+    try:
+        with pytest.raises(BackendUnavailable):
+            kit.run(_one_step(conn), {"n": 1})
+    finally:
+        sa.event.remove(kit.store.engine, "commit", refuse)
+    wait_until(lambda: not kit.worker._active, what="the handed-over walk to stop")
+    assert STARTED == []
+    assert q(kit.store.url, "SELECT count(*) FROM thodare_runs")[0][0] == 0
+    assert kit.run(_one_step(conn), {"n": 5}).result(timeout=20)["s"] == {"n": 6}
+    assert len(STARTED) == 1

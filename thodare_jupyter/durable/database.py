@@ -255,8 +255,13 @@ class Database:
             held = self._held.get(lazy)
             if held is None or held.closed or held.invalidated:
                 held = self._held[lazy] = engine.connect()
-            with held.begin():
-                yield held
+            try:
+                with held.begin():
+                    yield held
+            except BaseException:  # a commit that failed can leave the file's transaction open
+                if cast(Any, held.connection.driver_connection).in_transaction:
+                    held.invalidate()  # (closed: rolled back; the next write opens another)
+                raise
 
     def run(self, c: Connection, statement: Any, params: dict[str, Any]) -> Ran:
         """Run a hot statement (a step write, a finish, a run's start, a claim) on the
