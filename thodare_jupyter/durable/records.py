@@ -9,10 +9,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str)
+
 
 def dumps(value: Any) -> str:
-    """Compact JSON for the database."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON for the database (one encoder for every call: ``json.dumps`` with
+    options builds one a call)."""
+    return _ENCODER.encode(value)
 
 
 @dataclass

@@ -227,7 +227,7 @@ LEASED = sa.exists().where(
     runs.c.lease_owner == sa.bindparam("p_owner"),
     runs.c.status == "running",
 )
-_STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
+STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
               "started_at", "ended_at", "params_json")  # fmt: skip
 INSERT_RUN = runs.insert().values(
     {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
@@ -241,7 +241,7 @@ def step_markers(n: int) -> Any:
     """Insert ``n`` new step rows (``{column}{i}`` parameters), unfenced: the start
     markers a run's insert carries, in the insert's own transaction."""
     return steps.insert().values(
-        [{c: sa.bindparam(f"{c}{i}") for c in _STEP_COLS} for i in range(n)]
+        [{c: sa.bindparam(f"{c}{i}") for c in STEP_COLS} for i in range(n)]
     )
 
 
@@ -268,12 +268,12 @@ def step_upsert(is_sqlite: bool, n: int) -> Any:
     ``running``) counts an attempt; an end keeps the highest attempt seen."""
     rows = [
         sa.select(*(sa.cast(sa.bindparam(f"{c}{i}"), steps.c[c].type).label(c)
-                    for c in _STEP_COLS))
+                    for c in STEP_COLS))
         for i in range(n)
     ]  # fmt: skip
     src = (sa.union_all(*rows) if n > 1 else rows[0]).subquery("v")
     new = (sa.dialects.sqlite.insert if is_sqlite else sa.dialects.postgresql.insert)(steps)
-    ins = new.from_select(list(_STEP_COLS), sa.select(*src.c).where(LEASED))
+    ins = new.from_select(list(STEP_COLS), sa.select(*src.c).where(LEASED))
     ex = ins.excluded
     attempt = sa.case(
         (ex.status == "running", steps.c.attempt + 1),

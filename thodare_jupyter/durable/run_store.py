@@ -8,6 +8,7 @@ suspected, run taken over) cannot overwrite the new owner's work.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -38,6 +39,7 @@ from .run_sql import (
     LEASED,
     RUN_BY_KEY,
     START_RUN,
+    STEP_COLS,
     capable_of,
     claim_statement,
     copy_steps,
@@ -69,6 +71,15 @@ def _attempt(op: Callable[[Connection], Any], c: Connection) -> tuple[bool, Any]
         return True, op(c)
     except LeaseLost as e:
         return False, e
+
+
+_NEW_ROW: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
+
+
+@functools.lru_cache(maxsize=64)
+def _step_keys(i: int) -> tuple[str, ...]:
+    """The parameter names of the ``i``-th step row of a statement (``run_id0``, ...)."""
+    return tuple(f"{c}{i}" for c in STEP_COLS)
 
 
 class RunStore:
@@ -200,7 +211,7 @@ class RunStore:
         deadline_at: float | None = None,
     ) -> dict[str, Any]:
         """The values of a new pending run (all but ``signal_horizon``)."""
-        row: dict[str, Any] = {c.name: None for c in runs.c if c.name != "signal_horizon"}
+        row = dict(_NEW_ROW)
         row.update({
             "id": run_id, "namespace": self.db.namespace, "workflow_name": workflow_name,
             "workflow_json": workflow_json, "input_json": dumps(input),
@@ -391,16 +402,13 @@ class RunStore:
         params: dict[str, Any] = {"p_run": run_id, "p_owner": owner}
         for i, w in enumerate(writes):
             ended = w.status != "running"
-            params.update({
-                f"run_id{i}": run_id, f"block_id{i}": w.block_id, f"type{i}": w.type,
-                f"status{i}": w.status, f"attempt{i}": w.attempt,
-                f"output_json{i}": (dumps(w.output)
-                                    if w.status == "completed" or w.output is not None
-                                    else None),
-                f"error{i}": db_text(w.error), f"started_at{i}": w.at,
-                f"ended_at{i}": w.at if ended else None,
-                f"params_json{i}": None if w.params is None else dumps(w.params),
-            })  # fmt: skip
+            values = (
+                run_id, w.block_id, w.type, w.status, w.attempt,
+                dumps(w.output) if w.status == "completed" or w.output is not None else None,
+                db_text(w.error), w.at, w.at if ended else None,
+                None if w.params is None else dumps(w.params),
+            )  # fmt: skip
+            params.update(zip(_step_keys(i), values, strict=True))
         return params
 
     def finish_in(
