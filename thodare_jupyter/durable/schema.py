@@ -24,6 +24,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 ACTIVE = "status IN ('pending', 'waiting', 'running')"  # runs that have not ended
+CHILDREN = "parent_run_id IS NOT NULL"  # child runs (of run_workflow steps)
 WAITING = "status = 'waiting'"
 
 runs = Table(
@@ -70,7 +71,15 @@ runs = Table(
     Index("ix_thodare_runs_list", "namespace", "created_at"),  # the runs list, newest first
     Index("ix_thodare_runs_status_list", "namespace", "status", "created_at"),  # ... by status
     # A parent's children (describe, cancel cascade); a parent step never starts two.
-    Index("ix_thodare_runs_parent", "parent_run_id", "parent_block_id", unique=True),
+    # Child runs only: a run's insert writes no entry for the others (migration 0012).
+    Index(
+        "ix_thodare_runs_parent",
+        "parent_run_id",
+        "parent_block_id",
+        unique=True,
+        sqlite_where=sa.text(CHILDREN),
+        postgresql_where=sa.text(CHILDREN),
+    ),
 )
 
 steps = Table(
