@@ -272,6 +272,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=8, help="our worker's concurrency")
     ap.add_argument("--no-dbos", action="store_true", help="skip DBOS")
     args = ap.parse_args()
+    for name in ("runs", "burst", "repeat", "concurrency"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be 1 or more (got {getattr(args, name)})")
     dbs = [x.strip() for x in args.db.split(",") if x.strip()]
     dbos_error = dbos_missing(args.no_dbos)
 
