@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from durable_helpers import KitFactory, block, q, run_row, step_rows, wait_until, workflow
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
@@ -46,6 +48,7 @@ from thodare_jupyter import (
     run_in_memory,
 )
 from thodare_jupyter.cli import app
+from thodare_jupyter.connectors.payload import _small
 from thodare_jupyter.errors import ArtifactStoreError
 
 WHEN = dt.datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=dt.UTC)
@@ -680,3 +683,40 @@ def test_importing_the_package_does_not_import_pandas_or_pyarrow() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
     )  # fmt: skip
     assert out.stdout.strip() == "[]"
+
+
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=300)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(
+        st.dictionaries(st.text(max_size=300), _SCALARS, max_size=70),
+        st.lists(_SCALARS, max_size=70),
+    ),
+    limit=st.sampled_from([8192, 16384, 262144]),
+)
+def test_an_output_kept_unmeasured_is_surely_within_the_reference_size(
+    value: Any, limit: int
+) -> None:
+    """``by_reference`` skips writing a small flat output's JSON to measure it: whatever
+    it so keeps in the row (control characters, long keys, big numbers alike) is
+    within the size, measured as the store measures it."""
+    if _small(value, limit):
+        assert len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) <= limit
+
+
+@pytest.mark.parametrize("limit", [8192, 262144])
+def test_the_largest_output_kept_unmeasured_is_within_the_reference_size(limit: int) -> None:
+    """The worst case the rule lets through unmeasured: 64 items whose keys and values
+    are as long as allowed and all control characters (6 bytes each in JSON)."""
+    cap = limit // 1024
+    worst = {f"{i:02d}" + "\x01" * (cap - 2): "\x01" * cap for i in range(64)}
+    longest_numbers = {f"{i:02d}" + "\x01" * (cap - 2): -(1 << 63) for i in range(64)}
+    for value in (worst, longest_numbers, list(worst.values())):
+        assert _small(value, limit)
+        assert len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) <= limit
+    assert not _small({**worst, "one more": 1}, limit)
+    assert not _small({"x": "a" * (cap + 1)}, limit)

@@ -304,7 +304,8 @@ class Connector:
         """:meth:`execute` of a sync ``run`` on the calling thread (a worker's step
         thread): the output, a :class:`PauseInfo`, or an awaitable ``run`` returned
         (the caller hands it to :meth:`finish`)."""
-        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        if self.hidden_params:
+            ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
         if ctx.artifacts is not None and has_ref(raw_params):
             raw_params = load_params(self, raw_params, ctx.artifacts)
         result = self.run(*self._args(raw_params, ctx))

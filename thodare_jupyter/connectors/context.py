@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,11 +41,13 @@ class StepContext:
     idempotency_key: str = ""
     redactor: Redactor = field(default_factory=Redactor, repr=False)
     artifacts: ArtifactStore | None = field(default=None, repr=False)
-    log: StepLog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.env, ReadingEnv):
+        if type(self.env) is not ReadingEnv:
             self.env = ReadingEnv(self.env, self.redactor)
         if not self.idempotency_key:
             self.idempotency_key = f"{self.run_id}:{self.block_id}"
-        self.log = StepLog(_log, {"run_id": self.run_id, "block_id": self.block_id})
+
+    @functools.cached_property
+    def log(self) -> StepLog:  # made when a step first logs (most never do)
+        return StepLog(_log, {"run_id": self.run_id, "block_id": self.block_id})

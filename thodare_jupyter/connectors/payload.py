@@ -142,7 +142,7 @@ def store_untyped(value: Any, store: ArtifactStore | None, redact: Any = None) -
 
 def by_reference(value: Any, store: ArtifactStore | None) -> Any:
     """``value``, or a ``json`` reference to it when its JSON is over 256 KiB."""
-    if store is None or store.json_by_reference is None or isinstance(value, _PLAIN):
+    if store is None or store.json_by_reference is None or _small(value, store.json_by_reference):
         return value
     try:
         data = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -151,6 +151,30 @@ def by_reference(value: Any, store: ArtifactStore | None) -> Any:
     if len(data) <= store.json_by_reference:
         return value
     return store.put_json(value, data)
+
+
+def _small(value: Any, limit: int) -> bool:
+    """True when ``value``'s JSON surely fits in ``limit`` bytes (at least 8 KiB), known
+    without writing it: a scalar, or a dict or list of at most 64 numbers, booleans,
+    nulls and strings (keys too) of at most ``limit // 1024`` characters, each at most
+    6 bytes in JSON: 64 * (12 * limit / 1024 + 30) bytes at most."""
+    if isinstance(value, _PLAIN):
+        return True
+    if limit < 8192 or not isinstance(value, (dict, list)) or len(value) > 64:
+        return False
+    cap = limit // 1024
+    if isinstance(value, dict) and not all(isinstance(k, str) and len(k) <= cap for k in value):
+        return False
+    for v in value.values() if isinstance(value, dict) else value:
+        if isinstance(v, str):
+            if len(v) > cap:
+                return False
+        elif isinstance(v, int) and not isinstance(v, bool):
+            if not -(1 << 63) <= v < 1 << 63:
+                return False
+        elif v is not None and not isinstance(v, (float, bool)):
+            return False
+    return True
 
 
 def load_params(conn: Connector, raw: dict[str, Any], store: ArtifactStore | None) -> Any:
