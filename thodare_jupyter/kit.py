@@ -136,13 +136,15 @@ class Wfkit:
             wf = self.compile(workflow)
             return wf, wf.to_json()
         wf_json = workflow.to_json()
-        key = (wf_json, workflow.input_model, *(self.catalog.find(b.type) for b in workflow.blocks))
+        model = workflow.input_model
+        key = (wf_json, model, *(self.catalog.find(b.type) for b in workflow.blocks))
         if key not in self._compiled:
             self.compile(workflow)
             if len(self._compiled) >= 128:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[key] = True
-        workflow._input_model = input_model_of(workflow)
+        if model is None:  # not built in Python: the model of its metadata's input schema
+            workflow._input_model = input_model_of(workflow)
         return workflow, wf_json
 
     def workflow_from_spec(
