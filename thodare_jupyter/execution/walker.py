@@ -359,7 +359,9 @@ class _Walk:
         outcome: WalkOutcome | None,
     ) -> WalkOutcome | None:
         """Record how a dispatched step ended; the walk's outcome so far (``exc``: of
-        an ``abort_on`` type, raised: the walk ends)."""
+        an ``abort_on`` type, raised: the walk ends, with no record of it)."""
+        if isinstance(exc, self.abort_on):
+            raise exc
         rec = StepRecord(
             block_id=node,
             type=self.plan.blocks[node].type,
@@ -369,8 +371,6 @@ class _Walk:
             duration_ms=(time.perf_counter() - t0) * 1000,
         )
         self.records.append(rec)
-        if isinstance(exc, self.abort_on):
-            raise exc
         if exc is not None:
             rec.status, rec.error = "failed", self.redactor(error_text(exc))
             if not self.fail(node, rec.error) and outcome is None:
