@@ -228,7 +228,7 @@ LEASED = sa.exists().where(
     runs.c.status == "running",
 )
 STEP_COLS = ("run_id", "block_id", "type", "status", "attempt", "output_json", "error",
-              "started_at", "ended_at", "params_json")  # fmt: skip
+             "started_at", "ended_at", "params_json")  # fmt: skip
 INSERT_RUN = runs.insert().values(
     {c.name: sa.bindparam(c.name) for c in runs.c if c.name != "signal_horizon"}
     | {"signal_horizon": _MAX_SIGNAL.scalar_subquery()}
