@@ -270,3 +270,41 @@ def test_a_run_claimed_while_its_last_walk_is_still_ending_is_walked(db_url: str
         assert kit.get_handle(run_id).result(timeout=10)["a"] == {"n": 2}
     finally:
         kit.close()
+
+
+def test_a_late_lost_lease_report_does_not_stop_the_runs_newer_walk(db_url: str) -> None:
+    """The heartbeat reports the runs whose lease it could not extend; a run that parked
+    meanwhile and was claimed again by the same worker has a new walk by the time the
+    report reaches the loop. Only the walk the heartbeat saw is stopped: stopping the
+    new one left the run 'running' under this worker's lease, which its own claims skip
+    (stuck for good with no other worker in the namespace)."""
+    hold, gate = _gated()
+    kit = create_wfkit(db_url, env={}, namespace=f"h{uuid.uuid4().hex[:8]}", poll_s=0.05)
+    kit.register(hold)
+    wf = define_workflow("late").input(N).step("a", hold, lambda r: {"n": r.input.n}).build()
+    try:
+        kit.start()
+        loop, worker = kit.worker._loop, kit.worker
+        assert loop is not None
+        h = kit.run(wf, {"n": 7})
+        wait_until(lambda: h.id in worker._active, 5, "the run's walk")
+        walk = worker._active[h.id]
+
+        async def seen_before() -> asyncio.Task[None]:  # the walk the heartbeat saw: ended
+            return asyncio.ensure_future(asyncio.sleep(0))
+
+        old = asyncio.run_coroutine_threadsafe(seen_before(), loop).result(5)
+        loop.call_soon_threadsafe(worker._leases_lost, {h.id: old})
+        time.sleep(0.2)
+        assert not walk.cancelled() and worker._active.get(h.id) is walk
+        gate.set()
+        assert h.result(timeout=10)["a"] == {"n": 7}
+
+        gate.clear()
+        h2 = kit.run(wf, {"n": 8})  # the walk the heartbeat saw is stopped, as before
+        wait_until(lambda: h2.id in worker._active, 5, "the second run's walk")
+        loop.call_soon_threadsafe(worker._leases_lost, {h2.id: worker._active[h2.id]})
+        wait_until(lambda: h2.id not in worker._active, 5, "the second walk stopped")
+        gate.set()
+    finally:
+        kit.close()

@@ -473,7 +473,8 @@ class Worker:
         a busy event loop (or CPU starved by its steps) never lets them lapse."""
         while not stop.wait(self.config.lease_s / 3):
             try:
-                ids = list(self._active)
+                walks = dict(self._active)  # the walks the leases are extended for
+                ids = list(walks)
                 kept = self._beat(ids)
             except Exception as e:  # the database, or _active changed while copied
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
@@ -484,16 +485,18 @@ class Worker:
                     self.store.flow.extend(held, self.config.lease_s)
             except Exception as e:  # the database, or the set changed while copied
                 log.warning("worker %s: flow-control heartbeat failed: %s", self.owner, e)
-            lost = set(ids) - kept  # canceled, or taken over after a long stall
+            lost = {rid: walks[rid] for rid in set(ids) - kept}  # canceled, or taken over
             loop = self._loop
             if lost and loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self._leases_lost, lost)
 
-    def _leases_lost(self, run_ids: set[str]) -> None:
-        for run_id in run_ids:
-            task = self._active.get(run_id)
+    def _leases_lost(self, lost: dict[str, asyncio.Task[None]]) -> None:
+        """Stop the walks whose lease the heartbeat could not extend. Only those walks: a
+        run that parked meanwhile and was claimed again has a new walk, and its lease."""
+        for run_id, walk in lost.items():
+            if self._active.get(run_id) is not walk:
+                continue
             if self.lifecycle.walking:
                 self.spawn(self.io(self.lifecycle.lease_lost, run_id, self.store.runs.get_run))
-            if task is not None:
-                task.cancel()
+            walk.cancel()
