@@ -28,7 +28,6 @@ from .durable.definitions import Definitions, DefinitionVersion
 from .durable.handle import RunHandle, RunList, WorkerInfo, describe_run, describe_worker
 from .durable.lifecycle import Lifecycle
 from .durable.prune import Pruner, PruneReport
-from .durable.records import RunRow
 from .durable.run_execution import first_steps
 from .durable.schedules import DispatchReport, ScheduleInfo, Schedules
 from .durable.signal_store import SignalSent
@@ -218,30 +217,19 @@ class Wfkit:
         data = validate_input(wf.input_model, input, wf.name, self.artifacts)
         deadline_at = _deadline(deadline)
         run_id = uuid.uuid4().hex  # the id is chosen here: a retry keeps it
-        if idempotency_key is None and self.worker.reserve(
-            [b.type for b in wf.blocks if b.enabled]
-        ):
-            adopted: list[RunRow] = []
-
-            def adopt(row: RunRow) -> None:
-                adopted.append(row)
-                self.worker.adopt(row)
-
+        needs = [b.type for b in wf.blocks if b.enabled]
+        slot = None if idempotency_key is not None else self.worker.reserve(needs)
+        if slot is not None:  # a free slot here: the run is inserted claimed, walked at once
             # no on_run_create to fire first: the walk may set up before the commit ends
-            early = None if self.lifecycle.wants("on_run_create") else adopt
-            try:  # our worker has a free slot: the run is inserted claimed and walked at once
+            early = None if self.lifecycle.wants("on_run_create") else slot.hand
+            with slot:  # (given back unless the run was handed over)
                 row = self.store.runs.start_run(
                     self.worker.owner, self.worker.config.lease_s, wf.name, wf_json, data,
                     run_id=run_id, deadline_at=deadline_at,
                     first=first_steps(self.worker.plan(wf_json)), early=early,
                 )  # fmt: skip
-            except BaseException:
-                if not adopted:
-                    self.worker.unreserve()
-                raise
-            self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
-            if not adopted:
-                self.worker.adopt(row)
+                self.lifecycle.run_created(run_id, wf.name, data, None, deadline_at, True)
+                slot.hand(row)
             return RunHandle(self.store, run_id, self.worker, created=True, workflow=wf)
         self.lifecycle.run_creating(run_id, wf.name, data, idempotency_key, deadline_at)
         found, created = self.store.runs.create_run(

@@ -79,6 +79,27 @@ def _kind() -> str:
     return Path(script).name if script not in ("", "-", "-c") else "python"
 
 
+class Slot:
+    """A slot :meth:`Worker.reserve` took: the run inserted in it is handed to the worker
+    with :meth:`hand`, once (the insert may hand it over before its commit ends);
+    leaving the ``with`` block before that gives the slot back."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker, self.handed = worker, False
+
+    def hand(self, row: RunRow) -> None:
+        if not self.handed:
+            self.handed = True
+            self.worker.adopt(row)
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.handed:
+            self.worker.unreserve()
+
+
 class Worker:
     """Claims and walks runs in a background thread with its own event loop."""
 
@@ -151,20 +172,19 @@ class Worker:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(ev.set)
 
-    def reserve(self, needs: Sequence[str]) -> bool:
+    def reserve(self, needs: Sequence[str]) -> Slot | None:
         """Take a free slot for a run this process starts, if this worker is running
         and can run every connector type in ``needs`` (thread-safe). Then the run
-        is inserted claimed by :attr:`owner` and handed over with :meth:`adopt`
-        (or the slot given back with :meth:`unreserve`)."""
+        is inserted claimed by :attr:`owner` and handed over (:class:`Slot`)."""
         with self._slots:
             if not self.running or self._stopping or self._loop is None:
-                return False
+                return None
             if len(self._active) + self._reserved >= self.config.concurrency:
-                return False
+                return None
             if not set(needs) <= set(self.catalog.types()):
-                return False
+                return None
             self._reserved += 1
-            return True
+            return Slot(self)
 
     def unreserve(self) -> None:
         """Give back a slot taken by :meth:`reserve` (thread-safe)."""
