@@ -282,7 +282,7 @@ class Connector:
         if not self.is_async:
             result = await in_thread(self.run_sync, raw_params, ctx)
             return await self.finish(result, ctx) if inspect.isawaitable(result) else result
-        ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        self._hide(raw_params, ctx)
         if ctx.artifacts is not None and has_ref(raw_params):  # reading files: off the loop
             raw_params = await in_thread(load_params, self, raw_params, ctx.artifacts)
         return await self.finish(await self.run(*self._args(raw_params, ctx)), ctx)
@@ -304,14 +304,18 @@ class Connector:
         """:meth:`execute` of a sync ``run`` on the calling thread (a worker's step
         thread): the output, a :class:`PauseInfo`, or an awaitable ``run`` returned
         (the caller hands it to :meth:`finish`)."""
-        if self.hidden_params:
-            ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
+        self._hide(raw_params, ctx)
         if ctx.artifacts is not None and has_ref(raw_params):
             raw_params = load_params(self, raw_params, ctx.artifacts)
         result = self.run(*self._args(raw_params, ctx))
         if inspect.isawaitable(result) or isinstance(result, PauseInfo):
             return result
         return self.dump_output(result, ctx.block_id, ctx)
+
+    def _hide(self, raw_params: dict[str, Any], ctx: StepContext) -> None:
+        """The values of hidden params become secrets of the run (masked in its errors)."""
+        if self.hidden_params:
+            ctx.redactor.add([raw_params.get(name) for name in self.hidden_params])
 
     def _args(self, raw_params: dict[str, Any], ctx: StepContext) -> tuple[Any, ...]:
         """What ``run`` is called with: the validated params, and ``ctx`` if it takes one."""

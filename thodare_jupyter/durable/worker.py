@@ -494,8 +494,7 @@ class Worker:
         while not stop.wait(self.config.lease_s / 3):
             try:
                 walks = dict(self._active)  # the walks the leases are extended for
-                ids = list(walks)
-                kept = self._beat(ids)
+                kept = self._beat(list(walks))
             except Exception as e:  # the database, or _active changed while copied
                 log.warning("worker %s: heartbeat failed: %s", self.owner, e)
                 continue
@@ -505,7 +504,7 @@ class Worker:
                     self.store.flow.extend(held, self.config.lease_s)
             except Exception as e:  # the database, or the set changed while copied
                 log.warning("worker %s: flow-control heartbeat failed: %s", self.owner, e)
-            lost = {rid: walks[rid] for rid in set(ids) - kept}  # canceled, or taken over
+            lost = {rid: w for rid, w in walks.items() if rid not in kept}  # canceled, taken over
             loop = self._loop
             if lost and loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):
